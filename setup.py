@@ -1,6 +1,32 @@
 """optiml_jax: OPT-IML instruction tuning reproduced in JAX (SeqIO + T5X conventions + Flax + Pallas)."""
 
+import os
+
 import setuptools
+from setuptools.command.build_py import build_py
+
+# One line run at interpreter start-up (site.py executes .pth lines that begin with "import"); it makes
+# the plain `lm_eval --model optiml_jax` command find our backend. Why and how: optiml_jax/_lm_eval_hook.py.
+LM_EVAL_PTH = ("optiml_jax_lm_eval.pth", "import optiml_jax._lm_eval_hook\n")
+
+
+class BuildPyWithPth(build_py):
+    """build_py that also writes the .pth file where it lands at the root of site-packages.
+
+    Regular installs: the root of build_lib. Editable installs (PEP 660): build_lib is discarded, so the
+    file goes to the editable wheel's root, which setuptools passes as `install_lib`.
+    """
+
+    def run(self):
+        super().run()
+        root = self.build_lib
+        if getattr(self, "editable_mode", False):
+            root = self.get_finalized_command("install").install_lib
+        name, content = LM_EVAL_PTH
+        os.makedirs(root, exist_ok=True)
+        with open(os.path.join(root, name), "w") as f:
+            f.write(content)
+
 
 # Core: what `optiml_jax.models` and `optiml_jax.kernels` need (importable on GPU boxes without TF).
 CORE = [
@@ -58,6 +84,7 @@ setuptools.setup(
         "gpu": ["jax[cuda12]>=0.10,<0.12"],
         "tpu": ["jax[tpu]>=0.10,<0.12"],
     },
+    cmdclass={"build_py": BuildPyWithPth},
     entry_points={"console_scripts": [
         "optiml-train=optiml_jax.train:console_main",
         "optiml-eval=optiml_jax.eval:main",

@@ -14,8 +14,9 @@ Two entry points:
   (what a plain batch does, and what lm-eval's Hugging Face backend does) costs `num_options` times the
   prompt FLOPs. Here the prompt minus its last token is prefilled into the model's KV cache once per
   prompt, the cache rows are repeated once per option, and each option is fed as one chunk
-  `[last prompt token, option tokens...]` at explicit positions. The prefill's logits are unused, so
-  XLA drops the LM head for the prompt; only option positions pay for the vocabulary projection.
+  `[last prompt token, option tokens...]` at explicit positions. The model returns features, not logits:
+  only the positions that predict an option token (gathered, not the padded [rows, width] block) pay
+  for the vocabulary projection, which at 50k vocabulary costs as much as the rest of a 125m forward.
   Prompts are right-padded: padded cache slots carry segment id 0 and are masked out of attention.
 
 Both functions are jitted per padded shape (lengths are bucketed by the caller) and run data-parallel
@@ -33,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from optiml_jax.models import OPT, OPTConfig
+from optiml_jax.models import OPT, OPTConfig, lm_head_logits, tied_embedding
 from optiml_jax.models.layout import to_layout
 
 PAD_ID = 1
@@ -117,11 +118,18 @@ def score_token_batch(config: OPTConfig, params: Any, batch: dict[str, np.ndarra
 
 
 @functools.partial(jax.jit, static_argnames=("config", "num_options"))
-def _score_shared(config: OPTConfig, params: Any, prefix, prefix_len, chunk, chunk_len, *, num_options: int):
-    """prefix [P, Lp] right-padded (prompt minus last token), chunk [P*N, 1+Lo] = last prompt token + option."""
+def _score_shared(config: OPTConfig, params: Any, prefix, prefix_len, chunk, chunk_len, score_index, score_row,
+                  score_valid, *, num_options: int):
+    """prefix [P, Lp] right-padded (prompt minus last token), chunk [P*N, 1+Lo] = last prompt token + option.
+
+    score_index [K]: flat indices into chunk[:, :-1] of the positions whose next token is an option token,
+    score_row [K] the chunk row each belongs to, score_valid [K] False for the padding entries. Only those
+    K positions go through the LM head (a [K, vocab] matmul instead of [P*N*Lo, vocab]: options are a few
+    tokens, padded to the longest option of the batch).
+    """
     model = OPT(config)
     rows, prefix_width = prefix.shape
-    chunk_width = chunk.shape[1]
+    chunk_rows, chunk_width = chunk.shape
     shapes = jax.eval_shape(
         lambda: model.init(jax.random.key(0), jnp.ones((rows, prefix_width + chunk_width), jnp.int32), decode=True)
     )["cache"]
@@ -129,19 +137,40 @@ def _score_shared(config: OPTConfig, params: Any, prefix, prefix_len, chunk, chu
     prefix_cols = jnp.arange(prefix_width)[None, :]
     prefix_segments = (prefix_cols < prefix_len[:, None]).astype(jnp.int32)
     _, mutated = model.apply({"params": params, "cache": cache}, prefix, decoder_segment_ids=prefix_segments,
-                             decoder_positions=prefix_cols * prefix_segments, decode=True, mutable=["cache"])
+                             decoder_positions=prefix_cols * prefix_segments, decode=True, mutable=["cache"],
+                             return_features=True)
     # One cache row per option; the scalar cache index is shared.
     cache = jax.tree.map(lambda c: jnp.repeat(c, num_options, axis=0) if c.ndim else c, mutated["cache"])
     start = jnp.repeat(prefix_len, num_options)  # position of the last prompt token
     chunk_cols = jnp.arange(chunk_width)[None, :]
     chunk_segments = (chunk_cols < chunk_len[:, None]).astype(jnp.int32)
-    logits, _ = model.apply({"params": params, "cache": cache}, chunk, decoder_segment_ids=chunk_segments,
-                            decoder_positions=start[:, None] + chunk_cols, decode=True, mutable=["cache"])
-    picked, greedy = _token_logprobs(logits[:, :-1], chunk[:, 1:])
-    scored = chunk_segments[:, 1:].astype(jnp.float32)
-    scores = jnp.sum(picked * scored, axis=-1)
-    all_greedy = jnp.all(greedy | (scored == 0), axis=-1)
-    return scores, all_greedy
+    features, _ = model.apply({"params": params, "cache": cache}, chunk, decoder_segment_ids=chunk_segments,
+                              decoder_positions=start[:, None] + chunk_cols, decode=True, mutable=["cache"],
+                              return_features=True)
+    features = features[:, :-1].reshape(chunk_rows * (chunk_width - 1), -1)[score_index]
+    targets = chunk[:, 1:].reshape(-1)[score_index]
+    logits = lm_head_logits(config, tied_embedding(params), features)
+    picked, greedy = _token_logprobs(logits, targets)
+    scores = jax.ops.segment_sum(jnp.where(score_valid, picked, 0.0), score_row, num_segments=chunk_rows)
+    misses = jax.ops.segment_sum((score_valid & ~greedy).astype(jnp.int32), score_row, num_segments=chunk_rows)
+    return scores, misses == 0
+
+
+def _scored_positions(chunk_len: np.ndarray, chunk_width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(flat index into chunk[:, :-1], row, valid) of every position that predicts an option token.
+
+    Padded with row-0 index 0 entries (valid False) to a bucketed count, so few shapes are compiled.
+    """
+    rows = np.repeat(np.arange(len(chunk_len)), np.maximum(chunk_len - 1, 0))
+    cols = np.concatenate([np.arange(n - 1) for n in chunk_len]) if len(chunk_len) else np.zeros(0, np.int64)
+    count = bucket_length(len(rows))
+    index = np.zeros(count, np.int32)
+    row = np.zeros(count, np.int32)
+    valid = np.zeros(count, bool)
+    index[: len(rows)] = rows * (chunk_width - 1) + cols
+    row[: len(rows)] = rows
+    valid[: len(rows)] = True
+    return index, row, valid
 
 
 def score_shared_prompts(
@@ -188,9 +217,10 @@ def score_shared_prompts(
             chunk[r, 0] = p[-1]
             chunk[r, 1 : 1 + len(o)] = o
             chunk_len[r] = 1 + len(o)
+    score_index, score_row, score_valid = _scored_positions(chunk_len, chunk_width)
     scores, greedy = _score_shared(
         config, params, _put(prefix, mesh), _put(prefix_len, mesh), _put(chunk, mesh), _put(chunk_len, mesh),
-        num_options=num_options,
+        jnp.asarray(score_index), jnp.asarray(score_row), jnp.asarray(score_valid), num_options=num_options,
     )
     scores, greedy = np.asarray(scores), np.asarray(greedy)
     return [

@@ -3,7 +3,14 @@
 from optiml_jax.models.config import OPT_VOCAB_SIZE, PRESETS, OPTConfig
 from optiml_jax.models.generation import generate, greedy_reference
 from optiml_jax.models.layout import stack_layers, to_layout, unstack_layers
-from optiml_jax.models.opt import OPT, default_positions, init_params, param_logical_axes
+from optiml_jax.models.opt import (
+    OPT,
+    default_positions,
+    init_params,
+    lm_head_logits,
+    param_logical_axes,
+    tied_embedding,
+)
 
 __all__ = [
     "OPT",
@@ -14,8 +21,10 @@ __all__ = [
     "generate",
     "greedy_reference",
     "init_params",
+    "lm_head_logits",
     "param_logical_axes",
     "stack_layers",
+    "tied_embedding",
     "to_layout",
     "unstack_layers",
 ]

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from optiml_jax.models.config import OPTConfig
 from optiml_jax.models.layout import to_layout
-from optiml_jax.models.opt import OPT, default_positions
+from optiml_jax.models.opt import OPT, default_positions, lm_head_logits, tied_embedding
 
 Array = jax.Array
 
@@ -58,12 +58,16 @@ def _generate(config, params, prompt, rng, eos_id, pad_id, *, max_new_tokens, te
 
     segment_ids, positions = default_positions(prompt, pad_id)
 
+    embedding = tied_embedding(params)
+
     def forward(cache, tokens, segments, pos):
-        logits, mutated = model.apply(
+        # Features, then the LM head on the last position only: the prefill would otherwise compute
+        # [batch, prompt_len, vocab] logits to keep one row of them.
+        features, mutated = model.apply(
             {"params": params, "cache": cache}, tokens, decoder_segment_ids=segments, decoder_positions=pos,
-            decode=True, mutable=["cache"],
+            decode=True, mutable=["cache"], return_features=True,
         )
-        return logits[:, -1], mutated["cache"]
+        return lm_head_logits(config, embedding, features[:, -1]), mutated["cache"]
 
     logits, cache = forward(cache, prompt, segment_ids, positions)
     rng, sub = jax.random.split(rng)

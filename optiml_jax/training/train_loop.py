@@ -108,6 +108,7 @@ def train(
     seed: int = 0,
     num_microbatches: int = 1,
     loss_normalization: Any = "tokens",
+    loss_chunk_size: int | None = None,
     checkpoint_period: int = 1000,
     keep_checkpoints: int | None = 3,
     async_checkpoints: bool = True,
@@ -125,6 +126,8 @@ def train(
     """Train `model_config` on the mixture for `train_steps` steps of `batch_size` sequences.
 
     `task_feature_lengths` gives the packed row length (sum of its values, decoder-only).
+    `loss_chunk_size` computes the LM head and loss that many positions at a time, without [B, L, vocab]
+    logits (`chunked_cross_entropy`); None = plain logits.
     `eval_streams` give eval *loss* per split; `eval_callback(config, params, step, model_dir)` runs task
     evaluation (rank classification / generation, e.g. `optiml_jax.evaluation.hooks.EvalCallback`) before the
     first step of a fresh run, every `eval_period` steps and at the end. The trainer never imports the
@@ -141,7 +144,7 @@ def train(
     model_config = model_config.replace(attention_backend=part.attention_backend_for(model_config.attention_backend))
     shardings = train_state.state_shardings(model_config, tx, part)
     trainer = Trainer(model_config, tx, schedule, part, shardings, seed=seed, num_microbatches=num_microbatches,
-                      loss_normalization=loss_normalization)
+                      loss_normalization=loss_normalization, loss_chunk_size=loss_chunk_size)
 
     if jax.process_index() == 0:
         model_dir.mkdir(parents=True, exist_ok=True)

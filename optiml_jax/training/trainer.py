@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optiml_jax.models import OPT, OPTConfig
+from optiml_jax.models import OPT, OPTConfig, tied_embedding
+from optiml_jax.training.chunked_cross_entropy import chunked_cross_entropy
 from optiml_jax.training.losses import normalized_token_weights, weighted_cross_entropy
 from optiml_jax.training.partitioning import BATCH_AXES, Partitioner
 from optiml_jax.training.train_state import TrainState
@@ -32,10 +33,12 @@ from optiml_jax.training.train_state import TrainState
 Batch = dict[str, jax.Array]
 
 
-def _forward(model: OPT, params: Any, batch: Batch, *, deterministic: bool, rng: jax.Array | None) -> jax.Array:
+def _forward(model: OPT, params: Any, batch: Batch, *, deterministic: bool, rng: jax.Array | None,
+             return_features: bool = False) -> jax.Array:
     rngs = None if deterministic else {"dropout": rng}
     return model.apply({"params": params}, batch["decoder_input_tokens"], batch["decoder_segment_ids"],
-                       batch["decoder_positions"], deterministic=deterministic, rngs=rngs)
+                       batch["decoder_positions"], deterministic=deterministic, rngs=rngs,
+                       return_features=return_features)
 
 
 def _split_microbatches(tree: Any, num_microbatches: int) -> Any:
@@ -59,13 +62,24 @@ def make_train_step(
     seed: int = 0,
     num_microbatches: int = 1,
     loss_normalization: Any = "tokens",
+    loss_chunk_size: int | None = None,
 ):
+    """`loss_chunk_size`: run the LM head and cross-entropy `loss_chunk_size` positions at a time with the
+    gradient formed in the same pass (`chunked_cross_entropy`), instead of materialising [B, L, vocab]
+    logits; None = the plain path. Same loss and gradients up to float rounding."""
     model = OPT(config)
     deterministic = config.dropout_rate == 0.0
+    if loss_chunk_size is not None and loss_chunk_size < 1:
+        raise ValueError(f"loss_chunk_size={loss_chunk_size}: must be a positive number of positions or None")
 
     def loss_fn(params, batch, token_weights, rng):
+        targets = batch["decoder_target_tokens"]
+        if loss_chunk_size:
+            features = _forward(model, params, batch, deterministic=deterministic, rng=rng, return_features=True)
+            return chunked_cross_entropy(config, int(loss_chunk_size), features, tied_embedding(params), targets,
+                                         token_weights)
         logits = _forward(model, params, batch, deterministic=deterministic, rng=rng)
-        return weighted_cross_entropy(logits, batch["decoder_target_tokens"], token_weights)
+        return weighted_cross_entropy(logits, targets, token_weights)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
@@ -142,12 +156,14 @@ class Trainer:
     seed: int = 0
     num_microbatches: int = 1
     loss_normalization: Any = "tokens"
+    loss_chunk_size: int | None = None
 
     def __post_init__(self):
         p = self.partitioner
         batch_sh = p.batch_sharding
         step = make_train_step(self.config, self.tx, self.schedule, seed=self.seed,
-                               num_microbatches=self.num_microbatches, loss_normalization=self.loss_normalization)
+                               num_microbatches=self.num_microbatches, loss_normalization=self.loss_normalization,
+                               loss_chunk_size=self.loss_chunk_size)
         self.train_step = p.jit(step, in_shardings=(self.state_shardings, batch_sh),
                                 out_shardings=(self.state_shardings, p.replicated), donate_argnums=(0,))
         self.eval_step = p.jit(make_eval_step(self.config), in_shardings=(self.state_shardings.params, batch_sh),

@@ -14,6 +14,24 @@ from lm_eval.api.instance import Instance  # noqa: E402
 import optiml_jax.evaluation.lm_eval_adapter as adapter  # noqa: E402
 
 
+def test_plain_lm_eval_finds_the_backend_without_importing_it_first():
+    """The installed optiml_jax_lm_eval.pth registers 'optiml_jax' lazily in a fresh interpreter."""
+    code = (
+        "import sys\n"
+        "from lm_eval.api.registry import get_model\n"
+        "import lm_eval.models\n"
+        "assert 'optiml_jax.evaluation.lm_eval_adapter' not in sys.modules, 'adapter imported eagerly'\n"
+        "assert 'jax' not in sys.modules, 'jax imported before the model was asked for'\n"
+        "cls = get_model('optiml_jax')\n"
+        "print(cls.__module__ + ':' + cls.__name__, get_model('optiml-jax') is cls, get_model('hf').__name__)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (
+        "lm-eval did not find 'optiml_jax' in a fresh interpreter; is optiml_jax_lm_eval.pth installed next to "
+        "the package (pip install -e .)?\n" + proc.stderr[-3000:])
+    assert proc.stdout.split() == ["optiml_jax.evaluation.lm_eval_adapter:OptimlJaxLM", "True", "HFLM"]
+
+
 def _ll(ctx, cont, i=0):
     return Instance(request_type="loglikelihood", doc={}, arguments=(ctx, cont), idx=i)
 
@@ -85,12 +103,15 @@ def test_agrees_with_hf_backend_on_exported_weights(hf_export, tmp_path, monkeyp
 
 
 @pytest.mark.slow
-def test_cli_wrapper_runs_our_backend(hf_export, tmp_path):
+@pytest.mark.parametrize("launcher", ["lm_eval", "optiml_jax.evaluation.lm_eval_cli"])
+def test_lm_eval_command_runs_our_backend(hf_export, tmp_path, launcher):
+    """`lm_eval run --model optiml_jax ...` as a user types it (`python -m lm_eval` = the console script), and
+    our wrapper."""
     _write_mc_task(tmp_path)
     out = tmp_path / "out"
     env = dict(os.environ, HF_DATASETS_OFFLINE="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "optiml_jax.evaluation.lm_eval_cli", "run", "--model", "optiml_jax",
+        [sys.executable, "-m", launcher, "run", "--model", "optiml_jax",
          "--model_args", f"checkpoint={hf_export}", "--tasks", "optiml_tiny_mc", "--include_path", str(tmp_path),
          "--device", "cpu", "--output_path", str(out)], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
