@@ -1,11 +1,15 @@
 """The deterministic, step-indexed training stream (batch contract in docs/ARCHITECTURE.md).
 
-`get_batch(step)` is a pure function of (mixture rates, seed, step, shard): all randomness comes from
-`np.random.default_rng([seed, step, shard_index])` (a counter-based key, nothing carried between steps), so
-resuming at a checkpoint's step reproduces the exact batches, and any step can be computed out of order.
+The global batch of a step is a pure function of (mixture rates, seed, step, packing groups), *not* of how
+many hosts read it (Levanter's rule): the batch's rows are cut into G = batch_size / packing_group_rows packing
+groups, group g is packed from data shard g of G (SeqIO `ShardInfo(g, G)` over each task's capped examples)
+with all randomness from `np.random.default_rng([seed, step, g])`, and a host computes only the groups of the
+rows it feeds (hosts must divide G). Nothing is carried between steps, so resuming at a checkpoint's step
+reproduces the exact batches, any step can be computed out of order, and a run restarted on a different
+number of hosts continues with the same global batches.
 
-Per step and host: draw (task, example) pairs by the mixture rates in rounds sized to the free space, place
-each round best-fit-decreasing into the host's rows, and stop when no row can take the shortest example seen
+Per step and group: draw (task, example) pairs by the mixture rates in rounds sized to the free space, place
+each round best-fit-decreasing into the group's rows, and stop when no row can take the shortest example seen
 or after `max_rounds`. Examples drawn but not placed are counted (`StepStats.unplaced`), not used: this keeps
 steps independent. Overlong examples are cut on the left and counted (`StepStats.truncated`).
 """
@@ -50,14 +54,26 @@ class TrainStream:
     def __init__(self, mixture_or_task_name: str, task_feature_lengths, batch_size: int, seed: int = 0,
                  shard_index: int = 0, num_shards: int = 1, *, split: str = "train",
                  metaicl: MetaICLConfig | None = None, recipe: MixtureRecipe | None = None,
-                 cache_dir: str | None = None, format_seed: int = 0, max_rounds: int = 12):
+                 cache_dir: str | None = None, format_seed: int = 0, max_rounds: int = 12,
+                 packing_group_rows: int = 1):
         if batch_size % num_shards:
             raise ValueError(f"global batch_size {batch_size} is not divisible by num_shards {num_shards}")
         if not 0 <= shard_index < num_shards:
             raise ValueError(f"shard_index {shard_index} out of range for num_shards {num_shards}")
+        if packing_group_rows < 1 or batch_size % packing_group_rows:
+            raise ValueError(f"packing_group_rows={packing_group_rows} must be >= 1 and divide the global "
+                             f"batch_size {batch_size}")
+        self.num_groups = batch_size // packing_group_rows
+        if self.num_groups % num_shards:
+            raise ValueError(f"{self.num_groups} packing groups (batch_size {batch_size} / packing_group_rows "
+                             f"{packing_group_rows}) cannot be split evenly over {num_shards} hosts; choose "
+                             "packing_group_rows so that the number of hosts divides batch_size / packing_group_rows")
         self.name, self.split, self.seed = mixture_or_task_name, split, seed
         self.shard_index, self.num_shards = shard_index, num_shards
         self.rows = batch_size // num_shards
+        self.group_rows = packing_group_rows
+        groups_per_host = self.num_groups // num_shards
+        self.groups = range(shard_index * groups_per_host, (shard_index + 1) * groups_per_host)
         self.length = sequence_length(task_feature_lengths)
         self.metaicl = metaicl or MetaICLConfig()
         self.recipe = recipe or MixtureRecipe()
@@ -75,16 +91,16 @@ class TrainStream:
     def rates(self) -> dict[str, float]:
         return dict(zip(self.task_names, self.probs.tolist()))
 
-    def _tokens(self, task_name: str):
+    def _tokens(self, task_name: str, data_shard: int):
         info = registry.get_task(task_name).info
-        return task_tokens(task_name, self.split, shard_index=self.shard_index, num_shards=self.num_shards,
+        return task_tokens(task_name, self.split, shard_index=data_shard, num_shards=self.num_groups,
                            cap=self.recipe.capped_count(info, 1 << 62), format_seed=self.format_seed,
                            cache_dir=self.cache_dir)
 
-    def _metaicl_example(self, rng, task_name: str, j: int, shots: int):
+    def _metaicl_example(self, rng, task_name: str, data_shard: int, j: int, shots: int):
         """A k-shot example (pieces tokenized), dropping demonstrations from the end until it fits."""
         reg = registry.get_task(task_name)
-        toks = self._tokens(task_name)
+        toks = self._tokens(task_name, data_shard)
         raw = registry.load_raw_examples(task_name, self.split)
         others = np.delete(np.arange(len(toks)), j) if len(toks) > 1 else np.arange(0)
         demo_pos = rng.choice(others, size=min(shots, len(others)), replace=False) if len(others) else []
@@ -100,11 +116,18 @@ class TrainStream:
             demos.pop()
 
     def get_batch_with_stats(self, step: int) -> tuple[dict[str, np.ndarray], StepStats]:
-        rng = np.random.default_rng([self.seed, int(step), self.shard_index])
-        free = np.full(self.rows, self.length, np.int64)
+        """This host's rows for `step`: its packing groups, in order, and their summed statistics."""
+        stats = StepStats()
+        parts = [self._pack_group(int(step), g, stats) for g in self.groups]
+        batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        stats.efficiency = packing.efficiency(batch)
+        return batch, stats
+
+    def _pack_group(self, step: int, group: int, stats: StepStats) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng([self.seed, step, group])
+        free = np.full(self.group_rows, self.length, np.int64)
         chosen: list[tuple[np.ndarray, np.ndarray]] = []
         rows_of: list[np.ndarray] = []
-        stats = StepStats()
         mean_len, min_len = 64.0, self.length
         for _ in range(self.max_rounds):
             if free.max() < min_len:
@@ -116,9 +139,9 @@ class TrainStream:
             drawn = []
             for t, ui, k in zip(tasks, u, shots):
                 name = self.task_names[t]
-                toks = self._tokens(name)
+                toks = self._tokens(name, group)
                 j = min(int(ui * len(toks)), len(toks) - 1)
-                ids, w = self._metaicl_example(rng, name, j, int(k)) if k else toks.example(j)
+                ids, w = self._metaicl_example(rng, name, group, j, int(k)) if k else toks.example(j)
                 ids, w, cut = truncate_left(ids, w, self.length)
                 stats.truncated += cut
                 drawn.append((ids, w, name))
@@ -134,11 +157,9 @@ class TrainStream:
             stats.unplaced += int((rows < 0).sum())
             if (rows < 0).all():
                 break
-        batch = packing.write_rows(chosen, np.concatenate(rows_of) if rows_of else np.zeros(0, np.int64),
-                                   self.rows, self.length)
-        stats.examples = len(chosen)
-        stats.efficiency = packing.efficiency(batch)
-        return batch, stats
+        stats.examples += len(chosen)
+        return packing.write_rows(chosen, np.concatenate(rows_of) if rows_of else np.zeros(0, np.int64),
+                                  self.group_rows, self.length)
 
     def get_batch(self, step: int) -> dict[str, np.ndarray]:
         """This host's [batch_size // num_shards, length] batch for `step` (the batch contract)."""
@@ -150,11 +171,14 @@ def get_train_stream(mixture_or_task_name: str = gin.REQUIRED, task_feature_leng
                      batch_size: int = gin.REQUIRED, seed: int = 0, shard_index: int = 0, num_shards: int = 1,
                      split: str = "train", metaicl: MetaICLConfig | None = None,
                      recipe: MixtureRecipe | None = None, cache_dir: str | None = None,
-                     format_seed: int = 0) -> TrainStream:
+                     format_seed: int = 0, packing_group_rows: int = 1) -> TrainStream:
     """The training stream the trainer binds (gin: `get_train_stream.mixture_or_task_name = %MIXTURE_OR_TASK_NAME`).
 
     `batch_size` is global; this host gets `batch_size // num_shards` rows of `sequence_length(task_feature_lengths)`.
+    `packing_group_rows`: rows packed together from one data shard (see the module docstring); the number of
+    hosts must divide `batch_size / packing_group_rows`, and the global batch does not depend on that number.
     `metaicl`/`recipe` default to the gin-configured `MetaICLConfig()` / `MixtureRecipe()`.
     """
     return TrainStream(mixture_or_task_name, task_feature_lengths, batch_size, seed, shard_index, num_shards,
-                       split=split, metaicl=metaicl, recipe=recipe, cache_dir=cache_dir, format_seed=format_seed)
+                       split=split, metaicl=metaicl, recipe=recipe, cache_dir=cache_dir, format_seed=format_seed,
+                       packing_group_rows=packing_group_rows)

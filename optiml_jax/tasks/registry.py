@@ -72,6 +72,17 @@ def register_instruction_task(info: TaskInfo, splits: Mapping[str, SplitFn], voc
     )
 
 
+def unregister_task(name: str) -> None:
+    """Remove a task from our catalog and from `seqio.TaskRegistry` (e.g. a notebook's or a test's scratch task:
+    commands such as `tasks list` read every registered task). Mixtures naming it stop resolving."""
+    if name not in _CATALOG:
+        raise KeyError(f"no instruction task named {name!r} is registered")
+    del _CATALOG[name]
+    for key in [k for k in _RAW_CACHE if k[0] == name]:
+        del _RAW_CACHE[key]
+    seqio.TaskRegistry.remove(name)
+
+
 def _dataset_fn(name: str, format_seed: int):
     def dataset_fn(split: str, shuffle_files: bool = False, seed: int | None = None):
         import tensorflow as tf

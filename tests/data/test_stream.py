@@ -44,6 +44,31 @@ def test_pure_function_of_seed_step_shard(small_mixture):
     assert differ(h0.get_batch(0), h1.get_batch(0))
 
 
+@pytest.mark.parametrize("group_rows", [1, 2])
+def test_global_batch_does_not_depend_on_the_number_of_hosts(small_mixture, group_rows):
+    """1, 2 or 4 hosts reading the same step produce, concatenated, the same global batch (so a run resumed
+    on another number of hosts continues with the same data)."""
+    def global_batch(hosts, step):
+        parts = [get_train_stream(small_mixture, 256, batch_size=4, seed=3, shard_index=h, num_shards=hosts,
+                                  packing_group_rows=group_rows).get_batch(step) for h in range(hosts)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    for step in (0, 7):
+        one = global_batch(1, step)
+        for hosts in (2, 4 // group_rows):
+            other = global_batch(hosts, step)
+            for k in one:
+                np.testing.assert_array_equal(other[k], one[k], err_msg=f"{k}, {hosts} hosts, step {step}")
+    assert (one["decoder_segment_ids"] > 0).mean() > 0.5  # real packed rows, not all padding
+
+
+def test_packing_groups_must_split_over_hosts(small_mixture):
+    with pytest.raises(ValueError, match="packing_group_rows=3 must be >= 1 and divide"):
+        get_train_stream(small_mixture, 256, batch_size=4, packing_group_rows=3)
+    with pytest.raises(ValueError, match="cannot be split evenly over 4 hosts"):
+        get_train_stream(small_mixture, 256, batch_size=4, shard_index=0, num_shards=4, packing_group_rows=2)
+
+
 def test_labels_are_exactly_the_targets_tokens(small_mixture, mini_bench):
     vocab = mini_bench.VOCABULARY
     stream = get_train_stream(small_mixture, 512, batch_size=2, seed=0)

@@ -39,6 +39,19 @@ def test_jsonl_task_is_a_real_seqio_task(tmp_path, vocab):
     assert seqio.get_mixture_or_task("test_jsonl_mix").get_rate(task) == 3.0
 
 
+def test_unregister_removes_task_everywhere(tmp_path, vocab):
+    rows = [{"instruction": "", "input": "q", "target": "a"}]
+    info = TaskInfo("test_scratch_task", "flan", "copying")
+    registry.register_instruction_task(info, {"train": registry.jsonl_split(_write(tmp_path / "s.jsonl", rows))},
+                                       vocab)
+    assert len(registry.load_raw_examples("test_scratch_task", "train")) == 1
+    registry.unregister_task("test_scratch_task")
+    assert "test_scratch_task" not in {t.info.name for t in registry.registered_tasks()}
+    assert "test_scratch_task" not in seqio.TaskRegistry.names()
+    with pytest.raises(KeyError, match="no instruction task named 'test_scratch_task'"):
+        registry.unregister_task("test_scratch_task")
+
+
 def test_counts_mismatch_and_bad_json_are_named(tmp_path, vocab):
     rows = [{"instruction": "", "input": "q", "target": "a"}]
     info = TaskInfo("test_count_task", "flan", "copying")
