@@ -57,3 +57,37 @@ def test_two_processes_match_single_process(tmp_path):
     assert len(mp) == len(ref) == 4
     np.testing.assert_allclose(mp, ref, rtol=1e-6)
     assert sorted(int(p.name) for p in (mp_dir / "checkpoints").iterdir() if p.name.isdigit()) == [2, 4]
+
+
+def _mini_bench_cmd(model_dir, steps, extra=()):
+    return [sys.executable, "-m", "optiml_jax.train", "--gin_file=gin/runs/quickstart.gin", "--no_progress",
+            f"--gin.MODEL_DIR={model_dir}", f"--gin.TRAIN_STEPS={steps}", "--gin.CHECKPOINT_PERIOD=4",
+            "--gin.LOG_PERIOD=1", "--gin.BATCH_SIZE=4", "--gin.TASK_FEATURE_LENGTHS={'targets': 64}",
+            "--gin.DROPOUT_RATE=0.1", "--gin.WARMUP_STEPS=2", "--gin.LR_DECAY='constant'",
+            "--gin.train.eval_streams={}", "--gin.train.eval_callback=None", *extra]
+
+
+@pytest.mark.slow
+def test_resume_on_another_number_of_processes_continues_the_same_run(tmp_path):
+    """Real mini-bench stream: 2 processes train steps 1-4 and checkpoint; one process resumes to step 8.
+    Every loss equals an uninterrupted single-process run: the global batch of a step does not depend on how
+    many hosts read it, and the checkpoint restores onto the new layout."""
+    port = _free_port()
+    run = tmp_path / "run"
+    procs = [subprocess.Popen(_mini_bench_cmd(run, 4, [f"--coordinator_address=127.0.0.1:{port}",
+                                                       "--num_processes=2", f"--process_id={i}",
+                                                       "--cpu_collectives=gloo"]),
+                              cwd=REPO, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    resumed = subprocess.run(_mini_bench_cmd(run, 8), cwd=REPO, env=_env(4), capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    single = subprocess.run(_mini_bench_cmd(tmp_path / "single", 8), cwd=REPO, env=_env(4), capture_output=True,
+                            text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    got, want = _losses(run), _losses(tmp_path / "single")
+    assert len(got) == len(want) == 8
+    np.testing.assert_allclose(got, want, rtol=2e-5)
