@@ -13,6 +13,8 @@ import os
 import time
 from typing import Any, Sequence
 
+import jax
+
 from optiml_jax.evaluation import metrics
 from optiml_jax.evaluation.eval_tasks import EvalTask, pick_demonstrations
 
@@ -120,6 +122,6 @@ def run_evaluation(model, tasks: Sequence[EvalTask], shots: Sequence[int] = (0,)
     records, predictions = evaluate_tasks(model, tasks, shots, seed=seed, rank_normalization=rank_normalization,
                                           max_new_tokens=max_new_tokens)
     results = outputs.results_dict(records, step=step, shots=list(shots))
-    if output_dir is not None:
+    if output_dir is not None and jax.process_index() == 0:  # multi-host: every process computed the same results
         outputs.write_all(output_dir, results, predictions, baseline=baseline, title=title)
     return results

@@ -14,8 +14,10 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
+import flax.linen as nn
 import gin
-from jax.sharding import Mesh
+import jax
+from jax.sharding import Mesh, NamedSharding
 
 from optiml_jax.evaluation.evaluator import run_evaluation
 from optiml_jax.evaluation.model import OPTModel
@@ -38,6 +40,19 @@ def evaluate_params(config: OPTConfig, params: Any, *, vocabulary: Any, output_d
         tasks = build_suites(benchmarks, data_dir, max_examples=max_examples)
     return run_evaluation(model, tasks, shots, output_dir, step, max_new_tokens=max_new_tokens, baseline=baseline,
                           title=title)
+
+
+def params_mesh(params: Any) -> Mesh | None:
+    """The mesh of parameters that span several processes (a multi-host training state), else None.
+
+    Such parameters cannot be gathered to one device; evaluation then runs SPMD on the training mesh, every
+    process feeding the same prompts and receiving every score (process 0 writes the files).
+    """
+    for leaf in jax.tree.leaves(nn.unbox(params)):
+        sharding = getattr(leaf, "sharding", None)
+        if isinstance(sharding, NamedSharding) and not leaf.is_fully_addressable:
+            return sharding.mesh
+    return None
 
 
 @gin.configurable
@@ -78,11 +93,11 @@ class EvalCallback:
             self.baseline_dir = str(before.parent)  # a resumed run: the pre-training evaluation is on disk
         results = evaluate_params(config, params, vocabulary=self._vocab, output_dir=out, step=int(step),
                                   shots=self.shots, max_new_tokens=self.max_new_tokens, baseline=self.baseline_dir,
-                                  mesh=self.mesh, batch_size=self.batch_size, tasks=self._tasks,
-                                  title=f"Evaluation at step {int(step)}")
+                                  mesh=self.mesh or params_mesh(params), batch_size=self.batch_size,
+                                  tasks=self._tasks, title=f"Evaluation at step {int(step)}")
         if self.baseline_dir is None:
             self.baseline_dir = str(out)
-        elif self.print_summary:
+        elif self.print_summary and jax.process_index() == 0:
             print(self.summary(results, step))
         return results
 

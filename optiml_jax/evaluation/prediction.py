@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from optiml_jax.evaluation.scoring import PAD_ID, batch_sharding, bucket_length, mesh_size
+from optiml_jax.evaluation.scoring import PAD_ID, _put, bucket_length, mesh_size, to_host
 from optiml_jax.models import OPTConfig, generate
 
 EOS_ID = 2
@@ -68,10 +68,9 @@ def generate_tokens(
     rows = max(len(prompts), min_rows)  # a fixed batch size keeps the number of compiled shapes small
     rows += (-rows) % mesh_size(mesh)
     tokens = left_pad(prompts, width, rows)
-    sharding = batch_sharding(mesh, 2)
-    if sharding is not None:
-        tokens = jax.device_put(tokens, sharding)
+    if mesh is not None:
+        tokens = _put(tokens, mesh)
     out = generate(config, params, tokens, max_new_tokens=max_new_tokens, eos_id=EOS_ID, pad_id=PAD_ID,
                    temperature=temperature, rng=rng)
-    out = np.asarray(out)[: len(prompts)]
+    out = to_host(out)[: len(prompts)]
     return [cut_at_eos(row) for row in out], out

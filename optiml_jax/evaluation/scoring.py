@@ -66,8 +66,22 @@ def mesh_size(mesh: Mesh | None) -> int:
 
 
 def _put(x: np.ndarray, mesh: Mesh | None):
+    """Host array -> device array split over `mesh` along dim 0 (every process passes the same `x`)."""
     sharding = batch_sharding(mesh, x.ndim)
-    return jnp.asarray(x) if sharding is None else jax.device_put(x, sharding)
+    if sharding is None:
+        return jnp.asarray(x)
+    # make_array_from_callback, not device_put: each process builds only its addressable shards, which also
+    # works when the mesh spans several processes (the trainer's evaluation callback on a multi-host run).
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+    """The whole value of a (possibly multi-process) output array, on every process."""
+    if getattr(x, "is_fully_addressable", True):
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def _token_logprobs(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -114,7 +128,7 @@ def score_token_batch(config: OPTConfig, params: Any, batch: dict[str, np.ndarra
         arrays = [np.concatenate([a, np.zeros((pad_rows,) + a.shape[1:], a.dtype)]) for a in arrays]
     arrays = [_put(a, mesh) for a in arrays]
     scores, greedy, count = _score_tokens(config, params, *arrays)
-    return np.asarray(scores)[:n], np.asarray(greedy)[:n], np.asarray(count)[:n]
+    return to_host(scores)[:n], to_host(greedy)[:n], to_host(count)[:n]
 
 
 @functools.partial(jax.jit, static_argnames=("config", "num_options"))
@@ -220,9 +234,9 @@ def score_shared_prompts(
     score_index, score_row, score_valid = _scored_positions(chunk_len, chunk_width)
     scores, greedy = _score_shared(
         config, params, _put(prefix, mesh), _put(prefix_len, mesh), _put(chunk, mesh), _put(chunk_len, mesh),
-        jnp.asarray(score_index), jnp.asarray(score_row), jnp.asarray(score_valid), num_options=num_options,
+        score_index, score_row, score_valid, num_options=num_options,
     )
-    scores, greedy = np.asarray(scores), np.asarray(greedy)
+    scores, greedy = to_host(scores), to_host(greedy)
     return [
         [(float(scores[i * num_options + j]), bool(greedy[i * num_options + j])) for j in range(len(opts))]
         for i, opts in enumerate(options)

@@ -213,10 +213,7 @@ def train(
     def run_eval_callback(at_step: int) -> None:
         if eval_callback is None:
             return
-        if jax.process_count() > 1:
-            log.warning("step %d: eval_callback skipped in multi-process runs; evaluate the checkpoint with "
-                        "`python -m optiml_jax.eval` instead", at_step)
-            return
+        # Multi-process: every process calls it (SPMD over the training mesh; see evaluation.hooks.params_mesh).
         eval_callbacks_results[at_step] = eval_callback(written_config, state.params, at_step, model_dir)
 
     eval_callbacks_results: dict[int, dict] = {}

@@ -91,3 +91,34 @@ def test_resume_on_another_number_of_processes_continues_the_same_run(tmp_path):
     got, want = _losses(run), _losses(tmp_path / "single")
     assert len(got) == len(want) == 8
     np.testing.assert_allclose(got, want, rtol=2e-5)
+
+
+@pytest.mark.slow
+def test_eval_callback_runs_on_two_processes_and_matches_one(tmp_path):
+    """The trainer's evaluation callback (rank classification + generation on the mini-benchmark) runs SPMD on a
+    2-process mesh; process 0 writes results.json, with the same scores as a single-process run."""
+    port = _free_port()
+    small_eval = ["--gin.train.eval_callback=@EvalCallback()", "--gin.EvalCallback.max_examples=2",
+                  "--gin.EvalCallback.shots=(0,)", "--gin.EvalCallback.max_new_tokens=4"]
+    mp_dir, single_dir = tmp_path / "mp", tmp_path / "single"
+    cmd = lambda d, extra=(): [a for a in _mini_bench_cmd(d, 2, [*small_eval, *extra])  # noqa: E731
+                               if a != "--gin.train.eval_callback=None"]
+    procs = [subprocess.Popen(cmd(mp_dir, [f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+                                           f"--process_id={i}", "--cpu_collectives=gloo"]),
+                              cwd=REPO, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    single = subprocess.run(cmd(single_dir), cwd=REPO, env=_env(4), capture_output=True, text=True, timeout=900)
+    assert single.returncode == 0, single.stderr[-3000:]
+    for step in (0, 2):
+        got = json.loads((mp_dir / "eval" / f"step_{step}" / "results.json").read_text())
+        want = json.loads((single_dir / "eval" / f"step_{step}" / "results.json").read_text())
+        key = lambda r: (r["task"], r["template"], r["shots"], r["metric"])  # noqa: E731
+        got_scores = {key(r): r["score"] for r in got["scores"]}
+        want_scores = {key(r): r["score"] for r in want["scores"]}
+        assert got_scores.keys() == want_scores.keys() and len(got_scores) > 10
+        for k in want_scores:
+            assert got_scores[k] == pytest.approx(want_scores[k], abs=1e-3), k
+    assert "Evaluation at step 2" in outs[0][0] and "Evaluation at step 2" not in outs[1][0]
