@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from optiml_jax.kernels.reference import attention_mask
+from optiml_jax.kernels.reference import attention_mask, masked_softmax
 
 
 def to_cache_layout(x: jax.Array) -> jax.Array:
@@ -41,11 +41,6 @@ def cached_attention(
         sm_scale = head_dim**-0.5
     mask = attention_mask(segment_ids, kv_segment_ids, causal=causal, query_offset=query_offset)  # [B, Lq, Lk]
     logits = jnp.einsum("bhqd,bhkd->bhqk", to_cache_layout(q), k_cache, preferred_element_type=jnp.float32)
-    logits = jnp.where(mask[:, None], logits * sm_scale, -jnp.inf)
-    row_max = jnp.max(logits, axis=-1, keepdims=True)
-    row_max = jnp.where(jnp.isfinite(row_max), row_max, 0.0)
-    weights = jnp.exp(logits - row_max)
-    denom = jnp.sum(weights, axis=-1, keepdims=True)
-    probs = weights / jnp.where(denom == 0, 1.0, denom)
+    probs = masked_softmax(logits * sm_scale, mask[:, None])
     out = jnp.einsum("bhqk,bhkd->bhqd", probs.astype(v_cache.dtype), v_cache, preferred_element_type=jnp.float32)
     return to_cache_layout(out).astype(q.dtype)

@@ -35,6 +35,16 @@ def attention_mask(
     return mask
 
 
+def masked_softmax(logits: jax.Array, mask: jax.Array) -> jax.Array:
+    """Softmax over the last axis where `mask` is True; rows with nothing to attend give zeros, not NaN."""
+    logits = jnp.where(mask, logits, -jnp.inf)
+    row_max = jnp.max(logits, axis=-1, keepdims=True)
+    row_max = jnp.where(jnp.isfinite(row_max), row_max, 0.0)
+    weights = jnp.exp(logits - row_max)
+    denom = jnp.sum(weights, axis=-1, keepdims=True)
+    return weights / jnp.where(denom == 0, 1.0, denom)
+
+
 def reference_attention(
     q: jax.Array,
     k: jax.Array,
@@ -63,11 +73,6 @@ def reference_attention(
         kv_segment_ids = segment_ids
     mask = attention_mask(segment_ids, kv_segment_ids, causal=causal, query_offset=query_offset)
     logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * sm_scale
-    logits = jnp.where(mask[:, None], logits, -jnp.inf)
-    row_max = jnp.max(logits, axis=-1, keepdims=True)
-    row_max = jnp.where(jnp.isfinite(row_max), row_max, 0.0)
-    weights = jnp.exp(logits - row_max)
-    denom = jnp.sum(weights, axis=-1, keepdims=True)
-    probs = weights / jnp.where(denom == 0, 1.0, denom)
+    probs = masked_softmax(logits, mask[:, None])
     out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v, preferred_element_type=jnp.float32)
     return out.astype(q.dtype)
