@@ -99,8 +99,15 @@ def _prepend_search_paths(paths: list[str]) -> None:
 
 
 def _resolve_gin_file(name: str, paths: list[str]) -> str:
-    """An absolute path for a --gin_file given relative to the working directory or a search path."""
-    for candidate in [pathlib.Path(name)] + [pathlib.Path(p) / name for p in paths]:
+    """An absolute path for a --gin_file given relative to the working directory or a search path.
+
+    `gin/runs/x.gin` (the README's spelling, relative to the repository root) also resolves from any other
+    working directory: a search path ending in `gin` is tried with that leading `gin/` removed.
+    """
+    names = [name]
+    if pathlib.PurePath(name).parts[:1] == ("gin",):
+        names.append(str(pathlib.PurePath(*pathlib.PurePath(name).parts[1:])))
+    for candidate in [pathlib.Path(name)] + [pathlib.Path(p) / n for p in paths for n in names]:
         if candidate.is_file():
             return str(candidate.absolute())
     raise GinConfigError(f"--gin_file={name}: no such file (looked in the working directory and {paths})")

@@ -65,6 +65,16 @@ def test_missing_gin_file_is_named():
         gin_config.parse_gin(["runs/nope.gin"])
 
 
+def test_readme_spelling_gin_runs_resolves_from_another_directory(tmp_path, monkeypatch):
+    """`--gin_file=gin/runs/quickstart.gin` (relative to the repo root) also works from elsewhere."""
+    monkeypatch.chdir(tmp_path)
+    paths = [str(p) for p in gin_config.gin_search_paths()]
+    resolved = gin_config._resolve_gin_file("gin/runs/quickstart.gin", paths)
+    assert pathlib.Path(resolved).samefile(pathlib.Path(paths[0]) / "runs" / "quickstart.gin")
+    with pytest.raises(gin_config.GinConfigError, match="gin/runs/nope.gin: no such file"):
+        gin_config._resolve_gin_file("gin/runs/nope.gin", paths)
+
+
 def test_binding_normalisation_quotes_bare_values():
     assert gin_config.normalise_binding("MODEL_DIR=/tmp/run") == "MODEL_DIR = '/tmp/run'"
     assert gin_config.normalise_binding("TRAIN_STEPS=10") == "TRAIN_STEPS = 10"
