@@ -145,6 +145,45 @@ def flash_attention(
     return _attention(*args, config)[:, :length]
 
 
+_PLATFORM_KERNEL = {"cuda": "gpu", "rocm": "gpu", "tpu": "tpu"}
+
+
+def lower_for_platform(platform: str, q_shape, dtype=jnp.bfloat16, *, causal: bool = True, block_sizes=None,
+                       with_grad: bool = True) -> "jax.export.Exported":
+    """Lower the compiled (not interpreted) kernels for `platform` ('cuda', 'rocm' or 'tpu') on any host.
+
+    Why: interpret mode runs the kernel's semantics but skips Pallas' Mosaic/Triton lowering, where block
+    shapes, tiling and unsupported operations are rejected. This runs that lowering on a CPU machine (the
+    test suite does, for every head dimension and dtype), and lets a researcher check a block-size choice
+    before launching on a pod. It does not compile to device code (that happens in XLA on the device).
+    Returns the `jax.export.Exported` of the forward pass, or of dq/dk/dv when `with_grad`.
+    """
+    if platform not in _PLATFORM_KERNEL:
+        raise ValueError(f"platform={platform!r}: expected one of {sorted(_PLATFORM_KERNEL)}")
+    kernel = _PLATFORM_KERNEL[platform]
+    batch, length = q_shape[0], q_shape[1]
+    q = jax.ShapeDtypeStruct(tuple(q_shape), dtype)
+    seg = jax.ShapeDtypeStruct((batch, length), jnp.int32)
+    sizes = BlockSizes.parse(block_sizes).fit(length, power_of_two=kernel == "gpu")
+    if kernel == "tpu":
+        _check_tpu_tiles(sizes, sizes.padded_length(length))
+    config = _Config(kernel, bool(causal), float(q_shape[-1] ** -0.5), sizes, False)
+    padded = sizes.padded_length(length)
+
+    def forward(q, k, v, seg):
+        pad = ((0, 0), (0, padded - length), (0, 0), (0, 0))
+        q, k, v = (jnp.pad(x, pad) for x in (q, k, v))
+        return _attention(q, k, v, jnp.pad(seg, ((0, 0), (0, padded - length))), config)[:, :length]
+
+    fn = forward
+    if with_grad:
+        fn = jax.grad(lambda *a: forward(*a).astype(jnp.float32).sum(), argnums=(0, 1, 2))
+    # Pallas' Triton custom call has no export-stability guarantee; we only inspect the lowering, never
+    # serialize it, so that check is off.
+    checks = [jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")]
+    return jax.export.export(jax.jit(fn), platforms=[platform], disabled_checks=checks)(q, q, q, seg)
+
+
 def block_visits(
     q, k, v, segment_ids=None, *, causal=True, block_sizes=None, interpret=False, backend="auto"
 ) -> tuple[jax.Array, jax.Array, BlockSizes]:
