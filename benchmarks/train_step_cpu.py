@@ -83,7 +83,8 @@ def _make_jax_step(config, batch, length, prng, loss_chunk=None):
     import jax.numpy as jnp
     import optax
 
-    from optiml_jax.models import OPT, init_params
+    from optiml_jax.models import OPT, init_params, tied_embedding
+    from optiml_jax.training.chunked_cross_entropy import chunked_cross_entropy
 
     model = OPT(config)
     params = init_params(config, jax.random.key(0))
@@ -92,9 +93,6 @@ def _make_jax_step(config, batch, length, prng, loss_chunk=None):
 
     def loss_fn(params, tokens, targets, dropout_key):
         if loss_chunk:
-            from optiml_jax.models import tied_embedding
-            from optiml_jax.training.chunked_cross_entropy import chunked_cross_entropy
-
             features = model.apply({"params": params}, tokens, deterministic=False, rngs={"dropout": dropout_key},
                                    return_features=True)
             weights = jnp.full(targets.shape, 1.0 / targets.size, jnp.float32)

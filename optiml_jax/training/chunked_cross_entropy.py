@@ -54,7 +54,7 @@ def _forward_and_grads(config: OPTConfig, chunk: int, features, embedding, targe
 
     def body(d_embedding, inputs):
         h, t, w = inputs  # [B, c, E], [B, c], [B, c]
-        logits = lm_head_logits(config, embedding, h)  # float32 [B, c, V]
+        logits = lm_head_logits(config, emb, h)  # float32 [B, c, V]; emb is already in the compute dtype
         row_max = jnp.max(logits, axis=-1, keepdims=True)
         exp = jnp.exp(logits - row_max)
         total = jnp.sum(exp, axis=-1, keepdims=True)
@@ -90,11 +90,6 @@ def chunked_cross_entropy(config: OPTConfig, chunk_size: int, features: jax.Arra
     return _forward_and_grads(config, chunk_size, features, embedding, targets, token_weights)[0]
 
 
-def _fwd(config, chunk_size, features, embedding, targets, token_weights):
-    out, grads = _forward_and_grads(config, chunk_size, features, embedding, targets, token_weights)
-    return out, grads
-
-
 def _bwd(config, chunk_size, grads, cotangents):
     del config, chunk_size
     g_loss, _ = cotangents  # metrics are not differentiated through
@@ -103,4 +98,4 @@ def _bwd(config, chunk_size, grads, cotangents):
     return ((d_features.astype(jnp.float32) * g).astype(d_features.dtype), d_embedding * g, None, None)
 
 
-chunked_cross_entropy.defvjp(_fwd, _bwd)
+chunked_cross_entropy.defvjp(_forward_and_grads, _bwd)  # fwd residuals = the gradients
