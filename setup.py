@@ -1,6 +1,7 @@
 """optiml_jax: OPT-IML instruction tuning reproduced in JAX (SeqIO + T5X conventions + Flax + Pallas)."""
 
 import os
+import shutil
 
 import setuptools
 from setuptools.command.build_py import build_py
@@ -11,10 +12,13 @@ LM_EVAL_PTH = ("optiml_jax_lm_eval.pth", "import optiml_jax._lm_eval_hook\n")
 
 
 class BuildPyWithPth(build_py):
-    """build_py that also writes the .pth file where it lands at the root of site-packages.
+    """build_py that also writes the .pth file where it lands at the root of site-packages, and copies the
+    repository's top-level gin/ folder into the package as `optiml_jax/gin/` (so `--gin_file=gin/runs/x.gin`
+    resolves in a wheel install; `optiml_jax.cli.gin_setup.gin_search_paths` looks there first).
 
     Regular installs: the root of build_lib. Editable installs (PEP 660): build_lib is discarded, so the
-    file goes to the editable wheel's root, which setuptools passes as `install_lib`.
+    file goes to the editable wheel's root, which setuptools passes as `install_lib`; gin/ is then read from
+    the checkout itself.
     """
 
     def run(self):
@@ -22,6 +26,10 @@ class BuildPyWithPth(build_py):
         root = self.build_lib
         if getattr(self, "editable_mode", False):
             root = self.get_finalized_command("install").install_lib
+        else:
+            here = os.path.dirname(os.path.abspath(__file__))
+            shutil.copytree(os.path.join(here, "gin"), os.path.join(self.build_lib, "optiml_jax", "gin"),
+                            dirs_exist_ok=True)
         name, content = LM_EVAL_PTH
         os.makedirs(root, exist_ok=True)
         with open(os.path.join(root, name), "w") as f:
@@ -55,6 +63,7 @@ PIPELINE = [
 TEST = [
     "pytest>=8",
     "regex>=2023.0",
+    "import-linter==2.16",  # the layer contract (.importlinter, tests/test_layers.py)
     "torch==2.13.0",
     "transformers>=5,<6",
     "nbclient>=0.10",
@@ -70,13 +79,11 @@ setuptools.setup(
     version="0.1.0",
     description="OPT-IML instruction meta-learning reproduced in JAX: SeqIO tasks, T5X-style pjit training, Pallas attention.",
     python_requires=">=3.11",
-    packages=setuptools.find_packages(include=["optiml_jax", "optiml_jax.*"]) + ["optiml_jax_tasks"],
-    # Task and mixture registrations live in the top-level `tasks/` folder and install as `optiml_jax_tasks`.
-    package_dir={"optiml_jax_tasks": "tasks"},
-    include_package_data=True,
+    packages=setuptools.find_packages(include=["optiml_jax", "optiml_jax.*"]),
+    # Data files the code reads at run time: the OPT-IML Bench catalog, the mini-benchmark's counts and BPE.
     package_data={
-        "optiml_jax": ["assets/**/*", "gin/**/*.gin"],
-        "optiml_jax_tasks": ["*.tsv", "*.json", "**/*.json", "**/*.tsv", "**/*.txt", "**/*.gin", "**/*.md"],
+        "optiml_jax.tasks.catalog": ["*.tsv", "*.txt", "*.gin", "*.md"],
+        "optiml_jax.tasks.mini_bench": ["counts.json", "bpe/*"],
     },
     install_requires=CORE + PIPELINE,
     extras_require={
@@ -86,8 +93,11 @@ setuptools.setup(
     },
     cmdclass={"build_py": BuildPyWithPth},
     entry_points={"console_scripts": [
-        "optiml-train=optiml_jax.train:console_main",
-        "optiml-eval=optiml_jax.eval:main",
-        "optiml-lm-eval=optiml_jax.evaluation.lm_eval_cli:main",
+        "optiml-train=optiml_jax.cli.train:console_main",
+        "optiml-eval=optiml_jax.cli.eval:console_main",
+        "optiml-infer=optiml_jax.cli.infer:console_main",
+        "optiml-tasks=optiml_jax.cli.tasks:console_main",
+        "optiml-convert=optiml_jax.cli.convert:console_main",
+        "optiml-lm-eval=optiml_jax.cli.lm_eval:main",
     ]},
 )

@@ -2,7 +2,7 @@
 
 lm-evaluation-harness 0.4.13 builds its model registry from its own `MODEL_MAPPING` (`lm_eval/models/
 __init__.py`) and has no plugin or entry-point discovery, so a third-party backend is normally usable only
-from a script that imports it first (`python -m optiml_jax.evaluation.lm_eval_cli` still works that way).
+from a script that imports it first (`python -m optiml_jax.cli.lm_eval` still works that way).
 Its registry does accept lazy "module:Class" placeholders, though. The package installs a one-line
 `optiml_jax_lm_eval.pth` (see setup.py) that imports this module at interpreter start-up; it puts a
 meta-path finder in place that waits for `lm_eval.models` to be imported and then registers "optiml_jax"

@@ -32,7 +32,7 @@ def hf_model(config: OPTConfig, seed: int = 0):
     from transformers import OPTConfig as HFConfig
     from transformers import OPTForCausalLM
 
-    from optiml_jax.convert import config_to_hf
+    from optiml_jax.checkpoints import config_to_hf
 
     torch.manual_seed(seed)
     model = OPTForCausalLM(HFConfig(**config_to_hf(config))).eval()
@@ -43,7 +43,7 @@ def hf_model(config: OPTConfig, seed: int = 0):
 @pytest.fixture(params=sorted(CONFIGS))
 def hf_pair(request, tmp_path):
     """(name, our config, HF model, our params converted from the HF model's saved directory)."""
-    from optiml_jax.convert import load_hf_opt
+    from optiml_jax.checkpoints import load_hf_opt
 
     config = OPTConfig(**CONFIGS[request.param])
     model = hf_model(config, seed=len(request.param))

@@ -11,7 +11,8 @@ GPU_SIDE_MODULES = [
     "optiml_jax.kernels",
     "optiml_jax.kernels.flash_attention",
     "optiml_jax.kernels.peer_backends",
-    "optiml_jax.convert",
+    "optiml_jax.checkpoints",
+    "optiml_jax.checkpoints.resolve",
 ]
 FORBIDDEN = ("tensorflow", "seqio", "gin", "tensorflow_datasets")
 

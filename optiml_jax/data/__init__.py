@@ -7,9 +7,9 @@ Public API (see docs/ARCHITECTURE.md for the batch contract):
     format_few_shot(task_info, example, demonstrations, k, max_source_tokens, ...) -> (source, target)
 """
 
-from optiml_jax.data.formatting import DELIMITERS, BrokenExampleError, draw_delimiter, format_few_shot, layout
+from optiml_jax.tasks.formatting import DELIMITERS, BrokenExampleError, draw_delimiter, format_few_shot, layout
 from optiml_jax.data.demonstrations import MetaICLConfig, zipf_shot_probabilities
-from optiml_jax.data.mixing import MixtureRates, MixtureRecipe, compute_rates
+from optiml_jax.tasks.recipe import MixtureRates, MixtureRecipe, compute_rates
 from optiml_jax.data.tokenization import encode_target, tokenize_pieces
 from optiml_jax.data.packing import FEATURES, efficiency, pack
 from optiml_jax.data.stream import StepStats, TrainStream, get_train_stream, sequence_length

@@ -17,7 +17,7 @@ import dataclasses
 import gin
 import numpy as np
 
-from optiml_jax.data.formatting import DEFAULT_SEPARATOR, LOSS_VARIANTS
+from optiml_jax.tasks.formatting import DEFAULT_SEPARATOR, LOSS_VARIANTS
 
 
 @gin.configurable

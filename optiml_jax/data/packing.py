@@ -12,9 +12,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from optiml_jax.vocabularies.special_tokens import BOS_ID, PAD_ID
 
-PAD_ID = 1
-BOS_ID = 2
 FEATURES = ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights", "decoder_segment_ids",
             "decoder_positions")
 

@@ -25,8 +25,8 @@ import numpy as np
 
 from optiml_jax.data import packing
 from optiml_jax.data.demonstrations import MetaICLConfig, draw_num_shots
-from optiml_jax.data.formatting import draw_delimiter, layout
-from optiml_jax.data.mixing import MixtureRecipe
+from optiml_jax.tasks.formatting import draw_delimiter, layout
+from optiml_jax.tasks.recipe import MixtureRecipe
 from optiml_jax.data.task_cache import task_tokens
 from optiml_jax.data.tokenization import tokenize_pieces, truncate_left
 from optiml_jax.tasks import mixtures, registry
@@ -182,3 +182,19 @@ def get_train_stream(mixture_or_task_name: str = gin.REQUIRED, task_feature_leng
     return TrainStream(mixture_or_task_name, task_feature_lengths, batch_size, seed, shard_index, num_shards,
                        split=split, metaicl=metaicl, recipe=recipe, cache_dir=cache_dir, format_seed=format_seed,
                        packing_group_rows=packing_group_rows)
+
+
+_REGISTERED_FOR_STREAMS: dict[str, list[str]] = {}
+
+
+@gin.configurable
+def opt_iml_bench_stream(**stream_kwargs) -> TrainStream:
+    """A `train.stream_factory` for real runs: registers the gin-configured OPT-IML Bench once per process
+    (its data folders are gin macros, known only once the command line is parsed), then returns
+    `get_train_stream(**stream_kwargs)` (gin: `train.stream_factory = @opt_iml_bench_stream`)."""
+    from optiml_jax.tasks.opt_iml_bench import register_opt_iml_bench
+
+    key = gin.config_str()
+    if key not in _REGISTERED_FOR_STREAMS:
+        _REGISTERED_FOR_STREAMS[key] = register_opt_iml_bench()
+    return get_train_stream(**stream_kwargs)

@@ -14,7 +14,7 @@ import zlib
 
 import numpy as np
 
-from optiml_jax.data.formatting import draw_delimiter, layout
+from optiml_jax.tasks.formatting import draw_delimiter, layout
 from optiml_jax.data.tokenization import TaskTokens, cache_path, load_tokens, save_tokens, tokenize_pieces
 from optiml_jax.tasks import registry
 
@@ -59,8 +59,3 @@ def task_tokens(task_name: str, split: str, *, shard_index: int = 0, num_shards:
     with _LOCK:
         _MEMORY[key] = tokens
     return tokens
-
-
-def clear_memory_cache() -> None:
-    with _LOCK:
-        _MEMORY.clear()

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from optiml_jax.data.formatting import Piece
+from optiml_jax.tasks.formatting import Piece
 
 FORMAT_VERSION = 1  # bump when formatting or tokenization changes, to invalidate disk caches
 

@@ -33,7 +33,7 @@ def build_source(model, task: EvalTask, example: dict, shots: int, *, reserve: i
             demos = demos[:-1]
             source = task.format_fn(example, demos)
         return source
-    from optiml_jax.data.formatting import format_few_shot
+    from optiml_jax.tasks.formatting import format_few_shot
 
     source, _ = format_few_shot(task.info, example, demos, k=len(demos), max_source_tokens=budget,
                                 count_tokens=lambda s: len(vocab.encode(s)), truncate_left=lambda s, n: s, seed=seed)
@@ -41,7 +41,7 @@ def build_source(model, task: EvalTask, example: dict, shots: int, *, reserve: i
 
 
 def _option_text(option: str) -> str:
-    """Options are scored as the data path's label: " " + text (see optiml_jax.data.formatting)."""
+    """Options are scored as the data path's label: " " + text (see optiml_jax.tasks.formatting)."""
     return " " + option
 
 

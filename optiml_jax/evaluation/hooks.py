@@ -83,7 +83,7 @@ class EvalCallback:
         import pathlib
 
         if self._vocab is None:
-            from optiml_jax.eval import resolve_tokenizer
+            from optiml_jax.evaluation.vocabulary import resolve_tokenizer
 
             self._vocab = resolve_tokenizer(self.tokenizer_path, None)
             self._tasks = build_suites(self.benchmarks, self.data_dir, max_examples=self.max_examples)

@@ -5,7 +5,7 @@ plugin discovery for models (its CLI only knows `lm_eval.models.MODEL_MAPPING`; 
 tasks), so the CLI is reached through our wrapper, which imports this module and then runs lm-eval's own
 CLI with the same arguments:
 
-    python -m optiml_jax.evaluation.lm_eval_cli run --model optiml_jax \
+    python -m optiml_jax.cli.lm_eval run --model optiml_jax \
         --model_args checkpoint=/path/ckpt,tokenizer=/path/tok --tasks hellaswag --include_path my_tasks/
     # Python API
     import optiml_jax.evaluation.lm_eval_adapter, lm_eval
@@ -42,7 +42,7 @@ class OptimlJaxLM(TemplateLM):
     def __init__(self, checkpoint: str | None = None, tokenizer: str | None = None, batch_size: int | str = 8,
                  max_length: int | None = None, max_gen_toks: int = 256, model: Any = None, **kwargs):
         super().__init__()
-        from optiml_jax.eval import resolve_tokenizer
+        from optiml_jax.evaluation.vocabulary import resolve_tokenizer
         from optiml_jax.evaluation.model import OPTModel
 
         kwargs.pop("device", None)  # CPU/accelerator placement is JAX's; accepted for CLI compatibility

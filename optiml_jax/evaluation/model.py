@@ -22,8 +22,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from optiml_jax.evaluation import prediction, scoring
 from optiml_jax.models import OPT, OPTConfig
+from optiml_jax.vocabularies.special_tokens import BOS_ID
 
-BOS_ID = 2
 
 
 class OPTModel:
@@ -57,7 +57,7 @@ class OPTModel:
     @classmethod
     def from_checkpoint(cls, checkpoint_path: str | os.PathLike, vocabulary: Any = None, **kwargs) -> "OPTModel":
         """Load an Orbax checkpoint (trainer/converter) or a Hugging Face OPT directory."""
-        from optiml_jax.evaluation.checkpoints import load_checkpoint
+        from optiml_jax.checkpoints.resolve import load_checkpoint
 
         config, params = load_checkpoint(checkpoint_path)
         return cls(config, params, vocabulary, **kwargs)

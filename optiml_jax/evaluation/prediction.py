@@ -14,10 +14,10 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from optiml_jax.evaluation.scoring import PAD_ID, _put, bucket_length, mesh_size, to_host
+from optiml_jax.evaluation.scoring import _put, bucket_length, mesh_size, to_host
+from optiml_jax.vocabularies.special_tokens import EOS_ID, PAD_ID
 from optiml_jax.models import OPTConfig, generate
 
-EOS_ID = 2
 DEFAULT_MAX_NEW_TOKENS = 256  # the paper's generation limit (section 4.1)
 
 

@@ -36,8 +36,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from optiml_jax.models import OPT, OPTConfig, lm_head_logits, tied_embedding
 from optiml_jax.models.layout import to_layout
+from optiml_jax.vocabularies.special_tokens import PAD_ID
 
-PAD_ID = 1
 
 
 def prepare_params(config: OPTConfig, params: Any) -> tuple[OPTConfig, Any]:

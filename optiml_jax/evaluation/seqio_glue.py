@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 import numpy as np
+from optiml_jax.vocabularies.special_tokens import BOS_ID
 
-BOS_ID = 2
 
 
 def split_prompt_and_target(features: dict[str, Any], pad_id: int = 1) -> tuple[list[int], list[int]]:

@@ -11,9 +11,10 @@ import dataclasses
 import json
 from typing import Any
 
+from optiml_jax.vocabularies.special_tokens import EOS_ID, PAD_ID
+
 # OPT's vocabulary: 50,265 BPE entries, padded to a multiple of 8 for the embedding matrix.
 OPT_VOCAB_SIZE = 50272
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = 1, 0, 2, 3
 # Learned positional embeddings are offset by 2 (fairseq's padding_idx + 1).
 POSITION_OFFSET = 2
 

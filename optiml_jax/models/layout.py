@@ -15,10 +15,6 @@ import numpy as np
 _LAYER = re.compile(r"^layers_(\d+)$")
 
 
-def is_scanned(params: Any) -> bool:
-    return "layers" in params.get("decoder", {})
-
-
 def stack_layers(params: Any) -> Any:
     """{'decoder': {'layers_0': t0, 'layers_1': t1, ...}} -> {'decoder': {'layers': stack(t0, t1, ...)}}."""
     decoder = dict(params["decoder"])

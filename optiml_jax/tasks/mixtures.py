@@ -1,6 +1,6 @@
 """Registering mixtures as real `seqio.Mixture`s: by the paper's recipe, or with explicit rates.
 
-A recipe mixture remembers its task list; its rates are computed by `optiml_jax.data.mixing.compute_rates`
+A recipe mixture remembers its task list; its rates are computed by `optiml_jax.tasks.recipe.compute_rates`
 from the registered example counts and the gin-configured `MixtureRecipe`. `resolve_rates(name)` recomputes
 them with the recipe in force now (so `--gin_file gin/mixtures/eps_128.gin` takes effect even though the
 mixture was registered at import time) and re-registers the seqio mixture when they changed, so the seqio
@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 
 import seqio
 
-from optiml_jax.data.mixing import MixtureRates, MixtureRecipe, compute_rates
+from optiml_jax.tasks.recipe import MixtureRates, MixtureRecipe, compute_rates
 from optiml_jax.tasks import registry
 
 _RECIPE_MIXTURES: dict[str, tuple[str, ...]] = {}

@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Mapping
 
 import seqio
 
-from optiml_jax.data.formatting import check_example, draw_delimiter, layout, source_text
+from optiml_jax.tasks.formatting import check_example, draw_delimiter, layout, source_text
 from optiml_jax.tasks.metadata import GeneralizationSplit, TaskInfo
 
 SplitFn = Callable[[], Iterable[dict]]
@@ -101,7 +101,7 @@ def _dataset_fn(name: str, format_seed: int):
 
 def get_task(name: str) -> RegisteredTask:
     if name not in _CATALOG:
-        hint = " (did you import optiml_jax_tasks?)" if not _CATALOG else ""
+        hint = " (did you import optiml_jax.tasks.registrations?)" if not _CATALOG else ""
         raise KeyError(f"no instruction task named {name!r} is registered{hint}")
     return _CATALOG[name]
 

@@ -1,6 +1,6 @@
 """Training metrics: TensorBoard events, `MODEL_DIR/metrics/train.jsonl`, a tqdm bar, and MFU.
 
-MFU convention (PaLM appendix B; same as benchmarks/train_step_cpu.py): model FLOPs per token
+MFU convention (PaLM appendix B; same as perf/train_step_cpu.py): model FLOPs per token
     6 * N + 12 * L * H * Q * T
 with N = `config.num_params()` (all parameters, tied embedding counted once), L layers, H heads,
 Q head dim, T the sequence length (full causal attention, no halving for the mask, no remat

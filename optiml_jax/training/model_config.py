@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from optiml_jax.models import OPTConfig
 
-_UNSET = object()
-
-
 def opt_config(
     size: str = "125m",
     *,

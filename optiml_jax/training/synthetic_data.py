@@ -17,8 +17,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from optiml_jax.vocabularies.special_tokens import EOS_ID, PAD_ID
 
-PAD_ID, EOS_ID = 1, 2
 FIRST_CONTENT_ID = 4
 FEATURES = ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights",
             "decoder_segment_ids", "decoder_positions")

@@ -25,7 +25,8 @@ from typing import Any
 import jax
 
 from optiml_jax.models import OPTConfig
-from optiml_jax.training import checkpointing, metrics as metrics_lib, train_state
+from optiml_jax.checkpoints import training_runs as checkpointing
+from optiml_jax.training import metrics as metrics_lib, train_state
 from optiml_jax.training.model_config import check_same_architecture
 from optiml_jax.training.optimizer import make_optimizer, make_schedule
 from optiml_jax.training.partitioning import Partitioner, make_partitioner
@@ -53,22 +54,23 @@ class TrainResult:
 
 
 def _load_initial_state(path, config, tx, partitioner) -> Any:
-    """Fresh optimizer state around parameters from one of our runs or a converted/HF directory."""
-    path = pathlib.Path(path)
-    if checkpointing.is_training_run_dir(path) or path.parent.name == checkpointing.CHECKPOINT_SUBDIR:
-        run_dir = path if checkpointing.is_training_run_dir(path) else path.parent.parent
-        saved = run_dir / "model_config.json"
-        if saved.is_file():
-            check_same_architecture(config, OPTConfig.from_dict(json.loads(saved.read_text())), str(path))
-        target = train_state.abstract_state(config, tx, partitioner).params
-        params, step = checkpointing.restore_params_from_run(path, target)
-        log.info("initial parameters from training run %s step %d", run_dir, step)
-        return train_state.state_from_params(config, tx, partitioner, jax.device_get(params))
-    from optiml_jax.convert import load_params  # Orbax params dir of the converter, or a Hugging Face dir
+    """Fresh optimizer state around parameters from any checkpoint the resolver accepts
+    (one of our runs, a converter Orbax dir, a Hugging Face dir)."""
+    from optiml_jax.checkpoints.orbax_params import load_params
+    from optiml_jax.checkpoints.resolve import load_training_params, resolve
 
-    found, params = load_params(path, scanned=config.scan_layers)
+    ref = resolve(path)
+    if ref.kind == "training_run":
+        saved = ref.saved_config()
+        if saved is not None:
+            check_same_architecture(config, saved, str(path))
+        target = train_state.abstract_state(config, tx, partitioner).params
+        _, params, step = load_training_params(ref, target)
+        log.info("initial parameters from training run %s step %d", ref.run_dir, step)
+        return train_state.state_from_params(config, tx, partitioner, jax.device_get(params))
+    found, params = load_params(ref.path, scanned=config.scan_layers)
     check_same_architecture(config, found, str(path))
-    log.info("initial parameters from %s", path)
+    log.info("initial parameters from %s (%s)", path, ref.kind)
     return train_state.state_from_params(config, tx, partitioner, params)
 
 

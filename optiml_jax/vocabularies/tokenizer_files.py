@@ -26,13 +26,7 @@ from typing import Iterable, Mapping, Sequence
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers
 
-# OPT's special-token ids (fairseq dictionary order, kept by metaseq's vocab.json).
-# "<s>" = 0 is in the vocabulary but OPT never uses it: OPT starts sequences with "</s>", so BOS_ID == EOS_ID.
-PAD_ID = 1  # "<pad>"
-EOS_ID = 2  # "</s>": OPT's end-of-sequence *and* the token Hugging Face prepends as BOS.
-BOS_ID = EOS_ID
-UNK_ID = 3  # "<unk>": unreachable by byte-level BPE (every byte has a token); kept for SeqIO's decode.
-SPECIAL_TOKENS: tuple[str, ...] = ("<s>", "<pad>", "</s>", "<unk>")  # ids 0..3, in order
+from optiml_jax.vocabularies.special_tokens import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID  # noqa: F401 (re-exported)
 
 # Tokens whose literal appearance in input text is encoded as the token's id instead of being BPE-split.
 # This is what Hugging Face's OPT tokenizer does (its special tokens are "</s>" and "<pad>"; "<s>", "<unk>"

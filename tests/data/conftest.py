@@ -5,7 +5,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def mini_bench():
-    import optiml_jax_tasks.mini_bench as mb
+    import optiml_jax.tasks.mini_bench.registration as mb
 
     return mb
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from optiml_jax.data.formatting import (DELIMITERS, BrokenExampleError, check_example, draw_delimiter,
+from optiml_jax.tasks.formatting import (DELIMITERS, BrokenExampleError, check_example, draw_delimiter,
                                         format_few_shot, layout, source_text)
 from optiml_jax.tasks.metadata import TaskInfo
 

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from optiml_jax.data.demonstrations import MetaICLConfig, draw_num_shots, zipf_shot_probabilities
-from optiml_jax.data.mixing import MixtureRecipe, compute_rates
+from optiml_jax.tasks.recipe import MixtureRecipe, compute_rates
 from optiml_jax.tasks.metadata import TaskInfo
 
 COLLS = ("crossfit", "exmix", "flan", "niv2", "promptsource", "t5", "unifiedskg", "reasoning", "pretraining")

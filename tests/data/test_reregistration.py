@@ -11,9 +11,9 @@ def _examples(word):
 
 
 def test_reregistered_task_gets_fresh_tokens():
-    import optiml_jax_tasks  # noqa: F401  (mini-benchmark vocabulary)
+    import optiml_jax.tasks.registrations  # noqa: F401  (mini-benchmark vocabulary)
 
-    vocab = optiml_jax_tasks.mini_bench.VOCABULARY
+    vocab = optiml_jax.tasks.mini_bench.registration.VOCABULARY
     info = TaskInfo(name="rereg_probe_task", collection="flan", category="probe")
     registry.register_instruction_task(info, {"train": lambda: _examples("alpha")}, vocab, replace=True)
     first = task_tokens("rereg_probe_task", "train")

@@ -108,7 +108,7 @@ def test_left_truncation_is_counted_and_keeps_the_end(small_mixture):
 
 
 def test_broken_example_raises_naming_task(mini_bench):
-    from optiml_jax.data.formatting import BrokenExampleError
+    from optiml_jax.tasks.formatting import BrokenExampleError
     from optiml_jax.tasks.metadata import TaskInfo
 
     info = TaskInfo("test_broken_task", "niv2", "arithmetic", instruction_type="task")

@@ -10,7 +10,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def mini_vocab():
-    from optiml_jax_tasks.mini_bench import VOCABULARY
+    from optiml_jax.tasks.mini_bench.registration import VOCABULARY
 
     return VOCABULARY
 
@@ -50,8 +50,8 @@ def write_hf_tokenizer_files(tokenizer_dir: pathlib.Path, out_dir: pathlib.Path)
 @pytest.fixture(scope="session")
 def hf_export(tmp_path_factory, tiny_config, tiny_params):
     """The tiny model saved with save_hf_opt, plus tokenizer files (loadable by transformers and by us)."""
-    from optiml_jax.convert import save_hf_opt
-    from optiml_jax_tasks.mini_bench import TOKENIZER_DIR
+    from optiml_jax.checkpoints import save_hf_opt
+    from optiml_jax.tasks.mini_bench.registration import TOKENIZER_DIR
 
     out = tmp_path_factory.mktemp("hf_export")
     save_hf_opt(tiny_config, tiny_params, out)

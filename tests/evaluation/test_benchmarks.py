@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from optiml_jax.bench.raw_examples import BenchDataError
-from optiml_jax.evaluation.benchmarks import bbh, bbh_tasks, mmlu_tasks, niv2_tasks, raft_tasks
+from optiml_jax.sources.raw_examples import BenchDataError
+from optiml_jax.evaluation.suites import bbh, bbh_tasks, mmlu_tasks, niv2_tasks, raft_tasks
 
 
 def test_mmlu_real_files(shared_data):

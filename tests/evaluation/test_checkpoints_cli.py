@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from optiml_jax.evaluation import OPTModel
-from optiml_jax.evaluation.checkpoints import checkpoint_step, load_checkpoint
+from optiml_jax.checkpoints.resolve import checkpoint_step, load_checkpoint
 
 
 def _same_logits(a, b):
@@ -16,8 +16,8 @@ def _same_logits(a, b):
 
 
 def test_hf_and_orbax_and_training_run_checkpoints(hf_export, tmp_path, tiny_model, tiny_config, tiny_params):
-    from optiml_jax.convert import save_orbax
-    from optiml_jax.training.checkpointing import TrainCheckpointManager
+    from optiml_jax.checkpoints import save_orbax
+    from optiml_jax.checkpoints.training_runs import TrainCheckpointManager
 
     _same_logits(OPTModel.from_checkpoint(hf_export, tiny_model.vocabulary), tiny_model)
     save_orbax(tiny_config, tiny_params, tmp_path / "orbax")
@@ -43,8 +43,8 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_eval_and_infer_clis(hf_export, tmp_path, capsys):
-    from optiml_jax import eval as eval_cli
-    from optiml_jax import infer as infer_cli
+    from optiml_jax.cli import eval as eval_cli
+    from optiml_jax.cli import infer as infer_cli
 
     rc = eval_cli.main(["--gin_file=runs/eval.gin", f"--gin.CHECKPOINT_PATH={hf_export}",
                         f"--gin.EVAL_OUTPUT_DIR={tmp_path / 'out'}", "--gin.MAX_EXAMPLES=2", "--gin.SHOTS=(0,)",
@@ -61,7 +61,7 @@ def test_eval_and_infer_clis(hf_export, tmp_path, capsys):
 
 
 def test_eval_cli_reports_missing_required_settings(capsys):
-    from optiml_jax import eval as eval_cli
+    from optiml_jax.cli import eval as eval_cli
 
     assert eval_cli.main(["--gin_file=runs/eval.gin"]) == 2
     assert "CHECKPOINT_PATH" in capsys.readouterr().err

@@ -109,7 +109,7 @@ def test_eval_callback_reports_before_vs_after(tiny_config, tiny_params, tmp_pat
 
     callback = EvalCallback(shots=(0,), max_examples=2, max_new_tokens=4, batch_size=4)
     callback._tasks = [t for t in mini_bench_tasks(max_examples=2) if t.name == "mini_bench_flan_larger_number"]
-    from optiml_jax_tasks.mini_bench import VOCABULARY
+    from optiml_jax.tasks.mini_bench.registration import VOCABULARY
 
     callback._vocab = VOCABULARY
     callback(tiny_config, tiny_params, 0, tmp_path)

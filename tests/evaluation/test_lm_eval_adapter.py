@@ -103,7 +103,7 @@ def test_agrees_with_hf_backend_on_exported_weights(hf_export, tmp_path, monkeyp
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["lm_eval", "optiml_jax.evaluation.lm_eval_cli"])
+@pytest.mark.parametrize("launcher", ["lm_eval", "optiml_jax.cli.lm_eval"])
 def test_lm_eval_command_runs_our_backend(hf_export, tmp_path, launcher):
     """`lm_eval run --model optiml_jax ...` as a user types it (`python -m lm_eval` = the console script), and
     our wrapper."""

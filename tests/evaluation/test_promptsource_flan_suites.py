@@ -10,10 +10,10 @@ import re
 
 import pytest
 
-from optiml_jax.bench.raw_examples import BenchDataError
+from optiml_jax.sources.raw_examples import BenchDataError
 from optiml_jax.evaluation import run_evaluation
-from optiml_jax.evaluation.benchmarks.flan import flan_held_out_tasks
-from optiml_jax.evaluation.benchmarks.promptsource import promptsource_held_out_tasks
+from optiml_jax.evaluation.suites.flan import flan_held_out_tasks
+from optiml_jax.evaluation.suites.promptsource import promptsource_held_out_tasks
 from optiml_jax.evaluation.suites import build_suites
 
 # Copies of real PromptSource templates (super_glue/cb "GPT-3 style" and "can we infer", super_glue/boolq
@@ -295,7 +295,7 @@ def test_real_promptsource_templates_flow_through(shared_data, tmp_path, tiny_mo
 def test_eval_cli_promptsource_held_out(hf_export, tmp_path):
     import gin
 
-    from optiml_jax import eval as eval_cli
+    from optiml_jax.cli import eval as eval_cli
 
     _write_promptsource(tmp_path / "templates", rows_root=tmp_path / "rows")
     try:

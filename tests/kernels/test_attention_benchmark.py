@@ -1,4 +1,4 @@
-"""benchmarks/attention.py --smoke runs on CPU and its block-visit numbers show real skipping."""
+"""perf/attention.py --smoke runs on CPU and its block-visit numbers show real skipping."""
 
 import importlib.util
 import pathlib

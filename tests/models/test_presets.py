@@ -32,7 +32,7 @@ def test_parameter_count_equals_hugging_face(size):
     from transformers import OPTConfig as HFConfig
     from transformers import OPTForCausalLM
 
-    from optiml_jax.convert import config_to_hf
+    from optiml_jax.checkpoints import config_to_hf
 
     config = OPTConfig.preset(size)
     with torch.device("meta"):  # shapes only: no memory for 13b

@@ -5,7 +5,7 @@ import re
 import gin
 import pytest
 
-from optiml_jax.tasks.__main__ import main
+from optiml_jax.cli.tasks import main
 
 
 @pytest.fixture(autouse=True)

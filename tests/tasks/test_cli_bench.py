@@ -9,7 +9,7 @@ import gin
 import pytest
 
 from optiml_jax.tasks import mixtures, registry
-from optiml_jax.tasks.__main__ import main
+from optiml_jax.cli.tasks import main
 from optiml_jax.tasks.metadata import GeneralizationSplit, TaskInfo
 from optiml_jax.vocabularies import OPTVocabulary
 

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import seqio
 
-from optiml_jax.data.formatting import BrokenExampleError
+from optiml_jax.tasks.formatting import BrokenExampleError
 from optiml_jax.tasks import mixtures, registry
 from optiml_jax.tasks.metadata import TaskInfo
 
 
 @pytest.fixture(scope="module")
 def vocab():
-    import optiml_jax_tasks.mini_bench as mb
+    import optiml_jax.tasks.mini_bench.registration as mb
 
     return mb.VOCABULARY
 

@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from optiml_jax.training import checkpointing, optimizer, train_state
+from optiml_jax.checkpoints import training_runs as checkpointing
+from optiml_jax.training import optimizer, train_state
 from optiml_jax.training.synthetic_data import SyntheticStream, synthetic_stream
 from optiml_jax.training.train_loop import NonFiniteError, train
 
@@ -118,7 +119,7 @@ def test_finetune_starts_from_our_checkpoint_params_only(fsdp_run, train_kwargs,
 
 
 def test_finetune_from_converted_directory(train_kwargs, tmp_path, tiny_config):
-    convert = pytest.importorskip("optiml_jax.convert.orbax_io")
+    convert = pytest.importorskip("optiml_jax.checkpoints.orbax_params")
     from optiml_jax.models import init_params
 
     config = tiny_config()

@@ -7,7 +7,7 @@ import sys
 import gin
 import pytest
 
-from optiml_jax.training import gin_config
+from optiml_jax.cli import gin_setup as gin_config
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

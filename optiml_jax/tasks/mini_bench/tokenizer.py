@@ -1,7 +1,7 @@
 """The mini-benchmark's own small BPE vocabulary (no download): trained on the generated text.
 
-`python -m optiml_jax.tasks.mini_bench.tokenizer` regenerates `tasks/assets/mini_bench_tokenizer/` and the
-counts file `tasks/mini_bench_counts.json`; both are deterministic functions of the generator code, and a
+`python -m optiml_jax.tasks.mini_bench.tokenizer` regenerates `optiml_jax/tasks/mini_bench/bpe/` and the
+counts file `optiml_jax/tasks/mini_bench/counts.json`; both are deterministic functions of the generator code, and a
 test checks that regeneration reproduces the shipped files byte for byte.
 """
 
@@ -11,13 +11,13 @@ import json
 import pathlib
 import sys
 
-from optiml_jax.data.formatting import DELIMITERS, DEFAULT_SEPARATOR
+from optiml_jax.tasks.formatting import DELIMITERS, DEFAULT_SEPARATOR
 from optiml_jax.tasks.mini_bench.catalog import SPLITS, TASKS, example_counts, generate_task
 
 VOCAB_SIZE = 2048
-REPO_TASKS_DIR = pathlib.Path(__file__).resolve().parents[3] / "tasks"
-TOKENIZER_DIR = REPO_TASKS_DIR / "assets" / "mini_bench_tokenizer"
-COUNTS_FILE = REPO_TASKS_DIR / "mini_bench_counts.json"
+HERE = pathlib.Path(__file__).resolve().parent
+TOKENIZER_DIR = HERE / "bpe"  # vocab.json + merges.txt, shipped as package data
+COUNTS_FILE = HERE / "counts.json"
 
 
 def training_texts():

@@ -1,0 +1,98 @@
+"""Orbax parameter checkpoints written by `python -m optiml_jax.convert hf-to-orbax`, and `load_params`.
+
+Layout of a converted checkpoint directory `O` (what the trainer reads for INITIAL_CHECKPOINT_PATH):
+
+    O/config.json     OPTConfig.to_json() (optiml_jax field names, not Hugging Face's)
+    O/params/         orbax.checkpoint.StandardCheckpointer PyTree: the params dict in the UNROLLED
+                      layout, exactly the tree `OPT(config).init(...)["params"]` returns once unboxed,
+                      i.e. {"decoder": {"embed_tokens": {"embedding": f32[V, E]},
+                      "layers_0": {...}, ...}}, all float32. A scanned model stacks after restoring
+                      (`optiml_jax.models.to_layout`).
+
+To restore sharded straight onto a mesh, pass `jax.ShapeDtypeStruct`s with `sharding=` for the
+unrolled tree (`abstract_params(config)` gives the shapes) to
+`StandardCheckpointer().restore(O / "params", target)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from typing import Any
+
+import numpy as np
+
+from optiml_jax.checkpoints.hf import HF_CONFIG, CheckpointError, load_hf_opt
+from optiml_jax.models.config import OPTConfig
+
+CONFIG_FILE = "config.json"
+PARAMS_DIR = "params"
+
+
+def abstract_params(config: OPTConfig) -> Any:
+    """ShapeDtypeStructs of the unrolled params tree for `config` (nothing is allocated)."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+    from optiml_jax.models import OPT
+
+    unrolled = config.replace(scan_layers=False, remat_policy="none")
+    boxed = jax.eval_shape(lambda: OPT(unrolled).init(jax.random.key(0), jnp.ones((1, 2), jnp.int32)))["params"]
+    return nn.unbox(boxed)
+
+
+def save_orbax(config: OPTConfig, params: Any, directory: str | os.PathLike) -> pathlib.Path:
+    """Write `params` (any layout; stored unrolled) and the config to an Orbax checkpoint directory."""
+    import flax.linen as nn
+    import orbax.checkpoint as ocp
+
+    from optiml_jax.models import unstack_layers
+
+    directory = pathlib.Path(directory).absolute()
+    directory.mkdir(parents=True, exist_ok=True)
+    params = unstack_layers(nn.unbox(params))
+    ckptr = ocp.StandardCheckpointer()
+    ckptr.save(directory / PARAMS_DIR, params, force=True)
+    ckptr.wait_until_finished()
+    (directory / CONFIG_FILE).write_text(config.to_json())
+    return directory
+
+
+def is_orbax_dir(directory: str | os.PathLike) -> bool:
+    d = pathlib.Path(directory)
+    return (d / PARAMS_DIR).is_dir() and (d / CONFIG_FILE).is_file()
+
+
+def load_orbax(directory: str | os.PathLike, *, scanned: bool = False) -> tuple[OPTConfig, dict]:
+    """(config, float32 numpy params) from a directory written by `save_orbax`."""
+    import orbax.checkpoint as ocp
+
+    from optiml_jax.models import to_layout
+
+    directory = pathlib.Path(directory).absolute()
+    if not is_orbax_dir(directory):
+        raise CheckpointError(directory, [f"not an optiml_jax Orbax checkpoint: expected {CONFIG_FILE} and "
+                                          f"{PARAMS_DIR}/ inside"])
+    config = OPTConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text()))
+    target = abstract_params(config)
+    try:
+        params = ocp.StandardCheckpointer().restore(directory / PARAMS_DIR, target)
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(directory, [f"stored params do not match {CONFIG_FILE}: {e}"]) from e
+    import jax
+
+    params = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
+    return config, to_layout(params, scanned)
+
+
+def load_params(path: str | os.PathLike, *, scanned: bool = False) -> tuple[OPTConfig, dict]:
+    """(config, float32 numpy params) from an Orbax dir written by the converter CLI or an HF OPT dir."""
+    path = pathlib.Path(path)
+    if is_orbax_dir(path):
+        return load_orbax(path, scanned=scanned)
+    if (path / HF_CONFIG).is_file():
+        return load_hf_opt(path, scanned=scanned)
+    raise CheckpointError(path, [f"neither an Orbax checkpoint ({CONFIG_FILE} + {PARAMS_DIR}/) nor a Hugging Face "
+                                 f"OPT directory ({HF_CONFIG} + weights)"])

@@ -1,0 +1,254 @@
+"""The one flag and gin setup of every command (train, eval, infer, tasks, plan), in T5X's spelling.
+
+Flags every command takes (T5X / SeqIO habits):
+  --gin_file=F (repeatable)          looked up in the working directory, --gin_search_paths, and the gin/
+                                     folder shipped with the package (so `gin/runs/quickstart.gin` works from
+                                     any directory and from a wheel install)
+  --gin.KEY=VALUE / --gin.KEY VALUE  one binding; a bare word or path is quoted for you (`--gin.MODEL_DIR=/tmp/r`)
+  --gin_bindings='KEY = VALUE'       a raw gin binding, exactly as T5X takes it (repeatable)
+  --gin_search_paths=A,B             extra include folders (comma list, repeatable)
+  --module_import=M (repeatable)     modules whose import registers tasks/mixtures (seqio's cache_tasks_main flag)
+  --tfds_data_dir=D                  seqio.set_tfds_data_dir_override
+  --seqio_additional_cache_dirs=A,B  seqio.add_global_cache_dirs (where seqio.cache_tasks_main wrote caches)
+Run files mark what the user must set as `%gin.REQUIRED` macros; all unset ones are reported together, before
+any device work. Configurables are registered here with `gin.external_configurable`, so the library modules
+(models, training) never import gin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pathlib
+import re
+from collections.abc import Sequence
+
+import gin
+
+import optiml_jax
+
+class GinConfigError(ValueError):
+    """A gin file or binding is wrong; the message names the file/line or binding at fault."""
+
+
+def gin_search_paths() -> list[pathlib.Path]:
+    """The gin/ folder of a wheel install (`optiml_jax/gin`) or of the source checkout (`<repo>/gin`)."""
+    found = optiml_jax.gin_dir()
+    return [found] if found else []
+
+
+# ---------------------------------------------------------------- argv
+# A gin literal starts like one; anything else (paths, task names) given as `--gin.X=VALUE` is quoted.
+_GIN_LITERAL_START = re.compile(r"""^\s*(['"%@\[\(\{\-+.0-9]|True\b|False\b|None\b)""")
+
+
+def gin_value(value: str) -> str:
+    """`../data/niv2` -> `'../data/niv2'`; gin literals (numbers, quoted strings, %MACROS, @refs, ...) unchanged.
+    A bare relative path such as `../x` or `./x` starts with '.', so a value that starts with '.' but is no
+    number is quoted too."""
+    if _GIN_LITERAL_START.match(value) and not re.match(r"^\s*\.(\.|/|[^0-9])", value):
+        return value
+    return repr(value)
+
+
+def normalise_binding(binding: str) -> str:
+    """`KEY=VALUE` -> the gin binding `KEY = VALUE` (bare VALUEs quoted by `gin_value`)."""
+    if "=" not in binding:
+        raise GinConfigError(f"--gin.{binding}: expected --gin.KEY=VALUE")
+    key, value = binding.split("=", 1)
+    return f"{key.strip()} = {gin_value(value)}"
+
+
+def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Pulls `--gin.X=V` (or `--gin.X V`) out of argv; returns (rest, ["X = V", ...])."""
+    rest, bindings, i = [], [], 0
+    argv = list(argv)
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith("--gin.") and not a.startswith("--gin_"):
+            body = a[len("--gin."):]
+            if "=" not in body:
+                if i + 1 >= len(argv):
+                    raise GinConfigError(f"{a}: expected --gin.KEY=VALUE")
+                i += 1
+                body = f"{body}={argv[i]}"
+            bindings.append(normalise_binding(body))
+        else:
+            rest.append(a)
+        i += 1
+    return rest, bindings
+
+
+def _comma_list(value: str) -> list[str]:
+    return [v for v in value.split(",") if v]
+
+
+def add_gin_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of the module docstring, on any argparse parser."""
+    parser.add_argument("--gin_file", action="append", default=[], help="gin file (repeatable)")
+    parser.add_argument("--gin_bindings", action="append", default=[], help="raw gin binding 'K = V' (repeatable)")
+    parser.add_argument("--gin_search_paths", action="append", type=_comma_list, default=[],
+                        help="extra gin include folders, comma separated")
+    parser.add_argument("--module_import", action="append", default=[],
+                        help="module whose import registers tasks/mixtures (repeatable)")
+    parser.add_argument("--tfds_data_dir", default=None, help="TFDS data dir (seqio.set_tfds_data_dir_override)")
+    parser.add_argument("--seqio_additional_cache_dirs", action="append", type=_comma_list, default=[],
+                        help="folders with seqio.cache_tasks_main outputs, comma separated")
+
+
+def parse_command_line(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """(args, gin bindings): `--gin.X` bindings first, then `--gin_bindings` in the order given."""
+    rest, bindings = split_argv(argv)
+    args = parser.parse_args(rest)
+    return args, bindings + list(args.gin_bindings)
+
+
+def search_paths_of(args: argparse.Namespace) -> list[str]:
+    return [p for group in args.gin_search_paths for p in group]
+
+
+def apply_data_flags(args: argparse.Namespace) -> None:
+    """--module_import, --tfds_data_dir, --seqio_additional_cache_dirs: what SeqIO must know before tasks resolve."""
+    if args.tfds_data_dir or args.seqio_additional_cache_dirs:
+        import seqio
+
+        if args.tfds_data_dir:
+            seqio.set_tfds_data_dir_override(args.tfds_data_dir)
+        dirs = [d for group in args.seqio_additional_cache_dirs for d in group]
+        if dirs:
+            seqio.add_global_cache_dirs(dirs)
+    for module in args.module_import:
+        import_user_module(module, "--module_import")
+
+
+def import_user_module(module: str, origin: str) -> None:
+    """Imports a task-registration module; a failure names the flag or macro that asked for it."""
+    try:
+        importlib.import_module(module)
+    except ImportError as e:
+        raise GinConfigError(f"{origin}={module}: cannot import it ({e})") from e
+
+
+# ---------------------------------------------------------------- gin
+_CONFIGURED: dict = {}
+
+
+def register_configurables() -> None:
+    """Make the training entry points known to gin (idempotent)."""
+    if _CONFIGURED:
+        return
+    from optiml_jax.training import model_config, partitioning, synthetic_data, train_loop
+
+    _CONFIGURED["train"] = gin.external_configurable(train_loop.train, "train")
+    gin.external_configurable(model_config.opt_config, "opt_config")
+    gin.external_configurable(partitioning.make_partitioner, "make_partitioner")
+    gin.external_configurable(partitioning.standard_rules, "standard_rules")
+    gin.external_configurable(synthetic_data.synthetic_stream, "synthetic_stream")
+
+
+def configured_train():
+    """`train_loop.train` with the parsed gin bindings applied."""
+    register_configurables()
+    return _CONFIGURED["train"]
+
+
+def unset_required() -> list[str]:
+    """Every binding still set to `%gin.REQUIRED` (macros by name, other bindings as scope/selector.param)."""
+    from gin import config as gin_internal
+
+    missing = []
+    for (scope, selector), bindings in gin_internal._CONFIG.items():  # noqa: SLF001 (gin has no public iterator)
+        for name, value in bindings.items():
+            if (isinstance(value, gin_internal.ConfigurableReference)
+                    and value.configurable.wrapped == gin_internal._retrieve_constant  # noqa: SLF001
+                    and value.scoped_configurable_fn() is gin.REQUIRED):
+                if selector == "gin.macro":
+                    missing.append(scope)
+                else:
+                    missing.append(f"{scope + '/' if scope else ''}{selector}.{name}")
+    return sorted(missing)
+
+
+def _prepend_search_paths(paths: list[str]) -> None:
+    """Our folders go *before* gin's default '' prefix: otherwise gin's Python-package reader tries
+    `include 'models/x.gin'` as package `models` and crashes on namespace packages (e.g. tests/models)."""
+    from gin import config as gin_internal
+
+    prefixes = gin_internal._LOCATION_PREFIXES  # noqa: SLF001 (gin only offers append)
+    for p in reversed(paths):
+        if p in prefixes:
+            prefixes.remove(p)
+        prefixes.insert(0, p)
+
+
+def _resolve_gin_file(name: str, paths: list[str]) -> str:
+    """An absolute path for a --gin_file given relative to the working directory or a search path.
+
+    `gin/runs/x.gin` (the README's spelling, relative to the repository root) also resolves from any other
+    working directory and from a wheel install: a search path ending in `gin` is tried with that leading
+    `gin/` removed.
+    """
+    names = [name]
+    if pathlib.PurePath(name).parts[:1] == ("gin",):
+        names.append(str(pathlib.PurePath(*pathlib.PurePath(name).parts[1:])))
+    for candidate in [pathlib.Path(name)] + [pathlib.Path(p) / n for p in paths for n in names]:
+        if candidate.is_file():
+            return str(candidate.absolute())
+    raise GinConfigError(f"--gin_file={name}: no such file (looked in the working directory and {paths})")
+
+
+def _macro_value(name: str):
+    try:
+        return gin.query_parameter(f"{name}/macro.value")
+    except (ValueError, KeyError):
+        return None
+
+
+def import_task_modules() -> None:
+    """T5X's `MIXTURE_OR_TASK_MODULE` (one module name or a list): imported before anything resolves a task."""
+    modules = _macro_value("MIXTURE_OR_TASK_MODULE")
+    if modules is None:
+        return
+    for module in [modules] if isinstance(modules, str) else list(modules):
+        import_user_module(module, "MIXTURE_OR_TASK_MODULE")
+
+
+def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (), search_paths: Sequence[str] = (),
+              check_required: bool = True) -> None:
+    """Parse files and bindings (on a clean config), import MIXTURE_OR_TASK_MODULE, then fail with one
+    message on any unset REQUIRED."""
+    register_configurables()
+    gin.clear_config()
+    paths = [str(pathlib.Path(p).absolute()) for p in search_paths] + [str(p) for p in gin_search_paths()]
+    _prepend_search_paths(paths)
+    files = [_resolve_gin_file(str(f), paths) for f in gin_files]
+    try:
+        gin.parse_config_files_and_bindings(files, list(bindings), finalize_config=False, skip_unknown=False)
+    except (ValueError, KeyError, SyntaxError, TypeError, OSError) as e:
+        raise GinConfigError(f"gin configuration error: {e}") from e
+    import_task_modules()
+    if check_required:
+        missing = unset_required()
+        if missing:
+            raise GinConfigError(
+                "required gin settings are unset: " + ", ".join(missing)
+                + ". Set them with --gin.NAME=VALUE or in a --gin_file.")
+    try:
+        gin.finalize()
+    except (ValueError, KeyError, TypeError) as e:
+        raise GinConfigError(f"gin configuration error: {e}") from e
+
+
+def setup(args: argparse.Namespace, bindings: Sequence[str], default_files: Sequence[str] = (),
+          check_required: bool = True) -> None:
+    """Everything a command does before its own work: data flags, module imports, gin files and bindings."""
+    apply_data_flags(args)
+    parse_gin(args.gin_file or list(default_files), bindings, search_paths_of(args), check_required)
+
+
+def write_configs(model_dir: str | pathlib.Path) -> None:
+    """`config.gin` (everything parsed) and `operative_config.gin` (what was actually used so far)."""
+    model_dir = pathlib.Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "config.gin").write_text(gin.config_str())
+    (model_dir / "operative_config.gin").write_text(gin.operative_config_str())

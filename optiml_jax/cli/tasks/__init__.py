@@ -1,0 +1,58 @@
+"""`python -m optiml_jax.tasks <subcommand>`: list, inspect, report and leakage-check registered tasks.
+
+One module per subcommand: to add one, write `optiml_jax/cli/tasks/<name>_command.py` with `HELP`,
+`add_arguments(parser)` and `run(args) -> int`, and add its name to `SUBCOMMANDS`. Every subcommand takes the
+flags of `optiml_jax.cli.gin_setup` (`--gin_file`, `--gin.X=V`, `--module_import`, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUBCOMMANDS = ("list", "inspect", "report", "leakage")
+DEFAULT_MODULES = ("optiml_jax.tasks.registrations",)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from optiml_jax.cli import gin_setup
+
+    parser = argparse.ArgumentParser(prog="python -m optiml_jax.tasks", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    modules = {}
+    for name in SUBCOMMANDS:
+        modules[name] = importlib.import_module(f"optiml_jax.cli.tasks.{name}_command")
+        p = sub.add_parser(name, help=modules[name].HELP, description=modules[name].HELP)
+        gin_setup.add_gin_arguments(p)
+        modules[name].add_arguments(p)
+    try:
+        args, bindings = gin_setup.parse_command_line(parser, list(sys.argv[1:] if argv is None else argv))
+        setup(args, bindings)
+    except gin_setup.GinConfigError as e:
+        raise SystemExit(f"error: {e}") from e
+    return modules[args.command].run(args)
+
+
+def setup(args: argparse.Namespace, bindings: list[str]) -> None:
+    """Imports the registration modules (the library's own unless --module_import names others), parses gin,
+    then runs the gin-configured registrations (`run_registrations`, e.g. the real OPT-IML Bench from local
+    data, which needs the data-directory macros the command line sets)."""
+    from optiml_jax.cli import gin_setup
+    import optiml_jax.data  # noqa: F401  (registers the configurables)
+    from optiml_jax.sources.raw_examples import BenchDataError
+    from optiml_jax.tasks.gin_registrations import run_registrations
+    from optiml_jax.vocabularies.tokenizer_files import OPTVocabularyError
+
+    if not args.module_import:
+        args.module_import = list(DEFAULT_MODULES)
+    gin_setup.setup(args, bindings, check_required=False)
+    try:
+        run_registrations()
+    except (BenchDataError, OPTVocabularyError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}") from e
+
+
+def console_main() -> None:
+    """Console-script entry (setup.py)."""
+    sys.exit(main())

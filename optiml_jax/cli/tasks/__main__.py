@@ -1,0 +1,8 @@
+"""`python -m optiml_jax.cli.tasks`: same as `python -m optiml_jax.tasks`."""
+
+import sys
+
+from optiml_jax.cli.tasks import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""`inspect NAME`: formatted instruction/target text of a task, or of examples drawn from a mixture's stream."""
+
+from __future__ import annotations
+
+HELP = "show formatted source/target text of a task (first examples) or a mixture (examples of a packed batch)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("name", help="task or mixture name")
+    parser.add_argument("--split", default=None,
+                        help="task split (default: train, or the task's only split for evaluation-only tasks)")
+    parser.add_argument("--num_examples", type=int, default=3)
+    parser.add_argument("--length", type=int, default=2048, help="packed row length (mixtures)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _show(n: int, source: str, target: str, tag: str) -> None:
+    print(f"===== example {n} [{tag}]")
+    print(f"--- source:\n{source}\n--- target:\n{target}")
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from optiml_jax.tasks.formatting import draw_delimiter, layout, source_text
+    from optiml_jax.data.stream import TrainStream
+    from optiml_jax.tasks import mixtures, registry
+
+    rates = mixtures.resolve_rates(args.name)
+    if list(rates) == [args.name]:
+        task = registry.get_task(args.name)
+        split = args.split or ("train" if "train" in task.splits else sorted(task.splits)[0])
+        for n, ex in enumerate(registry.load_raw_examples(args.name, split)[: args.num_examples]):
+            pieces = layout(task.info, ex, delimiter=draw_delimiter(args.name, ex["id"]))
+            _show(n, source_text(pieces), pieces[-1].text, ex["id"])
+        return 0
+    stream = TrainStream(args.name, args.length, 1, args.seed, split=args.split or "train")
+    batch, stats = stream.get_batch_with_stats(0)
+    vocab = stream.vocabulary
+    seg, tgt, w = batch["decoder_segment_ids"][0], batch["decoder_target_tokens"][0], batch["decoder_loss_weights"][0]
+    for n, sid in enumerate(range(1, min(args.num_examples, int(seg.max())) + 1)):
+        m = seg == sid
+        src = vocab.decode(tgt[m & (w == 0)].tolist())
+        lab = vocab.decode([t for t in tgt[m & (w > 0)].tolist() if t != vocab.eos_id])
+        _show(n, src, lab, f"segment {sid}")
+    print(f"row 0: {int(seg.max())} examples, efficiency {stats.efficiency:.4f}, "
+          f"label tokens {int(np.sum(w))}")
+    return 0

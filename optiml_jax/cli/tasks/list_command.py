@@ -1,0 +1,50 @@
+"""`list`: every registered instruction task with collection, category, level and example counts, then the
+OPT-IML Bench catalog's counts per collection and split next to the paper's Table 1 (`optiml_jax.tasks.catalog.report`)."""
+
+from __future__ import annotations
+
+HELP = ("list tasks: collection, category, instruction type, generalization level, example counts; "
+        "catalog counts vs the paper's Table 1")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--generalization_split", default=None, help="split whose levels to show (default: first)")
+    parser.add_argument("--prefix", default="", help="only tasks whose name starts with this")
+    parser.add_argument("--catalog_split", default=None,
+                        help="catalog split for the Table 1 comparison (default: --generalization_split when it is "
+                             "a catalog split, else opt_iml_paper)")
+    parser.add_argument("--no_catalog", action="store_true", help="skip the catalog vs Table 1 comparison")
+
+
+def run(args) -> int:
+    from optiml_jax.tasks import registry
+
+    splits = registry.generalization_splits()
+    gsplit = splits.get(args.generalization_split) if args.generalization_split else next(iter(splits.values()), None)
+    if args.generalization_split and gsplit is None:
+        raise SystemExit(f"unknown generalization split {args.generalization_split!r}; known: {sorted(splits)}")
+    rows = [t for t in registry.registered_tasks() if t.info.name.startswith(args.prefix)]
+    print(f"{'task':<44} {'collection':<12} {'category':<28} {'type':<8} {'level':<21} counts")
+    for t in sorted(rows, key=lambda t: t.info.name):
+        i = t.info
+        level = "-"
+        if gsplit is not None:
+            level = gsplit.level(i) or ("train" if gsplit.is_trainable(i) else "-")
+        counts = " ".join(f"{s}={registry.num_examples(i.name, s)}" for s in t.splits)
+        print(f"{i.name:<44} {i.collection:<12} {i.category:<28} {i.instruction_type:<8} {level:<21} {counts}")
+    cats = {t.info.category for t in rows}
+    colls = {t.info.collection for t in rows}
+    print(f"{len(rows)} tasks, {len(colls)} collections, {len(cats)} categories"
+          + (f" (levels from split {gsplit.name!r})" if gsplit else ""))
+    if not args.no_catalog:
+        _print_catalog_table(args.catalog_split or args.generalization_split)
+    return 0
+
+
+def _print_catalog_table(split_name: str | None) -> None:
+    from optiml_jax.tasks.catalog import report as catalog_report
+    from optiml_jax.tasks.catalog.splits import SPLITS
+
+    name = split_name if split_name in SPLITS else "opt_iml_paper"
+    print(f"\nOPT-IML Bench catalog (tasks/catalog) vs the paper's Table 1, split {name!r}:\n")
+    print(catalog_report.format_markdown(catalog_report.report(name)))

@@ -1,0 +1,104 @@
+"""Training entry point, T5X style: `python -m optiml_jax.train --gin_file=... --gin.KEY=VALUE ...`.
+
+    python -m optiml_jax.train --gin_file=gin/runs/finetune.gin --gin_file=gin/models/opt_1_3b.gin \
+        --gin.MODEL_DIR=/tmp/optiml_1_3b --gin.MIXTURE_OR_TASK_NAME=mini_bench_train \
+        --gin.INITIAL_CHECKPOINT_PATH=/ckpts/opt-1.3b
+
+Flags shared by every command (`--gin_file`, `--gin.KEY=VALUE`, `--gin_bindings`, `--gin_search_paths`,
+`--module_import`, `--tfds_data_dir`, `--seqio_additional_cache_dirs`): optiml_jax/cli/gin_setup.py. Running the
+same command again resumes from the latest checkpoint in MODEL_DIR.
+
+Multi-host: pass `--distributed` (or T5X's `--multiprocess_gpu`) on every host (TPU pod slices, SLURM, Open MPI
+and Kubernetes are auto-detected by `jax.distributed.initialize()`), or give `--coordinator_address`,
+`--num_processes`/`--process_count` and `--process_id`/`--process_index` explicitly. See the README's
+"Launching training runs".
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    from optiml_jax.cli import gin_setup
+
+    p = argparse.ArgumentParser(prog="python -m optiml_jax.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    gin_setup.add_gin_arguments(p)
+    p.add_argument("--distributed", "--multiprocess_gpu", dest="distributed", action="store_true",
+                   help="call jax.distributed.initialize() (multi-host)")
+    p.add_argument("--coordinator_address", default=os.environ.get("OPTIML_COORDINATOR_ADDRESS"))
+    p.add_argument("--num_processes", "--process_count", dest="num_processes", type=int,
+                   default=_env_int("OPTIML_NUM_PROCESSES"))
+    p.add_argument("--process_id", "--process_index", dest="process_id", type=int,
+                   default=_env_int("OPTIML_PROCESS_ID"))
+    p.add_argument("--cpu_collectives", default=None, help="e.g. 'gloo' for multi-process CPU runs")
+    p.add_argument("--no_progress", action="store_true", help="no tqdm bar (logs only)")
+    return gin_setup.parse_command_line(p, argv)
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None
+
+
+def _init_distributed(args: argparse.Namespace) -> None:
+    import jax
+
+    if args.cpu_collectives:
+        jax.config.update("jax_cpu_collectives_implementation", args.cpu_collectives)
+    if args.distributed or args.coordinator_address:
+        jax.distributed.initialize(coordinator_address=args.coordinator_address, num_processes=args.num_processes,
+                                   process_id=args.process_id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from optiml_jax.cli import gin_setup as gin_config
+
+    try:
+        args, bindings = parse_args(sys.argv[1:] if argv is None else argv)
+    except gin_config.GinConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.WARNING)  # orbax logs every save step at INFO
+    try:
+        gin_config.setup(args, bindings)
+    except gin_config.GinConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    _init_distributed(args)
+    import jax
+
+    from optiml_jax.training.train_loop import NonFiniteError, summarize_eval
+
+    kwargs = {"setup_callback": gin_config.write_configs}
+    if args.no_progress:
+        kwargs["progress"] = False
+    try:
+        result = gin_config.configured_train()(**kwargs)
+    except NonFiniteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    if jax.process_index() == 0:
+        gin_config.write_configs(result.model_dir)
+        if result.history:
+            last = result.history[-1]
+            print(f"trained steps {result.start_step}..{result.final_step}: final loss {last['loss']:.4f}")
+        if result.eval_results:
+            print("eval loss per split:\n" + summarize_eval(result.eval_results))
+    return 0
+
+
+def console_main() -> None:
+    """`optiml-train` console script."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    console_main()

@@ -1,0 +1,133 @@
+"""FLAN held-out evaluation (paper section 5.3): every held-out FLAN task of the split whose local data is
+supplied, evaluated with each of its original (non-inverted) templates; the task score is the mean over its
+7-10 templates (`EvalTask.template` + `parent_task`).
+
+Layout (the same as `gin/bench/opt_iml_bench.gin`):
+  templates_file: flan2021_patterns.json or flan_v2_templates.json ({reader_key: [[input, target], ...]})
+  dataset_dir/<task without flan_>/{test,validation,train}.jsonl (or <reader_key>/ when only one task uses it),
+  rows carrying the fields the templates format, as FLAN's preprocessors produce them ({premise}, {hypothesis},
+  {answer}, and `options` for classification tasks, from which `{options_}` is built).
+A row with an `options` list is scored by rank classification over those options (accuracy; FLAN scores
+classification tasks this way whether or not the template shows the options); otherwise greedy generation
+with Rouge-L. Templates are named t0, t1, ... in the order of the templates file (inverted ones dropped).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import pathlib
+from typing import Sequence
+
+import gin
+
+from optiml_jax.sources.flan_reader import apply_template, load_patterns, original_templates
+from optiml_jax.sources.raw_examples import BenchDataError, raw_example
+from optiml_jax.evaluation.suites import held_out_catalog as hoc
+from optiml_jax.evaluation.suites.niv2 import category_slug
+from optiml_jax.evaluation.eval_tasks import EvalTask
+
+SUITE = "flan_held_out"
+DEFAULT_TEMPLATES_FILE = "flan/flan2021_patterns.json"  # relative to DATA_DIR
+
+
+def render_row(template: tuple[str, str], label: str, row: dict, *, task: str, example_id: str, split: str,
+               file: str | None) -> dict:
+    """One raw example; errors name the template, task, example and split."""
+    where = f"FLAN template {label} ({template[0][:40]!r}...) on task {task}, {split} example {example_id}"
+    try:
+        prompt, target = apply_template(*template, row, task=task, example=example_id, file=file)
+    except BenchDataError as e:
+        raise BenchDataError(f"{where} failed: {e}", file=file, task=task, example=example_id) from e
+    options = row.get("options")
+    if options is not None and not (isinstance(options, list) and options):
+        raise BenchDataError(f"{where}: 'options' must be a non-empty list, got {options!r}", file=file, task=task,
+                             example=example_id)
+    options = [str(o) for o in options or []]
+    if options and target not in options:
+        raise BenchDataError(f"{where}: target {target!r} is not one of the row's options {options}", file=file,
+                             task=task, example=example_id)
+    return raw_example(input=prompt, target=target, options=options, id=f"{task}-{split}-{example_id}")
+
+
+def template_tasks(task: hoc.HeldOutTask, patterns: Sequence[tuple[str, str]], eval_rows: Sequence[dict],
+                   eval_split: str, train_rows: Sequence[dict], file: str | None = None) -> list[EvalTask]:
+    """One EvalTask per original template of one FLAN dataset."""
+    name = task.info.name
+    out = []
+    for k, template in enumerate(original_templates(list(patterns))):
+        label = f"t{k}"
+        examples = [render_row(template, label, r, task=name, example_id=hoc.row_id(r, i), split=eval_split,
+                               file=file) for i, r in enumerate(eval_rows)]
+        demos = [render_row(template, label, r, task=name, example_id=hoc.row_id(r, i), split="train", file=file)
+                 for i, r in enumerate(train_rows)]
+        with_options = sum(bool(ex["options"]) for ex in examples)
+        if 0 < with_options < len(examples):
+            raise BenchDataError(f"{with_options} of {len(examples)} {eval_split} rows have 'options': a task is "
+                                 "either classification (all rows) or generation (none)", task=name, file=file)
+        info = dataclasses.replace(task.info, category=category_slug(task.info.category),
+                                   metric="accuracy" if with_options else "rouge_l")
+        out.append(EvalTask(info=info, examples=examples, demonstrations=demos, level=task.level, template=label,
+                            parent_task=name, collection="flan"))
+    if not out:
+        raise BenchDataError("dataset has no FLAN templates", file=file, task=name)
+    return out
+
+
+def _resolve(templates_file, dataset_dir, default_root) -> tuple[pathlib.Path, pathlib.Path]:
+    root = pathlib.Path(default_root) if default_root is not None else None
+    if templates_file is None and root is not None:
+        templates_file = root / DEFAULT_TEMPLATES_FILE
+    if dataset_dir is None and root is not None:
+        dataset_dir = root / "flan"
+    if templates_file is None or dataset_dir is None:
+        raise ValueError(f"suite {SUITE!r}: set FLAN_TEMPLATES_FILE and FLAN_DATA_DIR (or DATA_DIR with "
+                         f"DATA_DIR/{DEFAULT_TEMPLATES_FILE} and DATA_DIR/flan/<task>/validation.jsonl)")
+    if not pathlib.Path(dataset_dir).is_dir():
+        raise FileNotFoundError(f"suite {SUITE!r}: {dataset_dir} is not a directory (set FLAN_DATA_DIR)")
+    return pathlib.Path(templates_file), pathlib.Path(dataset_dir)
+
+
+@gin.configurable
+def flan_held_out_tasks(templates_file: str | os.PathLike | None = None,
+                        dataset_dir: str | os.PathLike | None = None, *,
+                        split_name: str = "opt_iml_paper", levels: Sequence[str] = hoc.HELD_OUT_LEVELS,
+                        eval_splits: Sequence[str] = hoc.EVAL_SPLITS, max_examples: int | None = None,
+                        max_demonstrations: int = hoc.MAX_DEMONSTRATION_ROWS,
+                        default_root: str | os.PathLike | None = None) -> list[EvalTask]:
+    """EvalTasks of every held-out FLAN task (per `split_name`, at `levels`) with data in `dataset_dir`.
+
+    Defaults from `default_root` (DATA_DIR): DATA_DIR/flan/flan2021_patterns.json and DATA_DIR/flan/<task>/.
+    Raises when no held-out task has data at all.
+    """
+    templates_file, dataset_dir = _resolve(templates_file, dataset_dir, default_root)
+    patterns = load_patterns(templates_file)
+    tasks = hoc.held_out_tasks("flan", split_name, levels)
+    key_uses = collections.Counter(t.reader_key for t in tasks)
+    out, skipped = [], []
+    for task in tasks:
+        candidates = [dataset_dir / task.info.name.removeprefix("flan_")]
+        if key_uses[task.reader_key] == 1:
+            candidates.append(dataset_dir / task.reader_key)
+        data = next((d for d in candidates if d.exists() and hoc.available_splits(d, [*eval_splits, "train"])), None)
+        if data is None:
+            hoc.skip_missing(SUITE, task, candidates[0])
+            skipped.append(task.info.name)
+            continue
+        if task.reader_key not in patterns:
+            raise BenchDataError(f"the FLAN templates file has no patterns for {task.reader_key!r}",
+                                 file=str(templates_file), task=task.info.name)
+        eval_split = hoc.choose_eval_split(data, task.info.name, eval_splits)
+        rows = hoc.read_split_rows(data, eval_split, max_examples)
+        if not rows:
+            raise BenchDataError(f"the {eval_split} split has no rows", file=str(data), task=task.info.name)
+        out.extend(template_tasks(task, patterns[task.reader_key], rows, eval_split,
+                                  hoc.demonstration_rows(data, max_demonstrations), file=str(data)))
+    hoc.log_skipped(SUITE, skipped, len({t.name for t in out}))
+    if not out:
+        raise BenchDataError(f"suite {SUITE!r}: none of the {len(skipped)} held-out FLAN tasks has local data "
+                             "(expected <FLAN_DATA_DIR>/<task without flan_>/validation.jsonl, "
+                             "e.g. rte/validation.jsonl)",
+                             file=str(dataset_dir))
+    return out

@@ -1,0 +1,29 @@
+"""Which tokenizer evaluates a checkpoint: the one named, the one saved beside the checkpoint, or the
+mini-benchmark's (what the quickstart trains with). Shared by the eval/infer CLIs, the trainer's evaluation
+callback and the lm-eval adapter, so all four read a checkpoint with the same vocabulary."""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+
+log = logging.getLogger(__name__)
+
+
+def resolve_tokenizer(tokenizer_path: str | None, checkpoint_path: str | None):
+    """An OPTVocabulary from `tokenizer_path`, else from the checkpoint dir, else the mini-benchmark's."""
+    from optiml_jax.vocabularies import OPTVocabulary
+
+    candidates = [tokenizer_path] if tokenizer_path else []
+    if checkpoint_path:
+        p = pathlib.Path(checkpoint_path)
+        candidates += [str(p), str(p.parent)]
+    for c in candidates:
+        if c and ((pathlib.Path(c) / "vocab.json").is_file() or (pathlib.Path(c) / "tokenizer.json").is_file()):
+            return OPTVocabulary(c)
+    if tokenizer_path:
+        raise FileNotFoundError(f"TOKENIZER_PATH={tokenizer_path}: no vocab.json + merges.txt or tokenizer.json")
+    from optiml_jax.tasks.mini_bench.tokenizer import TOKENIZER_DIR
+
+    log.info("no tokenizer next to the checkpoint: using the mini-benchmark tokenizer %s", TOKENIZER_DIR)
+    return OPTVocabulary(TOKENIZER_DIR)

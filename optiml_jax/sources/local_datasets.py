@@ -1,0 +1,82 @@
+"""Rows of a user-supplied local dataset split: JSONL, JSON list, Parquet, CSV/TSV, or a saved Hugging Face
+dataset directory (`datasets.load_from_disk`). PromptSource and FLAN templates are applied to these rows."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pathlib
+from typing import Iterator
+
+from optiml_jax.sources.raw_examples import BenchDataError
+
+SPLIT_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".tsv")
+
+
+def find_split_file(dataset_dir: str | pathlib.Path, split: str) -> pathlib.Path:
+    """`<dir>/<split>.{jsonl,json,parquet,csv,tsv}`, or `<dir>` itself when it is a saved HF dataset/DatasetDict."""
+    d = pathlib.Path(dataset_dir)
+    if not d.exists():
+        raise BenchDataError(f"local dataset directory does not exist (split {split!r})", file=str(d))
+    if d.is_file():
+        return d
+    for suffix in SPLIT_SUFFIXES:
+        if (d / f"{split}{suffix}").is_file():
+            return d / f"{split}{suffix}"
+    if (d / "dataset_dict.json").is_file() or (d / "dataset_info.json").is_file() or (d / split / "dataset_info.json").is_file():
+        return d
+    raise BenchDataError(f"no file for split {split!r} ({', '.join(split + s for s in SPLIT_SUFFIXES)} or a saved "
+                         f"Hugging Face dataset)", file=str(d))
+
+
+def iter_rows(path: str | pathlib.Path, split: str = "train") -> Iterator[dict]:
+    """Yields dict rows; errors name the file and row."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        yield from _iter_hf_disk(path, split)
+        return
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        with open(path, encoding="utf-8") as f:
+            for i, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise BenchDataError(f"bad JSON line: {e}", file=str(path), example=f"line {i}") from None
+                if not isinstance(row, dict):
+                    raise BenchDataError("JSONL line is not an object", file=str(path), example=f"line {i}")
+                yield row
+    elif suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise BenchDataError(f"not valid JSON: {e}", file=str(path)) from None
+        if isinstance(data, dict) and "data" in data:
+            data = data["data"]
+        if not isinstance(data, list):
+            raise BenchDataError("JSON split file must hold a list of objects (or {'data': [...]})", file=str(path))
+        yield from data
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            yield from batch.to_pylist()
+    elif suffix in (".csv", ".tsv"):
+        with open(path, encoding="utf-8", newline="") as f:
+            yield from csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+    else:
+        raise BenchDataError(f"unsupported local dataset format {suffix!r}", file=str(path))
+
+
+def _iter_hf_disk(path: pathlib.Path, split: str) -> Iterator[dict]:
+    import datasets  # lazy: only needed for saved Hugging Face datasets
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except Exception as e:  # noqa: BLE001 - re-raised with the path
+        raise BenchDataError(f"datasets.load_from_disk failed: {e}", file=str(path)) from e
+    if isinstance(ds, datasets.DatasetDict):
+        if split not in ds:
+            raise BenchDataError(f"saved DatasetDict has no split {split!r} (has {list(ds)})", file=str(path))
+        ds = ds[split]
+    yield from ds

@@ -1,0 +1,191 @@
+"""Train/eval leakage by 13-gram overlap (paper section 2.3).
+
+For every (train task, eval task) pair: the fraction of the eval task's examples that share at least one 13-gram
+with any example of the train task; pairs above 1% are flagged for review. Text is whitespace-tokenized and
+lowercased; every 13-gram is hashed to a 64-bit integer (polynomial rolling hash over stable per-token hashes);
+the train side becomes one sorted (hash, train task) index, and each eval task is answered with vectorized
+`searchsorted` look-ups -- no pairwise string search, so thousands of tasks stay fast.
+
+CLI (the data helper's `python -m optiml_jax.tasks leakage` calls `main`):
+    python -m optiml_jax.tasks.leakage --train DIR_OR_FILES... --eval DIR_OR_FILES... --out report
+Inputs: NIv2 task .json files, CoT *_train.tsv files, metaseq {"src","tgt"} .jsonl files, or directories of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import pathlib
+import time
+from typing import Iterable, Mapping
+
+import numpy as np
+
+NGRAM = 13
+THRESHOLD = 0.01
+_MULT = np.uint64(0x9E3779B97F4A7C15)
+_token_cache: dict[str, int] = {}
+
+
+def _token_hash(tok: str) -> int:
+    h = _token_cache.get(tok)
+    if h is None:
+        h = int.from_bytes(hashlib.blake2b(tok.encode("utf-8"), digest_size=8).digest(), "little")
+        if len(_token_cache) < 2_000_000:
+            _token_cache[tok] = h
+    return h
+
+
+def ngram_hashes(text: str, n: int = NGRAM) -> np.ndarray:
+    """Unique uint64 hashes of the n-grams of lowercased whitespace tokens (empty if fewer than n tokens)."""
+    toks = text.lower().split()
+    if len(toks) < n:
+        return np.zeros((0,), np.uint64)
+    th = np.fromiter((_token_hash(t) for t in toks), dtype=np.uint64, count=len(toks))
+    m = len(toks) - n + 1
+    h = np.zeros((m,), np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(n):
+            h = h * _MULT + th[k:k + m]
+    return np.unique(h)
+
+
+def example_text(ex: Mapping) -> str:
+    """The instance text compared across tasks: input and target (task definitions are not instance data)."""
+    return f"{ex.get('input', '')} {ex.get('target', '')}"
+
+
+class TrainIndex:
+    """Sorted (13-gram hash -> train task id) pairs for many train tasks."""
+
+    def __init__(self, train_tasks: Mapping[str, Iterable[Mapping]], n: int = NGRAM):
+        self.names = list(train_tasks)
+        hashes, ids = [], []
+        for i, name in enumerate(self.names):
+            per = [ngram_hashes(example_text(ex), n) for ex in train_tasks[name]]
+            if per:
+                u = np.unique(np.concatenate(per))
+                hashes.append(u)
+                ids.append(np.full(u.shape, i, np.int32))
+        h = np.concatenate(hashes) if hashes else np.zeros((0,), np.uint64)
+        t = np.concatenate(ids) if ids else np.zeros((0,), np.int32)
+        order = np.argsort(h, kind="stable")
+        self.hashes, self.task_ids, self.n = h[order], t[order], n
+
+    def overlapping_tasks(self, example_hashes: list[np.ndarray]) -> np.ndarray:
+        """bool [n_examples, n_train_tasks]: example shares a hash with the train task."""
+        out = np.zeros((len(example_hashes), len(self.names)), bool)
+        if not example_hashes or self.hashes.size == 0:
+            return out
+        lens = np.array([len(h) for h in example_hashes])
+        if lens.sum() == 0:
+            return out
+        allh = np.concatenate(example_hashes)
+        ex_of = np.repeat(np.arange(len(example_hashes)), lens)
+        lo = np.searchsorted(self.hashes, allh, side="left")
+        hi = np.searchsorted(self.hashes, allh, side="right")
+        counts = hi - lo
+        hit = counts > 0
+        if not hit.any():
+            return out
+        lo, counts, ex_of = lo[hit], counts[hit], ex_of[hit]
+        idx = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        out[np.repeat(ex_of, counts), self.task_ids[idx]] = True
+        return out
+
+
+def find_leaks(train_tasks: Mapping[str, Iterable[Mapping]], eval_tasks: Mapping[str, Iterable[Mapping]], *,
+               n: int = NGRAM, threshold: float = THRESHOLD) -> dict:
+    """{"pairs": [{"train", "eval", "overlap_fraction", "overlapping_examples", "eval_examples"}], ...}; pairs
+    above `threshold` only, sorted by fraction. Identical task names on both sides are compared too."""
+    t0 = time.perf_counter()
+    index = TrainIndex(train_tasks, n)
+    pairs, n_eval_examples = [], 0
+    for ename, examples in eval_tasks.items():
+        hashes = [ngram_hashes(example_text(ex), n) for ex in examples]
+        n_eval_examples += len(hashes)
+        if not hashes:
+            continue
+        frac = index.overlapping_tasks(hashes).mean(axis=0)
+        for ti in np.nonzero(frac > threshold)[0]:
+            pairs.append({"train": index.names[ti], "eval": ename, "overlap_fraction": float(frac[ti]),
+                          "overlapping_examples": int(round(frac[ti] * len(hashes))), "eval_examples": len(hashes)})
+    pairs.sort(key=lambda p: (-p["overlap_fraction"], p["train"], p["eval"]))
+    return {"ngram": n, "threshold": threshold, "train_tasks": len(index.names), "eval_tasks": len(eval_tasks),
+            "eval_examples": n_eval_examples, "train_ngrams": int(index.hashes.size),
+            "seconds": round(time.perf_counter() - t0, 3), "pairs": pairs}
+
+
+def format_markdown(report: dict) -> str:
+    lines = [f"# Train/eval {report['ngram']}-gram leakage", "",
+             f"{report['train_tasks']} train tasks ({report['train_ngrams']} distinct n-grams) x "
+             f"{report['eval_tasks']} eval tasks ({report['eval_examples']} examples); pairs with more than "
+             f"{report['threshold']:.0%} of eval examples sharing an n-gram: {len(report['pairs'])} "
+             f"({report['seconds']} s).", "", "| train task | eval task | overlap | examples |", "|---|---|---|---|"]
+    lines += [f"| {p['train']} | {p['eval']} | {p['overlap_fraction']:.1%} | {p['overlapping_examples']}/"
+              f"{p['eval_examples']} |" for p in report["pairs"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, out_prefix: str | pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    out = pathlib.Path(out_prefix)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    jp, mp = out.with_suffix(".json"), out.with_suffix(".md")
+    jp.write_text(json.dumps(report, indent=1))
+    mp.write_text(format_markdown(report))
+    return jp, mp
+
+
+def load_task_paths(paths: Iterable[str], max_examples: int | None = None) -> dict[str, list[dict]]:
+    """{task: raw examples} from NIv2 .json, CoT .tsv, src/tgt .jsonl files or directories of them."""
+    from optiml_jax.sources.cot_reader import read_cot_tsv
+    from optiml_jax.sources.jsonl_reader import read_src_tgt_jsonl
+    from optiml_jax.sources.niv2_reader import load_task
+
+    files: list[pathlib.Path] = []
+    for p in map(pathlib.Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix in (".json", ".tsv", ".jsonl"))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"leakage input {p} does not exist")
+    tasks = {}
+    for f in files:
+        if f.suffix == ".json":
+            t = load_task(f)
+            name, it = t.name, t.examples()
+        elif f.suffix == ".tsv":
+            name = "cot_" + f.name.split("_train")[0]
+            it = read_cot_tsv(f, name)
+        else:
+            name = f.stem
+            it = read_src_tgt_jsonl(f, task=name)
+        exs = []
+        for ex in it:
+            exs.append(ex)
+            if max_examples and len(exs) >= max_examples:
+                break
+        tasks[name] = exs
+    return tasks
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description="Flag train/eval task pairs sharing 13-grams (paper section 2.3)")
+    p.add_argument("--train", nargs="+", required=True)
+    p.add_argument("--eval", nargs="+", required=True)
+    p.add_argument("--out", default="leakage_report", help="output prefix: writes PREFIX.json and PREFIX.md")
+    p.add_argument("--ngram", type=int, default=NGRAM)
+    p.add_argument("--threshold", type=float, default=THRESHOLD)
+    p.add_argument("--max-examples", type=int, default=None, help="per task")
+    a = p.parse_args(argv)
+    report = find_leaks(load_task_paths(a.train, a.max_examples), load_task_paths(a.eval, a.max_examples),
+                        n=a.ngram, threshold=a.threshold)
+    jp, mp = write_report(report, a.out)
+    print(f"{len(report['pairs'])} flagged pairs; wrote {jp} and {mp}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Registers the embedded mini-benchmark: `mini_bench_<collection>_<family>` tasks and its mixtures.
+
+Mixtures:
+- `mini_bench_train`: every task trainable under `SPLIT` (the generalization split), mixed by the paper's
+  recipe (`MixtureRecipe`, gin-configurable: EPS, caps, benchmark proportions, reasoning / pre-training /
+  dialogue shares). This is the quickstart's and the tests' default mixture.
+- `mini_bench_eval_fully_held_out`, `mini_bench_eval_partially_supervised`, `mini_bench_eval_fully_supervised`:
+  the evaluation tasks of each level (equal rates), evaluated on their validation/test splits.
+Vocabulary: the shipped BPE in `bpe/` beside this module; model vocab size = `VOCAB_SIZE`.
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+
+from optiml_jax.tasks import mixtures, registry
+from optiml_jax.tasks.metadata import LEVELS
+from optiml_jax.tasks.mini_bench import SPLIT, SPLITS, TASKS, generate_task
+from optiml_jax.vocabularies import OPTVocabulary
+
+from optiml_jax.tasks.mini_bench.tokenizer import COUNTS_FILE, TOKENIZER_DIR
+VOCABULARY = OPTVocabulary(TOKENIZER_DIR)
+VOCAB_SIZE = VOCABULARY.vocab_size
+TRAIN_MIXTURE = "mini_bench_train"
+
+
+def _split_reader(name: str, split: str):
+    return functools.partial(lambda n, s: generate_task(n)[s], name, split)
+
+
+def register() -> None:
+    registry.register_generalization_split(SPLIT)
+    counts = registry.read_counts_file(COUNTS_FILE)
+    for info in TASKS:
+        if info.name not in counts:
+            raise KeyError(f"{COUNTS_FILE} has no entry for {info.name!r}: run "
+                           "`python -m optiml_jax.tasks.mini_bench.tokenizer` to regenerate it")
+        registry.register_instruction_task(info, {s: _split_reader(info.name, s) for s in SPLITS}, VOCABULARY,
+                                           counts[info.name], replace=True)
+    mixtures.register_recipe_mixture(TRAIN_MIXTURE, [t.name for t in SPLIT.trainable(TASKS)])
+    for level in LEVELS:
+        tasks = [t.name for t, lvl in SPLIT.evaluation_tasks(TASKS) if lvl == level]
+        mixtures.register_rate_mixture(f"mini_bench_eval_{level}", {t: 1.0 for t in tasks})
+
+
+register()

@@ -1,0 +1,49 @@
+"""13-gram leakage: constructed overlaps and the real NIv2/CoT files."""
+
+import json
+
+import numpy as np
+
+from optiml_jax.tasks import leakage
+
+WORDS = [f"w{i}" for i in range(1000)]
+
+
+def _ex(text):
+    return {"input": text, "target": ""}
+
+
+def test_ngram_hashes_normalize_case_and_whitespace():
+    a = leakage.ngram_hashes("A  b c d e f g h i j k l m n")
+    b = leakage.ngram_hashes("a b\tc d e f g h i j k l m N")
+    assert a.dtype == np.uint64 and len(a) == 2 and np.array_equal(a, b)
+    assert len(leakage.ngram_hashes("too short text")) == 0
+
+
+def test_constructed_overlap_flags_only_leaking_pair(tmp_path):
+    shared = " ".join(WORDS[:20])
+    train = {"t_leaky": [_ex(f"intro {shared} outro")], "t_clean": [_ex(" ".join(WORDS[500:560]))]}
+    # 2 of 100 eval examples contain the shared 20-gram -> 2% > 1%; 12-token overlaps never count
+    eval_ex = [_ex(" ".join(WORDS[100 + i:130 + i])) for i in range(98)] + [_ex(shared), _ex("x " + shared)]
+    eval_ex[0] = _ex(" ".join(WORDS[500:512]) + " zzz")  # shares only 12 tokens with t_clean
+    rep = leakage.find_leaks(train, {"e": eval_ex})
+    assert [(p["train"], p["eval"], p["overlapping_examples"]) for p in rep["pairs"]] == [("t_leaky", "e", 2)]
+    assert abs(rep["pairs"][0]["overlap_fraction"] - 0.02) < 1e-9
+    rep_one = leakage.find_leaks(train, {"e": eval_ex[:99]})  # 1 of 99 is ~1.01% -> still flagged
+    assert len(rep_one["pairs"]) == 1
+    rep_low = leakage.find_leaks(train, {"e": eval_ex[:98] + [_ex("a b")] * 50 + [_ex(shared)]})  # 1/149 < 1%
+    assert rep_low["pairs"] == []
+    jp, mp = leakage.write_report(rep, tmp_path / "r")
+    assert json.loads(jp.read_text())["pairs"][0]["train"] == "t_leaky" and "t_leaky" in mp.read_text()
+
+
+def test_cli_on_real_niv2_and_cot(shared_data, tmp_path):
+    rep = leakage.main(["--train", str(shared_data / "niv2" / "tasks"), str(shared_data / "flan" / "cot_data"),
+                        "--eval", str(shared_data / "niv2" / "tasks"), "--max-examples", "300",
+                        "--out", str(tmp_path / "leak")])
+    assert rep["train_tasks"] == 12 and rep["eval_tasks"] == 5
+    flagged = {(p["train"], p["eval"]) for p in rep["pairs"]}
+    # a task compared with itself leaks; distinct real tasks of different sources do not
+    assert ("niv2_task062_bigbench_repeat_copy_logic", "niv2_task062_bigbench_repeat_copy_logic") in flagged
+    assert all(tr == ev for tr, ev in flagged)
+    assert (tmp_path / "leak.md").exists()
