@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-BENCH = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "attention.py"
+BENCH = pathlib.Path(__file__).resolve().parents[2] / "perf" / "attention.py"
 
 
 @pytest.mark.slow

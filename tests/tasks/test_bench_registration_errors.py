@@ -1,5 +1,6 @@
 """Bad input to gin-driven registration fails with an error naming the directory, file, task or binding at fault."""
 
+import pathlib
 import importlib.util
 import json
 
@@ -93,10 +94,9 @@ def test_bad_configured_sources_fail_at_registration(tmp_path):
         _list(FLAN_TEMPLATES_FILE=str(patterns), FLAN_DATA_DIR=str(tmp_path / "flan"))
 
 
-def test_catalog_dir_is_the_installed_package_folder(monkeypatch):
+def test_catalog_dir_is_the_installed_package_folder():
     import importlib.resources
 
-    assert catalog.CATALOG_DIR == importlib.resources.files("optiml_jax.tasks.registrations") / "catalog"
-    assert catalog.find_catalog_dir() == catalog.CATALOG_DIR
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # package not installed: repo fallback
-    assert catalog.find_catalog_dir() == catalog.REPO_CATALOG_DIR and (catalog.REPO_CATALOG_DIR / "niv2_tasks.tsv").is_file()
+    assert catalog.CATALOG_DIR == pathlib.Path(str(importlib.resources.files("optiml_jax.tasks.catalog")))
+    assert (catalog.CATALOG_DIR / "niv2_tasks.tsv").is_file()
+

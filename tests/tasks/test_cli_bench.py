@@ -33,7 +33,7 @@ def _write(path, examples):
 def leak_fixture(tmp_path):
     """Train tasks A (contains SHARED), B (a 12-token overlap only) and S (fully supervised, clean test split);
     evaluation tasks X (2 of 10 validation examples contain SHARED) and Y (test split, 12-token overlap with B)."""
-    vocab = OPTVocabulary(REPO / "tasks" / "assets" / "mini_bench_tokenizer")
+    vocab = OPTVocabulary(REPO / "optiml_jax" / "tasks" / "mini_bench" / "bpe")
     info = {n: TaskInfo(name=f"leakfix_{n}", collection="niv2", category=c)
             for n, c in (("a", "qa"), ("b", "qa"), ("s", "qa"), ("x", "heldcat"), ("y", "qa"))}
     train_a = [{"input": f"intro {SHARED} outro", "target": "t", "id": "a0"}] + [
@@ -92,7 +92,7 @@ def test_list_shows_catalog_counts_next_to_paper_table1(capsys):
     assert main(["list", "--prefix", "mini_bench_t5_"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"^mini_bench_t5_add\s", out, re.M)  # registered tasks still listed
-    n_niv2 = len((REPO / "tasks" / "catalog" / "niv2_tasks.tsv").read_text().strip().splitlines()) - 1
+    n_niv2 = len((REPO / "optiml_jax" / "tasks" / "catalog" / "niv2_tasks.tsv").read_text().strip().splitlines()) - 1
     # paper Table 1: NIv2 1613 tasks in 76 clusters, PromptSource 280/51, CrossFit 159/32 (not in the catalog)
     assert re.search(rf"^\| niv2 \| {n_niv2} \| 1613 \| \d+ \| 76 \| \d+ \| \d+ \| \d+ \| \d+ \|$", out, re.M), out
     assert re.search(r"^\| promptsource \| \d+ \| 280 \| \d+ \| 51 \|", out, re.M)
