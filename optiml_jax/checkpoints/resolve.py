@@ -16,12 +16,15 @@ import os
 import pathlib
 from typing import Any
 
-from optiml_jax.checkpoints.hf import CheckpointError
 from optiml_jax.checkpoints.training_runs import CHECKPOINT_SUBDIR
 from optiml_jax.models import OPTConfig
 
 MODEL_CONFIG_FILE = "model_config.json"  # written by optiml_jax.training.train_loop into MODEL_DIR
 KINDS = ("training_run", "orbax_params", "hugging_face")
+
+
+class CheckpointPathError(ValueError):
+    """A checkpoint path that is not one of the accepted kinds, or a step it does not have; names the path."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,27 +57,27 @@ def resolve(path: str | os.PathLike, step: int | None = None) -> CheckpointRef:
 
     p = pathlib.Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"checkpoint path {p} does not exist")
+        raise FileNotFoundError(f"checkpoint path (CHECKPOINT_PATH / INITIAL_CHECKPOINT_PATH) {p} does not exist")
     if (p / CHECKPOINT_SUBDIR).is_dir():
         ref = CheckpointRef("training_run", p, p, step)
     elif p.parent.name == CHECKPOINT_SUBDIR and p.name.isdigit():
         if step is not None and step != int(p.name):
-            raise CheckpointError(f"{p} is the checkpoint of step {p.name}, but step {step} was asked for")
+            raise CheckpointPathError(f"{p} is the checkpoint of step {p.name}, but step {step} was asked for")
         ref = CheckpointRef("training_run", p, p.parent.parent, int(p.name))
     elif is_orbax_dir(p):
         ref = CheckpointRef("orbax_params", p)
     elif (p / "config.json").is_file():
         ref = CheckpointRef("hugging_face", p)
     else:
-        raise CheckpointError(f"{p}: not a checkpoint: expected a training MODEL_DIR (with {CHECKPOINT_SUBDIR}/), "
+        raise CheckpointPathError(f"{p}: not a checkpoint: expected a training MODEL_DIR (with {CHECKPOINT_SUBDIR}/), "
                               "a step dir MODEL_DIR/checkpoints/<step>, a converter Orbax dir (config.json + "
                               "params/) or a Hugging Face OPT dir (config.json + weights)")
     if step is not None and ref.kind != "training_run":
-        raise CheckpointError(f"{p} is a {ref.kind.replace('_', ' ')} checkpoint with no steps; --step applies to "
+        raise CheckpointPathError(f"{p} is a {ref.kind.replace('_', ' ')} checkpoint with no steps; --step applies to "
                               "training runs only")
     if ref.kind == "training_run" and ref.step is not None:
         if not (ref.run_dir / CHECKPOINT_SUBDIR / str(ref.step)).is_dir():
-            raise CheckpointError(f"{ref.run_dir}: no checkpoint of step {ref.step}; it has steps "
+            raise CheckpointPathError(f"{ref.run_dir}: no checkpoint of step {ref.step}; it has steps "
                                   f"{available_steps(ref.run_dir)}")
     return ref
 
@@ -129,7 +132,7 @@ def checkpoint_step(path: str | os.PathLike) -> int | None:
     """The training step a checkpoint path refers to (latest for a run dir), or None when not a training run."""
     try:
         ref = resolve(path)
-    except (FileNotFoundError, CheckpointError):
+    except (FileNotFoundError, CheckpointPathError):
         return None
     if ref.kind != "training_run":
         return None

@@ -10,7 +10,7 @@ import sys
 
 from optiml_jax.checkpoints.hf import CheckpointError, load_hf_opt, save_hf_opt
 from optiml_jax.checkpoints.orbax_params import save_orbax
-from optiml_jax.checkpoints.resolve import load_checkpoint
+from optiml_jax.checkpoints.resolve import CheckpointPathError, load_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             config, params = load_checkpoint(args.orbax_dir, args.step, scanned=False)
             out = save_hf_opt(config, params, args.out_dir, max_shard_size=args.max_shard_size)
-    except (CheckpointError, FileNotFoundError) as e:
+    except (CheckpointError, CheckpointPathError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {out} ({config.num_layers} layers, hidden {config.hidden_size}, {config.num_params():,} params)")
