@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     from optiml_jax.cli import gin_setup
 
     gin_setup.add_gin_arguments(p)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from optiml_jax.cli.console import setup_console
+
+    setup_console()
     register_configurables()
     try:
         args, bindings = gin_setup.parse_command_line(p, argv)

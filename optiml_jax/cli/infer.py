@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     if not prompts:
         print("error: give --prompt TEXT (repeatable) or --prompts_file FILE", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.WARNING)
+    from optiml_jax.cli.console import setup_console
+
+    setup_console(logging.WARNING)
     from optiml_jax.cli import eval as eval_cli
 
     eval_cli.register_configurables()

@@ -63,10 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     except gin_config.GinConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    import absl.logging
+    from optiml_jax.cli.console import setup_console
 
-    absl.logging.set_verbosity(absl.logging.WARNING)  # orbax logs every save step at INFO
+    setup_console()
     try:
         gin_config.setup(args, bindings)
     except gin_config.GinConfigError as e:

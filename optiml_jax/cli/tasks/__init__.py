@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 SUBCOMMANDS = ("list", "inspect", "report", "leakage")
@@ -17,6 +18,9 @@ DEFAULT_MODULES = ("optiml_jax.tasks.registrations",)
 
 def main(argv: list[str] | None = None) -> int:
     from optiml_jax.cli import gin_setup
+    from optiml_jax.cli.console import setup_console
+
+    setup_console(logging.WARNING)
 
     parser = argparse.ArgumentParser(prog="python -m optiml_jax.tasks", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
