@@ -54,3 +54,38 @@ def draw_num_shots(rng: np.random.Generator, config: MetaICLConfig, size: int) -
         return np.zeros(size, np.int64)
     shots = rng.choice(config.max_shots + 1, size=size, p=zipf_shot_probabilities(config.zipf_a, config.max_shots))
     return np.where(rng.random(size) < config.share, shots, 0)
+
+
+def token_space_demonstrations(tokens, j: int, demo_rows, vocabulary, config: MetaICLConfig, max_len: int, *,
+                               full_sequence_loss: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A k-shot example built from token ids alone, for tasks whose dataset has no raw text (e.g. a user's
+    seqio task that tokenizes in its own preprocessors): instance-level placement, each demonstration being its
+    `inputs ++ targets` without the final `</s>`, joined by the tokens of `config.separator`, then the example.
+
+    Loss variants as `formatting.layout`: "target" = the example's targets only, "all_targets" = every
+    demonstration's targets too, "suffix" = everything from the first demonstration's targets on. Demonstrations
+    are dropped from the end until the result fits `max_len`.
+    """
+    sep = np.asarray(vocabulary.encode(config.separator), np.int32)
+    eos = vocabulary.eos_id
+    demos = list(demo_rows)
+    while True:
+        ids, weights, labelled = [], [], False
+        for d in demos:
+            inp, tgt = tokens.inputs_and_targets(int(d))
+            if len(tgt) and tgt[-1] == eos:
+                tgt = tgt[:-1]
+            demo_target = config.loss in ("all_targets", "suffix")
+            ids += [inp, tgt, sep]
+            weights += [np.full(len(inp), 1.0 if (config.loss == "suffix" and labelled) or full_sequence_loss else 0.0),
+                        np.full(len(tgt), 1.0 if demo_target or full_sequence_loss else 0.0),
+                        np.full(len(sep), 1.0 if config.loss == "suffix" else 0.0)]
+            labelled = labelled or demo_target
+        inp, tgt = tokens.inputs_and_targets(j)
+        ids += [inp, tgt]
+        weights += [np.full(len(inp), 1.0 if (config.loss == "suffix" and labelled) or full_sequence_loss else 0.0),
+                    np.ones(len(tgt))]
+        out_ids = np.concatenate(ids).astype(np.int32)
+        if len(out_ids) <= max_len or not demos:
+            return out_ids, np.concatenate(weights).astype(np.float32)
+        demos.pop()

@@ -1,7 +1,7 @@
 """Fixed packed batches of a task's evaluation split, for eval loss (same contract as training batches).
 
-Every example of the split (or its first `max_examples`) appears exactly once, zero-shot formatted exactly
-as in training, left-truncated to the row length, packed best-fit-decreasing. Example p belongs to host
+Every example of the split (or its first `max_examples`) appears exactly once, zero-shot, read through the
+task's seqio pipeline exactly as in training, left-truncated to the row length, packed best-fit-decreasing. Example p belongs to host
 p % num_shards; every host gets the same number of batches (the largest over hosts, padded with all-padding
 rows) so pjit'd eval steps stay in lockstep. Deterministic: no RNG besides the per-example delimiter.
 """
@@ -32,8 +32,8 @@ def _pack_all(examples, length: int) -> tuple[list, np.ndarray]:
     return examples, rows
 
 
-def _shard_rows(task_name, split, length, shard, num_shards, max_examples, format_seed):
-    toks = task_tokens(task_name, split, format_seed=format_seed)
+def _shard_rows(task_name, split, length, shard, num_shards, max_examples, use_cached):
+    toks = task_tokens(task_name, split, use_cached=use_cached)
     n = len(toks) if max_examples is None else min(len(toks), max_examples)
     exs = []
     for j in range(shard, n, num_shards):
@@ -47,15 +47,15 @@ def _shard_rows(task_name, split, length, shard, num_shards, max_examples, forma
 @gin.configurable
 def get_eval_batches(task_name: str, task_feature_lengths=2048, batch_size: int = 8, split: str = "validation",
                      shard_index: int = 0, num_shards: int = 1, max_examples: int | None = None,
-                     format_seed: int = 0) -> list[dict[str, np.ndarray]]:
+                     use_cached: bool = False) -> list[dict[str, np.ndarray]]:
     """This host's packed eval batches ([batch_size // num_shards, length] each) of one task's split."""
     if batch_size % num_shards:
         raise ValueError(f"global batch_size {batch_size} is not divisible by num_shards {num_shards}")
     length, per_host = sequence_length(task_feature_lengths), batch_size // num_shards
-    row_counts = [_shard_rows(task_name, split, length, s, num_shards, max_examples, format_seed)[2]
+    row_counts = [_shard_rows(task_name, split, length, s, num_shards, max_examples, use_cached)[2]
                   for s in range(num_shards)]
     n_batches = max(1, int(np.ceil(max(row_counts) / per_host)))
-    exs, rows, _ = _shard_rows(task_name, split, length, shard_index, num_shards, max_examples, format_seed)
+    exs, rows, _ = _shard_rows(task_name, split, length, shard_index, num_shards, max_examples, use_cached)
     full = packing.write_rows(exs, rows, n_batches * per_host, length)
     return [{k: v[b * per_host:(b + 1) * per_host] for k, v in full.items()} for b in range(n_batches)]
 

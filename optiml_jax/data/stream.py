@@ -8,6 +8,9 @@ rows it feeds (hosts must divide G). Nothing is carried between steps, so resumi
 reproduces the exact batches, any step can be computed out of order, and a run restarted on a different
 number of hosts continues with the same global batches.
 
+Every task's examples come from its own seqio pipeline (`task.get_dataset`, read once per process by
+`optiml_jax.data.task_cache`): any `seqio.Task` or `seqio.Mixture` trains, with SeqIO's mixing rates.
+
 Per step and group: draw (task, example) pairs by the mixture rates in rounds sized to the free space, place
 each round best-fit-decreasing into the group's rows, and stop when no row can take the shortest example seen
 or after `max_rounds`. Examples drawn but not placed are counted (`StepStats.unplaced`), not used: this keeps
@@ -24,12 +27,12 @@ import gin
 import numpy as np
 
 from optiml_jax.data import packing
-from optiml_jax.data.demonstrations import MetaICLConfig, draw_num_shots
-from optiml_jax.tasks.formatting import draw_delimiter, layout
-from optiml_jax.tasks.recipe import MixtureRecipe
+from optiml_jax.data.demonstrations import MetaICLConfig, draw_num_shots, token_space_demonstrations
 from optiml_jax.data.task_cache import task_tokens
 from optiml_jax.data.tokenization import tokenize_pieces, truncate_left
 from optiml_jax.tasks import mixtures, registry
+from optiml_jax.tasks.formatting import draw_delimiter, layout
+from optiml_jax.tasks.recipe import MixtureRecipe
 
 
 def sequence_length(task_feature_lengths: int | Mapping[str, int]) -> int:
@@ -45,7 +48,8 @@ class StepStats:
     truncated: int = 0
     unplaced: int = 0
     efficiency: float = 0.0
-    per_task: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    per_task: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # placed examples
+    drawn: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # every draw, placed or not
 
 
 class TrainStream:
@@ -54,7 +58,7 @@ class TrainStream:
     def __init__(self, mixture_or_task_name: str, task_feature_lengths, batch_size: int, seed: int = 0,
                  shard_index: int = 0, num_shards: int = 1, *, split: str = "train",
                  metaicl: MetaICLConfig | None = None, recipe: MixtureRecipe | None = None,
-                 cache_dir: str | None = None, format_seed: int = 0, max_rounds: int = 12,
+                 cache_dir: str | None = None, use_cached: bool = False, max_rounds: int = 12,
                  packing_group_rows: int = 1):
         if batch_size % num_shards:
             raise ValueError(f"global batch_size {batch_size} is not divisible by num_shards {num_shards}")
@@ -77,7 +81,7 @@ class TrainStream:
         self.length = sequence_length(task_feature_lengths)
         self.metaicl = metaicl or MetaICLConfig()
         self.recipe = recipe or MixtureRecipe()
-        self.cache_dir, self.format_seed, self.max_rounds = cache_dir, format_seed, max_rounds
+        self.cache_dir, self.use_cached, self.max_rounds = cache_dir, bool(use_cached), max_rounds
         rates = mixtures.resolve_rates(mixture_or_task_name, recipe)
         self.task_names = sorted(t for t, r in rates.items() if r > 0)
         self.probs = np.array([rates[t] for t in self.task_names], np.float64)
@@ -94,23 +98,27 @@ class TrainStream:
     def _tokens(self, task_name: str, data_shard: int):
         info = registry.get_task(task_name).info
         return task_tokens(task_name, self.split, shard_index=data_shard, num_shards=self.num_groups,
-                           cap=self.recipe.capped_count(info, 1 << 62), format_seed=self.format_seed,
+                           cap=self.recipe.capped_count(info, 1 << 62), use_cached=self.use_cached,
                            cache_dir=self.cache_dir)
 
     def _metaicl_example(self, rng, task_name: str, data_shard: int, j: int, shots: int):
-        """A k-shot example (pieces tokenized), dropping demonstrations from the end until it fits."""
-        reg = registry.get_task(task_name)
+        """A k-shot example: `shots` other examples of this shard of the task's split as demonstrations, dropped
+        from the end until it fits. Laid out as text (task-level placement where the task gives a definition)
+        when the task's dataset carries raw text fields, else in token space (instance-level)."""
+        view = registry.get_task(task_name)
         toks = self._tokens(task_name, data_shard)
-        raw = registry.load_raw_examples(task_name, self.split)
         others = np.delete(np.arange(len(toks)), j) if len(toks) > 1 else np.arange(0)
-        demo_pos = rng.choice(others, size=min(shots, len(others)), replace=False) if len(others) else []
-        ex = raw[toks.indices[j]]
-        demos = [raw[toks.indices[d]] for d in demo_pos]
-        delim = draw_delimiter(task_name, ex["id"], self.format_seed)
+        demo_pos = list(rng.choice(others, size=min(shots, len(others)), replace=False)) if len(others) else []
         cfg = self.metaicl
+        if toks.raw is None:
+            return token_space_demonstrations(toks, j, demo_pos, view.vocabulary, cfg, self.length,
+                                              full_sequence_loss=view.info.full_sequence_loss)
+        ex = toks.raw[j]
+        demos = [toks.raw[d] for d in demo_pos]
+        delim = draw_delimiter(task_name, ex["id"], view.raw.format_seed if view.raw else 0)
         while True:
-            pieces = layout(reg.info, ex, demos, delimiter=delim, separator=cfg.separator, loss=cfg.loss)
-            ids, w = tokenize_pieces(reg.vocabulary, [pieces])[0]
+            pieces = layout(view.info, ex, demos, delimiter=delim, separator=cfg.separator, loss=cfg.loss)
+            ids, w = tokenize_pieces(view.vocabulary, [pieces])[0]
             if len(ids) <= self.length or not demos:
                 return ids, w
             demos.pop()
@@ -144,6 +152,7 @@ class TrainStream:
                 ids, w = self._metaicl_example(rng, name, group, j, int(k)) if k else toks.example(j)
                 ids, w, cut = truncate_left(ids, w, self.length)
                 stats.truncated += cut
+                stats.drawn[name] += 1
                 drawn.append((ids, w, name))
             lengths = np.array([len(d[0]) for d in drawn])
             mean_len = 0.5 * mean_len + 0.5 * float(lengths.mean())
@@ -171,16 +180,17 @@ def get_train_stream(mixture_or_task_name: str = gin.REQUIRED, task_feature_leng
                      batch_size: int = gin.REQUIRED, seed: int = 0, shard_index: int = 0, num_shards: int = 1,
                      split: str = "train", metaicl: MetaICLConfig | None = None,
                      recipe: MixtureRecipe | None = None, cache_dir: str | None = None,
-                     format_seed: int = 0, packing_group_rows: int = 1) -> TrainStream:
+                     use_cached: bool = False, packing_group_rows: int = 1) -> TrainStream:
     """The training stream the trainer binds (gin: `get_train_stream.mixture_or_task_name = %MIXTURE_OR_TASK_NAME`).
 
     `batch_size` is global; this host gets `batch_size // num_shards` rows of `sequence_length(task_feature_lengths)`.
     `packing_group_rows`: rows packed together from one data shard (see the module docstring); the number of
     hosts must divide `batch_size / packing_group_rows`, and the global batch does not depend on that number.
-    `metaicl`/`recipe` default to the gin-configured `MetaICLConfig()` / `MixtureRecipe()`.
+    `metaicl`/`recipe` default to the gin-configured `MetaICLConfig()` / `MixtureRecipe()`. `use_cached` (gin:
+    `%USE_CACHED_TASKS`) reads every task from its `seqio.cache_tasks_main` cache.
     """
     return TrainStream(mixture_or_task_name, task_feature_lengths, batch_size, seed, shard_index, num_shards,
-                       split=split, metaicl=metaicl, recipe=recipe, cache_dir=cache_dir, format_seed=format_seed,
+                       split=split, metaicl=metaicl, recipe=recipe, cache_dir=cache_dir, use_cached=use_cached,
                        packing_group_rows=packing_group_rows)
 
 

@@ -1,10 +1,17 @@
-"""Tokenize each (task, split, shard) once, in zero-shot form, and keep the token arrays.
+"""Each task's split read once through SeqIO, tokenized, and kept as arrays the stream samples from.
 
-A host holds only its shard of a split: example positions p with p % num_shards == shard_index (SeqIO's
-`ShardInfo` semantics), taken from the task's capped subset (a seeded random subset of at most `cap`
-examples, paper 2.1). A split smaller than the shard count is not sharded (every host holds all of it).
-Arrays live in memory for the process and, with `cache_dir`, as `.npz` files keyed by the task, split,
-shard, cap, format seed, vocabulary and `FORMAT_VERSION`.
+`split_tokens(task, split)` materializes `seqio_task.get_dataset(split=..., shuffle=False, num_epochs=1,
+use_cached=...)`: the task's source and every preprocessor it has (ours format instructions there; a user's may
+rewrite anything), exactly as `seqio.get_dataset` or `seqio.cache_tasks_main` would run them. Example j's tokens
+are `inputs ++ targets` (when the task has `inputs`), with loss weight 0 on `inputs` and 1 on `targets` (label-only
+loss), or 1 everywhere for full-sequence-loss tasks. The raw text fields (`instruction`, `input`, `target`, `id`)
+are kept when the dataset carries them (our tasks), for MetaICL demonstrations laid out as text.
+
+The stream's data shards are positions of the capped subset (`shard_positions`). The split is read whole, once
+per process, and sharded here rather than with `seqio.ShardInfo`: with file-sharded sources SeqIO's shards are
+sets of files, so a shard's content would depend on the file layout and on the number of readers, while the
+stream's global batch must be a pure function of (mixture, seed, step). With USE_CACHED_TASKS the read is of
+seqio's TFRecord cache (`seqio.cache_tasks_main`), and with `cache_dir` the arrays are saved as `.npz`.
 """
 
 from __future__ import annotations
@@ -14,8 +21,7 @@ import zlib
 
 import numpy as np
 
-from optiml_jax.tasks.formatting import draw_delimiter, layout
-from optiml_jax.data.tokenization import TaskTokens, cache_path, load_tokens, save_tokens, tokenize_pieces
+from optiml_jax.data.tokenization import TaskTokens, cache_path, load_tokens, save_tokens
 from optiml_jax.tasks import registry
 
 _MEMORY: dict[tuple, TaskTokens] = {}
@@ -26,11 +32,16 @@ def vocabulary_key(vocabulary) -> str:
     return str(getattr(vocabulary, "path", None) or repr(vocabulary))
 
 
+class TaskDataError(ValueError):
+    """A task's dataset cannot be trained on; the message names the task, split and what is wrong."""
+
+
 def shard_positions(n: int, cap: int | None, shard_index: int, num_shards: int, task_name: str,
-                    format_seed: int = 0) -> np.ndarray:
-    """Raw-split positions this shard uses: a seeded subset of size min(n, cap), then every num_shards-th."""
+                    seed: int = 0) -> np.ndarray:
+    """Split positions this shard uses: a seeded subset of size min(n, cap), then every num_shards-th.
+    A subset smaller than the shard count is not sharded (every shard uses all of it)."""
     if cap is not None and n > cap:
-        keep = np.sort(np.random.default_rng([format_seed, zlib.crc32(task_name.encode())]).permutation(n)[:cap])
+        keep = np.sort(np.random.default_rng([seed, zlib.crc32(task_name.encode())]).permutation(n)[:cap])
     else:
         keep = np.arange(n)
     if len(keep) >= num_shards:
@@ -38,24 +49,71 @@ def shard_positions(n: int, cap: int | None, shard_index: int, num_shards: int, 
     return keep.astype(np.int64)
 
 
-def task_tokens(task_name: str, split: str, *, shard_index: int = 0, num_shards: int = 1, cap: int | None = None,
-                format_seed: int = 0, cache_dir: str | None = None) -> TaskTokens:
-    """Zero-shot tokens of this shard of a task's split (memoized; optionally cached on disk)."""
-    task = registry.get_task(task_name)
-    key = (task_name, task.generation, split, shard_index, num_shards, cap, format_seed, vocabulary_key(task.vocabulary))
+def _read_dataset(view: registry.TaskView, split: str, use_cached: bool) -> TaskTokens:
+    """Every example of `split` through the task's own pipeline, as TaskTokens (+ raw texts when present)."""
+    task = view.seqio_task
+    if split not in task.splits:
+        raise TaskDataError(f"task {view.name!r} has no split {split!r}; it has {sorted(task.splits)}")
+    if use_cached and not task.cache_dir:
+        raise TaskDataError(f"task {view.name!r}: USE_CACHED_TASKS=True but no seqio cache of it was found (run "
+                            "seqio's cache_tasks_main for it, pass --seqio_additional_cache_dirs, or set "
+                            "USE_CACHED_TASKS=False)")
+    ds = task.get_dataset(sequence_length=None, split=split, use_cached=use_cached, shuffle=False, num_epochs=1,
+                          trim_output_features=False)
+    full_loss = view.info.full_sequence_loss
+    encoded, raw = [], []
+    has_raw = all(k in ds.element_spec for k in registry.RAW_TEXT_FEATURES)
+    for i, ex in enumerate(ds.as_numpy_iterator()):
+        targets = np.asarray(ex["targets"], np.int32).reshape(-1)
+        inputs = np.asarray(ex["inputs"], np.int32).reshape(-1) if "inputs" in ex else np.zeros(0, np.int32)
+        if len(targets) == 0:
+            raise TaskDataError(f"task {view.name!r}, split {split!r}, example {i}: empty 'targets' after the task's "
+                                "preprocessors (nothing to train on)")
+        ids = np.concatenate([inputs, targets])
+        w = np.concatenate([np.full(len(inputs), 1.0 if full_loss else 0.0, np.float32),
+                            np.ones(len(targets), np.float32)])
+        encoded.append((ids, w, len(inputs)))
+        if has_raw:
+            raw.append({k: ex[k].decode() for k in registry.RAW_TEXT_FEATURES})
+    tokens = TaskTokens.from_examples([(i, w) for i, w, _ in encoded], np.arange(len(encoded)),
+                                      label_starts=np.array([s for _, _, s in encoded], np.int64))
+    return tokens.with_raw(tuple(raw) if has_raw else None)
+
+
+def split_tokens(task_name: str, split: str, *, use_cached: bool = False, cache_dir: str | None = None) -> TaskTokens:
+    """The whole split of a task, tokenized through its seqio pipeline (memoized; optionally on disk)."""
+    view = registry.get_task(task_name)
+    key = (task_name, view.generation, split, bool(use_cached), vocabulary_key(view.vocabulary))
     with _LOCK:
         if key in _MEMORY:
             return _MEMORY[key]
-    path = cache_path(cache_dir, key) if cache_dir else None
+    # the disk cache key names the registration by its content, not by this process's object ids
+    disk_key = (task_name, split, bool(use_cached), vocabulary_key(view.vocabulary), repr(view.info),
+                view.raw.format_seed if view.raw else None, tuple(getattr(p, "__name__", repr(p))
+                                                                  for p in view.seqio_task.preprocessors))
+    path = cache_path(cache_dir, disk_key) if cache_dir else None
     tokens = load_tokens(path) if path else None
     if tokens is None:
-        raw = registry.load_raw_examples(task_name, split)
-        positions = shard_positions(len(raw), cap, shard_index, num_shards, task_name, format_seed)
-        pieces = [layout(task.info, raw[p], delimiter=draw_delimiter(task_name, raw[p]["id"], format_seed))
-                  for p in positions]
-        tokens = TaskTokens.from_examples(tokenize_pieces(task.vocabulary, pieces), positions)
+        tokens = _read_dataset(view, split, use_cached)
         if path:
             save_tokens(path, tokens)
     with _LOCK:
         _MEMORY[key] = tokens
     return tokens
+
+
+def task_tokens(task_name: str, split: str, *, shard_index: int = 0, num_shards: int = 1, cap: int | None = None,
+                seed: int = 0, use_cached: bool = False, cache_dir: str | None = None) -> TaskTokens:
+    """This shard of a task's (capped) split: the rows of `split_tokens` at `shard_positions`."""
+    full = split_tokens(task_name, split, use_cached=use_cached, cache_dir=cache_dir)
+    key = ("shard", task_name, registry.get_task(task_name).generation, split, bool(use_cached), shard_index,
+           num_shards, cap, seed)
+    with _LOCK:
+        if key in _MEMORY:
+            return _MEMORY[key]
+    if len(full) == 0:
+        raise TaskDataError(f"task {task_name!r} split {split!r} has no examples")
+    shard = full.select(shard_positions(len(full), cap, shard_index, num_shards, task_name, seed))
+    with _LOCK:
+        _MEMORY[key] = shard
+    return shard

@@ -5,9 +5,9 @@ label tokens are exactly `encode(" " + target) + [eos]` (see `formatting.py` for
 than the packed row is cut on the left (paper 3.2), keeping its end (target and `</s>`); such cuts are
 counted by the caller.
 
-`TaskTokens` holds a whole split tokenized once in zero-shot form, as flat int32 arrays plus offsets, so the
-training stream samples (task, index) and slices without re-tokenizing. It is kept in memory per
-(task, split, format seed, shard) and optionally saved as `.npz` under a cache directory.
+`TaskTokens` holds a whole split tokenized once in zero-shot form (read through the task's seqio pipeline by
+`task_cache`), as flat int32 arrays plus offsets, so the training stream samples (task, index) and slices
+without re-tokenizing; optionally saved as `.npz` under a cache directory.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 
 from optiml_jax.tasks.formatting import Piece
 
-FORMAT_VERSION = 1  # bump when formatting or tokenization changes, to invalidate disk caches
+FORMAT_VERSION = 2  # bump when formatting or tokenization changes, to invalidate disk caches
 
 
 def encode_many(vocabulary, texts: Sequence[str]) -> list[list[int]]:
@@ -68,13 +68,16 @@ def truncate_left(ids: np.ndarray, weights: np.ndarray, max_len: int) -> tuple[n
 
 @dataclasses.dataclass(frozen=True)
 class TaskTokens:
-    """A tokenized split: example j is ids[offsets[j]:offsets[j+1]] with weights alike; `indices` are the
-    positions of these examples in the raw split (a shard holds a subset)."""
+    """A tokenized split: example j is ids[offsets[j]:offsets[j+1]] with weights alike; its first
+    `label_starts[j]` tokens are the task's `inputs` (the rest its `targets`); `indices` are the positions of
+    these examples in the split (a shard holds a subset); `raw` their raw text fields, when the task has them."""
 
     ids: np.ndarray
     weights: np.ndarray
     offsets: np.ndarray
     indices: np.ndarray
+    label_starts: np.ndarray | None = None
+    raw: tuple[dict, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -83,17 +86,36 @@ class TaskTokens:
         a, b = self.offsets[j], self.offsets[j + 1]
         return self.ids[a:b], self.weights[a:b]
 
+    def inputs_and_targets(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """Example j split into its `inputs` and `targets` token ids."""
+        ids, _ = self.example(j)
+        s = int(self.label_starts[j]) if self.label_starts is not None else 0
+        return ids[:s], ids[s:]
+
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def select(self, rows: np.ndarray) -> "TaskTokens":
+        """The examples at `rows` (positions within this object), in that order."""
+        rows = np.asarray(rows, np.int64)
+        encoded = [self.example(int(j)) for j in rows]
+        starts = self.label_starts[rows] if self.label_starts is not None else None
+        raw = tuple(self.raw[int(j)] for j in rows) if self.raw is not None else None
+        return TaskTokens.from_examples(encoded, self.indices[rows], label_starts=starts).with_raw(raw)
+
+    def with_raw(self, raw: tuple[dict, ...] | None) -> "TaskTokens":
+        return dataclasses.replace(self, raw=raw)
+
     @classmethod
-    def from_examples(cls, encoded: Sequence[tuple[np.ndarray, np.ndarray]], indices: np.ndarray) -> "TaskTokens":
+    def from_examples(cls, encoded: Sequence[tuple[np.ndarray, np.ndarray]], indices: np.ndarray,
+                      label_starts: np.ndarray | None = None) -> "TaskTokens":
         lengths = np.array([len(i) for i, _ in encoded], np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         ids = np.concatenate([i for i, _ in encoded]) if encoded else np.zeros(0, np.int32)
         w = np.concatenate([w for _, w in encoded]) if encoded else np.zeros(0, np.float32)
-        return cls(ids.astype(np.int32), w.astype(np.float32), offsets, np.asarray(indices, np.int64))
+        starts = None if label_starts is None else np.asarray(label_starts, np.int64)
+        return cls(ids.astype(np.int32), w.astype(np.float32), offsets, np.asarray(indices, np.int64), starts)
 
 
 def cache_path(cache_dir: str | os.PathLike, key: tuple) -> pathlib.Path:
@@ -102,14 +124,25 @@ def cache_path(cache_dir: str | os.PathLike, key: tuple) -> pathlib.Path:
 
 
 def save_tokens(path: pathlib.Path, tokens: TaskTokens) -> None:
+    import json
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, ids=tokens.ids, weights=tokens.weights, offsets=tokens.offsets, indices=tokens.indices)
+    extra = {}
+    if tokens.label_starts is not None:
+        extra["label_starts"] = tokens.label_starts
+    if tokens.raw is not None:
+        extra["raw_json"] = np.frombuffer(json.dumps(tokens.raw).encode(), np.uint8)
+    np.savez(tmp, ids=tokens.ids, weights=tokens.weights, offsets=tokens.offsets, indices=tokens.indices, **extra)
     os.replace(tmp, path)
 
 
 def load_tokens(path: pathlib.Path) -> TaskTokens | None:
+    import json
+
     if not path.exists():
         return None
     with np.load(path) as z:
-        return TaskTokens(z["ids"], z["weights"], z["offsets"], z["indices"])
+        starts = z["label_starts"] if "label_starts" in z else None
+        raw = tuple(json.loads(z["raw_json"].tobytes().decode())) if "raw_json" in z else None
+        return TaskTokens(z["ids"], z["weights"], z["offsets"], z["indices"], starts, raw)

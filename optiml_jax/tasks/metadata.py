@@ -8,7 +8,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable
 
-COLLECTIONS = ("crossfit", "exmix", "flan", "niv2", "promptsource", "t5", "unifiedskg", "reasoning", "dialogue", "pretraining")
+COLLECTIONS = ("crossfit", "exmix", "flan", "niv2", "promptsource", "t5", "unifiedskg", "reasoning", "dialogue", "pretraining",
+               "seqio")  # "seqio": a task registered without instruction metadata (optiml_jax.tasks.registry)
 # How a collection phrases instructions (paper section 2.2): task-level definitions (demonstrations go
 # between definition and input), instance-level templates (demonstrations go before the example), or
 # keyword prompts turned into one hand-written instance-level sentence.

@@ -7,11 +7,13 @@ project's own tests:
         assert_batch_contract(batch, batch_size=2, length=128)
 
 `optiml_jax.testing.benchmark_files` writes small files in each benchmark's public format (NIv2 JSON, CoT TSV,
-JSONL, PromptSource YAML, FLAN patterns). Importing this package imports SeqIO (the task registry).
+JSONL, PromptSource YAML, FLAN patterns); `write_seqio_cache` writes what seqio's cache_tasks_main writes, without Beam. Importing this package imports SeqIO (the task registry).
 """
 
 from optiml_jax.testing.batch_contract import assert_batch_contract, segments
 from optiml_jax.testing.instruction_tasks import fake_instruction_examples, register_fake_instruction_task, scratch_task
+from optiml_jax.testing.seqio_cache import write_seqio_cache
+from optiml_jax.testing.seqio_modules import write_seqio_task_module
 
 __all__ = ["assert_batch_contract", "fake_instruction_examples", "register_fake_instruction_task", "scratch_task",
-           "segments"]
+           "segments", "write_seqio_cache", "write_seqio_task_module"]

@@ -48,7 +48,7 @@ def test_unregister_removes_task_everywhere(tmp_path, vocab):
     registry.unregister_task("test_scratch_task")
     assert "test_scratch_task" not in {t.info.name for t in registry.registered_tasks()}
     assert "test_scratch_task" not in seqio.TaskRegistry.names()
-    with pytest.raises(KeyError, match="no instruction task named 'test_scratch_task'"):
+    with pytest.raises(KeyError, match="no task named 'test_scratch_task'"):
         registry.unregister_task("test_scratch_task")
 
 
@@ -67,7 +67,7 @@ def test_counts_mismatch_and_bad_json_are_named(tmp_path, vocab):
         registry.load_raw_examples("test_badjson", "train")
     with pytest.raises(ValueError, match="already registered"):
         registry.register_instruction_task(TaskInfo("test_badjson", "flan", "c"), {"train": list}, vocab)
-    with pytest.raises(KeyError, match="no instruction task named 'nope'"):
+    with pytest.raises(KeyError, match="no task named 'nope' is registered.*MIXTURE_OR_TASK_MODULE"):
         registry.get_task("nope")
 
 

@@ -1,4 +1,5 @@
-"""`inspect NAME`: formatted instruction/target text of a task, or of examples drawn from a mixture's stream."""
+"""`inspect NAME`: what training reads of a task (its seqio pipeline's inputs/targets, decoded), or the examples
+of a packed batch of a mixture's stream."""
 
 from __future__ import annotations
 
@@ -22,17 +23,23 @@ def _show(n: int, source: str, target: str, tag: str) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from optiml_jax.tasks.formatting import draw_delimiter, layout, source_text
     from optiml_jax.data.stream import TrainStream
+    from optiml_jax.data.task_cache import split_tokens
     from optiml_jax.tasks import mixtures, registry
 
     rates = mixtures.resolve_rates(args.name)
-    if list(rates) == [args.name]:
-        task = registry.get_task(args.name)
-        split = args.split or ("train" if "train" in task.splits else sorted(task.splits)[0])
-        for n, ex in enumerate(registry.load_raw_examples(args.name, split)[: args.num_examples]):
-            pieces = layout(task.info, ex, delimiter=draw_delimiter(args.name, ex["id"]))
-            _show(n, source_text(pieces), pieces[-1].text, ex["id"])
+    if list(rates) == [args.name]:  # one task: its first examples as its seqio pipeline yields them
+        view = registry.get_task(args.name)
+        split = args.split or ("train" if "train" in view.splits else sorted(view.splits)[0])
+        toks = split_tokens(args.name, split)
+        vocab = view.vocabulary
+        if not view.has_metadata:
+            print(f"({args.name} has no instruction metadata: defaults {view.info})")
+        for n in range(min(args.num_examples, len(toks))):
+            inputs, targets = toks.inputs_and_targets(n)
+            tag = toks.raw[n]["id"] if toks.raw is not None else f"{split}[{n}]"
+            _show(n, vocab.decode(inputs.tolist()), vocab.decode([t for t in targets.tolist() if t != vocab.eos_id]),
+                  tag)
         return 0
     stream = TrainStream(args.name, args.length, 1, args.seed, split=args.split or "train")
     batch, stats = stream.get_batch_with_stats(0)

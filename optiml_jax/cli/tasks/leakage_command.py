@@ -37,6 +37,23 @@ def _split(name: str):
                      f"catalog: {sorted(SPLITS)}")
 
 
+def _examples(name: str, split: str, cap: int | None) -> list[dict]:
+    """Raw examples of our tasks; for any other seqio task, its pipeline's inputs/targets decoded to text."""
+    from optiml_jax.data.task_cache import split_tokens
+    from optiml_jax.tasks import registry
+
+    view = registry.get_task(name)
+    if view.raw is not None:
+        return list(registry.load_raw_examples(name, split))[:cap]
+    toks, vocab = split_tokens(name, split), view.vocabulary
+    out = []
+    for j in range(len(toks) if cap is None else min(cap, len(toks))):
+        inputs, targets = toks.inputs_and_targets(j)
+        out.append({"instruction": "", "input": vocab.decode(inputs.tolist()), "id": f"{name}-{split}-{j}",
+                    "target": vocab.decode([t for t in targets.tolist() if t != vocab.eos_id])})
+    return out
+
+
 def run(args) -> int:
     from optiml_jax.tasks import leakage
     from optiml_jax.tasks import mixtures, registry
@@ -48,7 +65,7 @@ def run(args) -> int:
         if rate > 0:
             if "train" not in registry.get_task(name).splits:
                 raise SystemExit(f"error: mixture {args.train!r} samples task {name!r}, which has no train split")
-            train[name] = list(registry.load_raw_examples(name, "train"))[:cap]
+            train[name] = _examples(name, "train", cap)
     split = _split(args.eval)
     wanted = [s.strip() for s in args.eval_splits.split(",") if s.strip()]
     evals, levels, no_data = {}, {}, []
@@ -60,7 +77,7 @@ def run(args) -> int:
         if not have:
             no_data.append(task.info.name)
             continue
-        evals[task.info.name] = [ex for s in have for ex in list(registry.load_raw_examples(task.info.name, s))[:cap]]
+        evals[task.info.name] = [ex for s in have for ex in _examples(task.info.name, s, cap)]
         levels[task.info.name] = level
     if not evals:
         raise SystemExit(f"error: split {split.name!r} has no registered evaluation task with a "

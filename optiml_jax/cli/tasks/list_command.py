@@ -31,7 +31,9 @@ def run(args) -> int:
         if gsplit is not None:
             level = gsplit.level(i) or ("train" if gsplit.is_trainable(i) else "-")
         counts = " ".join(f"{s}={registry.num_examples(i.name, s)}" for s in t.splits)
-        print(f"{i.name:<44} {i.collection:<12} {i.category:<28} {i.instruction_type:<8} {level:<21} {counts}")
+        mark = "" if t.has_metadata else "  (no metadata: defaults)"
+        print(f"{i.name:<44} {i.collection:<12} {i.category:<28} {i.instruction_type:<8} {level:<21} {counts}{mark}")
+    _print_mixtures(args.prefix)
     cats = {t.info.category for t in rows}
     colls = {t.info.collection for t in rows}
     print(f"{len(rows)} tasks, {len(colls)} collections, {len(cats)} categories"
@@ -39,6 +41,22 @@ def run(args) -> int:
     if not args.no_catalog:
         _print_catalog_table(args.catalog_split or args.generalization_split)
     return 0
+
+
+def _print_mixtures(prefix: str) -> None:
+    import seqio
+
+    from optiml_jax.tasks import mixtures
+
+    names = [n for n in sorted(seqio.MixtureRegistry.names()) if n.startswith(prefix)]
+    if not names:
+        return
+    print(f"\n{'mixture':<44} {'tasks':>5}  rates")
+    for n in names:
+        mix = seqio.MixtureRegistry.get(n)
+        kind = "paper recipe (gin: MixtureRecipe)" if mixtures.is_recipe_mixture(n) else "as registered"
+        print(f"{n:<44} {len(mix.tasks):>5}  {kind}")
+    print()
 
 
 def _print_catalog_table(split_name: str | None) -> None:

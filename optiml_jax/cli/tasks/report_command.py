@@ -36,10 +36,18 @@ def run(args) -> int:
         truncated, unplaced, examples = truncated + st.truncated, unplaced + st.unplaced, examples + st.examples
     by_coll = collections.defaultdict(float)
     print(f"\n{'task':<44} {'collection':<12} {'rate':>8} {'realized':>9}")
+    defaults = []
     for t, r in sorted(stream.rates.items(), key=lambda kv: -kv[1]):
-        c = registry.get_task(t).info.collection
+        view = registry.get_task(t)
+        c = view.info.collection
         by_coll[c] += r
-        print(f"{t:<44} {c:<12} {r:8.4f} {placed[t] / max(examples, 1):9.4f}")
+        if not view.has_metadata:
+            defaults.append(t)
+        print(f"{t:<44} {c:<12} {r:8.4f} {placed[t] / max(examples, 1):9.4f}{'' if view.has_metadata else '  *'}")
+    if defaults:
+        print(f"* {len(defaults)} task(s) without instruction metadata, trained with the defaults (own category, "
+              "instance-level layout, loss on 'targets' only); attach metadata with "
+              "optiml_jax.tasks.registry.register_task_metadata")
     print("\neffective rate per collection: " + ", ".join(f"{c}={r:.4f}" for c, r in sorted(by_coll.items())))
     print(f"packing efficiency (non-pad / all) over {args.steps} x {stream.rows} x {args.length}: {nonpad / tokens:.4f}")
     print(f"examples packed: {examples}; truncated (left): {truncated}; drawn but not placed: {unplaced}")
