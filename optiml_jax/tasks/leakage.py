@@ -1,7 +1,10 @@
 """Train/eval leakage by 13-gram overlap (paper section 2.3).
 
 For every (train task, eval task) pair: the fraction of the eval task's examples that share at least one 13-gram
-with any example of the train task; pairs above 1% are flagged for review. Text is whitespace-tokenized and
+with any example of the train task; pairs above 1% are flagged for review. A task's template is not overlap: as
+decontamination tools do, an n-gram that occurs in more than `template_share` (default 20%, and in at least 3)
+of one task's own examples is that task's boilerplate (its prompt template, a fixed answer phrase) and is left out
+of that task's side of the comparison; an instance copied from one task into another still shares its own text. Text is whitespace-tokenized and
 lowercased; every 13-gram is hashed to a 64-bit integer (polynomial rolling hash over stable per-token hashes);
 the train side becomes one sorted (hash, train task) index, and each eval task is answered with vectorized
 `searchsorted` look-ups -- no pairwise string search, so thousands of tasks stay fast.
@@ -24,6 +27,8 @@ import numpy as np
 
 NGRAM = 13
 THRESHOLD = 0.01
+TEMPLATE_SHARE = 0.2  # an n-gram in more than this share of one task's examples is template text
+TEMPLATE_MIN_EXAMPLES = 3
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 _token_cache: dict[str, int] = {}
 
@@ -56,14 +61,30 @@ def example_text(ex: Mapping) -> str:
     return f"{ex.get('input', '')} {ex.get('target', '')}"
 
 
+def task_hashes(examples: Iterable[Mapping], n: int = NGRAM, template_share: float | None = TEMPLATE_SHARE
+                ) -> tuple[list[np.ndarray], int]:
+    """Per-example n-gram hashes of one task, without the task's template n-grams; and how many were dropped."""
+    per = [ngram_hashes(example_text(ex), n) for ex in examples]
+    if template_share is None or len(per) < TEMPLATE_MIN_EXAMPLES or not any(len(h) for h in per):
+        return per, 0
+    values, counts = np.unique(np.concatenate(per), return_counts=True)
+    common = values[(counts > template_share * len(per)) & (counts >= TEMPLATE_MIN_EXAMPLES)]
+    if not common.size:
+        return per, 0
+    return [h[~np.isin(h, common)] for h in per], int(common.size)
+
+
 class TrainIndex:
     """Sorted (13-gram hash -> train task id) pairs for many train tasks."""
 
-    def __init__(self, train_tasks: Mapping[str, Iterable[Mapping]], n: int = NGRAM):
+    def __init__(self, train_tasks: Mapping[str, Iterable[Mapping]], n: int = NGRAM,
+                 template_share: float | None = TEMPLATE_SHARE):
         self.names = list(train_tasks)
+        self.template_ngrams = 0
         hashes, ids = [], []
         for i, name in enumerate(self.names):
-            per = [ngram_hashes(example_text(ex), n) for ex in train_tasks[name]]
+            per, dropped = task_hashes(train_tasks[name], n, template_share)
+            self.template_ngrams += dropped
             if per:
                 u = np.unique(np.concatenate(per))
                 hashes.append(u)
@@ -96,14 +117,16 @@ class TrainIndex:
 
 
 def find_leaks(train_tasks: Mapping[str, Iterable[Mapping]], eval_tasks: Mapping[str, Iterable[Mapping]], *,
-               n: int = NGRAM, threshold: float = THRESHOLD) -> dict:
+               n: int = NGRAM, threshold: float = THRESHOLD, template_share: float | None = TEMPLATE_SHARE) -> dict:
     """{"pairs": [{"train", "eval", "overlap_fraction", "overlapping_examples", "eval_examples"}], ...}; pairs
-    above `threshold` only, sorted by fraction. Identical task names on both sides are compared too."""
+    above `threshold` only, sorted by fraction. Identical task names on both sides are compared too.
+    `template_share=None` counts template n-grams as overlap (the plain paper check)."""
     t0 = time.perf_counter()
-    index = TrainIndex(train_tasks, n)
-    pairs, n_eval_examples = [], 0
+    index = TrainIndex(train_tasks, n, template_share)
+    pairs, n_eval_examples, eval_template = [], 0, 0
     for ename, examples in eval_tasks.items():
-        hashes = [ngram_hashes(example_text(ex), n) for ex in examples]
+        hashes, dropped = task_hashes(list(examples), n, template_share)
+        eval_template += dropped
         n_eval_examples += len(hashes)
         if not hashes:
             continue
@@ -113,7 +136,8 @@ def find_leaks(train_tasks: Mapping[str, Iterable[Mapping]], eval_tasks: Mapping
                           "overlapping_examples": int(round(frac[ti] * len(hashes))), "eval_examples": len(hashes)})
     pairs.sort(key=lambda p: (-p["overlap_fraction"], p["train"], p["eval"]))
     return {"ngram": n, "threshold": threshold, "train_tasks": len(index.names), "eval_tasks": len(eval_tasks),
-            "eval_examples": n_eval_examples, "train_ngrams": int(index.hashes.size),
+            "eval_examples": n_eval_examples, "train_ngrams": int(index.hashes.size), "template_share": template_share,
+            "template_ngrams_ignored": {"train": index.template_ngrams, "eval": eval_template},
             "seconds": round(time.perf_counter() - t0, 3), "pairs": pairs}
 
 
@@ -122,7 +146,8 @@ def format_markdown(report: dict) -> str:
              f"{report['train_tasks']} train tasks ({report['train_ngrams']} distinct n-grams) x "
              f"{report['eval_tasks']} eval tasks ({report['eval_examples']} examples); pairs with more than "
              f"{report['threshold']:.0%} of eval examples sharing an n-gram: {len(report['pairs'])} "
-             f"({report['seconds']} s).", "", "| train task | eval task | overlap | examples |", "|---|---|---|---|"]
+             f"({report['seconds']} s). Template n-grams (in more than {report.get('template_share')} of one task's "
+             f"examples) left out: {report.get('template_ngrams_ignored')}.", "", "| train task | eval task | overlap | examples |", "|---|---|---|---|"]
     lines += [f"| {p['train']} | {p['eval']} | {p['overlap_fraction']:.1%} | {p['overlapping_examples']}/"
               f"{p['eval_examples']} |" for p in report["pairs"]]
     return "\n".join(lines) + "\n"
@@ -179,9 +204,11 @@ def main(argv=None) -> dict:
     p.add_argument("--ngram", type=int, default=NGRAM)
     p.add_argument("--threshold", type=float, default=THRESHOLD)
     p.add_argument("--max-examples", type=int, default=None, help="per task")
+    p.add_argument("--template_share", type=float, default=TEMPLATE_SHARE,
+                   help="n-grams in more than this share of one task's examples are its template (<= 0: keep all)")
     a = p.parse_args(argv)
     report = find_leaks(load_task_paths(a.train, a.max_examples), load_task_paths(a.eval, a.max_examples),
-                        n=a.ngram, threshold=a.threshold)
+                        n=a.ngram, threshold=a.threshold, template_share=a.template_share if a.template_share > 0 else None)
     jp, mp = write_report(report, a.out)
     print(f"{len(report['pairs'])} flagged pairs; wrote {jp} and {mp}")
     return report

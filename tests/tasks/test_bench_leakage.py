@@ -47,3 +47,22 @@ def test_cli_on_real_niv2_and_cot(shared_data, tmp_path):
     assert ("niv2_task062_bigbench_repeat_copy_logic", "niv2_task062_bigbench_repeat_copy_logic") in flagged
     assert all(tr == ev for tr, ev in flagged)
     assert (tmp_path / "leak.md").exists()
+
+
+TEMPLATE = "please read the following sentence very carefully and then answer the question that comes after it :"
+
+
+def _templated(words):
+    return _ex(f"{TEMPLATE} {' '.join(words)}")
+
+
+def test_a_tasks_own_template_is_not_overlap_but_a_copied_instance_is():
+    train = {"t_tpl": [_templated(WORDS[i * 15:(i + 1) * 15]) for i in range(40)]}
+    evals = [_templated(WORDS[600 + i * 15:600 + (i + 1) * 15]) for i in range(25)]  # same template, new instances
+    # the plain 13-gram check flags every eval example: the template alone is 17 tokens
+    assert leakage.find_leaks(train, {"e_tpl": evals}, template_share=None)["pairs"][0]["overlap_fraction"] == 1.0
+    rep = leakage.find_leaks(train, {"e_tpl": evals})
+    assert rep["pairs"] == [] and rep["template_ngrams_ignored"]["train"] > 0 and rep["template_ngrams_ignored"]["eval"] > 0
+    copied = evals + [_templated(WORDS[7 * 15:8 * 15])]  # instance 7 of the train task, verbatim
+    rep = leakage.find_leaks(train, {"e_tpl": copied})
+    assert [(p["train"], p["overlapping_examples"], p["eval_examples"]) for p in rep["pairs"]] == [("t_tpl", 1, 26)]

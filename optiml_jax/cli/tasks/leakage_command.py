@@ -11,17 +11,24 @@ HELP = "13-gram leakage between a training mixture and a generalization split's 
 
 
 def add_arguments(parser) -> None:
-    from optiml_jax.tasks.leakage import NGRAM, THRESHOLD
+    from optiml_jax.tasks.leakage import NGRAM, TEMPLATE_SHARE, THRESHOLD
 
     parser.add_argument("--train", required=True, help="registered mixture (or task) whose train splits are checked")
     parser.add_argument("--eval", required=True,
                         help="generalization split name (registered, e.g. mini_bench_default, opt_iml_paper)")
     parser.add_argument("--eval_splits", default="validation,test",
                         help="comma-separated task splits read for each evaluation task (those it has)")
-    parser.add_argument("--out", default="leakage_report", help="output prefix: writes PREFIX.json and PREFIX.md")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--out_dir", default=None,
+                     help="directory for leakage_report.json and leakage_report.md "
+                          "(default: leakage_reports/<train>_vs_<eval> under the working directory)")
+    out.add_argument("--out", default=None, help="output prefix instead: writes PREFIX.json and PREFIX.md")
     parser.add_argument("--ngram", type=int, default=NGRAM)
     parser.add_argument("--threshold", type=float, default=THRESHOLD, help="flag pairs above this eval fraction")
     parser.add_argument("--max_examples", type=int, default=None, help="per task and split (default: all)")
+    parser.add_argument("--template_share", type=float, default=TEMPLATE_SHARE,
+                        help="n-grams in more than this share of one task's examples are its template, not overlap "
+                             "(<= 0: count them)")
 
 
 def _split(name: str):
@@ -82,10 +89,18 @@ def run(args) -> int:
     if not evals:
         raise SystemExit(f"error: split {split.name!r} has no registered evaluation task with a "
                          f"{'/'.join(wanted)} split")
-    report = leakage.find_leaks(train, evals, n=args.ngram, threshold=args.threshold)
+    report = leakage.find_leaks(train, evals, n=args.ngram, threshold=args.threshold,
+                                template_share=args.template_share if args.template_share > 0 else None)
     report.update(train_mixture=args.train, eval_split=split.name, eval_splits=wanted, eval_levels=levels,
                   eval_tasks_without_eval_split=no_data)
-    jp, mp = leakage.write_report(report, args.out)
+    import pathlib
+
+    if args.out:
+        prefix = pathlib.Path(args.out)
+    else:
+        out_dir = pathlib.Path(args.out_dir or pathlib.Path("leakage_reports") / f"{args.train}_vs_{split.name}")
+        prefix = out_dir / "leakage_report"
+    jp, mp = leakage.write_report(report, prefix)
     for p in report["pairs"]:
         print(f"LEAK {p['train']} -> {p['eval']} ({levels[p['eval']]}): {p['overlap_fraction']:.1%} "
               f"({p['overlapping_examples']}/{p['eval_examples']})")
