@@ -45,6 +45,24 @@ def _option_text(option: str) -> str:
     return " " + option
 
 
+def baselines(task: EvalTask, metric: str) -> dict[str, float]:
+    """What a model that learned nothing scores on the task's evaluation examples, for reading a result:
+    `chance` = a uniformly random option (rank classification; 0 for generation, where a random string scores
+    ~0 on exact match and Rouge-L), `majority` = always answering the most frequent target of these examples."""
+    from collections import Counter
+
+    examples = task.examples
+    most_common = Counter(ex["target"] for ex in examples).most_common(1)[0][0]
+    if metric == "accuracy":
+        chance = sum(100.0 / len(ex["options"]) for ex in examples) / len(examples)
+        majority = 100.0 * sum(ex["target"] == most_common for ex in examples) / len(examples)
+    else:
+        metric_fn = metrics.GENERATION_METRICS[metric]
+        chance = 0.0
+        majority = sum(metric_fn(most_common, ex.get("references") or [ex["target"]]) for ex in examples) / len(examples)
+    return {"chance": chance, "majority": majority}
+
+
 def evaluate_task(model, task: EvalTask, shots: int, *, seed: int = 0, rank_normalization: str = "none",
                   max_new_tokens: int | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Evaluate one task at `shots` -> (score record, per-example prediction rows)."""
@@ -83,7 +101,7 @@ def evaluate_task(model, task: EvalTask, shots: int, *, seed: int = 0, rank_norm
         "category": task.info.category, "level": task.level, "collection": task.collection_name,
         "shots": effective_shots, "metric": metric,
         "score": sum(r["score"] for r in rows) / len(rows), "num_examples": len(rows),
-        "seconds": round(time.time() - started, 3),
+        "seconds": round(time.time() - started, 3), **baselines(task, metric),
     }
     for r in rows:
         r.update(task=task.key, shots=effective_shots, metric=metric)

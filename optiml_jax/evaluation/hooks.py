@@ -106,10 +106,10 @@ class EvalCallback:
         import json
         import pathlib
 
-        from optiml_jax.evaluation.report import markdown_table
+        from optiml_jax.evaluation.report import markdown_table, reading
 
         baseline = json.loads((pathlib.Path(self.baseline_dir) / "results.json").read_text())
         head = f"Evaluation at step {int(step)} vs step {baseline.get('step')} (before training); scores x100"
         tables = [markdown_table(results, section, baseline, run_name=f"step {int(step)}",
                                  baseline_name="before") for section in ("levels", "collections")]
-        return "\n\n".join([head, *tables])
+        return "\n\n".join([head, *tables, f"Reading: {reading(results, baseline)}"])
