@@ -113,15 +113,20 @@ def evaluate_tasks(model, tasks: Sequence[EvalTask], shots: Sequence[int] = (0,)
                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """All tasks at all shot counts -> (score records, prediction rows). Tasks with a fixed number of shots
     (BBH's CoT prompt) are evaluated once."""
+    from tqdm.auto import tqdm
+
     records, predictions = [], []
-    for task in tasks:
-        for k in (shots if task.fixed_shots is None else shots[:1]):
-            record, rows = evaluate_task(model, task, int(k), seed=seed, rank_normalization=rank_normalization,
-                                         max_new_tokens=max_new_tokens)
-            log.info("eval %s %d-shot %s=%.2f (%d examples, %.1fs)", record["task"], record["shots"],
-                     record["metric"], record["score"], record["num_examples"], record["seconds"])
-            records.append(record)
-            predictions.extend(rows)
+    work = [(task, k) for task in tasks for k in (shots if task.fixed_shots is None else shots[:1])]
+    # a transient bar under the trainer's (tqdm stacks them); off when stderr is not a terminal
+    bar = tqdm(work, desc="evaluation", unit="task", leave=False, disable=None, dynamic_ncols=True)
+    for task, k in bar:
+        bar.set_postfix_str(f"{task.key} {int(k)}-shot", refresh=False)
+        record, rows = evaluate_task(model, task, int(k), seed=seed, rank_normalization=rank_normalization,
+                                     max_new_tokens=max_new_tokens)
+        log.debug("eval %s %d-shot %s=%.2f (%d examples, %.1fs)", record["task"], record["shots"],
+                  record["metric"], record["score"], record["num_examples"], record["seconds"])
+        records.append(record)
+        predictions.extend(rows)
     return records, predictions
 
 
