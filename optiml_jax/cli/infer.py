@@ -4,7 +4,7 @@
     python -m optiml_jax.infer --gin_file=gin/runs/infer.gin --gin.CHECKPOINT_PATH=... --prompts_file=prompts.txt
 
 One prompt per line in --prompts_file (use a literal "\\n" inside a line for a newline). Greedy by default;
---temperature > 0 samples (seeded by --seed). Prints one generation per prompt (JSON lines with --jsonl).
+`--gin.TEMPERATURE=0.7` samples (seeded by `--gin.SEED`). Prints one generation per prompt (JSON lines with --jsonl).
 """
 
 from __future__ import annotations
