@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     out = pathlib.Path(os.fspath(gin_query("EVAL_OUTPUT_DIR")))
     for task, values in (results.get("seqio") or {}).items():
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
-        print(f"{task} (step {results.get('step')}): {shown}")
+        print(f"{task}: {shown}")
     if "seqio" in results:
         print(f"seqio outputs in {out / 'inference_eval'}")
     if "aggregates" in results:
