@@ -28,6 +28,20 @@ LENGTHS = {"inputs": 32, "targets": 8}
 MAX_NEW = 4
 
 
+def _clear_gin():
+    """The CLIs leave their (locked) gin config behind; later direct calls of configurables must not see it."""
+    import gin
+
+    with gin.unlock_config():
+        gin.clear_config()
+
+
+@pytest.fixture(autouse=True)
+def _clean_gin():
+    yield
+    _clear_gin()
+
+
 def _write_task_dir(path: pathlib.Path) -> pathlib.Path:
     path.mkdir(parents=True, exist_ok=True)
     (path / "validation.tsv").write_text("".join(f"{i}\t{t}\n" for i, t in ROWS))
@@ -89,6 +103,7 @@ def cli_run(task_dir, hf_export, tmp_path_factory):
                         f"--gin.EVAL_OUTPUT_DIR={out}", f"--gin.MIXTURE_OR_TASK_MODULE={MODULE}",
                         f"--gin.MIXTURE_OR_TASK_NAME={TASK}", f"--gin.TASK_FEATURE_LENGTHS={LENGTHS}",
                         f"--gin.MAX_NEW_TOKENS={MAX_NEW}", "--gin.EVAL_BATCH_SIZE=4"])
+    _clear_gin()
     calls = _calls(task_dir)
     (task_dir / "calls.jsonl").unlink(missing_ok=True)
     return rc, out, calls
