@@ -29,11 +29,11 @@ MAX_NEW = 4
 
 
 def _clear_gin():
-    """The CLIs leave their (locked) gin config behind; later direct calls of configurables must not see it."""
+    """The CLIs leave their locked gin config behind: later direct calls of configurables must not see it, and
+    later imports must be able to register configurables (`clear_config` unlocks; `unlock_config()` would re-lock)."""
     import gin
 
-    with gin.unlock_config():
-        gin.clear_config()
+    gin.clear_config()
 
 
 @pytest.fixture(autouse=True)
