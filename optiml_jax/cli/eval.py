@@ -5,8 +5,16 @@
         [--gin.BENCHMARKS="['mini_bench','mmlu']" --gin.DATA_DIR=../shared/data --gin.SHOTS="(0, 5)"
          --gin.BASELINE_RESULTS=/tmp/eval_before/results.json]
 
-Writes EVAL_OUTPUT_DIR/results.json, predictions JSONL, TensorBoard summaries and report.md
-(see optiml_jax.evaluation.outputs). CHECKPOINT_PATH: a training MODEL_DIR (latest step) or step dir, an
+    python -m optiml_jax.eval --gin.CHECKPOINT_PATH=/tmp/optiml_quickstart --gin.EVAL_OUTPUT_DIR=/tmp/eval_out \
+        --gin.MIXTURE_OR_TASK_MODULE=my_tasks --gin.MIXTURE_OR_TASK_NAME=my_task \
+        [--gin.TASK_FEATURE_LENGTHS="{'inputs': 512, 'targets': 64}" --gin.EVAL_SPLIT=validation]
+
+Suites (BENCHMARKS) write EVAL_OUTPUT_DIR/results.json, predictions JSONL, TensorBoard summaries and report.md
+(see optiml_jax.evaluation.outputs). A SeqIO task or mixture (MIXTURE_OR_TASK_NAME, registered by the module
+in MIXTURE_OR_TASK_MODULE or --module_import) is evaluated by seqio.Evaluator with the task's own metric_fns
+on EVAL_SPLIT; seqio's loggers write EVAL_OUTPUT_DIR/inference_eval/ (<task>-metrics.jsonl,
+<task>-<step>.jsonl, TensorBoard under <task>/). BENCHMARKS=None (default): the mini-benchmark unless
+MIXTURE_OR_TASK_NAME is set; both set: both run. CHECKPOINT_PATH: a training MODEL_DIR (latest step) or step dir, an
 Orbax params dir from the converter, or a Hugging Face OPT directory. TOKENIZER_PATH: a directory with
 vocab.json + merges.txt (default: CHECKPOINT_PATH when it has them, else the mini-benchmark tokenizer).
 """
@@ -56,11 +64,23 @@ def main(argv: list[str] | None = None) -> int:
     except gin_setup.GinConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    results = _REGISTERED["evaluate"]()
+    from optiml_jax.evaluation.seqio_eval import EvalConfigError
+
+    try:
+        results = _REGISTERED["evaluate"]()
+    except EvalConfigError as e:  # nothing to evaluate, an unknown task, one without metric_fns or the split
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     out = pathlib.Path(os.fspath(gin_query("EVAL_OUTPUT_DIR")))
-    print((out / "report.md").read_text())
-    overall = {r["shots"]: round(r["score"], 2) for r in results["aggregates"]["overall"]}
-    print(f"average over tasks per shots: {overall}; outputs in {out}")
+    for task, values in (results.get("seqio") or {}).items():
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+        print(f"{task}: {shown}")
+    if "seqio" in results:
+        print(f"seqio outputs in {out / 'inference_eval'}")
+    if "aggregates" in results:
+        print((out / "report.md").read_text())
+        overall = {r["shots"]: round(r["score"], 2) for r in results["aggregates"]["overall"]}
+        print(f"average over tasks per shots: {overall}; outputs in {out}")
     return 0
 
 

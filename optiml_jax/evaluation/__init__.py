@@ -5,18 +5,24 @@ SeqIO's Evaluator and lm-evaluation-harness.
     from optiml_jax.evaluation import OPTModel, mini_bench_tasks, run_evaluation
     model = OPTModel.from_checkpoint(path, OPTVocabulary(tokenizer_dir))
     results = run_evaluation(model, mini_bench_tasks(), shots=(0, 5), output_dir="eval_out", step=1000)
+
+    # a SeqIO task's own metric_fns through seqio.Evaluator (outputs in eval_out/inference_eval/)
+    from optiml_jax.evaluation.seqio_eval import evaluate_mixture_or_task
+    metrics = evaluate_mixture_or_task(model, "my_task", output_dir="eval_out", step=1000)
 """
 
 from optiml_jax.evaluation.eval_tasks import EvalTask, mini_bench_tasks, pick_demonstrations, tasks_from_raw
 from optiml_jax.evaluation.evaluator import evaluate_task, evaluate_tasks, run_evaluation
-from optiml_jax.evaluation.hooks import EvalCallback, evaluate_params
+from optiml_jax.evaluation.hooks import CompositeCallback, EvalCallback, SeqioEvalCallback, evaluate_params
 from optiml_jax.evaluation.model import OPTModel
 from optiml_jax.evaluation.outputs import load_results
 
 __all__ = [
+    "CompositeCallback",
     "EvalCallback",
     "EvalTask",
     "OPTModel",
+    "SeqioEvalCallback",
     "evaluate_params",
     "evaluate_task",
     "evaluate_tasks",

@@ -1,38 +1,84 @@
 """Evaluate or generate from a checkpoint path: the functions the eval and infer CLIs bind with gin.
 
 `evaluate(checkpoint_path, output_dir, ...)` loads any checkpoint the resolver accepts (a training MODEL_DIR or
-step dir, a converter Orbax dir, a Hugging Face OPT dir), evaluates named suites and writes results.json,
-predictions, TensorBoard and report.md; `infer(checkpoint_path, prompts, ...)` returns generations.
+step dir, a converter Orbax dir, a Hugging Face OPT dir) and evaluates
+  * a SeqIO task or mixture (`mixture_or_task_name`) with its own metric_fns through seqio.Evaluator, T5X style:
+    output_dir/inference_eval/ (<task>-metrics.jsonl, <task>-<step>.jsonl, TensorBoard), and/or
+  * the project's suites (`benchmarks`): results.json, predictions, TensorBoard and report.md in output_dir.
+`benchmarks=None` (the default) means the mini-benchmark when no task is named and nothing else when one is;
+naming both runs both, into the same output_dir. `infer(checkpoint_path, prompts, ...)` returns generations.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
+from optiml_jax.evaluation.seqio_eval import EvalConfigError
 from optiml_jax.evaluation.vocabulary import resolve_tokenizer
+
+DEFAULT_BENCHMARKS = ("mini_bench",)
+
+
+def chosen_benchmarks(benchmarks: Sequence[str] | None, mixture_or_task_name: str | None) -> tuple[str, ...]:
+    """The suites to run: as given, or (None) the mini-benchmark unless a SeqIO task/mixture is named."""
+    if benchmarks is None:
+        return () if mixture_or_task_name else DEFAULT_BENCHMARKS
+    if isinstance(benchmarks, str):
+        benchmarks = (benchmarks,)
+    chosen = tuple(benchmarks)
+    if not chosen and not mixture_or_task_name:
+        raise EvalConfigError("nothing to evaluate: BENCHMARKS is empty and MIXTURE_OR_TASK_NAME is unset")
+    return chosen
 
 
 def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_path: str | None = None,
-             benchmarks: Sequence[str] = ("mini_bench",), shots: Sequence[int] = (0, 5),
+             benchmarks: Sequence[str] | None = None, shots: Sequence[int] = (0, 5),
              data_dir: str | None = None, max_examples: int | None = None, baseline_results: str | None = None,
              max_new_tokens: int = 256, rank_normalization: str = "none", score_batch_size: int = 8,
-             predict_batch_size: int = 8, seed: int = 0, step: int | None = None, title: str = "Evaluation") -> dict:
-    """Load the checkpoint, evaluate the suites, write the outputs. Returns the results dict."""
+             predict_batch_size: int = 8, seed: int = 0, step: int | None = None, title: str = "Evaluation",
+             mixture_or_task_name: str | None = None, split: str = "validation",
+             task_feature_lengths: dict[str, int] | None = None, use_cached: bool = False) -> dict:
+    """Load the checkpoint, evaluate the SeqIO task/mixture and/or the suites, write the outputs.
+
+    Returns the suites' results dict (as in results.json; {"step"} alone when no suite ran) with, when a task or
+    mixture was named, "seqio": {task: {metric: value}}. `max_examples` caps the examples per task for both;
+    `step` (default: the checkpoint's, else 0) names the seqio outputs and TensorBoard step.
+    """
+    from optiml_jax.checkpoints.resolve import checkpoint_step
     from optiml_jax.evaluation.evaluator import run_evaluation
     from optiml_jax.evaluation.model import OPTModel
-    from optiml_jax.checkpoints.resolve import checkpoint_step
     from optiml_jax.evaluation.suites import build_suites
 
+    suites = chosen_benchmarks(benchmarks, mixture_or_task_name)
+    if mixture_or_task_name:
+        from optiml_jax.evaluation.seqio_eval import eval_tasks
+
+        eval_tasks(mixture_or_task_name, split)  # an unknown task or one without metric_fns: before loading weights
     vocab = resolve_tokenizer(tokenizer_path, checkpoint_path)
     model = OPTModel.from_checkpoint(checkpoint_path, vocab, score_batch_size=score_batch_size,
                                      predict_batch_size=predict_batch_size, max_new_tokens=max_new_tokens)
-    if model.config.vocab_size < vocab.vocab_size:
+    if suites and model.config.vocab_size < vocab.vocab_size:
         raise ValueError(f"tokenizer {getattr(vocab, 'path', '?')} has {vocab.vocab_size} ids but the checkpoint's "
                          f"embedding has {model.config.vocab_size}: wrong TOKENIZER_PATH?")
-    tasks = build_suites(benchmarks, data_dir, max_examples=max_examples)
     step = checkpoint_step(checkpoint_path) if step is None else step
-    return run_evaluation(model, tasks, shots, output_dir, step, seed=seed, rank_normalization=rank_normalization,
-                          max_new_tokens=max_new_tokens, baseline=baseline_results, title=title)
+    seqio_results = None
+    if mixture_or_task_name:
+        from optiml_jax.evaluation.seqio_eval import evaluate_mixture_or_task
+
+        seqio_results = evaluate_mixture_or_task(
+            model, mixture_or_task_name, output_dir=output_dir, step=0 if step is None else step, split=split,
+            task_feature_lengths=task_feature_lengths, max_new_tokens=max_new_tokens, num_examples=max_examples,
+            use_cached=use_cached, seed=seed)
+    if suites:
+        tasks = build_suites(suites, data_dir, max_examples=max_examples)
+        results = run_evaluation(model, tasks, shots, output_dir, step, seed=seed,
+                                 rank_normalization=rank_normalization, max_new_tokens=max_new_tokens,
+                                 baseline=baseline_results, title=title)
+    else:
+        results = {"step": step}
+    if seqio_results is not None:
+        results["seqio"] = seqio_results
+    return results
 
 
 def infer(checkpoint_path: str, prompts: Sequence[str], *, tokenizer_path: str | None = None,

@@ -4,6 +4,12 @@
     results = evaluate_params(config, state.params, vocabulary=VOCABULARY, output_dir=MODEL_DIR / "eval",
                               step=step, benchmarks=("mini_bench",), shots=(0, 5), max_examples=20)
 
+Trainer callbacks, all `callback(config, params, step, model_dir) -> results` (bind one to `train.eval_callback`):
+  EvalCallback        the project's suites -> MODEL_DIR/eval/step_<N>/ (results.json, report.md, ...)
+  SeqioEvalCallback   a SeqIO task's/mixture's own metric_fns through seqio.Evaluator -> MODEL_DIR/inference_eval/
+                      (T5X's infer_eval_dataset_cfg role)
+  CompositeCallback   several of them: `CompositeCallback.callbacks = [@EvalCallback(), @SeqioEvalCallback()]`
+
 Parameters may be boxed/scanned/sharded (they are unboxed, unrolled and, without a mesh, gathered to the
 default device). The model is rebuilt per call, so compiled scoring/generation programs are reused across
 calls only through JAX's jit cache (same config and shapes -> no recompilation).
@@ -113,3 +119,83 @@ class EvalCallback:
         tables = [markdown_table(results, section, baseline, run_name=f"step {int(step)}",
                                  baseline_name="before") for section in ("levels", "collections")]
         return "\n\n".join([head, *tables, f"Reading: {reading(results, baseline)}"])
+
+
+@gin.configurable
+class SeqioEvalCallback:
+    """Trainer-side `seqio.Evaluator` run: the task's/mixture's own metric_fns on `split`, at every call.
+
+    `callback(config, params, step, model_dir) -> {task: {metric: value}}`; seqio's JSONLogger and
+    TensorBoardLogger write `model_dir/inference_eval/` (`<task>-metrics.jsonl`, `<task>-<step>.jsonl`,
+    `<task>/events.*`), as T5X's trainer does. The Evaluator (and its cached datasets) is built on the first
+    call and reused. `max_new_tokens` None: `task_feature_lengths["targets"]` when given, else 256.
+
+    Gin: `train.eval_callback = @SeqioEvalCallback()` with `SeqioEvalCallback.mixture_or_task_name = '...'`
+    (and `.split`, `.task_feature_lengths`, ...), or inside a `CompositeCallback` beside `EvalCallback`.
+    """
+
+    def __init__(self, mixture_or_task_name: str, split: str = "validation",
+                 task_feature_lengths: dict[str, int] | None = None, *, max_new_tokens: int | None = None,
+                 num_examples: int | None = None, use_cached: bool = False, feature_converter: Any = None,
+                 batch_size: int = 8, mesh: Mesh | None = None, output_subdir: str | None = None,
+                 seed: int | None = 42):
+        from optiml_jax.evaluation.seqio_eval import INFERENCE_EVAL_DIR
+
+        self.mixture_or_task_name, self.split = mixture_or_task_name, split
+        self.task_feature_lengths = None if task_feature_lengths is None else dict(task_feature_lengths)
+        if max_new_tokens is None:
+            max_new_tokens = int((self.task_feature_lengths or {}).get("targets", 256))
+        self.max_new_tokens = int(max_new_tokens)
+        self.num_examples, self.use_cached, self.feature_converter = num_examples, use_cached, feature_converter
+        self.batch_size, self.mesh, self.seed = batch_size, mesh, seed
+        self.output_subdir = output_subdir or INFERENCE_EVAL_DIR
+        self._evaluator = None
+        self._log_dir: str | None = None
+
+    def evaluator(self, model_dir: str | os.PathLike):
+        """The (cached) seqio.Evaluator logging under `model_dir/<output_subdir>`."""
+        from optiml_jax.evaluation.seqio_eval import make_evaluator
+
+        log_dir = os.path.join(os.fspath(model_dir), self.output_subdir)
+        if self._evaluator is None or self._log_dir != log_dir:
+            self._evaluator = make_evaluator(
+                self.mixture_or_task_name, split=self.split, task_feature_lengths=self.task_feature_lengths,
+                feature_converter=self.feature_converter, log_dir=log_dir, use_cached=self.use_cached,
+                num_examples=self.num_examples, seed=self.seed)
+            self._log_dir = log_dir
+        return self._evaluator
+
+    def __call__(self, config: OPTConfig, params: Any, step: int, model_dir: str | os.PathLike) -> dict:
+        from optiml_jax.evaluation.seqio_eval import run_seqio_evaluation
+
+        evaluator = self.evaluator(model_dir)
+        vocabulary = evaluator.eval_tasks[0].output_features["targets"].vocabulary
+        model = OPTModel(config.replace(dropout_rate=0.0), params, vocabulary, self.mesh or params_mesh(params),
+                         score_batch_size=self.batch_size, predict_batch_size=self.batch_size,
+                         max_new_tokens=self.max_new_tokens)
+        return run_seqio_evaluation(model, evaluator, int(step), max_new_tokens=self.max_new_tokens)
+
+
+@gin.configurable
+class CompositeCallback:
+    """Several trainer callbacks behind the trainer's one `eval_callback`, called in order with the same
+    arguments -> {name: that callback's results}, named by class (`EvalCallback`, `SeqioEvalCallback`, a
+    repeated class gets `_2`, `_3`, ...).
+
+    Gin: `train.eval_callback = @CompositeCallback()` and
+         `CompositeCallback.callbacks = [@EvalCallback(), @SeqioEvalCallback()]`.
+    """
+
+    def __init__(self, callbacks: Sequence[Any]):
+        self.callbacks = [c for c in callbacks if c is not None]
+        self.names: list[str] = []
+        for c in self.callbacks:
+            base = getattr(c, "__name__", type(c).__name__)
+            name, n = base, 1
+            while name in self.names:
+                n += 1
+                name = f"{base}_{n}"
+            self.names.append(name)
+
+    def __call__(self, config: OPTConfig, params: Any, step: int, model_dir: str | os.PathLike) -> dict:
+        return {name: c(config, params, step, model_dir) for name, c in zip(self.names, self.callbacks)}

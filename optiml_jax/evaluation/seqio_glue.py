@@ -1,28 +1,36 @@
-"""Adapters that let `seqio.Evaluator` drive an `OPTModel`, so a SeqIO task's own `metric_fns` (prediction
-metrics) and score metrics run unchanged.
+"""Adapters that let `seqio.Evaluator` drive an `OPTModel`, so a SeqIO task's own `metric_fns` (prediction,
+prediction-with-aux and score metrics) run unchanged.
 
     evaluator = seqio.Evaluator("my_task", feature_converter=seqio.PrefixLMFeatureConverter(pack=False),
                                 eval_split="validation", sequence_length={"inputs": 256, "targets": 64})
-    metrics, _ = evaluator.evaluate(compute_metrics=True, step=step,
-                                    predict_fn=make_predict_fn(model), score_fn=make_score_fn(model))
+    metrics, _ = evaluator.evaluate(compute_metrics=True, step=step, predict_fn=make_predict_fn(model),
+                                    score_fn=make_score_fn(model),
+                                    predict_with_aux_fn=make_predict_with_aux_fn(model))
+
+(`optiml_jax.evaluation.seqio_eval` builds the Evaluator, its loggers and the converter for you.)
 
 Both adapters read each converted example's `decoder_target_tokens` and `decoder_loss_weights` (as the
-PrefixLM and decoder converters write them for an inputs+targets task): the tokens before the first weighted
-position are the prompt, the weighted ones are the target. The prompt gets OPT's leading `</s>` (SeqIO's
-converters shift with bos 0, which is OPT's unused `<s>`, so the shifted inputs are not used). Prediction
-greedily decodes the prompt (trailing `</s>` cut, as SeqIO's decode would); scoring sums the target's log-likelihood.
+PrefixLM converter writes them for an inputs+targets task, with `loss_on_targets_only`; the decoder converter
+for a targets-only task): the tokens before the first weighted position are the prompt, the weighted ones are
+the target. The prompt gets OPT's leading `</s>` (SeqIO's converters shift with bos 0, which is OPT's unused
+`<s>`, so the shifted inputs are not used) and is left-truncated so that the continuation fits the model.
+
+Prediction greedily decodes the prompt. seqio.Evaluator stacks the per-example outputs with `np.array`, so every
+prediction is returned at one width: the continuation (cut before `</s>`) right-padded with `<pad>` (1), which
+`OPTVocabulary.decode` drops. Scoring sums the target's log-likelihood; prediction-with-aux adds T5X's
+`aux["scores"]`, the summed log-likelihood of each decoded continuation (with its `</s>` when one was emitted).
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
-from optiml_jax.vocabularies.special_tokens import BOS_ID
+
+from optiml_jax.vocabularies.special_tokens import BOS_ID, EOS_ID, PAD_ID
 
 
-
-def split_prompt_and_target(features: dict[str, Any], pad_id: int = 1) -> tuple[list[int], list[int]]:
+def split_prompt_and_target(features: dict[str, Any], pad_id: int = PAD_ID) -> tuple[list[int], list[int]]:
     """(prompt ids with leading </s>, target ids) of one converted example."""
     targets = np.asarray(features["decoder_target_tokens"]).tolist()
     weights = np.asarray(features["decoder_loss_weights"]).tolist()
@@ -34,25 +42,71 @@ def split_prompt_and_target(features: dict[str, Any], pad_id: int = 1) -> tuple[
     return [BOS_ID] + prompt, [int(t) for t in targets[start:end]]
 
 
+def pad_ragged(rows: Sequence[Sequence[int]], pad_id: int = PAD_ID, width: int | None = None) -> list[list[int]]:
+    """Token lists of different lengths -> lists of one width (right-padded), so `np.array(rows)` is 2-D."""
+    width = max([len(r) for r in rows], default=0) if width is None else width
+    too_long = [i for i, r in enumerate(rows) if len(r) > width]
+    if too_long:
+        raise ValueError(f"rows {too_long[:5]} are longer than width={width}")
+    return [[int(t) for t in r] + [pad_id] * (width - len(r)) for r in rows]
+
+
 def _examples(dataset) -> Iterable[tuple[int, dict]]:
     for index, features in dataset.as_numpy_iterator():
         yield int(index), features
 
 
+def _fit(prompt: list[int], reserve: int, max_positions: int) -> list[int]:
+    """Left-truncate (as `OPTModel.encode_prompt` does) so that `reserve` more tokens fit the model."""
+    room = max_positions - reserve
+    if room < 1:
+        raise ValueError(f"{reserve} continuation/target tokens leave no room for a prompt in "
+                         f"max_position_embeddings={max_positions}")
+    return prompt if len(prompt) <= room else prompt[len(prompt) - room:]
+
+
+def _prompts(model, dataset, reserve: int) -> tuple[list[int], list[list[int]]]:
+    indices, prompts = [], []
+    for index, features in _examples(dataset):
+        prompt, _ = split_prompt_and_target(features)
+        indices.append(index)
+        prompts.append(_fit(prompt, reserve, model.config.max_position_embeddings))
+    return indices, prompts
+
+
+def _generate(model, dataset, max_new_tokens: int | None):
+    max_new = int(max_new_tokens or model.max_new_tokens)
+    indices, prompts = _prompts(model, dataset, reserve=max_new)
+    conts = model.generate_token_batches(prompts, max_new_tokens=max_new)
+    return indices, prompts, conts, max_new
+
+
 def make_predict_fn(model, *, max_new_tokens: int | None = None):
-    """A `seqio.Evaluator` predict_fn: [(index, generated token ids)] (greedy, cut at `</s>`)."""
+    """A `seqio.Evaluator` predict_fn: [(index, generated token ids)], greedy, cut before `</s>`, all rows
+    padded with `<pad>` to the longest continuation (seqio stacks them with np.array)."""
 
     def predict_fn(dataset, model_feature_shapes=None):
         del model_feature_shapes
-        indices, prompts = [], []
-        for index, features in _examples(dataset):
-            prompt, _ = split_prompt_and_target(features)
-            indices.append(index)
-            prompts.append(prompt)
-        conts = model.generate_token_batches(prompts, max_new_tokens=max_new_tokens)
-        return list(zip(indices, conts))
+        indices, _, conts, _ = _generate(model, dataset, max_new_tokens)
+        return list(zip(indices, pad_ragged(conts)))
 
     return predict_fn
+
+
+def make_predict_with_aux_fn(model, *, max_new_tokens: int | None = None):
+    """A `seqio.Evaluator` predict_with_aux_fn: ([(index, tokens)] as `make_predict_fn`, {"scores": [...]}),
+    `scores` being each continuation's summed log-likelihood under the model (T5X's decoding score)."""
+
+    def predict_with_aux_fn(dataset, model_feature_shapes=None):
+        del model_feature_shapes
+        indices, prompts, conts, max_new = _generate(model, dataset, max_new_tokens)
+        # A continuation shorter than the limit stopped at `</s>`: that token is part of what was decoded.
+        decoded = [list(c) + [EOS_ID] if len(c) < max_new else list(c) for c in conts]
+        scored = model.score_token_options(prompts, [[d] for d in decoded])
+        scores = [float(row[0][0]) for row in scored]
+        return list(zip(indices, pad_ragged(conts))), {"scores": scores}
+
+    return predict_with_aux_fn
 
 
 def make_score_fn(model):
@@ -64,9 +118,9 @@ def make_score_fn(model):
         for index, features in _examples(dataset):
             prompt, target = split_prompt_and_target(features)
             indices.append(index)
-            prompts.append(prompt)
+            prompts.append(_fit(prompt, len(target), model.config.max_position_embeddings))
             targets.append(target)
         scored = model.score_token_options(prompts, [[t] for t in targets])
-        return [(i, row[0][0]) for i, row in zip(indices, scored)]
+        return [(i, float(row[0][0])) for i, row in zip(indices, scored)]
 
     return score_fn

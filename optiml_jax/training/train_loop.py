@@ -131,9 +131,10 @@ def train(
     `loss_chunk_size` computes the LM head and loss that many positions at a time, without [B, L, vocab]
     logits (`chunked_cross_entropy`); None = plain logits.
     `eval_streams` give eval *loss* per split; `eval_callback(config, params, step, model_dir)` runs task
-    evaluation (rank classification / generation, e.g. `optiml_jax.evaluation.hooks.EvalCallback`) before the
-    first step of a fresh run, every `eval_period` steps and at the end. The trainer never imports the
-    evaluation layer: gin binds the callback.
+    evaluation (rank classification / generation, e.g. `optiml_jax.evaluation.hooks.EvalCallback`; a SeqIO
+    task's metric_fns: `SeqioEvalCallback`; several: `CompositeCallback`) before the first step of a fresh run,
+    every `eval_period` steps and at the end. The trainer never imports the evaluation layer: gin binds the
+    callback.
     """
     if on_nonfinite not in NONFINITE_POLICIES:
         raise ValueError(f"on_nonfinite={on_nonfinite!r} is not one of {NONFINITE_POLICIES}")

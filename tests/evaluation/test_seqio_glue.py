@@ -57,3 +57,40 @@ def test_seqio_evaluator_with_our_adapters(task_name, tiny_model, mini_vocab):
         [[mini_vocab.encode(e["targets"]) + [2]] for e in EXAMPLES])]
     np.testing.assert_allclose(SEEN["scores"], expected_scores, rtol=1e-5)
     assert result["mean_loglik"] == pytest.approx(np.mean(expected_scores), rel=1e-5)
+
+
+class _RaggedModel:
+    """Stands in for OPTModel where the adapters call it: continuations of different lengths (one empty), as a
+    real model's are once some prompts stop at </s> early."""
+
+    def __init__(self, config, continuations):
+        self.config, self.max_new_tokens, self.continuations = config, 8, continuations
+
+    def generate_token_batches(self, prompts, max_new_tokens=None):
+        assert len(prompts) == len(self.continuations)
+        return [list(c) for c in self.continuations]
+
+    def score_token_options(self, prompts, options):
+        return [[(-float(len(opts[0])), False)] for opts in options]
+
+
+def test_ragged_predictions_reach_the_metric_fns(task_name, tiny_config, mini_vocab):
+    texts = [" the longest continuation here", "", " yes"]
+    conts = [mini_vocab.encode(t) for t in texts]
+    assert len({len(c) for c in conts}) == 3  # really ragged
+    model = _RaggedModel(tiny_config, conts)
+    evaluator = seqio.Evaluator(task_name, feature_converter=seqio.PrefixLMFeatureConverter(pack=False),
+                                eval_split="validation", sequence_length={"inputs": 32, "targets": 8})
+    metrics, _ = evaluator.evaluate(compute_metrics=True, step=1, predict_fn=make_predict_fn(model),
+                                    score_fn=make_score_fn(model))
+    assert set(metrics.result()[task_name]) >= {"exact", "mean_loglik"}
+    assert SEEN["predictions"] == texts
+
+
+def test_pad_ragged():
+    from optiml_jax.evaluation.seqio_glue import pad_ragged
+
+    rows = pad_ragged([[5, 6, 7], [], [9]])
+    assert np.array(rows).shape == (3, 3) and rows[1] == [1, 1, 1] and rows[2] == [9, 1, 1]
+    with pytest.raises(ValueError, match="longer"):
+        pad_ragged([[5, 6]], width=1)
