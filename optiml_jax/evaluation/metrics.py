@@ -13,6 +13,8 @@ import functools
 import re
 from typing import Sequence
 
+from optiml_jax.tasks.metric_fns import exact_match, normalize_answer, rouge_l  # noqa: F401 (re-exported)
+
 RANK_NORMALIZATIONS = ("none", "token_length", "char_length")
 
 
@@ -32,35 +34,6 @@ def rank_choice(option_logprobs: Sequence[float], option_lengths: Sequence[int] 
     return max(range(len(scores)), key=lambda i: scores[i])
 
 
-def normalize_answer(text: str) -> str:
-    """Whitespace-collapsed, lower-cased, without a trailing period: what exact match compares."""
-    text = re.sub(r"\s+", " ", text.strip()).lower()
-    return text[:-1].rstrip() if text.endswith(".") else text
-
-
-def exact_match(prediction: str, references: Sequence[str]) -> float:
-    """100 when the normalized prediction equals a normalized reference, else 0."""
-    if not references:
-        raise ValueError("exact_match needs at least one reference")
-    pred = normalize_answer(prediction)
-    return 100.0 if any(pred == normalize_answer(r) for r in references) else 0.0
-
-
-@functools.lru_cache(maxsize=1)
-def _rouge_scorer():
-    from rouge_score import rouge_scorer
-
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-
-
-def rouge_l(prediction: str, references: Sequence[str]) -> float:
-    """Rouge-L F1 (x100), best over references."""
-    if not references:
-        raise ValueError("rouge_l needs at least one reference")
-    scorer = _rouge_scorer()
-    return 100.0 * max(scorer.score(r, prediction)["rougeL"].fmeasure for r in references)
-
-
 def extract_cot_answer(generation: str) -> str:
     """The answer of a chain-of-thought generation: the text after the last "So the answer is" (BBH's format),
     up to the end of that line, without a trailing period. Without the phrase, the first line, stripped."""
@@ -72,4 +45,4 @@ def extract_cot_answer(generation: str) -> str:
     return tail[:-1].rstrip() if tail.endswith(".") else tail
 
 
-GENERATION_METRICS = {"exact_match": exact_match, "rouge_l": rouge_l}
+GENERATION_METRICS = {"exact_match": exact_match, "rouge_l": rouge_l}  # per example; defined with the tasks

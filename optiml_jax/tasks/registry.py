@@ -116,8 +116,10 @@ def register_instruction_task(info: TaskInfo, splits: Mapping[str, SplitFn], voc
     """Registers one of our tasks as a `seqio.Task` over raw-example readers (one callable per split).
 
     Its preprocessors: `format_instruction(info, format_seed)`, `tokenize`, `CacheDatasetPlaceholder`,
-    `append_eos_after_trim`; `extra_preprocessors` run before the formatting (over the raw features).
+    `append_eos_after_trim`; `extra_preprocessors` run before the formatting (over the raw features). Its
+    metric_fns: `info.metric` as a seqio predict metric (`optiml_jax.tasks.metric_fns`).
     """
+    from optiml_jax.tasks.metric_fns import seqio_metric_fn
     from optiml_jax.tasks.preprocessors import format_instruction
 
     if not splits:
@@ -141,6 +143,7 @@ def register_instruction_task(info: TaskInfo, splits: Mapping[str, SplitFn], voc
                        seqio.CacheDatasetPlaceholder(), seqio.preprocessors.append_eos_after_trim],
         output_features={"inputs": seqio.Feature(vocabulary, add_eos=False, required=False),
                          "targets": seqio.Feature(vocabulary, add_eos=True)},
+        metric_fns=[seqio_metric_fn(info.metric)],
     )
 
 

@@ -282,3 +282,19 @@ SeqioEvalCallback.batch_size = 4
     assert set(_tensorboard_scalars(log_dir / TASK)["eval/mean_log_likelihood"]) == {0, 2, 4}
     assert sorted({c["metric"] for c in _calls(task_dir)}) == ["exact_match", "mean_decode_score",
                                                               "mean_log_likelihood"]
+
+
+def test_eval_cli_scores_a_project_task_with_its_own_metric_fn(hf_export, tmp_path):
+    """Our registered tasks are ordinary seqio tasks with metric_fns: the seqio path evaluates them too."""
+    import optiml_jax.tasks.mini_bench.registration  # noqa: F401
+    from optiml_jax.cli import eval as eval_cli
+
+    task = "mini_bench_t5_copy"
+    assert [f.__name__ for f in seqio.TaskRegistry.get(task).metric_fns] == ["rouge_l_metric"]
+    rc = eval_cli.main(["--gin_file=runs/eval.gin", f"--gin.CHECKPOINT_PATH={hf_export}",
+                        f"--gin.EVAL_OUTPUT_DIR={tmp_path}", f"--gin.MIXTURE_OR_TASK_NAME={task}",
+                        "--gin.MAX_EXAMPLES=4", "--gin.MAX_NEW_TOKENS=4", "--gin.EVAL_BATCH_SIZE=4"])
+    _clear_gin()
+    assert rc == 0
+    lines = _metrics_lines(tmp_path / "inference_eval", task)
+    assert lines and 0.0 <= lines[-1]["rouge_l"] <= 100.0
