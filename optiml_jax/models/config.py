@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 # OPT's vocabulary: 50,265 BPE entries, padded to a multiple of 8 for the embedding matrix.
 OPT_VOCAB_SIZE = 50272
@@ -29,6 +29,8 @@ class OPTConfig:
     `dtype`, `scan_layers`, `remat_policy` and `attention_*` are JAX-side execution choices that
     do not change the parameters or the function computed (up to floating point).
     """
+
+    family: ClassVar[str] = "opt"  # not a field: OPT's config.json predates it (absent = "opt")
 
     hidden_size: int = 768
     num_layers: int = 12
