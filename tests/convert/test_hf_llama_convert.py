@@ -58,6 +58,11 @@ def test_round_trip_hf_ours_hf_is_bit_identical(name, tmp_path):
     assert written["model_type"] == config.hf_model_type
     assert transformers.AutoConfig.from_pretrained(tmp_path / "b").architectures == [type(model).__name__]
     assert_same_hf_tensors(type(model), hf_state(model), tmp_path / "b")
+    # The exported config.json describes the same function (RoPE, norms, heads), not only the same tensors.
+    reloaded = type(model).from_pretrained(tmp_path / "b", attn_implementation="eager").eval()
+    tokens = torch.arange(3, 3 + 40).reshape(2, 20) % config.vocab_size
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(input_ids=tokens).logits, model(input_ids=tokens).logits, rtol=0, atol=0)
 
 
 def test_sharded_safetensors_and_scanned_layout(tmp_path):
