@@ -100,15 +100,25 @@ def test_greedy_generation_matches_hf_generate(name, tmp_path):
     _, params = load_hf_llama(tmp_path)
     prompt = left_padded_batch(config.vocab_size, [6, 4, 2], 6, seed=2)
     new = 20
-    with torch.no_grad():
-        out = model.generate(
-            input_ids=torch.from_numpy(prompt), attention_mask=torch.from_numpy((prompt != PAD).astype(np.int64)),
-            do_sample=False, max_new_tokens=new, min_new_tokens=0, pad_token_id=PAD, eos_token_id=2,
-        ).numpy()[:, prompt.shape[1]:]
-    theirs = np.pad(out, ((0, 0), (0, new - out.shape[1])), constant_values=PAD)
-    ours = np.asarray(generate(config, params, prompt, max_new_tokens=new))  # eos/pad from the config
-    np.testing.assert_array_equal(ours, theirs)
+
+    def hf_generate(eos):
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=torch.from_numpy(prompt), attention_mask=torch.from_numpy((prompt != PAD).astype(np.int64)),
+                do_sample=False, max_new_tokens=new, min_new_tokens=0, pad_token_id=PAD, eos_token_id=eos,
+            ).numpy()[:, prompt.shape[1]:]
+        return np.pad(out, ((0, 0), (0, new - out.shape[1])), constant_values=PAD)
+
+    theirs = hf_generate(2)
     assert len(np.unique(theirs)) > 3
+    if name == "llama_gqa":  # several eos ids (Llama 3 instruct style): a token row 1 emits at step 3 is one
+        eos = (2, int(theirs[1, 3]))
+        theirs = hf_generate(list(eos))
+        assert (theirs[1, 4:] == PAD).all()
+        ours = np.asarray(generate(config, params, prompt, max_new_tokens=new, eos_id=eos, pad_id=PAD))
+    else:
+        ours = np.asarray(generate(config, params, prompt, max_new_tokens=new))  # eos/pad from the config
+    np.testing.assert_array_equal(ours, theirs)
 
 
 def test_packed_row_equals_hf_separate_forwards(pair):
