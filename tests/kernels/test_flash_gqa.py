@@ -159,3 +159,24 @@ def test_bad_kv_head_counts_raise():
         flash_attention(q, k[..., :8], v)
     with pytest.raises(ValueError, match="not a multiple"):
         lower_for_platform("tpu", (1, 128, 6, 64), kv_heads=4)
+
+
+@_slow
+def test_tpu_gqa_kernels_under_the_tpu_simulator():
+    """The TPU simulator (DMAs, SMEM/VMEM, raising on out-of-bounds reads) runs the GQA index maps: kv head
+    h // group in forward/dq, query head kv_head * group + step // num_q in the dk/dv grid."""
+    from jax.experimental.pallas import tpu as pltpu
+
+    seg = packed_segment_ids([[20, 30, 14]], 64)
+    q, k, v, do = gqa_inputs(jax.random.key(9), 1, 64, 2, 1, 64)
+    params = pltpu.InterpretParams(out_of_bounds_reads="raise", uninitialized_memory="nan")
+    try:
+        fn = lambda q, k, v: flash_attention(q, k, v, seg, block_sizes=(32, 32), backend="tpu",  # noqa: E731
+                                             interpret=params)
+        out, grads = _vjp(fn, q, k, v, do)
+    finally:
+        pltpu.reset_tpu_interpret_mode_state()
+    ref_out, ref_grads = _vjp(repeated_reference(seg), q, k, v, do)
+    np.testing.assert_allclose(out, ref_out, atol=1e-5)
+    for g, rg in zip(grads, ref_grads):
+        np.testing.assert_allclose(g, rg, atol=1e-4)
