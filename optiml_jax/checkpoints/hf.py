@@ -54,9 +54,9 @@ _HF_LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm default; HF's OPTConfig has no f
 class CheckpointError(ValueError):
     """A checkpoint directory or config that cannot be converted; the message lists every problem."""
 
-    def __init__(self, where: str | os.PathLike, problems: list[str]):
+    def __init__(self, where: str | os.PathLike, problems: list[str], kind: str = "OPT"):
         self.problems = list(problems)
-        super().__init__(f"{where}: cannot convert this OPT checkpoint:\n  - " + "\n  - ".join(self.problems))
+        super().__init__(f"{where}: cannot convert this {kind} checkpoint:\n  - " + "\n  - ".join(self.problems))
 
 
 # ----------------------------------------------------------------------------------------------- config
@@ -412,14 +412,24 @@ def save_hf_opt(config: OPTConfig, params: Any, directory: str | os.PathLike, *,
     `model-0000k-of-0000n.safetensors` shards plus `model.safetensors.index.json`, each shard written
     as soon as it is full. Returns the directory.
     """
+    return write_hf_checkpoint(directory, config_to_hf(config), tensor_specs(config), params,
+                               max_shard_size=max_shard_size, key_prefix="model.")
+
+
+def write_hf_checkpoint(directory: str | os.PathLike, hf_config: dict[str, Any], specs: list[TensorSpec],
+                        params: Any, *, max_shard_size: int | str | None = None,
+                        key_prefix: str = "", kind: str = "OPT") -> pathlib.Path:
+    """Write `params` (unrolled or scanned, numpy or jax, boxed or not) as HF tensors `key_prefix + spec.hf_key`
+    (float32 safetensors, sharded above `max_shard_size` or 5 GB) plus `config.json` = `hf_config`.
+
+    Shared by every model family's `save_hf_*`; checks every spec's parameter first and lists all problems.
+    """
     from safetensors.numpy import save_file
 
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    hf_config = config_to_hf(config)
     params = _as_unboxed(params)
     scanned = "layers" in params.get("decoder", {})
-    specs = tensor_specs(config)
     limit = _parse_size(max_shard_size)
     if limit is None and 4 * sum(int(np.prod(s.hf_shape)) for s in specs) > DEFAULT_MAX_SHARD_BYTES:
         limit = DEFAULT_MAX_SHARD_BYTES  # one file would mean a second full copy in memory
@@ -438,7 +448,7 @@ def save_hf_opt(config: OPTConfig, params: Any, directory: str | os.PathLike, *,
         if shape != expected:
             problems.append(f"parameter {'/'.join(spec.path)} has shape {list(shape)}, expected {list(expected)}")
     if problems:
-        raise CheckpointError(directory, problems)
+        raise CheckpointError(directory, problems, kind=kind)
 
     def hf_tensor(spec: TensorSpec) -> np.ndarray:
         if scanned and spec.layer is not None:
@@ -465,7 +475,7 @@ def save_hf_opt(config: OPTConfig, params: Any, directory: str | os.PathLike, *,
         tensor = hf_tensor(spec)
         if limit is not None and current and current_bytes + tensor.nbytes > limit:
             flush()
-        current["model." + spec.hf_key] = tensor
+        current[key_prefix + spec.hf_key] = tensor
         current_bytes += tensor.nbytes
         total += tensor.nbytes
     flush()

@@ -2,7 +2,8 @@
 
 Layout of a converted checkpoint directory `O` (what the trainer reads for INITIAL_CHECKPOINT_PATH):
 
-    O/config.json     OPTConfig.to_json() (optiml_jax field names, not Hugging Face's)
+    O/config.json     config.to_json() (optiml_jax field names, not Hugging Face's; a Llama-family config
+                      carries "family": "llama", an OPT config no family field)
     O/params/         orbax.checkpoint.StandardCheckpointer PyTree: the params dict in the UNROLLED
                       layout, exactly the tree `OPT(config).init(...)["params"]` returns once unboxed,
                       i.e. {"decoder": {"embed_tokens": {"embedding": f32[V, E]},
@@ -23,27 +24,26 @@ from typing import Any
 
 import numpy as np
 
-from optiml_jax.checkpoints.hf import HF_CONFIG, CheckpointError, load_hf_opt
+from optiml_jax.checkpoints.hf import HF_CONFIG, CheckpointError
 from optiml_jax.models.config import OPTConfig
+from optiml_jax.models.family import ModelConfig, config_from_dict, model_for
 
 CONFIG_FILE = "config.json"
 PARAMS_DIR = "params"
 
 
-def abstract_params(config: OPTConfig) -> Any:
+def abstract_params(config: ModelConfig) -> Any:
     """ShapeDtypeStructs of the unrolled params tree for `config` (nothing is allocated)."""
     import flax.linen as nn
     import jax
     import jax.numpy as jnp
 
-    from optiml_jax.models import OPT
-
     unrolled = config.replace(scan_layers=False, remat_policy="none")
-    boxed = jax.eval_shape(lambda: OPT(unrolled).init(jax.random.key(0), jnp.ones((1, 2), jnp.int32)))["params"]
+    boxed = jax.eval_shape(lambda: model_for(unrolled).init(jax.random.key(0), jnp.ones((1, 2), jnp.int32)))["params"]
     return nn.unbox(boxed)
 
 
-def save_orbax(config: OPTConfig, params: Any, directory: str | os.PathLike) -> pathlib.Path:
+def save_orbax(config: ModelConfig, params: Any, directory: str | os.PathLike) -> pathlib.Path:
     """Write `params` (any layout; stored unrolled) and the config to an Orbax checkpoint directory."""
     import flax.linen as nn
     import orbax.checkpoint as ocp
@@ -65,7 +65,7 @@ def is_orbax_dir(directory: str | os.PathLike) -> bool:
     return (d / PARAMS_DIR).is_dir() and (d / CONFIG_FILE).is_file()
 
 
-def load_orbax(directory: str | os.PathLike, *, scanned: bool = False) -> tuple[OPTConfig, dict]:
+def load_orbax(directory: str | os.PathLike, *, scanned: bool = False) -> tuple[ModelConfig, dict]:
     """(config, float32 numpy params) from a directory written by `save_orbax`."""
     import orbax.checkpoint as ocp
 
@@ -75,7 +75,7 @@ def load_orbax(directory: str | os.PathLike, *, scanned: bool = False) -> tuple[
     if not is_orbax_dir(directory):
         raise CheckpointError(directory, [f"not an optiml_jax Orbax checkpoint: expected {CONFIG_FILE} and "
                                           f"{PARAMS_DIR}/ inside"])
-    config = OPTConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text()))
+    config = config_from_dict(json.loads((directory / CONFIG_FILE).read_text()))
     target = abstract_params(config)
     try:
         params = ocp.StandardCheckpointer().restore(directory / PARAMS_DIR, target)
@@ -87,12 +87,15 @@ def load_orbax(directory: str | os.PathLike, *, scanned: bool = False) -> tuple[
     return config, to_layout(params, scanned)
 
 
-def load_params(path: str | os.PathLike, *, scanned: bool = False) -> tuple[OPTConfig, dict]:
-    """(config, float32 numpy params) from an Orbax dir written by the converter CLI or an HF OPT dir."""
+def load_params(path: str | os.PathLike, *, scanned: bool = False) -> tuple[OPTConfig | ModelConfig, dict]:
+    """(config, float32 numpy params) from an Orbax dir written by the converter CLI or an HF directory (OPT,
+    Llama, Mistral or Qwen2, picked by config.json's model_type)."""
     path = pathlib.Path(path)
     if is_orbax_dir(path):
         return load_orbax(path, scanned=scanned)
     if (path / HF_CONFIG).is_file():
-        return load_hf_opt(path, scanned=scanned)
+        from optiml_jax.checkpoints.families import load_hf
+
+        return load_hf(path, scanned=scanned)
     raise CheckpointError(path, [f"neither an Orbax checkpoint ({CONFIG_FILE} + {PARAMS_DIR}/) nor a Hugging Face "
                                  f"OPT directory ({HF_CONFIG} + weights)"])

@@ -18,6 +18,7 @@ from typing import Any
 
 from optiml_jax.checkpoints.training_runs import CHECKPOINT_SUBDIR
 from optiml_jax.models import OPTConfig
+from optiml_jax.models.family import config_from_dict
 
 MODEL_CONFIG_FILE = "model_config.json"  # written by optiml_jax.training.train_loop into MODEL_DIR
 KINDS = ("training_run", "orbax_params", "hugging_face")
@@ -47,7 +48,7 @@ class CheckpointRef:
         """The architecture the checkpoint was written with, when it records one."""
         if self.kind == "training_run":
             f = self.run_dir / MODEL_CONFIG_FILE
-            return OPTConfig.from_dict(json.loads(f.read_text())) if f.is_file() else None
+            return config_from_dict(json.loads(f.read_text())) if f.is_file() else None
         return None
 
 

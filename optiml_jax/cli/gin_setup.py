@@ -141,6 +141,7 @@ def register_configurables() -> None:
 
     _CONFIGURED["train"] = gin.external_configurable(train_loop.train, "train")
     gin.external_configurable(model_config.opt_config, "opt_config")
+    gin.external_configurable(model_config.llama_config, "llama_config")
     gin.external_configurable(partitioning.make_partitioner, "make_partitioner")
     gin.external_configurable(partitioning.standard_rules, "standard_rules")
     gin.external_configurable(synthetic_data.synthetic_stream, "synthetic_stream")

@@ -30,7 +30,7 @@ class OPTModel:
     """A decoder-only model for evaluation (T5X `BaseModel` style).
 
     Args:
-      config, params: from `optiml_jax.convert.load_params` (trainer checkpoint or HF dir) or a live train state.
+      config, params: from `optiml_jax.checkpoints.load_params` (trainer checkpoint or HF dir) or a live train state.
       vocabulary: anything with `encode(str) -> list[int]` and `decode(list[int]) -> str` (an `OPTVocabulary`).
       mesh: optional `jax.sharding.Mesh`; batches are split over all its axes, parameters replicated.
       score_batch_size: prompts per compiled scoring call (each with all its options).

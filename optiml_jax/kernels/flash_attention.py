@@ -10,6 +10,10 @@ Two kernel flavours with identical semantics: `flash_tpu` (Mosaic: scalar-prefet
 do no compute and no DMA) and `flash_gpu` (Triton: per-program loop over the visible key-block range).
 `backend="auto"` picks by platform. Off-accelerator (CPU) the kernels run in Pallas interpret mode.
 
+Grouped-query attention: k/v may carry `num_kv_heads` dividing q's heads. Both flavours index key/value
+head h // group from query head h in their BlockSpecs (no repeated k/v is ever built) and accumulate
+dk/dv over the group's query heads; block skipping is unchanged (the plan depends only on segments).
+
 Importing this module registers the 'pallas' backend (`optiml_jax.kernels` declares it lazily).
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any, Sequence
 
 import jax
@@ -27,6 +32,7 @@ from jax.sharding import PartitionSpec as P
 from optiml_jax.kernels import flash_gpu, flash_tpu
 from optiml_jax.kernels.backends import register_backend
 from optiml_jax.kernels.block_plan import BlockSizes, block_visit_mask
+from optiml_jax.kernels.reference import kv_group_size
 
 KERNELS = ("tpu", "gpu")
 _MODULES = {"tpu": flash_tpu, "gpu": flash_gpu}
@@ -86,11 +92,14 @@ def _check_tpu_tiles(sizes: BlockSizes, padded: int) -> None:
 
 def _prepare(q, k, v, segment_ids, *, causal, sm_scale, block_sizes, interpret, backend):
     """Validate, resolve defaults and pad the length to the block grid. Returns (padded q/k/v/seg, config)."""
-    if q.ndim != 4 or k.shape != q.shape or v.shape != q.shape:
+    if (q.ndim != 4 or k.ndim != 4 or v.shape != k.shape
+            or (k.shape[0], k.shape[1], k.shape[3]) != (q.shape[0], q.shape[1], q.shape[3])):
         raise ValueError(
-            f"flash_attention expects q, k, v of one shape [batch, length, heads, head_dim]; got "
-            f"q{q.shape} k{k.shape} v{v.shape} (cross-attention / KV-cache decoding use the reference backend)"
+            f"flash_attention expects q [batch, length, heads, head_dim] and k, v of one shape [batch, length, "
+            f"kv_heads, head_dim]; got q{q.shape} k{k.shape} v{v.shape} (cross-attention / KV-cache decoding use "
+            "the reference backend)"
         )
+    kv_group_size(q.shape[2], k.shape[2])
     batch, length, _, head_dim = q.shape
     if segment_ids is None:
         segment_ids = jnp.ones((batch, length), jnp.int32)
@@ -126,7 +135,8 @@ def flash_attention(
     interpret=False,
     backend: str = "auto",
 ) -> jax.Array:
-    """Segment-aware flash attention. q/k/v [batch, length, heads, head_dim] -> same shape and dtype.
+    """Segment-aware flash attention. q [batch, length, heads, head_dim], k/v [batch, length, kv_heads, head_dim]
+    (kv_heads divides heads; grouped-query attention when smaller) -> q's shape and dtype.
 
     Args:
       segment_ids: int [batch, length]; 0 marks padding (never attended, outputs zeros). None = one segment.
@@ -149,20 +159,24 @@ _PLATFORM_KERNEL = {"cuda": "gpu", "rocm": "gpu", "tpu": "tpu"}
 
 
 def lower_for_platform(platform: str, q_shape, dtype=jnp.bfloat16, *, causal: bool = True, block_sizes=None,
-                       with_grad: bool = True) -> "jax.export.Exported":
+                       with_grad: bool = True, kv_heads: int | None = None) -> "jax.export.Exported":
     """Lower the compiled (not interpreted) kernels for `platform` ('cuda', 'rocm' or 'tpu') on any host.
 
     Why: interpret mode runs the kernel's semantics but skips Pallas' Mosaic/Triton lowering, where block
     shapes, tiling and unsupported operations are rejected. This runs that lowering on a CPU machine (the
     test suite does, for every head dimension and dtype), and lets a researcher check a block-size choice
     before launching on a pod. It does not compile to device code (that happens in XLA on the device).
-    Returns the `jax.export.Exported` of the forward pass, or of dq/dk/dv when `with_grad`.
+    Returns the `jax.export.Exported` of the forward pass, or of dq/dk/dv when `with_grad`. `kv_heads`
+    (default: q's heads) lowers the grouped-query form, k/v of shape [batch, length, kv_heads, head_dim].
     """
     if platform not in _PLATFORM_KERNEL:
         raise ValueError(f"platform={platform!r}: expected one of {sorted(_PLATFORM_KERNEL)}")
     kernel = _PLATFORM_KERNEL[platform]
     batch, length = q_shape[0], q_shape[1]
     q = jax.ShapeDtypeStruct(tuple(q_shape), dtype)
+    kv_heads = q_shape[2] if kv_heads is None else kv_heads
+    kv_group_size(q_shape[2], kv_heads)
+    kv = jax.ShapeDtypeStruct((batch, length, kv_heads, q_shape[3]), dtype)
     seg = jax.ShapeDtypeStruct((batch, length), jnp.int32)
     sizes = BlockSizes.parse(block_sizes).fit(length, power_of_two=kernel == "gpu")
     if kernel == "tpu":
@@ -181,7 +195,7 @@ def lower_for_platform(platform: str, q_shape, dtype=jnp.bfloat16, *, causal: bo
     # Pallas' Triton custom call has no export-stability guarantee; we only inspect the lowering, never
     # serialize it, so that check is off.
     checks = [jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")]
-    return jax.export.export(jax.jit(fn), platforms=[platform], disabled_checks=checks)(q, q, q, seg)
+    return jax.export.export(jax.jit(fn), platforms=[platform], disabled_checks=checks)(q, kv, kv, seg)
 
 
 def block_visits(
@@ -226,16 +240,27 @@ def sharded_flash_attention(
     A pallas_call is opaque to the SPMD partitioner (it would be replicated), so under a mesh each device
     runs the kernel on its own batch/head shard. Axis names missing from the mesh are ignored; the length
     axis must not be sharded (attention needs the whole row).
+
+    Grouped-query attention (k/v with fewer heads): query heads are split into contiguous shards and key/value
+    heads into as many, so each shard keeps whole groups. When there are fewer key/value heads than head
+    shards, each key/value head is repeated only up to the shard count (shard s then holds one copy of key/value
+    head s // (shards / kv_heads)); its gradient sums the copies.
     """
-    batch_spec, head_spec = _present(mesh, batch_axes, q.shape[0]), _present(mesh, head_axes, q.shape[2])
+    heads, kv_heads = q.shape[2], k.shape[2]
+    kv_group_size(heads, kv_heads)
+    batch_spec, head_spec = _present(mesh, batch_axes, q.shape[0]), _present(mesh, head_axes, heads)
     if segment_ids is None:
         segment_ids = jnp.ones(q.shape[:2], jnp.int32)
-    qkv_spec = P(batch_spec, None, head_spec, None)
+    shards = int(np.prod([mesh.shape[a] for a in head_spec])) if head_spec else 1
+    if kv_heads % shards:
+        repeat = shards // math.gcd(shards, kv_heads)  # heads % shards == 0, so this keeps groups whole
+        k, v = (jnp.repeat(x, repeat, axis=2) for x in (k, v))
+    q_spec = P(batch_spec, None, head_spec, None)
     fn = jax.shard_map(
         functools.partial(flash_attention, **kwargs),
         mesh=mesh,
-        in_specs=(qkv_spec, qkv_spec, qkv_spec, P(batch_spec, None)),
-        out_specs=qkv_spec,
+        in_specs=(q_spec, q_spec, q_spec, P(batch_spec, None)),
+        out_specs=q_spec,
         check_vma=False,
     )
     return fn(q, k, v, segment_ids)

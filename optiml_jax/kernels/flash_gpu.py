@@ -7,6 +7,10 @@ JAX and passed as two scalars per program), and inside the hull a `lax.cond` on 
 any block with no attending pair (only non-contiguous, i.e. unsorted, segment layouts have such blocks).
 So a row packed with n equal examples does ~1/n of the causal work.
 
+Grouped-query attention: k/v carry KVH <= H heads. Forward and dq programs run per query head and read
+key/value head h // G (G = H // KVH) through the BlockSpec index map; dk/dv programs run per key/value head
+and loop over the G query heads of the group, accumulating in registers. Nothing repeats k/v in memory.
+
 Layout is the model's [B, T, H, D] (no transposes). Triton needs power-of-two tiles, so head_dim is
 zero-padded to the next power of two (80 -> 128) by the wrappers here; zero columns change no logits and
 their outputs are sliced off.
@@ -96,12 +100,13 @@ def _fwd_kernel(q_ref, k_ref, v_ref, seg_ref, first_ref, end_ref, o_ref, lse_ref
 def forward(q, k, v, seg, *, causal, sm_scale, sizes: BlockSizes, interpret, count_visits=False):
     """q/k/v [B, T, H, D] (T divisible by the blocks), seg [B, T] -> (o, lse [B, H, T], visits or None)."""
     batch, length, heads, dim = q.shape
+    group = heads // k.shape[2]
     dim_p = _padded_dim(dim)
     bq, bk = sizes.block_q, sizes.block_k
     nq = length // bq
     first, end = visit_bounds(block_visit_mask(seg, bq, bk, causal=causal))
     qp, kp, vp = (_pad_dim(x, dim_p) for x in (q, k, v))
-    full = pl.BlockSpec((None, length, None, dim_p), lambda i, b, h: (b, 0, h, 0))
+    full = pl.BlockSpec((None, length, None, dim_p), lambda i, b, h: (b, 0, h // group, 0))
     q_block = pl.BlockSpec((None, bq, None, dim_p), lambda i, b, h: (b, i, h, 0))
     row_block = pl.BlockSpec((None, None, bq), lambda i, b, h: (b, h, i))
     scalar = pl.BlockSpec((None, None), lambda i, b, h: (b, i))
@@ -153,20 +158,26 @@ def _dq_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, di_ref, seg_ref, first_ref,
 
 
 def _dkv_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, di_ref, seg_ref, first_ref, end_ref, dk_ref, dv_ref,
-                *, causal, sm_scale, block_q, block_k):
+                *, causal, sm_scale, block_q, block_k, group):
+    """One key block of one key/value head; with GQA (group > 1) the q/do/lse/delta refs hold the group's
+    `group` query heads ([T, group, D] and [group, T]) and the loop below runs once per query head."""
     j = pl.program_id(0)
     k, v = k_ref[...], v_ref[...]
     k_seg = seg_ref[pl.ds(j * block_k, block_k)]
 
-    def body(i, carry):
+    def body(i, carry, g):
         q_seg = seg_ref[pl.ds(i * block_q, block_q)]
         mask = _mask(q_seg, k_seg, i * block_q, j * block_k, causal)
 
         def compute():
             dk, dv = carry
             rows = pl.ds(i * block_q, block_q)
-            q, do = q_ref[rows, :], do_ref[rows, :]
-            lse, di = lse_ref[rows], di_ref[rows]
+            if g is None:
+                q, do = q_ref[rows, :], do_ref[rows, :]
+                lse, di = lse_ref[rows], di_ref[rows]
+            else:
+                q, do = q_ref[rows, g, :], do_ref[rows, g, :]
+                lse, di = lse_ref[g, rows], di_ref[g, rows]
             s = jnp.where(mask, plgpu.dot(q, k, trans_b=True) * sm_scale, MASK_VALUE)
             p = jnp.where(mask, jnp.exp(s - lse[:, None]), 0.0)
             dv = dv + plgpu.dot(p.astype(do.dtype), do, trans_a=True)
@@ -176,21 +187,31 @@ def _dkv_kernel(q_ref, k_ref, v_ref, do_ref, lse_ref, di_ref, seg_ref, first_ref
         return lax.cond(_any(mask), compute, lambda: carry)
 
     zeros = jnp.zeros(k.shape, jnp.float32)
-    dk, dv = lax.fori_loop(first_ref[()], end_ref[()], body, (zeros, zeros))
+    carry = (zeros, zeros)
+    for g in ([None] if group == 1 else range(group)):
+        carry = lax.fori_loop(first_ref[()], end_ref[()], functools.partial(body, g=g), carry)
+    dk, dv = carry
     dk_ref[...] = (dk * sm_scale).astype(dk_ref.dtype)
     dv_ref[...] = dv.astype(dv_ref.dtype)
 
 
 def backward(q, k, v, seg, o, lse, do, *, causal, sm_scale, sizes: BlockSizes, interpret):
-    """Gradients (dq, dk, dv) [B, T, H, D] from forward residuals (o [B, T, H, D], lse [B, H, T])."""
+    """Gradients (dq [B, T, H, D], dk/dv [B, T, KVH, D]) from forward residuals (o [B, T, H, D], lse [B, H, T])."""
     batch, length, heads, dim = q.shape
+    kv_heads = k.shape[2]
+    group = heads // kv_heads
     dim_p = _padded_dim(dim)
     delta = jnp.einsum("bthd,bthd->bht", o.astype(jnp.float32), do.astype(jnp.float32))
     qp, kp, vp, dop = (_pad_dim(x, dim_p) for x in (q, k, v, do))
     seg_spec = pl.BlockSpec((None, length), lambda o_, b, h: (b, 0))
-    full = pl.BlockSpec((None, length, None, dim_p), lambda o_, b, h: (b, 0, h, 0))
-    full_rows = pl.BlockSpec((None, None, length), lambda o_, b, h: (b, h, 0))
+    full_kv = pl.BlockSpec((None, length, None, dim_p), lambda o_, b, h: (b, 0, h // group, 0))
     scalar = pl.BlockSpec((None, None), lambda o_, b, h: (b, o_))
+    if group == 1:
+        full_q = pl.BlockSpec((None, length, None, dim_p), lambda o_, b, h: (b, 0, h, 0))
+        full_rows = pl.BlockSpec((None, None, length), lambda o_, b, h: (b, h, 0))
+    else:  # program h of the dk/dv grid is key/value head h: it reads query heads [h * group, (h + 1) * group)
+        full_q = pl.BlockSpec((None, length, group, dim_p), lambda o_, b, h: (b, 0, h, 0))
+        full_rows = pl.BlockSpec((None, group, length), lambda o_, b, h: (b, h, 0))
 
     bq, bk = sizes.block_q, sizes.block_k
     first, end = visit_bounds(block_visit_mask(seg, bq, bk, causal=causal))
@@ -199,7 +220,7 @@ def backward(q, k, v, seg, o, lse, do, *, causal, sm_scale, sizes: BlockSizes, i
     dq = pl.pallas_call(
         functools.partial(_dq_kernel, causal=causal, sm_scale=sm_scale, block_q=bq, block_k=bk),
         grid=(length // bq, batch, heads),
-        in_specs=[q_block, full, full, q_block, row_block, row_block, seg_spec, scalar, scalar],
+        in_specs=[q_block, full_kv, full_kv, q_block, row_block, row_block, seg_spec, scalar, scalar],
         out_specs=q_block,
         out_shape=jax.ShapeDtypeStruct(qp.shape, q.dtype),
         compiler_params=_params(dim_p, bq, bk),
@@ -211,9 +232,9 @@ def backward(q, k, v, seg, o, lse, do, *, causal, sm_scale, sizes: BlockSizes, i
     first_t, end_t = visit_bounds(jnp.swapaxes(block_visit_mask(seg, bq, bk, causal=causal), 1, 2))
     k_block = pl.BlockSpec((None, bk, None, dim_p), lambda j, b, h: (b, j, h, 0))
     dk, dv = pl.pallas_call(
-        functools.partial(_dkv_kernel, causal=causal, sm_scale=sm_scale, block_q=bq, block_k=bk),
-        grid=(length // bk, batch, heads),
-        in_specs=[full, k_block, k_block, full, full_rows, full_rows, seg_spec, scalar, scalar],
+        functools.partial(_dkv_kernel, causal=causal, sm_scale=sm_scale, block_q=bq, block_k=bk, group=group),
+        grid=(length // bk, batch, kv_heads),
+        in_specs=[full_q, k_block, k_block, full_q, full_rows, full_rows, seg_spec, scalar, scalar],
         out_specs=[k_block, k_block],
         out_shape=[jax.ShapeDtypeStruct(kp.shape, k.dtype), jax.ShapeDtypeStruct(vp.shape, v.dtype)],
         compiler_params=_params(dim_p, bq, bk),

@@ -11,6 +11,11 @@ Mosaic-friendly layout where each tile is a contiguous (rows, head_dim) slab). Q
 broadcast along 128 lanes and key segment ids along 8 sublanes, as in JAX's bundled TPU kernel, so the
 in-kernel mask is a plain vector compare. Row statistics (lse, delta) travel lane-broadcast [.., 128].
 
+Grouped-query attention: k/v carry KVH <= H heads. The forward and dq grids run over query heads and the
+key/value index maps read head h // G (G = H // KVH), so repeated keys/values never exist in HBM. The dk/dv
+grid runs over key/value heads; its inner axis walks G x (query blocks), so each key block's gradient
+accumulates over every query head of its group in VMEM before one write.
+
 Masking: query i attends key j iff seg[i] == seg[j] != 0 (and j <= i when causal). Masked logits get a
 large finite negative value and their probabilities are forced to exactly 0, so padding rows produce 0
 output and 0 gradients (never NaN).
@@ -57,6 +62,11 @@ def _mask(q_seg, k_seg, q_start, k_start, causal: bool):
         cols = k_start + jax.lax.broadcasted_iota(jnp.int32, shape, 1)
         mask = mask & (cols <= rows)
     return mask
+
+
+def _div(x, d: int):
+    """Index arithmetic on non-negative grid indices; lax.div, as `//` lowers to sign fix-ups Mosaic rejects."""
+    return x if d == 1 else jax.lax.div(x, jnp.int32(d))
 
 
 def _lane_segments(seg):
@@ -125,6 +135,7 @@ def forward(q, k, v, seg, *, causal, sm_scale, sizes: BlockSizes, interpret, cou
     when `count_visits`, else None.
     """
     batch, length, heads, dim = q.shape
+    group = heads // k.shape[2]
     bq, bk = sizes.block_q, sizes.block_k
     nq, nk = length // bq, length // bk
     cols, counts = compact_visits(block_visit_mask(seg, bq, bk, causal=causal))
@@ -136,7 +147,7 @@ def forward(q, k, v, seg, *, causal, sm_scale, sizes: BlockSizes, interpret, cou
         return cols_ref[(b * nq + i) * nk + j]
 
     q_map = lambda b, h, i, j, c, n: (b, h, i, 0)
-    kv_map = lambda b, h, i, j, c, n: (b, h, kv_block(b, i, j, c, n), 0)
+    kv_map = lambda b, h, i, j, c, n: (b, _div(h, group), kv_block(b, i, j, c, n), 0)
     in_specs = [
         pl.BlockSpec((None, None, bq, dim), q_map),
         pl.BlockSpec((None, None, bk, dim), kv_map),
@@ -209,18 +220,20 @@ def _dq_kernel(cols_ref, counts_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, di_re
 
 
 def _dkv_kernel(rows_ref, counts_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, di_ref, qseg_ref, kseg_ref,
-                dk_ref, dv_ref, dk_sc, dv_sc, *, causal, sm_scale, block_q, block_k, num_outer, num_inner):
+                dk_ref, dv_ref, dk_sc, dv_sc, *, causal, sm_scale, block_q, block_k, num_outer, num_inner, group):
+    # Inner step = (query head within the group) * num_inner + (index into this key block's visit list).
     b, jk, step = pl.program_id(0), pl.program_id(2), pl.program_id(3)
     col = b * num_outer + jk
+    visit = jax.lax.rem(step, num_inner) if group > 1 else step
 
     @pl.when(step == 0)
     def _init():
         dk_sc[...] = jnp.zeros(dk_sc.shape, jnp.float32)
         dv_sc[...] = jnp.zeros(dv_sc.shape, jnp.float32)
 
-    @pl.when(step < counts_ref[col])
+    @pl.when(visit < counts_ref[col])
     def _compute():
-        qb = rows_ref[col * num_inner + step]
+        qb = rows_ref[col * num_inner + visit]
         q, do = q_ref[...], do_ref[...]
         s = jax.lax.dot_general(q, k_ref[...], _NT, preferred_element_type=jnp.float32) * sm_scale
         mask = _mask(qseg_ref[...], kseg_ref[...], qb * block_q, jk * block_k, causal)
@@ -230,15 +243,17 @@ def _dkv_kernel(rows_ref, counts_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, di_r
         ds = p * (dp - di_ref[...][:, :1])
         dk_sc[...] += jax.lax.dot_general(ds.astype(q.dtype), q, _TN, preferred_element_type=jnp.float32)
 
-    @pl.when(step == num_inner - 1)
+    @pl.when(step == group * num_inner - 1)
     def _finalize():
         dk_ref[...] = (dk_sc[...] * sm_scale).astype(dk_ref.dtype)
         dv_ref[...] = dv_sc[...].astype(dv_ref.dtype)
 
 
 def backward(q, k, v, seg, o, lse, do, *, causal, sm_scale, sizes: BlockSizes, interpret):
-    """Gradients (dq, dk, dv) in [B, T, H, D] from the forward residuals (o [B,T,H,D], lse [B,H,T])."""
+    """Gradients (dq [B, T, H, D], dk/dv [B, T, KVH, D]) from the forward residuals (o [B,T,H,D], lse [B,H,T])."""
     batch, length, heads, dim = q.shape
+    kv_heads = k.shape[2]
+    group = heads // kv_heads
     delta = jnp.einsum("bthd,bthd->bht", o.astype(jnp.float32), do.astype(jnp.float32))
     qt, kt, vt, dot_ = (jnp.swapaxes(x, 1, 2) for x in (q, k, v, do))
     lse_l, di_l = _to_lanes(lse), _to_lanes(delta)
@@ -253,7 +268,7 @@ def backward(q, k, v, seg, o, lse, do, *, causal, sm_scale, sizes: BlockSizes, i
     cols, counts = cols.reshape(-1), counts.reshape(-1)
     kvb = lambda b, i, j, c: c[(b * nq + i) * nk + j]
     qmap = lambda b, h, i, j, c, n: (b, h, i, 0)
-    kvmap = lambda b, h, i, j, c, n: (b, h, kvb(b, i, j, c), 0)
+    kvmap = lambda b, h, i, j, c, n: (b, _div(h, group), kvb(b, i, j, c), 0)
     dq = pl.pallas_call(
         functools.partial(_dq_kernel, causal=causal, sm_scale=sm_scale, block_q=bq, block_k=bk,
                           num_outer=nq, num_inner=nk),
@@ -285,15 +300,22 @@ def backward(q, k, v, seg, o, lse, do, *, causal, sm_scale, sizes: BlockSizes, i
     visible_t = jnp.swapaxes(block_visit_mask(seg, bq, bk, causal=causal), 1, 2)  # [B, nk, nq]
     rows, counts_t = compact_visits(visible_t)
     rows, counts_t = rows.reshape(-1), counts_t.reshape(-1)
-    qb_ = lambda b, j, s, r: r[(b * nk + j) * nq + s]
-    q_side = lambda b, h, j, s, r, n: (b, h, qb_(b, j, s, r), 0)
+    # Grid over key/value heads; inner step s covers query head h * group + s // nq and visit s % nq. Past a
+    # key block's visit count the maps repeat that head's last visited block (no DMA, as in the forward).
+    if group == 1:
+        qb_ = lambda b, j, s, r: r[(b * nk + j) * nq + s]
+        q_head = lambda h, s: h
+    else:
+        qb_ = lambda b, j, s, r: r[(b * nk + j) * nq + jax.lax.rem(s, nq)]
+        q_head = lambda h, s: h * group + _div(s, nq)
+    q_side = lambda b, h, j, s, r, n: (b, q_head(h, s), qb_(b, j, s, r), 0)
     k_side = lambda b, h, j, s, r, n: (b, h, j, 0)
     dk, dv = pl.pallas_call(
         functools.partial(_dkv_kernel, causal=causal, sm_scale=sm_scale, block_q=bq, block_k=bk,
-                          num_outer=nk, num_inner=nq),
+                          num_outer=nk, num_inner=nq, group=group),
         grid_spec=pltpu.PrefetchScalarGridSpec(
             num_scalar_prefetch=2,
-            grid=(batch, heads, nk, nq),
+            grid=(batch, kv_heads, nk, group * nq),
             in_specs=[
                 pl.BlockSpec((None, None, bq, dim), q_side),
                 pl.BlockSpec((None, None, bk, dim), k_side),

@@ -7,9 +7,11 @@ module (`optiml_jax.kernels` declares them lazily).
   and `SegmentIds`. Its block sparsity comes from the static mask only, so packed rows still pay the full
   causal triangle. Splash masks by segment equality alone, so padding (segment 0) queries attend padding
   keys; their outputs are zeroed here, which also zeroes every gradient that would flow through them.
-  Lengths are padded to a multiple of 128 (its block constraint). Interpret mode on CPU.
+  Lengths are padded to a multiple of 128 (its block constraint). Interpret mode on CPU. Grouped-query k/v
+  (fewer heads than q) are repeated to q's heads first: this peer is for comparisons, not for speed.
 * 'cudnn': `jax.nn.dot_product_attention(implementation='cudnn')`; it has no segment-id argument, so it
   accepts `segment_ids=None` only and raises otherwise (silently dropping them leaks across examples).
+  It takes grouped-query k/v (fewer heads than q) as they are.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ def splash_attention(q, k, v, segment_ids=None, *, causal=True, sm_scale=None, b
     from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as splash
 
     batch, length, heads, head_dim = q.shape
+    if k.shape[2] != heads:
+        from optiml_jax.kernels.reference import kv_group_size
+
+        group = kv_group_size(heads, k.shape[2])
+        k, v = (jnp.repeat(x, group, axis=2) for x in (k, v))
     if interpret is None:
         interpret = jax.default_backend() != "tpu"
     padded = _round_up(length, SPLASH_LANES)

@@ -4,6 +4,10 @@ Semantics shared by all backends (document attention masking, paper section 3.2)
 query i attends key j iff both carry the same non-zero segment id and, when causal, j <= i.
 Segment id 0 marks padding: padding keys are never attended and padding queries output zeros
 (a fully masked row yields 0, not NaN and not a uniform average).
+
+Grouped-query attention (GQA/MQA): k and v may carry fewer heads than q (`num_kv_heads` dividing
+`num_heads`); query head h reads key/value head h // (num_heads // num_kv_heads), Hugging Face's
+`repeat_kv` order. No backend materialises the repeated keys and values.
 """
 
 from __future__ import annotations
@@ -35,6 +39,14 @@ def attention_mask(
     return mask
 
 
+def kv_group_size(q_heads: int, kv_heads: int) -> int:
+    """Query heads per key/value head; raises unless `kv_heads` divides `q_heads`."""
+    if kv_heads < 1 or q_heads % kv_heads:
+        raise ValueError(f"attention: {q_heads} query heads are not a multiple of {kv_heads} key/value heads "
+                         "(grouped-query attention needs num_heads % num_kv_heads == 0)")
+    return q_heads // kv_heads
+
+
 def masked_softmax(logits: jax.Array, mask: jax.Array) -> jax.Array:
     """Softmax over the last axis where `mask` is True; rows with nothing to attend give zeros, not NaN."""
     logits = jnp.where(mask, logits, -jnp.inf)
@@ -56,12 +68,13 @@ def reference_attention(
     sm_scale: float | None = None,
     query_offset: jax.Array | int = 0,
 ) -> jax.Array:
-    """Masked softmax attention. q [B, Lq, H, D], k/v [B, Lk, H, D] -> [B, Lq, H, D].
+    """Masked softmax attention. q [B, Lq, H, D], k/v [B, Lk, KVH, D] -> [B, Lq, H, D] (KVH divides H).
 
     `segment_ids` [B, Lq] labels the queries (and the keys too when `kv_segment_ids` is None);
     None means one segment covering every position. Softmax runs in float32.
     """
-    batch, q_len, _, head_dim = q.shape
+    batch, q_len, heads, head_dim = q.shape
+    group = kv_group_size(heads, k.shape[2])
     kv_len = k.shape[1]
     if sm_scale is None:
         sm_scale = head_dim**-0.5
@@ -72,7 +85,14 @@ def reference_attention(
             raise ValueError("kv_segment_ids is required when keys and queries differ in length")
         kv_segment_ids = segment_ids
     mask = attention_mask(segment_ids, kv_segment_ids, causal=causal, query_offset=query_offset)
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * sm_scale
-    probs = masked_softmax(logits, mask[:, None])
-    out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v, preferred_element_type=jnp.float32)
-    return out.astype(q.dtype)
+    if group == 1:
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * sm_scale
+        probs = masked_softmax(logits, mask[:, None])
+        out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v, preferred_element_type=jnp.float32)
+        return out.astype(q.dtype)
+    # GQA: query heads as [kv_head, group]; each group reads its key/value head as is.
+    qg = q.reshape(batch, q_len, heads // group, group, head_dim)
+    logits = jnp.einsum("bqhgd,bkhd->bhgqk", qg, k, preferred_element_type=jnp.float32) * sm_scale
+    probs = masked_softmax(logits, mask[:, None, None])
+    out = jnp.einsum("bhgqk,bkhd->bqhgd", probs.astype(v.dtype), v, preferred_element_type=jnp.float32)
+    return out.reshape(batch, q_len, heads, head_dim).astype(q.dtype)

@@ -8,7 +8,8 @@ its matmuls. Each [batch, heads, L, L] float32 temporary (50 MB at 4 x 12 x 512^
 above glibc's mmap threshold, so every pass over it pays page faults (~1.6 GB/s measured here versus
 ~25 GB/s for buffers that stay below the threshold), and autodiff of the reference keeps several of them
 alive per layer. This backend changes only the schedule, never the math:
-- [B, H, L, D] layout, scale folded into q once;
+- [B, KVH, G, L, D] layout for q (G query heads per key/value head; G = 1 without grouped-query attention)
+  against [B, KVH, L, D] keys and values, which are never repeated; scale folded into q once;
 - query blocks of `block_q` rows: every score/probability temporary is [B, H, block_q, kv_end], small
   enough to be recycled by the allocator; with `causal`, block i only reads keys [0, kv_end_i), which
   skips the upper triangle (about 40% of the score work at L=512, block 128);
@@ -29,7 +30,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from optiml_jax.kernels.reference import attention_mask
+from optiml_jax.kernels.reference import attention_mask, kv_group_size
 
 DEFAULT_BLOCK_Q = 128
 _MASK_VALUE = -1e30  # finite: exp(_MASK_VALUE - row_max) underflows to exactly 0 for any valid row
@@ -45,9 +46,10 @@ def _query_blocks(q_len: int, kv_len: int, block_q: int, causal: bool) -> list[t
 
 
 def _block_scores(q, k, mask, start, end, kv_end):
-    """Masked scores of query rows [start, end) against keys [0, kv_end): [B, H, rows, kv_end] float32."""
-    s = jnp.einsum("bhqd,bhkd->bhqk", q[:, :, start:end], k[:, :, :kv_end], preferred_element_type=jnp.float32)
-    return jnp.where(mask[:, None, start:end, :kv_end], s, _MASK_VALUE)
+    """Masked scores of query rows [start, end) against keys [0, kv_end): [B, KVH, G, rows, kv_end] float32."""
+    s = jnp.einsum("bhgqd,bhkd->bhgqk", q[:, :, :, start:end], k[:, :, :kv_end],
+                   preferred_element_type=jnp.float32)
+    return jnp.where(mask[:, None, None, start:end, :kv_end], s, _MASK_VALUE)
 
 
 def _forward(q, k, v, mask, query_valid, blocks):
@@ -57,15 +59,16 @@ def _forward(q, k, v, mask, query_valid, blocks):
         row_max = jnp.max(s, axis=-1, keepdims=True)
         p = jnp.exp(s - row_max)
         denom = jnp.sum(p, axis=-1, keepdims=True)
-        o = jnp.einsum("bhqk,bhkd->bhqd", p, v[:, :, :kv_end], preferred_element_type=jnp.float32)
-        outs.append(o * (query_valid[:, :, start:end] / denom))
+        o = jnp.einsum("bhgqk,bhkd->bhgqd", p, v[:, :, :kv_end], preferred_element_type=jnp.float32)
+        outs.append(o * (query_valid[:, :, :, start:end] / denom))
         lses.append(row_max + jnp.log(denom))
-    return jnp.concatenate(outs, axis=2), jnp.concatenate(lses, axis=2)
+    return jnp.concatenate(outs, axis=3), jnp.concatenate(lses, axis=3)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
 def _attention_bhld(q, k, v, mask, query_valid, blocks):
-    """q (already scaled), k, v: [B, H, L, D] float32; mask [B, Lq, Lk] bool; query_valid [B, 1, Lq, 1]."""
+    """q (already scaled) [B, KVH, G, L, D], k/v [B, KVH, L, D], float32; mask [B, Lq, Lk] bool;
+    query_valid [B, 1, 1, Lq, 1]."""
     return _forward(q, k, v, mask, query_valid, blocks)[0]
 
 
@@ -83,14 +86,15 @@ def _attention_bwd(blocks, residuals, d_out):
     dv = jnp.zeros_like(v)
     for start, end, kv_end in blocks:
         s = _block_scores(q, k, mask, start, end, kv_end)
-        p = jnp.exp(s - lse[:, :, start:end]) * query_valid[:, :, start:end]
-        do = d_out[:, :, start:end]
-        dv = dv.at[:, :, :kv_end].add(jnp.einsum("bhqk,bhqd->bhkd", p, do))
-        dp = jnp.einsum("bhqd,bhkd->bhqk", do, v[:, :, :kv_end])
-        ds = p * (dp - delta[:, :, start:end])
-        dq_blocks.append(jnp.einsum("bhqk,bhkd->bhqd", ds, k[:, :, :kv_end]))
-        dk = dk.at[:, :, :kv_end].add(jnp.einsum("bhqk,bhqd->bhkd", ds, q[:, :, start:end]))
-    return jnp.concatenate(dq_blocks, axis=2), dk, dv, None, None
+        p = jnp.exp(s - lse[:, :, :, start:end]) * query_valid[:, :, :, start:end]
+        do = d_out[:, :, :, start:end]
+        # dk/dv sum over the G query heads sharing each key/value head.
+        dv = dv.at[:, :, :kv_end].add(jnp.einsum("bhgqk,bhgqd->bhkd", p, do))
+        dp = jnp.einsum("bhgqd,bhkd->bhgqk", do, v[:, :, :kv_end])
+        ds = p * (dp - delta[:, :, :, start:end])
+        dq_blocks.append(jnp.einsum("bhgqk,bhkd->bhgqd", ds, k[:, :, :kv_end]))
+        dk = dk.at[:, :, :kv_end].add(jnp.einsum("bhgqk,bhgqd->bhkd", ds, q[:, :, :, start:end]))
+    return jnp.concatenate(dq_blocks, axis=3), dk, dv, None, None
 
 
 _attention_bhld.defvjp(_attention_fwd, _attention_bwd)
@@ -106,8 +110,10 @@ def xla_attention(
     sm_scale: float | None = None,
     block_q: int = DEFAULT_BLOCK_Q,
 ) -> jax.Array:
-    """Self-attention, q/k/v [B, L, H, D] -> [B, L, H, D]; math in float32, output in q's dtype."""
-    batch, q_len, _, head_dim = q.shape
+    """Self-attention, q [B, L, H, D], k/v [B, L, KVH, D] (KVH divides H) -> [B, L, H, D]; math in float32,
+    output in q's dtype."""
+    batch, q_len, heads, head_dim = q.shape
+    group = kv_group_size(heads, k.shape[2])
     if k.shape[1] != q_len:
         raise ValueError(f"xla_attention is self-attention: q has {q_len} positions, k has {k.shape[1]}")
     if block_q < 1:
@@ -117,11 +123,12 @@ def xla_attention(
     if segment_ids is None:
         segment_ids = jnp.ones((batch, q_len), jnp.int32)
     mask = attention_mask(segment_ids, segment_ids, causal=causal)
-    query_valid = (segment_ids != 0).astype(jnp.float32)[:, None, :, None]
+    query_valid = (segment_ids != 0).astype(jnp.float32)[:, None, None, :, None]
     to_bhld = lambda x: jnp.swapaxes(x.astype(jnp.float32), 1, 2)  # noqa: E731
     blocks = tuple(_query_blocks(q_len, q_len, block_q, causal))
-    out = _attention_bhld(to_bhld(q) * sm_scale, to_bhld(k), to_bhld(v), mask, query_valid, blocks)
-    return jnp.swapaxes(out, 1, 2).astype(q.dtype)
+    qg = to_bhld(q).reshape(batch, heads // group, group, q_len, head_dim) * sm_scale
+    out = _attention_bhld(qg, to_bhld(k), to_bhld(v), mask, query_valid, blocks)
+    return jnp.swapaxes(out.reshape(batch, heads, q_len, head_dim), 1, 2).astype(q.dtype)
 
 
 def xla_backend(q, k, v, segment_ids, *, causal, sm_scale, block_sizes=None):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 from optiml_jax.vocabularies.special_tokens import EOS_ID, PAD_ID
 
@@ -30,6 +30,8 @@ class OPTConfig:
     `dtype`, `scan_layers`, `remat_policy` and `attention_*` are JAX-side execution choices that
     do not change the parameters or the function computed (up to floating point).
     """
+
+    family: ClassVar[str] = "opt"  # not a field: OPT's config.json predates it (absent = "opt")
 
     hidden_size: int = 768
     num_layers: int = 12

@@ -1,4 +1,6 @@
-"""Autoregressive generation with the OPT KV cache, compiled as one XLA program.
+"""Autoregressive generation with a KV cache, compiled as one XLA program, for every decoder family
+(`OPTConfig` -> `OPT`, `LlamaConfig` -> `Llama`; `family.model_for`). With grouped-query attention the
+cache holds the key/value heads only.
 
 `generate` prefills the cache with a left-padded prompt (pad tokens are segment 0, positions follow
 Hugging Face's cumsum rule), then decodes one token per `jax.lax.while_loop` step (stopping once every row is done), so the whole loop is a
@@ -18,14 +20,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from optiml_jax.models.config import OPTConfig
+from optiml_jax.models.common import default_positions, lm_head_logits
+from optiml_jax.models.family import ModelConfig, lm_head_weight, model_for
 from optiml_jax.models.layout import to_layout
-from optiml_jax.models.opt import OPT, default_positions, lm_head_logits, tied_embedding
 
 Array = jax.Array
 
 
-def _prepare(config: OPTConfig, params: Any, prompt_tokens: Any, max_new_tokens: int) -> tuple[Any, Array]:
+def _prepare(config: ModelConfig, params: Any, prompt_tokens: Any, max_new_tokens: int) -> tuple[Any, Array]:
     prompt = jnp.asarray(prompt_tokens, jnp.int32)
     if prompt.ndim != 2:
         raise ValueError(f"prompt_tokens must be [batch, length], got shape {prompt.shape}")
@@ -46,9 +48,9 @@ def _pick(logits: Array, temperature: float, rng: Array) -> Array:
 
 
 @functools.partial(jax.jit, static_argnames=("config", "max_new_tokens", "temperature"))
-def _generate(config, params, prompt, rng, eos_id, pad_id, *, max_new_tokens, temperature):
-    # eos_id / pad_id are traced scalars: changing them does not recompile.
-    model = OPT(config)
+def _generate(config, params, prompt, rng, eos_ids, pad_id, *, max_new_tokens, temperature):
+    # eos_ids ([n] int32) / pad_id are traced: changing their values does not recompile.
+    model = model_for(config)
     batch, prompt_len = prompt.shape
     # Cache shapes come from an abstract init over the full [prompt + new] length; the cache starts at zero.
     shapes = jax.eval_shape(
@@ -58,7 +60,8 @@ def _generate(config, params, prompt, rng, eos_id, pad_id, *, max_new_tokens, te
 
     segment_ids, positions = default_positions(prompt, pad_id)
 
-    embedding = tied_embedding(params)
+    embedding = lm_head_weight(config, params)
+    is_eos = lambda t: jnp.any(t[:, None] == eos_ids[None, :], axis=-1)  # noqa: E731
 
     def forward(cache, tokens, segments, pos):
         # Features, then the LM head on the last position only: the prefill would otherwise compute
@@ -89,27 +92,39 @@ def _generate(config, params, prompt, rng, eos_id, pad_id, *, max_new_tokens, te
         rng, sub = jax.random.split(rng)
         nxt = jnp.where(done, pad_id, _pick(logits, temperature, sub))
         out = jax.lax.dynamic_update_slice(out, nxt[:, None], (0, i))
-        return i + 1, cache, nxt, position + 1, done | (nxt == eos_id), rng, out
+        return i + 1, cache, nxt, position + 1, done | is_eos(nxt), rng, out
 
-    init = (jnp.int32(1), cache, first, next_position, first == eos_id, rng, out)
+    init = (jnp.int32(1), cache, first, next_position, is_eos(first), rng, out)
     return jax.lax.while_loop(cond, body, init)[-1]
 
 
+def _token_ids(config: ModelConfig, eos_id, pad_id) -> tuple[Array, int]:
+    """eos ids as an int32 vector (one id or several, e.g. Llama 3 instruct's) and the pad id, defaulting to the
+    config's (OPT: eos 2, pad 1; a model without a pad token pads with its first eos id, as HF does)."""
+    if eos_id is None:
+        eos_id = config.eos_token_id
+    eos = [int(e) for e in (eos_id if isinstance(eos_id, (tuple, list)) else [eos_id]) if e is not None]
+    if pad_id is None:
+        pad_id = config.pad_token_id if config.pad_token_id is not None else (eos[0] if eos else 0)
+    return jnp.asarray(eos or [-1], jnp.int32), int(pad_id)
+
+
 def generate(
-    config: OPTConfig,
+    config: ModelConfig,
     params: Any,
     prompt_tokens: Any,
     *,
     max_new_tokens: int,
-    eos_id: int = 2,
-    pad_id: int = 1,
+    eos_id: int | tuple[int, ...] | None = None,
+    pad_id: int | None = None,
     temperature: float = 0.0,
     rng: Array | None = None,
 ) -> Array:
     """Continue left-padded prompts [batch, prompt_len] -> new tokens [batch, max_new_tokens] (int32).
 
     Greedy at `temperature=0`; otherwise samples and needs `rng`. `params` may be boxed or not, in
-    either layer layout (converted to the one `config.scan_layers` asks for).
+    either layer layout (converted to the one `config.scan_layers` asks for). `eos_id` (one id or several)
+    and `pad_id` default to the config's; pad tokens in the prompt are masked (segment 0).
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
@@ -117,12 +132,14 @@ def generate(
         raise ValueError("sampling (temperature > 0) needs an rng key")
     params, prompt = _prepare(config, params, prompt_tokens, max_new_tokens)
     rng = jax.random.key(0) if rng is None else rng
-    return _generate(config, params, prompt, rng, jnp.int32(eos_id), jnp.int32(pad_id),
+    eos_ids, pad_id = _token_ids(config, eos_id, pad_id)
+    return _generate(config, params, prompt, rng, eos_ids, jnp.int32(pad_id),
                      max_new_tokens=max_new_tokens, temperature=float(temperature))
 
 
 def greedy_reference(
-    config: OPTConfig, params: Any, prompt_tokens: Any, *, max_new_tokens: int, eos_id: int = 2, pad_id: int = 1
+    config: ModelConfig, params: Any, prompt_tokens: Any, *, max_new_tokens: int,
+    eos_id: int | tuple[int, ...] | None = None, pad_id: int | None = None,
 ) -> Array:
     """Greedy decoding by a full forward pass per token (no cache): the oracle for `generate`.
 
@@ -130,15 +147,19 @@ def greedy_reference(
     padding (segment 0, so causal attention never sees it), so one compiled forward serves every step.
     """
     params, prompt = _prepare(config, params, prompt_tokens, max_new_tokens)
+    eos_ids, pad_id = _token_ids(config, eos_id, pad_id)
+    eos_ids = [int(e) for e in eos_ids]
     batch, prompt_len = prompt.shape
-    model = OPT(config)
-    forward = jax.jit(lambda p, t: model.apply({"params": p}, t))
+    model = model_for(config)
+    # Explicit segments/positions from `pad_id` (not the config's pad token), as `generate` does.
+    forward = jax.jit(lambda p, t: model.apply({"params": p}, t, *default_positions(t, pad_id)))
     buffer = jnp.concatenate([prompt, jnp.full((batch, max_new_tokens), pad_id, jnp.int32)], axis=1)
     done = jnp.zeros((batch,), bool)
     out = []
     for i in range(max_new_tokens):
         token = jnp.argmax(forward(params, buffer)[:, prompt_len + i - 1], axis=-1).astype(jnp.int32)
         out.append(jnp.where(done, pad_id, token))
-        done = done | (token == eos_id)
-        buffer = buffer.at[:, prompt_len + i].set(jnp.where(done & (token != eos_id), pad_id, token))
+        hit = jnp.isin(token, jnp.asarray(eos_ids))
+        done = done | hit
+        buffer = buffer.at[:, prompt_len + i].set(jnp.where(done & ~hit, pad_id, token))
     return jnp.stack(out, axis=1)

@@ -10,34 +10,24 @@ Layout choices:
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from optiml_jax.kernels import dot_product_attention
-from optiml_jax.kernels.decode_attention import cached_attention, to_cache_layout
+from optiml_jax.models.common import EMBED_AXES, QKV_AXES, Projection, attend
+from optiml_jax.models.common import compute_dtype as _dtype
+from optiml_jax.models.common import constrain as _constrain
+from optiml_jax.models.common import default_positions, layer_stack, lm_head_logits, segments_and_positions
+from optiml_jax.models.common import normal_init as _init
+from optiml_jax.models.common import with_axes as _param_with_axes
 from optiml_jax.models.config import POSITION_OFFSET, OPTConfig
 
 Array = jax.Array
 
-
-def _init(config: OPTConfig):
-    return nn.initializers.normal(stddev=config.init_std)
-
-
-def _param_with_axes(init, axes):
-    return nn.with_logical_partitioning(init, axes)
-
-
-def _constrain(x: Array, axes: tuple[str, ...]) -> Array:
-    return nn.with_logical_constraint(x, axes)
-
-
-def _dtype(config: OPTConfig):
-    return jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
+__all__ = ["OPT", "OPTAttention", "OPTDecoder", "OPTDecoderLayer", "LayerNorm", "default_positions", "init_params",
+           "lm_head_logits", "param_logical_axes", "tied_embedding"]
 
 
 class LayerNorm(nn.Module):
@@ -60,42 +50,8 @@ class LayerNorm(nn.Module):
         )(x)
 
 
-class _Projection(nn.Module):
-    """Linear map from the trailing `in_dims` of x to `kernel_shape[in_dims:]`, with a multi-axis kernel.
-
-    The kernel keeps one axis per logical dimension (q/k/v [embed, heads, head_dim], out [heads, head_dim,
-    embed]) so tensor parallelism over heads is a sharding rule, but the product is computed as one 2-D
-    matmul on row-major reshapes of x and the kernel (free bitcasts). A 3-D einsum ("...e,ehd->...hd")
-    made XLA:CPU copy and transpose the kernel on every call: 2-D was 10% faster in a training step's
-    projections and 4x faster in a batch-8 decode step.
-
-    Not `nn.DenseGeneral`: it initialises a flattened 2-D kernel and reshapes it, so a 3-axis
-    logical-partitioning initializer meets a 2-D array and raises as soon as a mesh is set.
-    """
-
-    config: OPTConfig
-    in_dims: int
-    kernel_axes: tuple[str, ...]
-    kernel_shape: tuple[int, ...]
-    bias_axes: tuple[str, ...]
-
-    @nn.compact
-    def __call__(self, x: Array) -> Array:
-        cfg = self.config
-        dtype = _dtype(cfg)
-        kernel = self.param("kernel", _param_with_axes(_init(cfg), self.kernel_axes), self.kernel_shape, jnp.float32)
-        in_shape, out_shape = self.kernel_shape[: self.in_dims], self.kernel_shape[self.in_dims:]
-        n_in, n_out = math.prod(in_shape), math.prod(out_shape)
-        batch_shape = x.shape[: x.ndim - self.in_dims]
-        y = x.astype(dtype).reshape(*batch_shape, n_in) @ kernel.astype(dtype).reshape(n_in, n_out)
-        if cfg.enable_bias:
-            bias = self.param("bias", _param_with_axes(nn.initializers.zeros, self.bias_axes), out_shape, jnp.float32)
-            y = y + bias.astype(dtype).reshape(n_out)
-        return y.reshape(*batch_shape, *out_shape)
-
-
 class OPTAttention(nn.Module):
-    """Multi-head self-attention with an optional KV cache (Flax 'cache' collection)."""
+    """Multi-head self-attention with an optional KV cache (Flax 'cache' collection, `common.attend`)."""
 
     config: OPTConfig
 
@@ -104,53 +60,15 @@ class OPTAttention(nn.Module):
         cfg = self.config
         heads = (cfg.num_heads, cfg.head_dim)
         in_proj = functools.partial(
-            _Projection, cfg, 1, ("embed", "heads", "kv"), (cfg.hidden_size, *heads), ("heads", "kv")
+            Projection, cfg, 1, ("embed", "heads", "kv"), (cfg.hidden_size, *heads), ("heads", "kv"),
+            use_bias=cfg.enable_bias,
         )
         q, k, v = (in_proj(name=name)(x) for name in ("q_proj", "k_proj", "v_proj"))
-        qkv_axes = ("activation_batch", "activation_length", "activation_heads", "activation_kv")
-        q, k, v = (_constrain(t, qkv_axes) for t in (q, k, v))
-
-        if decode:
-            out = self._attend_with_cache(q, k, v, segment_ids)
-        else:
-            out = dot_product_attention(
-                q, k, v, segment_ids, causal=True, backend=cfg.attention_backend,
-                block_sizes=cfg.attention_block_sizes,
-            )
-        out = _constrain(out, qkv_axes)
-        out = _Projection(cfg, 2, ("heads", "kv", "embed"), (*heads, cfg.hidden_size), ("embed",),
-                          name="out_proj")(out)
+        q, k, v = (_constrain(t, QKV_AXES) for t in (q, k, v))
+        out = _constrain(attend(self, cfg, q, k, v, segment_ids, decode=decode), QKV_AXES)
+        out = Projection(cfg, 2, ("heads", "kv", "embed"), (*heads, cfg.hidden_size), ("embed",),
+                         use_bias=cfg.enable_bias, name="out_proj")(out)
         return out
-
-    def _attend_with_cache(self, q: Array, k: Array, v: Array, segment_ids: Array) -> Array:
-        """Append this call's keys/values at `cache_index` and attend over everything cached.
-
-        The cache is sized by the first (initialising) call; later calls may feed one token
-        (a decode step) or several (prefill). Keys never written keep segment id 0, so they are masked.
-        Keys and values are cached heads-major ([batch, heads, length, head_dim], see
-        `kernels.decode_attention`) so decode steps never transpose the whole cache.
-        """
-        is_initialized = self.has_variable("cache", "cached_key")
-        k, v = to_cache_layout(k), to_cache_layout(v)
-        cached_key = self.variable("cache", "cached_key", jnp.zeros, k.shape, k.dtype)
-        cached_value = self.variable("cache", "cached_value", jnp.zeros, v.shape, v.dtype)
-        cached_segments = self.variable("cache", "cached_segment_ids", jnp.zeros, segment_ids.shape, jnp.int32)
-        cache_index = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
-        if not is_initialized:
-            # Shape-only initialisation pass: attend over this call's tokens alone.
-            return cached_attention(q, k, v, segment_ids, segment_ids, causal=True)
-        idx = cache_index.value
-        cached_key.value = jax.lax.dynamic_update_slice(cached_key.value, k.astype(cached_key.value.dtype), (0, 0, idx, 0))
-        cached_value.value = jax.lax.dynamic_update_slice(
-            cached_value.value, v.astype(cached_value.value.dtype), (0, 0, idx, 0)
-        )
-        cached_segments.value = jax.lax.dynamic_update_slice(
-            cached_segments.value, segment_ids.astype(jnp.int32), (0, idx)
-        )
-        cache_index.value = idx + q.shape[1]
-        return cached_attention(
-            q, cached_key.value, cached_value.value, segment_ids, cached_segments.value, query_offset=idx, causal=True
-        )
 
 
 class OPTDecoderLayer(nn.Module):
@@ -163,7 +81,7 @@ class OPTDecoderLayer(nn.Module):
         cfg = self.config
         dtype = _dtype(cfg)
         pre_ln = cfg.do_layer_norm_before
-        act_axes = ("activation_batch", "activation_length", "activation_embed")
+        act_axes = EMBED_AXES
 
         residual = x
         h = LayerNorm(cfg, name="self_attn_layer_norm")(x) if pre_ln else x
@@ -194,29 +112,6 @@ class OPTDecoderLayer(nn.Module):
         return _constrain(x, act_axes)
 
 
-class _ScannedLayer(OPTDecoderLayer):
-    """nn.scan wants (carry, x) -> (carry, y); the hidden state is the carry."""
-
-    @nn.compact
-    def __call__(self, x, segment_ids, deterministic: bool = True, decode: bool = False):
-        return super().__call__(x, segment_ids, deterministic, decode), None
-
-
-_REMAT_POLICIES = {
-    "full": None,
-    "dots": jax.checkpoint_policies.checkpoint_dots,
-    "dots_with_no_batch_dims": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
-}
-
-
-def _layer_class(cfg: OPTConfig, scanned: bool):
-    cls = _ScannedLayer if scanned else OPTDecoderLayer
-    if cfg.remat_policy == "none":
-        return cls
-    # deterministic (arg 3) and decode (arg 4) are Python bools: static for remat.
-    return nn.remat(cls, policy=_REMAT_POLICIES[cfg.remat_policy], prevent_cse=not scanned, static_argnums=(3, 4))
-
-
 class OPTDecoder(nn.Module):
     config: OPTConfig
 
@@ -242,22 +137,9 @@ class OPTDecoder(nn.Module):
         )
         x = x + pos_embed(positions + POSITION_OFFSET)
         x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
-        x = _constrain(x, ("activation_batch", "activation_length", "activation_embed"))
+        x = _constrain(x, EMBED_AXES)
 
-        if cfg.scan_layers:
-            scanned = nn.scan(
-                _layer_class(cfg, scanned=True),
-                variable_axes={"params": 0, "cache": 0},
-                split_rngs={"params": True, "dropout": True},
-                in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
-                length=cfg.num_layers,
-                metadata_params={nn.PARTITION_NAME: "layers"},
-            )
-            x, _ = scanned(cfg, name="layers")(x, segment_ids, deterministic, decode)
-        else:
-            layer_cls = _layer_class(cfg, scanned=False)
-            for i in range(cfg.num_layers):
-                x = layer_cls(cfg, name=f"layers_{i}")(x, segment_ids, deterministic, decode)
+        x = layer_stack(cfg, OPTDecoderLayer, x, (segment_ids,), deterministic, decode)
 
         if cfg.do_layer_norm_before:
             x = LayerNorm(cfg, name="final_layer_norm")(x)
@@ -271,30 +153,9 @@ class OPTDecoder(nn.Module):
         return lm_head_logits(cfg, embed_tokens.embedding, x)
 
 
-def lm_head_logits(config: OPTConfig, embedding: Array, features: Array) -> Array:
-    """The LM head, tied to the token embedding [vocab, embed_dim]: float32 logits [..., vocab].
-
-    `features` are what `OPT(...)(..., return_features=True)` returns (after the final LayerNorm and
-    `project_out`). Callers that need logits for a few positions only (the last prompt token when
-    generating) or a chunk at a time (the training loss) call this on a slice.
-    """
-    dtype = _dtype(config)
-    logits = jnp.dot(features.astype(dtype), jnp.asarray(embedding).astype(dtype).T).astype(jnp.float32)
-    if logits.ndim == 3:
-        logits = _constrain(logits, ("activation_batch", "activation_length", "activation_vocab"))
-    return logits
-
-
 def tied_embedding(params: Any) -> Array:
     """The token embedding (= LM head) [vocab, embed_dim] from a parameter tree, boxed or not."""
     return nn.unbox(params)["decoder"]["embed_tokens"]["embedding"]
-
-
-def default_positions(tokens: Array, pad_token_id: int) -> tuple[Array, Array]:
-    """Hugging Face's rule for an unpacked batch: pad tokens are segment 0, positions count non-pad tokens."""
-    nonpad = (tokens != pad_token_id).astype(jnp.int32)
-    positions = jnp.cumsum(nonpad, axis=-1) * nonpad - 1
-    return nonpad, positions
 
 
 class OPT(nn.Module):
@@ -321,16 +182,8 @@ class OPT(nn.Module):
     ) -> Array:
         cfg = self.config
         tokens = jnp.asarray(tokens, jnp.int32)
-        if decoder_segment_ids is None:
-            segment_ids, positions = default_positions(tokens, cfg.pad_token_id)
-            if decoder_positions is not None:
-                positions = decoder_positions
-        else:
-            segment_ids = jnp.asarray(decoder_segment_ids, jnp.int32)
-            if decoder_positions is None:
-                raise ValueError("decoder_positions is required with decoder_segment_ids (packed batches)")
-            positions = decoder_positions
-        positions = jnp.maximum(jnp.asarray(positions, jnp.int32), -1)
+        segment_ids, positions = segments_and_positions(tokens, cfg.pad_token_id, decoder_segment_ids,
+                                                        decoder_positions)
         return OPTDecoder(cfg, name="decoder")(tokens, segment_ids, positions, deterministic, decode, return_features)
 
 

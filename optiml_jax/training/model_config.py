@@ -1,4 +1,5 @@
-"""`opt_config`: the gin-facing factory for `OPTConfig` (the model package stays gin-free).
+"""`opt_config` / `llama_config`: the gin-facing factories for `OPTConfig` / `LlamaConfig` (the model package stays
+gin-free).
 
 Explicit keyword arguments (rather than `**overrides`) so a misspelt gin binding such as
 `opt_config.dropout = 0.1` is rejected by gin with the file and line, instead of being swallowed.
@@ -6,7 +7,7 @@ Explicit keyword arguments (rather than `**overrides`) so a misspelt gin binding
 
 from __future__ import annotations
 
-from optiml_jax.models import OPTConfig
+from optiml_jax.models import LlamaConfig, OPTConfig
 
 def opt_config(
     size: str = "125m",
@@ -37,14 +38,52 @@ def opt_config(
     return OPTConfig.preset(size, **overrides)
 
 
+def llama_config(
+    size: str = "1b",
+    *,
+    dtype: str = "bfloat16",
+    dropout_rate: float = 0.0,
+    scan_layers: bool = False,
+    remat_policy: str = "none",
+    attention_backend: str = "reference",
+    attention_block_sizes=None,
+    vocab_size=None,
+    max_position_embeddings=None,
+    num_layers=None,
+    hidden_size=None,
+    num_heads=None,
+    num_kv_heads=None,
+    ffn_dim=None,
+) -> LlamaConfig:
+    """A Llama-family preset ('tiny', '1b' = Llama-3.2-1B, '8b' = Llama-3-8B) with execution choices."""
+    overrides = dict(dtype=dtype, dropout_rate=float(dropout_rate), scan_layers=scan_layers,
+                     remat_policy=remat_policy, attention_backend=attention_backend)
+    if attention_block_sizes is not None:
+        overrides["attention_block_sizes"] = tuple(attention_block_sizes)
+    for name, value in dict(vocab_size=vocab_size, max_position_embeddings=max_position_embeddings,
+                            num_layers=num_layers, hidden_size=hidden_size, num_heads=num_heads,
+                            num_kv_heads=num_kv_heads, ffn_dim=ffn_dim).items():
+        if value is not None:
+            overrides[name] = value
+    return LlamaConfig.preset(size, **overrides)
+
+
 ARCHITECTURE_FIELDS = ("hidden_size", "num_layers", "num_heads", "ffn_dim", "vocab_size", "max_position_embeddings",
                        "word_embed_proj_dim", "do_layer_norm_before", "enable_bias",
                        "layer_norm_elementwise_affine")
 
 
-def check_same_architecture(expected: OPTConfig, found: OPTConfig, where: str) -> None:
+LLAMA_ARCHITECTURE_FIELDS = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "ffn_dim", "vocab_size",
+                             "head_dim", "attention_bias", "attention_out_bias", "mlp_bias", "tie_word_embeddings")
+
+
+def check_same_architecture(expected: OPTConfig | LlamaConfig, found: OPTConfig | LlamaConfig, where: str) -> None:
     """Parameters from `where` must fit the configured model; list every mismatching field."""
+    if type(expected) is not type(found):
+        raise ValueError(f"checkpoint {where} holds a {type(found).family!r}-family model, the configured model is "
+                         f"{type(expected).family!r}-family")
+    fields = ARCHITECTURE_FIELDS if isinstance(expected, OPTConfig) else LLAMA_ARCHITECTURE_FIELDS
     diffs = [f"{f}: configured {getattr(expected, f)!r}, checkpoint {getattr(found, f)!r}"
-             for f in ARCHITECTURE_FIELDS if getattr(expected, f) != getattr(found, f)]
+             for f in fields if getattr(expected, f) != getattr(found, f)]
     if diffs:
         raise ValueError(f"checkpoint {where} does not match the configured model: " + "; ".join(diffs))

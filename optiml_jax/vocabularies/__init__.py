@@ -7,6 +7,9 @@ access. The TF-free pieces (`load_opt_tokenizer`, `train_opt_style_bpe`, ids, `O
     from optiml_jax.vocabularies import OPTVocabulary, train_opt_style_bpe
     vocab = OPTVocabulary("/path/to/opt_tokenizer")        # vocab.json + merges.txt, or tokenizer.json
     vocab.encode("Hello")  # [31414]; vocab.vocab_size == 50272; pad_id 1, eos_id 2, unk_id 3
+
+`HFTokenizerVocabulary(directory)` (lazy as well) wraps any Hugging Face `tokenizer.json` (Llama 3, Mistral, Qwen2)
+with the model's chat template.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ from optiml_jax.vocabularies.tokenizer_files import (
 )
 
 if TYPE_CHECKING:
+    from optiml_jax.vocabularies.hf_tokenizer_vocabulary import HFTokenizerVocabulary
     from optiml_jax.vocabularies.opt_vocabulary import OPTVocabulary
 
-_LAZY = {"OPTVocabulary": "optiml_jax.vocabularies.opt_vocabulary"}
+_LAZY = {"OPTVocabulary": "optiml_jax.vocabularies.opt_vocabulary",
+         "HFTokenizerVocabulary": "optiml_jax.vocabularies.hf_tokenizer_vocabulary"}
 
 
 def __getattr__(name: str):
@@ -44,6 +49,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "HFTokenizerVocabulary",
     "OPTVocabulary",
     "OPTVocabularyError",
     "train_opt_style_bpe",

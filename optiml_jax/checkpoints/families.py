@@ -1,0 +1,45 @@
+"""Pick the Hugging Face converter by family: `config.json`'s `model_type` when reading, the config's type when
+writing. `load_params` / the CLI go through here, so they take OPT and Llama-family checkpoints alike.
+
+    load_hf(directory)               # model_type 'opt' -> load_hf_opt; 'llama' | 'mistral' | 'qwen2' -> load_hf_llama
+    save_hf(config, params, directory)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from typing import Any
+
+from optiml_jax.checkpoints.hf import HF_CONFIG, CheckpointError, load_hf_opt, save_hf_opt
+from optiml_jax.checkpoints.hf_llama import load_hf_llama, save_hf_llama
+from optiml_jax.models.llama_config import HF_MODEL_TYPES
+
+_LOADERS = {"opt": load_hf_opt, **{t: load_hf_llama for t in HF_MODEL_TYPES}}
+
+
+def hf_model_type(directory: str | os.PathLike) -> str | None:
+    """`model_type` from a Hugging Face directory's config.json (None when absent or unreadable)."""
+    try:
+        return json.loads((pathlib.Path(directory) / HF_CONFIG).read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def load_hf(directory: str | os.PathLike, *, scanned: bool = False) -> tuple[Any, dict]:
+    """(config, float32 numpy params) from any supported Hugging Face causal-LM directory."""
+    model_type = hf_model_type(directory)
+    if model_type not in _LOADERS:
+        raise CheckpointError(directory, [f"config.json model_type is {model_type!r}; supported: "
+                                          f"{sorted(_LOADERS)}"], kind="Hugging Face")
+    return _LOADERS[model_type](directory, scanned=scanned)
+
+
+def save_hf(config: Any, params: Any, directory: str | os.PathLike, *,
+            max_shard_size: int | str | None = None) -> pathlib.Path:
+    """Write a Hugging Face directory for `config`'s family (OPTConfig -> OPT, LlamaConfig -> its hf_model_type)."""
+    from optiml_jax.models.family import family_of
+
+    save = save_hf_opt if family_of(config) == "opt" else save_hf_llama
+    return save(config, params, directory, max_shard_size=max_shard_size)

@@ -1,0 +1,296 @@
+"""`HFTokenizerVocabulary`: any Hugging Face `tokenizer.json` (Llama 3, Mistral, Qwen2, ...) as a `seqio.Vocabulary`,
+with the model's chat template.
+
+A directory as `transformers` saves a fast tokenizer: `tokenizer.json` (the whole `tokenizers` pipeline:
+normalizer, pre-tokenizer, model, post-processor, decoder, added tokens) and, optionally,
+`tokenizer_config.json` (special-token strings, `chat_template`) and `special_tokens_map.json`. The pipeline
+is used as saved, so ids are the ones `transformers.AutoTokenizer.from_pretrained(directory)` produces:
+
+  * `encode(text)` (SeqIO's contract) adds no special tokens: `tokenizer(text, add_special_tokens=False)`;
+    `encode_with_special_tokens(text)` runs the post-processor (Llama 3 prepends `<|begin_of_text|>`), like
+    `tokenizer(text)`.
+  * `decode(ids)` cuts at the first `eos_id` (SeqIO) and skips special tokens, like
+    `tokenizer.decode(ids, skip_special_tokens=True)` (no `clean_up_tokenization_spaces`: transformers 5 skips it
+    for BPE models, where it would delete real spaces).
+  * `apply_chat_template(messages, add_generation_prompt=...)` renders `chat_template` with jinja2 as
+    `tokenizer.apply_chat_template(messages, tokenize=False)` does (same sandboxed environment, `trim_blocks`,
+    `lstrip_blocks`, `loopcontrols`, `tojson`, `raise_exception`, `strftime_now`; the special tokens and keyword
+    arguments as template variables). `tokenize=True` returns the ids of that text without extra special tokens.
+
+Ids: `bos_id` / `eos_id` / `unk_id` come from the special tokens; `pad_id` from the pad token, else the eos id
+(models such as Llama 3 have no pad token; Hugging Face generation pads with eos). SeqIO's own feature
+converters still pad with 0, which the data pipeline must handle, as for OPT.
+
+TF ops run the Rust tokenizer through `tf.numpy_function` (as `OPTVocabulary` does), so they work in SeqIO
+pipelines of the process that built them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from datetime import datetime
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import seqio
+import tensorflow as tf
+
+from optiml_jax.vocabularies.tokenizer_files import OPTVocabularyError, padded_vocab_size
+
+TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
+SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+
+class HFTokenizerError(OPTVocabularyError):
+    """A tokenizer directory that cannot be read; the message names the directory and the file."""
+
+
+def _token_text(value: Any) -> str | None:
+    """A special token from tokenizer_config.json: a string, or an AddedToken dict {"content": ...}."""
+    if isinstance(value, dict):
+        return value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def _read_json(path: pathlib.Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise HFTokenizerError(f"{path.parent}: cannot read {path.name} ({type(e).__name__}: {e})") from e
+    if not isinstance(data, dict):
+        raise HFTokenizerError(f"{path.parent}: {path.name} is not a JSON object")
+    return data
+
+
+def render_chat_template(template: str, messages: Sequence[dict], *, add_generation_prompt: bool = False,
+                         **variables: Any) -> str:
+    """Render a Hugging Face chat template the way `transformers` does (see the module docstring)."""
+    import jinja2
+    from jinja2 import nodes
+    from jinja2.ext import Extension, loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class GenerationTag(Extension):
+        """`{% generation %}...{% endgeneration %}` renders its body (transformers tracks assistant spans with it)."""
+
+        tags = {"generation"}
+
+        def parse(self, parser):
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(["name:endgeneration"], drop_needle=True)
+            return nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(lineno)
+
+        def _body(self, caller):
+            return caller()
+
+    def raise_exception(message):
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[GenerationTag, loopcontrols])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    chat = []
+    for message in messages:
+        if not isinstance(message, dict):
+            raise TypeError(f"chat messages must be dicts, got {message!r}")
+        chat.append({k: v for k, v in message.items() if v is not None})  # as transformers normalises them
+    variables.setdefault("tools", None)
+    variables.setdefault("documents", None)
+    return env.from_string(template).render(messages=chat, add_generation_prompt=add_generation_prompt, **variables)
+
+
+class HFTokenizerVocabulary(seqio.Vocabulary):
+    """A Hugging Face fast tokenizer directory as a SeqIO vocabulary (see the module docstring).
+
+    Args:
+      path: directory with `tokenizer.json` (and optionally `tokenizer_config.json`, `special_tokens_map.json`).
+      pad_vocab_to_multiple_of: `vocab_size` = number of ids rounded up to this multiple (the model's embedding
+        rows may be more than the tokenizer's ids; 1 = no padding).
+      pad_id: override the pad id (default: the pad token's id, else the eos id).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, pad_vocab_to_multiple_of: int = 1, pad_id: int | None = None):
+        super().__init__(extra_ids=0)
+        self._path = pathlib.Path(path).expanduser().resolve()
+        self._pad_vocab_to_multiple_of = pad_vocab_to_multiple_of
+        self._pad_override = pad_id
+        self._load()
+
+    def _load(self) -> None:
+        import tokenizers
+
+        tokenizer_file = self._path / TOKENIZER_FILE
+        if not tokenizer_file.is_file():
+            raise HFTokenizerError(f"{self._path}: {TOKENIZER_FILE} is missing")
+        try:
+            self._tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer_file))
+        except Exception as e:  # tokenizers raises bare Exceptions for malformed files
+            raise HFTokenizerError(f"{self._path}: cannot load {TOKENIZER_FILE} ({e})") from e
+        config = {}
+        if (self._path / SPECIAL_TOKENS_MAP_FILE).is_file():
+            config.update(_read_json(self._path / SPECIAL_TOKENS_MAP_FILE))
+        if (self._path / TOKENIZER_CONFIG_FILE).is_file():
+            config.update({k: v for k, v in _read_json(self._path / TOKENIZER_CONFIG_FILE).items() if v is not None})
+        self._special_tokens = {}
+        for name in SPECIAL_TOKEN_NAMES:
+            text = _token_text(config.get(name))
+            if text is None:
+                continue
+            if self._tokenizer.token_to_id(text) is None:
+                raise HFTokenizerError(f"{self._path}: {name} {text!r} is not a token of {TOKENIZER_FILE}")
+            self._special_tokens[name] = text
+        template = config.get("chat_template")
+        if isinstance(template, list):  # several named templates: transformers' default is "default"
+            template = {t.get("name"): t.get("template") for t in template}.get("default")
+        if template is None and (self._path / "chat_template.jinja").is_file():
+            template = (self._path / "chat_template.jinja").read_text(encoding="utf-8")
+        self._chat_template = template
+        self._num_ids = self._tokenizer.get_vocab_size(with_added_tokens=True)
+        self._padded_size = padded_vocab_size(self._num_ids, self._pad_vocab_to_multiple_of)
+
+    # ----------------------------------------------------------------------------------------------- ids / sizes
+    @property
+    def path(self) -> pathlib.Path:
+        return self._path
+
+    @property
+    def tokenizer(self):
+        """The underlying `tokenizers.Tokenizer`, as loaded from tokenizer.json."""
+        return self._tokenizer
+
+    @property
+    def special_tokens(self) -> dict[str, str]:
+        """{'bos_token': '<|begin_of_text|>', ...}: the template variables transformers passes as well."""
+        return dict(self._special_tokens)
+
+    @property
+    def chat_template(self) -> str | None:
+        return self._chat_template
+
+    def _special_id(self, name: str) -> int | None:
+        text = self._special_tokens.get(name)
+        return None if text is None else self._tokenizer.token_to_id(text)
+
+    @property
+    def bos_id(self) -> int | None:
+        return self._special_id("bos_token")
+
+    @property
+    def eos_id(self) -> int | None:
+        return self._special_id("eos_token")
+
+    @property
+    def unk_id(self) -> int | None:
+        return self._special_id("unk_token")
+
+    @property
+    def pad_id(self) -> int:
+        if self._pad_override is not None:
+            return self._pad_override
+        pad = self._special_id("pad_token")
+        if pad is not None:
+            return pad
+        return self.eos_id if self.eos_id is not None else 0
+
+    @property
+    def _base_vocab_size(self) -> int:
+        return self._padded_size
+
+    # ----------------------------------------------------------------------------------------------- python ops
+    def _encode(self, s: str) -> Sequence[int]:
+        return self._tokenizer.encode(s, add_special_tokens=False).ids
+
+    def encode_with_special_tokens(self, s: str) -> list[int]:
+        """Ids with the post-processor's special tokens (e.g. BOS), as `AutoTokenizer(...)(s)["input_ids"]`."""
+        return self._tokenizer.encode(s, add_special_tokens=True).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [e.ids for e in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+    def _decode(self, ids: Iterable[int]) -> str:
+        ids = [int(i) for i in ids]
+        ids = [i for i in ids if 0 <= i < self._num_ids]  # embedding-padding ids have no token
+        return self._tokenizer.decode(ids, skip_special_tokens=True)
+
+    def decode_batch(self, batch: Iterable[Iterable[int]]) -> list[str]:
+        return [self.decode(ids) for ids in batch]
+
+    def apply_chat_template(self, messages: Sequence[dict], *, add_generation_prompt: bool = False,
+                            tokenize: bool = False, chat_template: str | None = None, **kwargs: Any):
+        """The chat rendered as text (or its ids with `tokenize=True`), as transformers' `apply_chat_template`."""
+        template = chat_template or self._chat_template
+        if template is None:
+            raise ValueError(f"{self}: no chat_template in {TOKENIZER_CONFIG_FILE} (pass chat_template=...)")
+        text = render_chat_template(template, messages, add_generation_prompt=add_generation_prompt,
+                                    **{**self._special_tokens, **kwargs})
+        return self._encode(text) if tokenize else text
+
+    # ----------------------------------------------------------------------------------------------- TF ops
+    def _encode_strings_np(self, strings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        texts = [s if isinstance(s, str) else bytes(s).decode("utf-8")
+                 for s in np.asarray(strings, dtype=object).reshape(-1)]
+        encoded = [list(self._encode(texts[0]))] if len(texts) == 1 else self.encode_batch(texts)
+        lengths = np.array([len(ids) for ids in encoded], dtype=np.int64)
+        flat = np.fromiter((i for ids in encoded for i in ids), dtype=np.int32, count=int(lengths.sum()))
+        return flat, lengths
+
+    def _encode_tf(self, s: tf.Tensor) -> tf.Tensor | tf.RaggedTensor:
+        s = tf.convert_to_tensor(s, dtype=tf.string)
+        flat, lengths = tf.numpy_function(self._encode_strings_np, [tf.reshape(s, [-1])], [tf.int32, tf.int64],
+                                          stateful=False, name="hf_tokenizer_encode")
+        flat.set_shape([None])
+        if s.shape.rank == 0:
+            return flat
+        lengths.set_shape([None])
+        ragged = tf.RaggedTensor.from_row_lengths(flat, lengths, validate=False)
+        for dim in reversed(tf.unstack(tf.shape(s, out_type=tf.int64))[1:]):
+            ragged = tf.RaggedTensor.from_uniform_row_length(ragged, dim, validate=False)
+        return ragged
+
+    def _decode_rows_np(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids)
+        rows = ids.reshape(int(np.prod(ids.shape[:-1], dtype=np.int64)), ids.shape[-1])
+        return np.array([self._decode(row.tolist()).encode("utf-8") for row in rows], dtype=object)
+
+    def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
+        texts = tf.numpy_function(self._decode_rows_np, [ids], tf.string, stateful=False, name="hf_tokenizer_decode")
+        return tf.reshape(texts, tf.shape(ids)[:-1])
+
+    # ----------------------------------------------------------------------------------------------- identity
+    def _key(self) -> tuple:
+        return (str(self._path), self._pad_vocab_to_multiple_of, self._pad_override)
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, HFTokenizerVocabulary):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __getstate__(self) -> dict:
+        return {"path": str(self._path), "pad_vocab_to_multiple_of": self._pad_vocab_to_multiple_of,
+                "pad_id": self._pad_override}
+
+    def __setstate__(self, state: dict) -> None:
+        super().__init__(extra_ids=0)
+        self._path = pathlib.Path(state["path"])
+        self._pad_vocab_to_multiple_of = state["pad_vocab_to_multiple_of"]
+        self._pad_override = state["pad_id"]
+        self._load()
+
+    def __repr__(self) -> str:
+        return f"HFTokenizerVocabulary({str(self._path)!r})"
+
+    __str__ = __repr__
+
+
+__all__ = ["HFTokenizerVocabulary", "HFTokenizerError", "render_chat_template"]

@@ -1,0 +1,236 @@
+"""CPU training-step benchmark for the Llama family: optiml_jax (JAX/Flax) vs Hugging Face PyTorch LlamaForCausalLM.
+
+Modelled on `train_step_cpu.py` (same method; read its docstring for the fairness rules): one step = forward +
+backward + AdamW update on a [batch, length] block of random ids, float32, mean next-token cross-entropy over
+all `length` positions, no dropout (Llama has none). Each framework runs in its own worker process and the
+driver interleaves their steps; the ratio from one run is the number that counts.
+
+Default model ('125m', not a published size): 12 layers x 768, 12 query / 4 key-value heads (GQA), SwiGLU
+2048, vocab 32000, untied LM head, RoPE theta 10000: about 125M parameters, OPT-125m's budget. `--config tiny`
+or '1b' use `LlamaConfig.preset`.
+
+Same work check (on by default): the PyTorch model's initial weights are converted into our tree
+(`convert.hf_llama.tensor_specs_llama`) and both sides compute the loss on the same tokens.
+
+    python perf/llama_train_step_cpu.py                                   # full run (minutes)
+    python perf/llama_train_step_cpu.py --config tiny --batch 2 --length 64 --steps 2   # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # worker_process
+
+BENCH_125M = dict(num_layers=12, hidden_size=768, num_heads=12, num_kv_heads=4, ffn_dim=2048, vocab_size=32000,
+                  max_position_embeddings=2048, rope_theta=10000.0, tie_word_embeddings=False, bos_token_id=1,
+                  eos_token_id=2)
+
+
+def _parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="125m", help="'125m' (this benchmark's shape) or a LlamaConfig preset")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--length", type=int, default=512)
+    p.add_argument("--steps", type=int, default=3, help="timed steps per framework (interleaved)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads; JAX uses all cores")
+    p.add_argument("--attention", default="auto", help="attention backend (auto = 'xla' on CPU)")
+    p.add_argument("--no_check_loss", dest="check_loss", action="store_false")
+    p.add_argument("--skip_torch", action="store_true")
+    p.add_argument("--json_out", default=None)
+    return p.parse_args(argv)
+
+
+def make_config(name: str, attention: str):
+    from optiml_jax.models import LlamaConfig
+
+    if name == "125m":
+        return LlamaConfig(**BENCH_125M, attention_backend=attention)
+    return LlamaConfig.preset(name, attention_backend=attention)
+
+
+def _random_ids(config, batch: int, length: int):
+    import numpy as np
+
+    return np.random.default_rng(7).integers(4, config.vocab_size, (batch, length + 1), dtype=np.int32)
+
+
+def _make_jax_step(config, batch, length):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from optiml_jax.models import init_model_params, model_for
+
+    model = model_for(config)
+    params = init_model_params(config, jax.random.key(0))
+    tx = optax.adamw(1e-4, b1=0.9, b2=0.98, eps=1e-8, weight_decay=0.01)
+    opt_state = tx.init(params)
+
+    def loss_fn(params, tokens, targets):
+        logits = model.apply({"params": params}, tokens)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
+
+    def step(params, opt_state, tokens, targets):
+        loss, grads = jax.value_and_grad(loss_fn)(params, tokens, targets)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    step = jax.jit(step, donate_argnums=(0, 1))
+    ids = jnp.asarray(_random_ids(config, batch, length))
+    tokens, targets = ids[:, :-1], ids[:, 1:]
+    state = {"params": params, "opt_state": opt_state}
+
+    def run():
+        state["params"], state["opt_state"], loss = step(state["params"], state["opt_state"], tokens, targets)
+        return float(loss)
+
+    return run
+
+
+def _torch_model(config):
+    import transformers
+
+    from optiml_jax.checkpoints.hf_llama import config_to_hf_llama
+
+    return transformers.LlamaForCausalLM(transformers.AutoConfig.for_model(**config_to_hf_llama(config)))
+
+
+def _torch_loss(model, ids):
+    import torch.nn.functional as F
+
+    logits = model(input_ids=ids[:, :-1]).logits
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+
+
+def _make_torch_step(config, batch, length, threads):
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = _torch_model(config).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-8, weight_decay=0.01)
+    ids = torch.from_numpy(_random_ids(config, batch, length)).long()
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        loss = _torch_loss(model, ids)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    return run, getattr(model.config, "_attn_implementation", "?")
+
+
+def check_same_loss(config, batch: int, length: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+    import torch
+
+    from optiml_jax.checkpoints.hf_llama import tensor_specs_llama
+    from optiml_jax.models import model_for
+
+    torch.manual_seed(0)
+    model = _torch_model(config).eval()
+    state = model.state_dict()
+    params: dict = {}
+    for spec in tensor_specs_llama(config):
+        node = params
+        for name in spec.path[:-1]:
+            node = node.setdefault(name, {})
+        node[spec.path[-1]] = jnp.asarray(np.ascontiguousarray(spec.to_ours(state[spec.hf_key].float().numpy())))
+    ids = _random_ids(config, batch, length)
+    with torch.no_grad():
+        theirs = float(_torch_loss(model, torch.from_numpy(ids).long()))
+    logits = jax.jit(lambda p, t: model_for(config).apply({"params": p}, t))(params, ids[:, :-1])
+    ours = float(optax.softmax_cross_entropy_with_integer_labels(logits, ids[:, 1:]).mean())
+    return {"jax": ours, "torch": theirs, "abs_diff": abs(ours - theirs)}
+
+
+def jax_step_factory(config, args):
+    return _make_jax_step(config, args.batch, args.length), ""
+
+
+def torch_step_factory(config, args):
+    run, attn = _make_torch_step(config, args.batch, args.length, args.threads)
+    return run, f"torch {__import__('torch').__version__}: threads={args.threads} attn={attn}"
+
+
+def main(argv=None):
+    args = _parse_args(argv)
+    import jax
+
+    from optiml_jax.kernels import resolve_backend
+    from optiml_jax.training.metrics import flops_per_token, measure_matmul_peak
+    from worker_process import RemoteStep
+
+    config = make_config(args.config, args.attention)
+    tokens_per_step = args.batch * args.length
+    flops_per_step = flops_per_token(config, args.length) * tokens_per_step
+    load_start = os.getloadavg()
+    print(f"config={args.config} batch={args.batch} length={args.length} heads={config.num_heads}/"
+          f"{config.num_kv_heads} attention={args.attention}->{resolve_backend(args.attention)} "
+          f"params={config.num_params():,} devices={jax.devices()} loadavg={load_start}", flush=True)
+    loss_check = None
+    if args.check_loss and not args.skip_torch:
+        loss_check = check_same_loss(config, args.batch, args.length)
+        print(f"step-0 same-weights loss: jax {loss_check['jax']:.6f} torch {loss_check['torch']:.6f} "
+              f"|diff| {loss_check['abs_diff']:.2e}", flush=True)
+    peak = measure_matmul_peak(repeats=5)
+    print(f"matmul peak (f32 2048^3 jnp.dot): {peak / 1e9:.1f} GFLOP/s", flush=True)
+
+    ours = RemoteStep(jax_step_factory, config, args)
+    print(f"jax (worker process): compile + first step {ours.first_s:.1f} s", flush=True)
+    theirs = None if args.skip_torch else RemoteStep(torch_step_factory, config, args)
+    if theirs:
+        print(f"{theirs.info} (worker process)", flush=True)
+    for _ in range(args.warmup):
+        ours.timed()
+        if theirs:
+            theirs.timed()
+    ours_t, theirs_t = [], []
+    for i in range(args.steps):
+        ours_t.append(ours.timed())
+        if theirs:
+            theirs_t.append(theirs.timed())
+        print(f"step {i}: jax {ours_t[-1]:.2f} s" + (f"  torch {theirs_t[-1]:.2f} s" if theirs else ""), flush=True)
+    ours.close()
+    if theirs:
+        theirs.close()
+
+    def summary(times):
+        med = statistics.median(times)
+        return {"median_s": med, "min_s": min(times), "tokens_per_s": tokens_per_step / med,
+                "model_gflops_per_s": flops_per_step / med / 1e9, "mfu": flops_per_step / med / peak}
+
+    result = {"command": " ".join(["python", *sys.argv]), "config": args.config, "batch": args.batch,
+              "length": args.length, "attention": resolve_backend(args.attention), "threads": args.threads,
+              "matmul_peak_gflops": peak / 1e9, "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
+              "step0_loss_check": loss_check, "jax": summary(ours_t), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if theirs:
+        result["torch"] = summary(theirs_t)
+        result["speedup_tokens_per_s"] = result["jax"]["tokens_per_s"] / result["torch"]["tokens_per_s"]
+    for name in ("jax", "torch"):
+        if name in result:
+            s = result[name]
+            print(f"{name:5s}: {s['median_s']:.2f} s/step (median), {s['tokens_per_s']:.1f} tokens/s, "
+                  f"MFU {100 * s['mfu']:.1f}% of measured peak")
+    if "speedup_tokens_per_s" in result:
+        print(f"ratio jax/torch tokens/s: {result['speedup_tokens_per_s']:.2f}x")
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Hugging Face Llama / Mistral / Qwen2 directories <-> optiml_jax params: round trips, formats, refusals."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hf_llama_peers import CONFIGS, hf_class, hf_model
+
+from optiml_jax.checkpoints import (
+    CheckpointError,
+    config_to_hf_llama,
+    load_hf,
+    load_hf_llama,
+    load_params,
+    save_hf,
+    save_hf_llama,
+)
+from optiml_jax.models import LlamaConfig, config_from_dict, stack_layers
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+
+def hf_state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_same_hf_tensors(cls, expected: dict, directory):
+    got = cls.from_pretrained(directory).state_dict()
+    assert sorted(got) == sorted(expected)
+    for key, value in expected.items():
+        assert got[key].dtype == value.dtype, key
+        assert torch.equal(got[key], value), key
+
+
+def _assert_trees_equal(a, b):
+    assert isinstance(a, dict) == isinstance(b, dict)
+    if isinstance(a, dict):
+        assert sorted(a) == sorted(b)
+        for k in a:
+            _assert_trees_equal(a[k], b[k])
+    else:
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_round_trip_hf_ours_hf_is_bit_identical(name, tmp_path):
+    config = LlamaConfig(**CONFIGS[name])
+    model = hf_model(config, seed=3)
+    model.save_pretrained(tmp_path / "a")
+    loaded_config, params = load_hf(tmp_path / "a")  # dispatched on config.json's model_type
+    assert loaded_config == config
+    assert ("lm_head" in params) == (not config.tie_word_embeddings)
+    save_hf(loaded_config, params, tmp_path / "b")
+    written = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert written["model_type"] == config.hf_model_type
+    assert transformers.AutoConfig.from_pretrained(tmp_path / "b").architectures == [type(model).__name__]
+    assert_same_hf_tensors(type(model), hf_state(model), tmp_path / "b")
+    # The exported config.json describes the same function (RoPE, norms, heads), not only the same tensors.
+    reloaded = type(model).from_pretrained(tmp_path / "b", attn_implementation="eager").eval()
+    tokens = torch.arange(3, 3 + 40).reshape(2, 20) % config.vocab_size
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(input_ids=tokens).logits, model(input_ids=tokens).logits, rtol=0, atol=0)
+
+
+def test_sharded_safetensors_and_scanned_layout(tmp_path):
+    config = LlamaConfig(**CONFIGS["llama_gqa"])
+    model = hf_model(config, seed=4)
+    model.save_pretrained(tmp_path / "sharded", max_shard_size="50KB")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+    model.save_pretrained(tmp_path / "single")
+    _, from_sharded = load_hf_llama(tmp_path / "sharded")
+    _, from_single = load_hf_llama(tmp_path / "single")
+    _assert_trees_equal(from_sharded, from_single)
+    _, scanned = load_hf_llama(tmp_path / "sharded", scanned=True)
+    _assert_trees_equal(scanned, stack_layers(from_single))
+    save_hf_llama(config, scanned, tmp_path / "out", max_shard_size=60_000)
+    index = json.loads((tmp_path / "out" / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 1
+    assert_same_hf_tensors(type(model), hf_state(model), tmp_path / "out")
+
+
+def test_pytorch_bin_and_legacy_rope_scaling_config(tmp_path):
+    """A .bin checkpoint whose config.json uses the transformers 4.x RoPE fields (rope_theta + rope_scaling)."""
+    config = LlamaConfig(**CONFIGS["llama3_rope"])
+    model = hf_model(config, seed=5)
+    model.save_pretrained(tmp_path / "ref")
+    _, expected = load_hf_llama(tmp_path / "ref")
+    d = tmp_path / "bin"
+    d.mkdir()
+    torch.save(model.state_dict(), d / "pytorch_model.bin")
+    legacy = config_to_hf_llama(config)
+    rope = legacy.pop("rope_parameters")
+    legacy["rope_scaling"] = {k: v for k, v in rope.items() if k != "rope_theta"}
+    (d / "config.json").write_text(json.dumps(legacy))
+    got_config, got = load_hf_llama(d)
+    assert got_config == config
+    _assert_trees_equal(got, expected)
+
+
+def test_sliding_window_is_refused_unless_it_never_binds(tmp_path):
+    config = LlamaConfig(**CONFIGS["mistral"])
+    model = hf_model(config, seed=6)
+    model.save_pretrained(tmp_path / "m")
+    path = tmp_path / "m" / "config.json"
+    hf = json.loads(path.read_text())
+    hf["sliding_window"] = 16  # < max_position_embeddings = 64
+    path.write_text(json.dumps(hf))
+    with pytest.raises(CheckpointError, match=r"sliding_window=16 < max_position_embeddings=64") as err:
+        load_hf_llama(tmp_path / "m")
+    assert "cannot convert this Llama-family checkpoint" in str(err.value)
+    hf["sliding_window"] = 64  # a window as long as the context never binds
+    path.write_text(json.dumps(hf))
+    assert load_hf_llama(tmp_path / "m")[0] == config
+    # Qwen2 with use_sliding_window
+    q = LlamaConfig(**CONFIGS["qwen2"])
+    hf_model(q, seed=6).save_pretrained(tmp_path / "q")
+    qpath = tmp_path / "q" / "config.json"
+    qhf = json.loads(qpath.read_text())
+    qhf.update(use_sliding_window=True, sliding_window=8, max_window_layers=0, layer_types=None)
+    qpath.write_text(json.dumps(qhf))
+    with pytest.raises(CheckpointError, match="sliding_window=8"):
+        load_hf_llama(tmp_path / "q")
+
+
+def test_unsupported_configs_and_tensors_are_all_listed(tmp_path):
+    from safetensors.torch import save_file
+
+    config = LlamaConfig(**CONFIGS["llama_gqa"])
+    state = dict(hf_model(config).state_dict())
+    del state["model.layers.1.mlp.up_proj.weight"]
+    state["model.layers.0.self_attn.k_proj.weight"] = torch.zeros(48, 96)  # 3 kv heads instead of 2
+    state["model.layers.5.mlp.up_proj.weight"] = torch.zeros(160, 96)
+    d = tmp_path / "bad"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(config_to_hf_llama(config)))
+    save_file({k: v.contiguous() for k, v in state.items()}, d / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError) as err:
+        load_hf_llama(d)
+    message = str(err.value)
+    for fragment in ("missing tensor model.layers.1.mlp.up_proj.weight",
+                     "model.layers.0.self_attn.k_proj.weight has shape [48, 96], expected [32, 96]",
+                     "unexpected tensor model.layers.5.mlp.up_proj.weight"):
+        assert fragment in message
+    assert len(err.value.problems) == 3
+
+    hf = config_to_hf_llama(config)
+    hf.update(hidden_act="gelu", rope_parameters={"rope_type": "yarn", "rope_theta": 1e4, "factor": 2.0})
+    (d / "config.json").write_text(json.dumps(hf))
+    with pytest.raises(CheckpointError) as err:
+        load_hf_llama(d)
+    assert "hidden_act is 'gelu'" in str(err.value) and "rope_type 'yarn'" in str(err.value)
+    hf = dict(config_to_hf_llama(config), model_type="gpt_neox")
+    (d / "config.json").write_text(json.dumps(hf))
+    with pytest.raises(CheckpointError, match="model_type is 'gpt_neox'"):
+        load_hf(d)
+
+
+def test_tied_lm_head_must_equal_the_embedding(tmp_path):
+    from safetensors.torch import save_file
+
+    config = LlamaConfig(**CONFIGS["qwen2"])  # tied
+    state = dict(hf_model(config).state_dict())
+    state["lm_head.weight"] = state["model.embed_tokens.weight"].clone() + 1.0
+    d = tmp_path / "tied"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(config_to_hf_llama(config)))
+    save_file({k: v.contiguous() for k, v in state.items()}, d / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="lm_head.weight differs"):
+        load_hf_llama(d)
+
+
+def test_cli_round_trip_through_orbax(tmp_path):
+    config = LlamaConfig(**CONFIGS["qwen2"])
+    model = hf_model(config, seed=8)
+    model.save_pretrained(tmp_path / "hf")
+    run = lambda *args: subprocess.run([sys.executable, "-m", "optiml_jax.convert", *args],  # noqa: E731
+                                       capture_output=True, text=True, timeout=300)
+    r = run("hf-to-orbax", "--hf_dir", str(tmp_path / "hf"), "--out_dir", str(tmp_path / "orbax"))
+    assert r.returncode == 0, r.stderr
+    stored = json.loads((tmp_path / "orbax" / "config.json").read_text())
+    assert stored["family"] == "llama" and config_from_dict(stored) == config
+    r = run("orbax-to-hf", "--orbax_dir", str(tmp_path / "orbax"), "--out_dir", str(tmp_path / "back"))
+    assert r.returncode == 0, r.stderr
+    assert_same_hf_tensors(hf_class(config), hf_state(model), tmp_path / "back")
+    cfg_a, from_orbax = load_params(tmp_path / "orbax")
+    cfg_b, from_hf = load_params(tmp_path / "hf")
+    assert cfg_a == cfg_b == config
+    _assert_trees_equal(from_orbax, from_hf)
