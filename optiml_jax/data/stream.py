@@ -90,16 +90,24 @@ class TrainStream:
         if len({repr(v) for v in vocabs.values()}) > 1:
             raise ValueError(f"{mixture_or_task_name!r}: tasks use different vocabularies: {set(map(repr, vocabs.values()))}")
         self.vocabulary = next(iter(vocabs.values()))
+        self._shards: dict[tuple[str, int], object] = {}
 
     @property
     def rates(self) -> dict[str, float]:
         return dict(zip(self.task_names, self.probs.tolist()))
 
     def _tokens(self, task_name: str, data_shard: int):
-        info = registry.get_task(task_name).info
-        return task_tokens(task_name, self.split, shard_index=data_shard, num_shards=self.num_groups,
-                           cap=self.recipe.capped_count(info, 1 << 62), use_cached=self.use_cached,
-                           cache_dir=self.cache_dir)
+        """This stream's shard of a task, memoized here (it is asked for once per drawn example): a stream reads
+        each task as it was registered when the stream first drew from it."""
+        key = (task_name, data_shard)
+        toks = self._shards.get(key)
+        if toks is None:
+            info = registry.get_task(task_name).info
+            toks = task_tokens(task_name, self.split, shard_index=data_shard, num_shards=self.num_groups,
+                               cap=self.recipe.capped_count(info, 1 << 62), use_cached=self.use_cached,
+                               cache_dir=self.cache_dir)
+            self._shards[key] = toks
+        return toks
 
     def _metaicl_example(self, rng, task_name: str, data_shard: int, j: int, shots: int):
         """A k-shot example: `shots` other examples of this shard of the task's split as demonstrations, dropped

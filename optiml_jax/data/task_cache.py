@@ -25,6 +25,7 @@ from optiml_jax.data.tokenization import TaskTokens, cache_path, load_tokens, sa
 from optiml_jax.tasks import registry
 
 _MEMORY: dict[tuple, TaskTokens] = {}
+READ_BATCH = 1024
 _LOCK = threading.Lock()
 
 
@@ -63,18 +64,25 @@ def _read_dataset(view: registry.TaskView, split: str, use_cached: bool) -> Task
     full_loss = view.info.full_sequence_loss
     encoded, raw = [], []
     has_raw = all(k in ds.element_spec for k in registry.RAW_TEXT_FEATURES)
-    for i, ex in enumerate(ds.as_numpy_iterator()):
-        targets = np.asarray(ex["targets"], np.int32).reshape(-1)
-        inputs = np.asarray(ex["inputs"], np.int32).reshape(-1) if "inputs" in ex else np.zeros(0, np.int32)
-        if len(targets) == 0:
-            raise TaskDataError(f"task {view.name!r}, split {split!r}, example {i}: empty 'targets' after the task's "
-                                "preprocessors (nothing to train on)")
-        ids = np.concatenate([inputs, targets])
-        w = np.concatenate([np.full(len(inputs), 1.0 if full_loss else 0.0, np.float32),
-                            np.ones(len(targets), np.float32)])
-        encoded.append((ids, w, len(inputs)))
-        if has_raw:
-            raw.append({k: ex[k].decode() for k in registry.RAW_TEXT_FEATURES})
+    has_inputs = "inputs" in ds.element_spec
+    keep = ["targets"] + (["inputs"] if has_inputs else []) + (list(registry.RAW_TEXT_FEATURES) if has_raw else [])
+    ds = ds.map(lambda ex: {k: ex[k] for k in keep})
+    i = 0
+    for batch in ds.ragged_batch(READ_BATCH).as_numpy_iterator():  # one Python step per batch, not per example
+        n = len(batch["targets"])
+        for b in range(n):
+            targets = np.asarray(batch["targets"][b], np.int32).reshape(-1)
+            inputs = np.asarray(batch["inputs"][b], np.int32).reshape(-1) if has_inputs else np.zeros(0, np.int32)
+            if len(targets) == 0:
+                raise TaskDataError(f"task {view.name!r}, split {split!r}, example {i}: empty 'targets' after the "
+                                    "task's preprocessors (nothing to train on)")
+            ids = np.concatenate([inputs, targets])
+            w = np.concatenate([np.full(len(inputs), 1.0 if full_loss else 0.0, np.float32),
+                                np.ones(len(targets), np.float32)])
+            encoded.append((ids, w, len(inputs)))
+            if has_raw:
+                raw.append({k: batch[k][b].decode() for k in registry.RAW_TEXT_FEATURES})
+            i += 1
     tokens = TaskTokens.from_examples([(i, w) for i, w, _ in encoded], np.arange(len(encoded)),
                                       label_starts=np.array([s for _, _, s in encoded], np.int64))
     return tokens.with_raw(tuple(raw) if has_raw else None)

@@ -115,12 +115,13 @@ def register_instruction_task(info: TaskInfo, splits: Mapping[str, SplitFn], voc
                               format_seed: int = 0, extra_preprocessors: Iterable[Callable] = ()) -> seqio.Task:
     """Registers one of our tasks as a `seqio.Task` over raw-example readers (one callable per split).
 
-    Its preprocessors: `format_instruction(info, format_seed)`, `tokenize`, `CacheDatasetPlaceholder`,
+    Its preprocessors: `format_instruction(info, format_seed)`, `tokenize_in_batches` (seqio's `tokenize`, batched),
+    `CacheDatasetPlaceholder`,
     `append_eos_after_trim`; `extra_preprocessors` run before the formatting (over the raw features). Its
     metric_fns: `info.metric` as a seqio predict metric (`optiml_jax.tasks.metric_fns`).
     """
     from optiml_jax.tasks.metric_fns import seqio_metric_fn
-    from optiml_jax.tasks.preprocessors import format_instruction
+    from optiml_jax.tasks.preprocessors import format_instruction, tokenize_in_batches
 
     if not splits:
         raise ValueError(f"task {info.name!r}: no splits given")
@@ -139,7 +140,7 @@ def register_instruction_task(info: TaskInfo, splits: Mapping[str, SplitFn], voc
         info.name,
         source=seqio.FunctionDataSource(_raw_dataset_fn(info.name), splits=list(splits),
                                         num_input_examples=counts or None),
-        preprocessors=[*extra_preprocessors, format_instruction(info, format_seed), seqio.preprocessors.tokenize,
+        preprocessors=[*extra_preprocessors, format_instruction(info, format_seed), tokenize_in_batches,
                        seqio.CacheDatasetPlaceholder(), seqio.preprocessors.append_eos_after_trim],
         output_features={"inputs": seqio.Feature(vocabulary, add_eos=False, required=False),
                          "targets": seqio.Feature(vocabulary, add_eos=True)},
