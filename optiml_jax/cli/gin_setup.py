@@ -215,7 +215,7 @@ def import_task_modules() -> None:
 
 
 def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (), search_paths: Sequence[str] = (),
-              check_required: bool = True) -> None:
+              check_required: bool = True, finalize: bool = True) -> None:
     """Parse files and bindings (on a clean config), import MIXTURE_OR_TASK_MODULE, then fail with one
     message on any unset REQUIRED."""
     register_configurables()
@@ -234,6 +234,8 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (), search_pat
             raise GinConfigError(
                 "required gin settings are unset: " + ", ".join(missing)
                 + ". Set them with --gin.NAME=VALUE or in a --gin_file.")
+    if not finalize:  # the tasks CLI: its subcommands import (gin-configurable) modules lazily
+        return
     try:
         gin.finalize()
     except (ValueError, KeyError, TypeError) as e:
@@ -241,10 +243,10 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (), search_pat
 
 
 def setup(args: argparse.Namespace, bindings: Sequence[str], default_files: Sequence[str] = (),
-          check_required: bool = True) -> None:
+          check_required: bool = True, finalize: bool = True) -> None:
     """Everything a command does before its own work: data flags, module imports, gin files and bindings."""
     apply_data_flags(args)
-    parse_gin(args.gin_file or list(default_files), bindings, search_paths_of(args), check_required)
+    parse_gin(args.gin_file or list(default_files), bindings, search_paths_of(args), check_required, finalize)
 
 
 def write_configs(model_dir: str | pathlib.Path) -> None:

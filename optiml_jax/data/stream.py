@@ -91,6 +91,7 @@ class TrainStream:
             raise ValueError(f"{mixture_or_task_name!r}: tasks use different vocabularies: {set(map(repr, vocabs.values()))}")
         self.vocabulary = next(iter(vocabs.values()))
         self._shards: dict[tuple[str, int], object] = {}
+        self._materialized = False
 
     @property
     def rates(self) -> dict[str, float]:
@@ -131,8 +132,18 @@ class TrainStream:
                 return ids, w
             demos.pop()
 
+    def materialize(self) -> None:
+        """Read every task of the mixture (this host's data shards) now, once: its seqio pipeline runs here, so
+        later steps cost packing only. The first `get_batch` calls it."""
+        for name in self.task_names:
+            for g in self.groups:
+                self._tokens(name, g)
+        self._materialized = True
+
     def get_batch_with_stats(self, step: int) -> tuple[dict[str, np.ndarray], StepStats]:
         """This host's rows for `step`: its packing groups, in order, and their summed statistics."""
+        if not self._materialized:
+            self.materialize()
         stats = StepStats()
         parts = [self._pack_group(int(step), g, stats) for g in self.groups]
         batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

@@ -50,7 +50,7 @@ def setup(args: argparse.Namespace, bindings: list[str]) -> None:
 
     if not args.module_import:
         args.module_import = list(DEFAULT_MODULES)
-    gin_setup.setup(args, bindings, check_required=False)
+    gin_setup.setup(args, bindings, check_required=False, finalize=False)
     try:
         run_registrations()
     except (BenchDataError, OPTVocabularyError, FileNotFoundError) as e:
