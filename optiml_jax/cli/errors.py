@@ -116,8 +116,11 @@ def run_command(body: Callable[[], int], argv: Sequence[str] | None = None) -> i
         if verbose:
             traceback.print_exc()
         return int(e.code)
-    except SystemExit:
-        raise
+    except SystemExit as e:
+        if isinstance(e.code, str):  # `raise SystemExit("message")`: a user error in a subcommand's own words
+            print(e.code if e.code.startswith("error") else f"error: {e.code}", file=sys.stderr)
+            return EXIT_USAGE
+        raise  # argparse (usage errors: 2, --help: 0)
     except BaseException as e:  # noqa: BLE001 (every error ends in one line and a code)
         code = _exit_code(e)
         if code is None:

@@ -40,20 +40,25 @@ _REGISTERED: dict = {}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: optiml_jax/cli/errors.py (and --help)."""
+    from optiml_jax.cli.errors import run_command
+
+    return run_command(lambda: _main(argv), argv)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="python -m optiml_jax.eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    from optiml_jax.cli import gin_setup
+    from optiml_jax.cli import errors, gin_setup
 
+    errors.with_exit_codes(p)
     gin_setup.add_gin_arguments(p)
+    errors.add_verbose_argument(p)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     register_configurables()
-    try:
-        args, bindings = gin_setup.parse_command_line(p, argv)
-        gin_setup.setup(args, bindings, default_files=["runs/eval.gin"])
-    except gin_setup.GinConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    args, bindings = gin_setup.parse_command_line(p, argv)
+    gin_setup.setup(args, bindings, default_files=["runs/eval.gin"])
     results = _REGISTERED["evaluate"]()
     out = pathlib.Path(os.fspath(gin_query("EVAL_OUTPUT_DIR")))
     print((out / "report.md").read_text())
