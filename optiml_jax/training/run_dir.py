@@ -94,7 +94,7 @@ class RunLock:
             return f"it is unreadable and {age:.0f} s old" if age > self.stale_after_s else None
         if other.get("host") == socket.gethostname():
             pid = int(other.get("pid", -1))
-            if pid == os.getpid() or not _pid_alive(pid):
+            if not _pid_alive(pid):
                 return f"its process {pid} on this host no longer exists"
             ticks = other.get("proc_start_ticks")
             if ticks is not None and _proc_start_ticks(pid) not in (None, ticks):
