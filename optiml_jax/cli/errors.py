@@ -8,8 +8,8 @@ Exit codes (the README's "Exit codes" section and every command's --help list th
        (BATCH_SIZE, MESH_SHAPE, TASK_FEATURE_LENGTHS, ...), an unknown task or mixture, a missing or wrong path
   3    training stopped on non-finite losses (ON_NONFINITE = 'stop', or 'skip' past its cap)
   4    MODEL_DIR is in use by another training run (its lock file names it)
-  5    storage: MODEL_DIR or checkpoints/ not writable, too little free space, a checkpoint save failed, or no
-       intact checkpoint is left to resume from
+  5    storage: MODEL_DIR or checkpoints/ not writable, too little free space, a checkpoint save failed, a damaged
+       checkpoint asked for by eval/infer/convert, or no intact checkpoint is left to resume from
   130  interrupted (Ctrl-C)
 """
 
@@ -35,7 +35,7 @@ EXIT_CODES_HELP = """exit codes:
   2    usage or configuration error (flag, gin file/binding, unread macro, bad value, unknown task, missing path)
   3    training stopped on non-finite losses (ON_NONFINITE)
   4    MODEL_DIR is in use by another training run
-  5    storage error (not writable, no space, a checkpoint save failed, no intact checkpoint left)
+  5    storage error (not writable, no space, a save failed, a damaged checkpoint, no intact checkpoint left)
   130  interrupted
 Errors you caused print one line; add --verbose for the traceback."""
 
@@ -72,7 +72,7 @@ def wants_verbose(argv: Sequence[str] | None) -> bool:
 
 def _exit_code(e: BaseException) -> int | None:
     """The documented exit code of an error the user caused; None for an internal error."""
-    from optiml_jax.checkpoints.errors import NoIntactCheckpointError, StorageError
+    from optiml_jax.checkpoints.errors import CorruptCheckpointError, NoIntactCheckpointError, StorageError
     from optiml_jax.checkpoints.hf import CheckpointError
     from optiml_jax.training.errors import ConfigValueError, NonFiniteError, RunLockedError
 
@@ -82,7 +82,7 @@ def _exit_code(e: BaseException) -> int | None:
         return EXIT_NONFINITE
     if isinstance(e, RunLockedError):
         return EXIT_BUSY
-    if isinstance(e, (StorageError, NoIntactCheckpointError)):
+    if isinstance(e, (StorageError, NoIntactCheckpointError, CorruptCheckpointError)):
         return EXIT_STORAGE
     if isinstance(e, (ConfigValueError, CheckpointError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
                       ValueError)):

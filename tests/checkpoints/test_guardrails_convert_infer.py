@@ -2,7 +2,6 @@
 the conversion succeeded); `infer` says when a prompt is longer than the model's positions and by how much."""
 
 import json
-import pathlib
 
 import jax
 import pytest

@@ -63,7 +63,11 @@ def test_every_shipped_configuration_reads_all_its_macros(files):
     required = {"MODEL_DIR": "'/x'", "MIXTURE_OR_TASK_NAME": "'m'", "TASK_FEATURE_LENGTHS": "{'targets': 8}",
                 "TRAIN_STEPS": "1", "BATCH_SIZE": "1", "INITIAL_CHECKPOINT_PATH": "'/c'", "CHECKPOINT_PATH": "'/c'",
                 "EVAL_OUTPUT_DIR": "'/o'"}
-    gin_setup.parse_gin(files, [], check_required=False, check_macros=False)
+    gin.clear_config()
+    paths = [str(p) for p in gin_setup.gin_search_paths()]
+    gin_setup._prepend_search_paths(paths)
+    gin.parse_config_files_and_bindings([gin_setup._resolve_gin_file(f, paths) for f in files], [],
+                                        finalize_config=False)
     defined, _ = gin_setup.macro_usage()
     gin_setup.parse_gin(files, [f"{k} = {v}" for k, v in required.items() if k in defined])
 
