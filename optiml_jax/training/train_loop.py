@@ -34,7 +34,8 @@ import numpy as np
 from optiml_jax.models import OPTConfig
 from optiml_jax.checkpoints import training_runs as checkpointing
 from optiml_jax.training import metrics as metrics_lib, train_state
-from optiml_jax.training.errors import ConfigValueError, NonFiniteError
+from optiml_jax.checkpoints.errors import StorageError
+from optiml_jax.training.errors import ConfigValueError, NonFiniteError, RunLockedError
 from optiml_jax.training.model_config import check_same_architecture
 from optiml_jax.training.optimizer import make_optimizer, make_schedule
 from optiml_jax.training.partitioning import Partitioner, make_partitioner
@@ -356,8 +357,6 @@ def train(
         lock.release()
         if error is not None:
             raise error
-        from optiml_jax.training.errors import RunLockedError
-
         raise RunLockedError(f"process 0 could not take the run lock of {model_dir} (see its log)")
     ckpt = None
     logger = None
@@ -374,8 +373,6 @@ def train(
         if not _every_process(error is None):
             if error is not None:
                 raise error
-            from optiml_jax.checkpoints.errors import StorageError
-
             raise StorageError(f"{model_dir}: another process found MODEL_DIR or checkpoints/ unwritable (see its log)")
         if jax.process_index() == 0:
             (model_dir / "model_config.json").write_text(written_config.to_json())

@@ -3,12 +3,19 @@ the conversion succeeded); `infer` says when a prompt is longer than the model's
 
 import json
 
+import gin
 import jax
 import pytest
 
 from optiml_jax.checkpoints.orbax_params import save_orbax
 from optiml_jax.cli import convert, infer
 from optiml_jax.models import OPTConfig, init_params
+
+
+@pytest.fixture(autouse=True)
+def _clean_gin():
+    yield
+    gin.clear_config()  # infer locks the parsed config; later tests register configurables
 
 
 @pytest.fixture(scope="module")

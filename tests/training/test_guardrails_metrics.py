@@ -132,14 +132,12 @@ def test_skip_stops_after_too_many_consecutive_nonfinite_steps(train_kwargs, nan
     assert steps == [0, 1, 2, 3, 4]  # every step up to the stop is on file
 
 
-def test_skip_stops_past_the_share_of_all_steps_and_reports_the_count(train_kwargs, nan_steps):
+def test_skip_stops_past_the_share_of_all_steps(train_kwargs, nan_steps):
     nan_steps({1, 3, 5, 7})
     kwargs = {**train_kwargs, "train_steps": 10, "on_nonfinite": "skip", "max_consecutive_nonfinite": 2,
               "max_nonfinite_fraction": 0.3, "stream_factory": _nan_stream, "checkpoint_period": 100}
     # cap = max(2, ceil(0.3 * 10)) = 3 non-finite steps in all: the 4th (step 7) stops the run.
     with pytest.raises(NonFiniteError, match=r"step 7: .*4 non-finite steps in all .* = 3\).*1, 3, 5, 7"):
         train(**kwargs)
-    nan_steps({3})
-    result = train(**{**kwargs, "model_dir": kwargs["model_dir"] + "_ok"})
-    assert result.skipped_steps == [3] and result.skipped_total == 1
-    assert [r["nonfinite"] for r in result.history] == [0, 0, 0, 1] + [0] * 6
+    # (A run that skips fewer reports how many it skipped: test_train_checkpoints.py
+    # test_nonfinite_skip_keeps_params_and_continues.)
