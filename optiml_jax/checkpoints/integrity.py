@@ -68,23 +68,24 @@ def _words(x: jax.Array) -> jax.Array:
 
 def _fingerprint(x: jax.Array) -> jax.Array:
     u = _words(jnp.asarray(x))
-    if u.ndim == 0:
-        idx = jnp.zeros((), jnp.uint32)
-    else:
-        idx = jnp.zeros(u.shape, jnp.uint32)
-        stride = 1
-        for axis in reversed(range(u.ndim)):
-            idx = idx + jax.lax.broadcasted_iota(jnp.uint32, u.shape, axis) * jnp.uint32(stride & 0xFFFFFFFF)
-            stride *= u.shape[axis]
-    h1 = jnp.sum(u * (idx * jnp.uint32(2) + jnp.uint32(1)), dtype=jnp.uint32)
-    mixed = u ^ (u >> jnp.uint32(15))
-    h2 = jnp.sum(mixed * ((idx * _GOLDEN + _OFFSET) | jnp.uint32(1)), dtype=jnp.uint32)
+    idx = jnp.zeros(u.shape, jnp.uint32)
+    stride = 1
+    for axis in reversed(range(u.ndim)):
+        idx = idx + jax.lax.broadcasted_iota(jnp.uint32, u.shape, axis) * jnp.uint32(stride & 0xFFFFFFFF)
+        stride *= u.shape[axis]
+    t1 = u * (idx * jnp.uint32(2) + jnp.uint32(1))
+    t2 = (u ^ (u >> jnp.uint32(15))) * ((idx * _GOLDEN + _OFFSET) | jnp.uint32(1))
+    # One variadic reduction for both sums: on XLA:CPU it runs ~20x faster than two jnp.sum's of uint32.
+    h1, h2 = jax.lax.reduce((t1, t2), (np.uint32(0), np.uint32(0)), lambda a, b: (a[0] + b[0], a[1] + b[1]),
+                            tuple(range(u.ndim)))
     return jnp.stack([h1, h2])
 
 
 @functools.lru_cache(maxsize=16)
 def _checksum_fn(replicated):
-    return jax.jit(lambda leaves: [_fingerprint(x) for x in leaves], out_shardings=replicated)
+    # One small program per distinct (shape, dtype, sharding), reused across the repeated layers: compiling one
+    # program over every leaf took 26 s for OPT-125m's 591 arrays on a 2-core CPU, this takes a few.
+    return jax.jit(_fingerprint, out_shardings=replicated)
 
 
 def _replicated_sharding(leaves):
@@ -100,9 +101,9 @@ def array_checksums(tree: Any) -> dict[str, str]:
     named = named_leaves(tree)
     if not named:
         return {}
-    leaves = [x for _, x in named]
-    out = _checksum_fn(_replicated_sharding(leaves))(leaves)
-    return {name: f"{int(h[0]):08x}{int(h[1]):08x}" for (name, _), h in zip(named, jax.device_get(out))}
+    fn = _checksum_fn(_replicated_sharding([x for _, x in named]))
+    out = jax.device_get([fn(x) for _, x in named])  # dispatched asynchronously, fetched once
+    return {name: f"{int(h[0]):08x}{int(h[1]):08x}" for (name, _), h in zip(named, out)}
 
 
 def mismatches(recorded: dict[str, str], actual: dict[str, str]) -> list[str]:

@@ -12,6 +12,14 @@ from optiml_jax.cli import convert, infer
 from optiml_jax.models import OPTConfig, init_params
 
 
+def _vocab():
+    """The mini-benchmark tokenizer infer falls back to when the checkpoint has none."""
+    from optiml_jax.tasks.mini_bench.tokenizer import TOKENIZER_DIR
+    from optiml_jax.vocabularies import OPTVocabulary
+
+    return OPTVocabulary(TOKENIZER_DIR)
+
+
 @pytest.fixture(autouse=True)
 def _clean_gin():
     yield
@@ -20,9 +28,7 @@ def _clean_gin():
 
 @pytest.fixture(scope="module")
 def orbax_dir(tmp_path_factory):
-    from optiml_jax.tasks.mini_bench.registration import VOCABULARY
-
-    config = OPTConfig.preset("tiny", vocab_size=VOCABULARY.vocab_size, dropout_rate=0.0)
+    config = OPTConfig.preset("tiny", vocab_size=_vocab().vocab_size, dropout_rate=0.0)
     out = tmp_path_factory.mktemp("conv") / "orbax"
     save_orbax(config, init_params(config, jax.random.key(0)), out)
     return out, config
@@ -50,11 +56,9 @@ def test_convert_refuses_a_non_empty_out_dir_unless_overwrite(orbax_dir, tmp_pat
 
 
 def test_infer_says_it_truncated_a_long_prompt_and_by_how_much(orbax_dir, capsys):
-    from optiml_jax.tasks.mini_bench.registration import VOCABULARY
-
     src, config = orbax_dir
     long_prompt = "reverse the words " * 200
-    n = len(VOCABULARY.encode(long_prompt))
+    n = len(_vocab().encode(long_prompt))
     assert n + 1 > config.max_position_embeddings - 2
     rc = infer.main([f"--gin.CHECKPOINT_PATH={src}", "--gin.MAX_NEW_TOKENS=2", "--prompt", long_prompt,
                      "--prompt", "short", "--jsonl"])
