@@ -43,3 +43,11 @@ def save_hf(config: Any, params: Any, directory: str | os.PathLike, *,
 
     save = save_hf_opt if family_of(config) == "opt" else save_hf_llama
     return save(config, params, directory, max_shard_size=max_shard_size)
+
+
+def config_from_hf_any(hf: dict[str, Any], where: str = "config.json") -> Any:
+    """The architecture of a Hugging Face config.json dict, for its family (OPT or a Llama-family model_type)."""
+    from optiml_jax.checkpoints.hf import config_from_hf
+    from optiml_jax.checkpoints.hf_llama import config_from_hf_llama
+
+    return config_from_hf_llama(hf, where) if hf.get("model_type") in HF_MODEL_TYPES else config_from_hf(hf, where)

@@ -45,11 +45,18 @@ class CheckpointRef:
         return self.run_dir if self.step is None else self.run_dir / CHECKPOINT_SUBDIR / str(self.step)
 
     def saved_config(self) -> OPTConfig | None:
-        """The architecture the checkpoint was written with, when it records one."""
+        """The architecture the checkpoint was written with, when it records one (reads JSON only, no weights)."""
         if self.kind == "training_run":
             f = self.run_dir / MODEL_CONFIG_FILE
             return config_from_dict(json.loads(f.read_text())) if f.is_file() else None
-        return None
+        f = self.path / "config.json"
+        if not f.is_file():
+            return None
+        if self.kind == "orbax_params":
+            return config_from_dict(json.loads(f.read_text()))
+        from optiml_jax.checkpoints.families import config_from_hf_any
+
+        return config_from_hf_any(json.loads(f.read_text()), str(f))
 
 
 def resolve(path: str | os.PathLike, step: int | None = None) -> CheckpointRef:

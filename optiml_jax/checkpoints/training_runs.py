@@ -15,13 +15,22 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import shutil
+import time
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+from optiml_jax.checkpoints import integrity as integrity_lib
+from optiml_jax.checkpoints.errors import (CheckpointMismatchError, CheckpointSaveError, CorruptCheckpointError,
+                                           NoIntactCheckpointError, StorageError)
 
 log = logging.getLogger(__name__)
 CHECKPOINT_SUBDIR = "checkpoints"
+QUARANTINE_SUBDIR = "checkpoints_corrupt"  # damaged checkpoints are moved here, never deleted
+INTEGRITY_KEY = "integrity"  # in each checkpoint's data item: array specs and checksums
 
 
 def set_replica_parallel_save(enabled: bool) -> None:
@@ -34,12 +43,24 @@ def set_replica_parallel_save(enabled: bool) -> None:
 
 
 class TrainCheckpointManager:
-    """Save every `period` steps (and on demand), keep the newest `keep`, restore latest or a given step."""
+    """Save every `period` steps (and on demand), keep the newest `keep`, restore latest or a given step.
+
+    Integrity (`verify`, default on): each save records, in the checkpoint's `data` item, the shape and dtype of
+    every array and its checksum (`optiml_jax.checkpoints.integrity`); `restore_latest_intact` restores the newest
+    checkpoint whose arrays restore *and* match those checksums. A checkpoint that fails either is reported with
+    its step and path, moved to `MODEL_DIR/checkpoints_corrupt/<step>` (never deleted; a `.reason.txt` beside it
+    says why) and the next older one is tried. A checkpoint that is intact but holds other shapes than the
+    configured model is a `CheckpointMismatchError` (a configuration change, not damage: nothing is moved).
+    Cost: one on-device reduction over the state per save and per restore (see README "Checkpoint integrity");
+    `verify=False` (gin `VERIFY_CHECKPOINTS = False`) skips both and keeps only the shape/dtype record.
+    """
 
     def __init__(self, model_dir: str | pathlib.Path, *, period: int, keep: int | None = 3,
-                 async_save: bool = True, replica_parallel_save: bool = False):
+                 async_save: bool = True, replica_parallel_save: bool = False, verify: bool = True):
         set_replica_parallel_save(replica_parallel_save)
         self.directory = pathlib.Path(model_dir).absolute() / CHECKPOINT_SUBDIR
+        self.quarantine_directory = self.directory.parent / QUARANTINE_SUBDIR
+        self.verify = verify
         options = ocp.CheckpointManagerOptions(
             save_interval_steps=max(int(period), 1),
             max_to_keep=keep,
@@ -47,7 +68,10 @@ class TrainCheckpointManager:
             create=True,
             cleanup_tmp_directories=True,
         )
-        self._manager = ocp.CheckpointManager(self.directory, options=options)
+        try:
+            self._manager = ocp.CheckpointManager(self.directory, options=options)
+        except OSError as e:
+            raise StorageError(f"cannot use checkpoint directory {self.directory}: {_os_error(e)}") from e
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -55,36 +79,191 @@ class TrainCheckpointManager:
     def all_steps(self) -> list[int]:
         return list(self._manager.all_steps())
 
+    def step_directory(self, step: int) -> pathlib.Path:
+        return self.directory / str(int(step))
+
     def save(self, step: int, state: Any, data_state: dict, *, force: bool = False) -> bool:
-        """Start an (async) save if `step` is due (or `force`); returns whether one started."""
-        args = ocp.args.Composite(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state))
-        return self._manager.save(int(step), args=args, force=force)
+        """Start an (async) save if `step` is due (or `force`); returns whether one started.
+
+        The checksums are computed from `state` before the save starts (the trainer donates the state's buffers
+        to the next step). A failure, now or of an earlier save still in Orbax's background thread, raises
+        `CheckpointSaveError` naming the step directory and the OS error."""
+        integrity = {"algorithm": integrity_lib.ALGORITHM, "specs": integrity_lib.array_specs(state)}
+        if self.verify:
+            integrity["checksums"] = integrity_lib.array_checksums(state)
+        data = {**data_state, INTEGRITY_KEY: integrity}
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data))
+        try:
+            return self._manager.save(int(step), args=args, force=force)
+        except Exception as e:  # noqa: BLE001 (Orbax wraps OS errors in its own types)
+            raise CheckpointSaveError(f"saving checkpoint step {step} into {self.step_directory(step)} failed: "
+                                      f"{_os_error(e)}") from e
+
+    def check_for_errors(self) -> None:
+        """Raise `CheckpointSaveError` now if a background save has failed (cheap; the trainer polls it)."""
+        try:
+            self._manager.check_for_errors()
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointSaveError(f"a checkpoint save into {self.directory} failed: {_os_error(e)}") from e
 
     def restore(self, target: Any, step: int | None = None) -> tuple[Any, dict, int]:
-        """(state, data_state, step) for `step` (default: latest), placed as `target`'s shardings say."""
+        """(state, data_state, step) for `step` (default: latest), placed as `target`'s shardings say.
+
+        Verifies the checksums when the checkpoint has them (`CorruptCheckpointError` otherwise); nothing is
+        moved. The trainer uses `restore_latest_intact`."""
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no finalized checkpoint in {self.directory}")
-        args = ocp.args.Composite(state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore())
-        restored = self._manager.restore(int(step), args=args)
-        return restored["state"], dict(restored["data"]), int(step)
+        return self._restore_verified(target, int(step))
+
+    def _restore_verified(self, target: Any, step: int) -> tuple[Any, dict, int]:
+        where = f"checkpoint step {step} at {self.step_directory(step)}"
+        try:
+            data = dict(self._manager.restore(step, args=ocp.args.Composite(data=ocp.args.JsonRestore()))["data"])
+        except Exception as e:  # noqa: BLE001
+            raise CorruptCheckpointError(f"{where}: its data item (step, stream position, checksums) cannot be "
+                                         f"read: {_first_line(e)}", step=step, path=str(self.step_directory(step))) from e
+        record = data.pop(INTEGRITY_KEY, None)
+        if record is not None:
+            diff = integrity_lib.spec_differences(record.get("specs", {}), integrity_lib.array_specs(target))
+            if diff:
+                raise CheckpointMismatchError(
+                    f"{where} holds another model or optimizer state than the one configured ({'; '.join(diff)}). "
+                    "Train with the configuration it was written with, or use a new MODEL_DIR.")
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+            state = restored["state"]
+        except Exception as e:  # noqa: BLE001 (TensorStore, pytree and OS errors alike mean a damaged checkpoint)
+            if record is None:  # written before integrity records: cannot tell damage from a config change
+                raise
+            raise CorruptCheckpointError(f"{where} cannot be restored: {type(e).__name__}: {_first_line(e)}",
+                                         step=step, path=str(self.step_directory(step))) from e
+        if record is None:
+            log.warning("%s has no integrity record (written by an older optiml_jax): restored unverified", where)
+        elif self.verify and "checksums" in record:
+            bad = integrity_lib.mismatches(record["checksums"], integrity_lib.array_checksums(state))
+            if bad:
+                shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+                raise CorruptCheckpointError(f"{where} failed verification: {len(bad)} of {len(record['checksums'])} "
+                                             f"arrays differ from the checksums recorded when it was saved ({shown})",
+                                             step=step, path=str(self.step_directory(step)))
+        return state, data, step
+
+    def restore_latest_intact(self, target: Any) -> tuple[Any, dict, int, list[dict]] | None:
+        """(state, data_state, step, set_aside) of the newest checkpoint that restores and verifies, or None when
+        the run has no checkpoint. Each newer one that fails is logged, moved aside (`set_aside` lists
+        {"step", "path", "moved_to", "reason"}) and skipped; `NoIntactCheckpointError` when none is left."""
+        set_aside: list[dict] = []
+        for step in sorted(self.all_steps(), reverse=True):
+            try:
+                ok, error = True, None
+                try:
+                    result = self._restore_verified(target, step)
+                except CorruptCheckpointError as e:
+                    ok, error = False, e
+                if not _every_process(ok):  # multi-host: one process's failure fails the checkpoint everywhere
+                    raise error or CorruptCheckpointError(
+                        f"checkpoint step {step} at {self.step_directory(step)} failed to restore or verify on "
+                        "another process (see its log)", step=step, path=str(self.step_directory(step)))
+            except CorruptCheckpointError as e:
+                moved = self.set_aside(step, str(e))
+                log.error("%s. Moved it to %s (not deleted); trying the next older checkpoint.", e, moved)
+                set_aside.append({"step": step, "path": str(self.step_directory(step)), "moved_to": str(moved),
+                                  "reason": str(e)})
+                continue
+            state, data, found = result
+            if set_aside:
+                log.warning("restored step %d, the newest intact checkpoint in %s (set aside: steps %s, in %s)",
+                            found, self.directory, [s["step"] for s in set_aside], self.quarantine_directory)
+            return state, data, found, set_aside
+        if set_aside:
+            raise NoIntactCheckpointError(
+                f"no intact checkpoint in {self.directory}: steps {[s['step'] for s in set_aside]} all failed to "
+                f"restore or verify and were moved to {self.quarantine_directory}. Rerun to start over from "
+                "INITIAL_CHECKPOINT_PATH or random init, or copy one back by hand.")
+        return None
+
+    def set_aside(self, step: int, reason: str) -> pathlib.Path:
+        """Move a damaged checkpoint to MODEL_DIR/checkpoints_corrupt/<step> (process 0; every process then
+        re-reads the step list). Never deletes: an existing name gets a time suffix."""
+        src = self.step_directory(step)
+        dst = self.quarantine_directory / str(step)
+        if dst.exists():
+            dst = self.quarantine_directory / f"{step}.{time.strftime('%Y%m%d-%H%M%S')}"
+        if jax.process_index() == 0:
+            self.quarantine_directory.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(src), str(dst))
+            (self.quarantine_directory / f"{dst.name}.reason.txt").write_text(reason + "\n")
+        _barrier(f"optiml_set_aside_{step}")
+        self._manager.reload()
+        return dst
 
     def wait_until_finished(self) -> None:
-        self._manager.wait_until_finished()
+        try:
+            self._manager.wait_until_finished()
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointSaveError(f"a checkpoint save into {self.directory} failed: {_os_error(e)}") from e
 
     def close(self) -> None:
-        self._manager.close()
+        try:
+            self._manager.close()
+        except Exception as e:  # noqa: BLE001 (closing after a failed save re-raises the save's error)
+            log.warning("closing the checkpoint manager of %s: %s", self.directory, _first_line(e))
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [x for x in str(e).splitlines() if x.strip()]
+    return lines[0].strip() if lines else type(e).__name__
+
+
+def _os_error(e: BaseException) -> str:
+    """The OS error at the root of an (Orbax-wrapped) exception, else its first line."""
+    seen = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.strerror:
+            return f"{cur.strerror} (errno {cur.errno}): {cur.filename or ''}".rstrip(": ")
+        cur = cur.__cause__ or cur.__context__
+    return f"{type(e).__name__}: {_first_line(e)}"
+
+
+def _every_process(ok: bool) -> bool:
+    if jax.process_count() == 1:
+        return ok
+    from jax.experimental import multihost_utils
+
+    return bool(np.all(multihost_utils.process_allgather(np.asarray([int(ok)], np.int32))))
+
+
+def _barrier(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def finalized_steps_on_disk(model_dir: str | pathlib.Path) -> list[int]:
+    """Steps with a finalized directory in MODEL_DIR/checkpoints (a listing only: nothing is opened or verified)."""
+    d = pathlib.Path(model_dir) / CHECKPOINT_SUBDIR
+    try:
+        return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit() and p.is_dir())
+    except OSError:
+        return []
 
 
 def is_training_run_dir(path: str | pathlib.Path) -> bool:
     return (pathlib.Path(path) / CHECKPOINT_SUBDIR).is_dir()
 
 
-def restore_params_from_run(path: str | pathlib.Path, params_target: Any, step: int | None = None) -> tuple[Any, int]:
-    """Only the parameters of a training-run checkpoint (fine-tuning from one of our runs).
+def restore_params_from_run(path: str | pathlib.Path, params_target: Any, step: int | None = None, *,
+                            verify: bool = True) -> tuple[Any, int]:
+    """Only the parameters of a training-run checkpoint (fine-tuning from one of our runs, eval, infer, convert).
 
     `path` is a MODEL_DIR of ours (latest finalized step unless `step`) or one step directory
-    (`.../checkpoints/<step>`). Optimizer state is not read (`partial_restore`).
+    (`.../checkpoints/<step>`). Optimizer state is not read (`partial_restore`). The parameters are verified
+    against the checksums recorded at save (when the checkpoint has them): `CorruptCheckpointError` names the
+    step and path of a damaged one.
     """
     path = pathlib.Path(path).absolute()
     if path.parent.name == CHECKPOINT_SUBDIR and path.name.isdigit():
@@ -98,6 +277,21 @@ def restore_params_from_run(path: str | pathlib.Path, params_target: Any, step: 
     restore_args = jax.tree.map(lambda s: ocp.ArrayRestoreArgs(sharding=s.sharding, dtype=s.dtype), params_target)
     args = ocp.args.Composite(state=ocp.args.PyTreeRestore(
         item={"params": params_target}, restore_args={"params": restore_args}, partial_restore=True))
-    restored = manager.restore(int(step), args=args)
-    manager.close()
-    return restored["state"]["params"], int(step)
+    where = f"checkpoint step {step} at {run_dir / CHECKPOINT_SUBDIR / str(step)}"
+    try:
+        restored = manager.restore(int(step), args=args)
+        data = dict(manager.restore(int(step), args=ocp.args.Composite(data=ocp.args.JsonRestore()))["data"])
+    except Exception as e:  # noqa: BLE001
+        raise CorruptCheckpointError(f"{where} cannot be restored: {type(e).__name__}: {_first_line(e)}", step=step,
+                                     path=str(run_dir / CHECKPOINT_SUBDIR / str(step))) from e
+    finally:
+        manager.close()
+    params = restored["state"]["params"]
+    recorded = {k: v for k, v in data.get(INTEGRITY_KEY, {}).get("checksums", {}).items() if k.startswith("params/")}
+    if verify and recorded:
+        bad = integrity_lib.mismatches(recorded, integrity_lib.array_checksums({"params": params}))
+        if bad:
+            raise CorruptCheckpointError(f"{where} failed verification: {len(bad)} parameter arrays differ from the "
+                                         f"checksums recorded when it was saved ({', '.join(bad[:3])})", step=step,
+                                         path=str(run_dir / CHECKPOINT_SUBDIR / str(step)))
+    return params, int(step)

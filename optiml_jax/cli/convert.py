@@ -1,21 +1,69 @@
 """`python -m optiml_jax.convert {hf-to-orbax,orbax-to-hf}`: convert OPT and Llama-family checkpoints from the shell.
 
 `orbax-to-hf --orbax_dir` takes anything the checkpoint resolver accepts (optiml_jax.checkpoints.resolve): a
-training MODEL_DIR (latest step, or `--step N`), one of its step dirs, or a converter Orbax dir."""
+training MODEL_DIR (latest step, or `--step N`), one of its step dirs, or a converter Orbax dir.
+An --out_dir that exists and is not empty is refused unless --overwrite, which writes the new checkpoint beside
+it and only then replaces the old directory (a failed conversion leaves it as it was)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import pathlib
+import shutil
 import sys
 
-from optiml_jax.checkpoints.families import load_hf, save_hf
-from optiml_jax.checkpoints.hf import CheckpointError
-from optiml_jax.checkpoints.orbax_params import save_orbax
-from optiml_jax.checkpoints.resolve import CheckpointPathError, load_checkpoint
+
+def check_out_dir(out_dir: str, overwrite: bool, *inputs: str) -> pathlib.Path:
+    """The output directory, refused when it holds files (unless `overwrite`) or is/contains an input."""
+    from optiml_jax.cli import errors
+
+    out = pathlib.Path(out_dir).absolute()
+    for given in inputs:
+        src = pathlib.Path(given).absolute()
+        if src == out or out in src.parents:
+            raise errors.fail(f"--out_dir {out} is (or contains) the input {src}; write somewhere else")
+    if out.exists() and not out.is_dir():
+        raise errors.fail(f"--out_dir {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise errors.fail(f"--out_dir {out} is not empty ({len(list(out.iterdir()))} entries); pass --overwrite "
+                          "to replace it, or choose an empty or new directory")
+    return out
+
+
+def _replace(out: pathlib.Path, write) -> pathlib.Path:
+    """write(tmp) into a sibling temp dir, then swap it in for `out` (old contents removed only after success)."""
+    tmp = out.with_name(f"{out.name}.converting-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        old = out.with_name(f"{out.name}.replaced-{os.getpid()}")
+        os.rename(out, old)
+        os.rename(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, out)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m optiml_jax.convert", description=__doc__)
+    """Exit codes: optiml_jax/cli/errors.py (and --help)."""
+    from optiml_jax.cli.errors import run_command
+
+    return run_command(lambda: _main(argv), argv)
+
+
+def _main(argv: list[str] | None) -> int:
+    from optiml_jax.checkpoints.families import load_hf, save_hf
+    from optiml_jax.checkpoints.orbax_params import save_orbax
+    from optiml_jax.checkpoints.resolve import load_checkpoint
+    from optiml_jax.cli import errors
+
+    parser = errors.with_exit_codes(argparse.ArgumentParser(prog="python -m optiml_jax.convert", description=__doc__))
     sub = parser.add_subparsers(dest="command", required=True)
     to_orbax = sub.add_parser("hf-to-orbax", help="Hugging Face directory (OPT, Llama, Mistral, Qwen2) -> Orbax params checkpoint")
     to_orbax.add_argument("--hf_dir", required=True, help="directory with config.json and safetensors/.bin weights")
@@ -26,17 +74,19 @@ def main(argv: list[str] | None = None) -> int:
     to_hf.add_argument("--step", type=int, default=None, help="training runs: the step to export (default: latest)")
     to_hf.add_argument("--out_dir", required=True, help="Hugging Face directory to create")
     to_hf.add_argument("--max_shard_size", default=None, help="e.g. 2GB; default: one file up to 5 GB")
+    for p in (to_orbax, to_hf):
+        errors.with_exit_codes(p)
+        p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out_dir")
+        errors.add_verbose_argument(p)
     args = parser.parse_args(argv)
-    try:
-        if args.command == "hf-to-orbax":
-            config, params = load_hf(args.hf_dir)
-            out = save_orbax(config, params, args.out_dir)
-        else:
-            config, params = load_checkpoint(args.orbax_dir, args.step, scanned=False)
-            out = save_hf(config, params, args.out_dir, max_shard_size=args.max_shard_size)
-    except (CheckpointError, CheckpointPathError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.command == "hf-to-orbax":
+        out = check_out_dir(args.out_dir, args.overwrite, args.hf_dir)
+        config, params = load_hf(args.hf_dir)
+        _replace(out, lambda d: save_orbax(config, params, d))
+    else:
+        out = check_out_dir(args.out_dir, args.overwrite, args.orbax_dir)
+        config, params = load_checkpoint(args.orbax_dir, args.step, scanned=False)
+        _replace(out, lambda d: save_hf(config, params, d, max_shard_size=args.max_shard_size))
     print(f"wrote {out} ({config.num_layers} layers, hidden {config.hidden_size}, {config.num_params():,} params)")
     return 0
 

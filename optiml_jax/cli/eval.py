@@ -48,29 +48,28 @@ _REGISTERED: dict = {}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: optiml_jax/cli/errors.py (and --help)."""
+    from optiml_jax.cli.errors import run_command
+
+    return run_command(lambda: _main(argv), argv)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="python -m optiml_jax.eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    from optiml_jax.cli import gin_setup
+    from optiml_jax.cli import errors, gin_setup
 
+    errors.with_exit_codes(p)
     gin_setup.add_gin_arguments(p)
+    errors.add_verbose_argument(p)
     from optiml_jax.cli.console import setup_console
 
     setup_console()
     register_configurables()
-    try:
-        args, bindings = gin_setup.parse_command_line(p, argv)
-        gin_setup.setup(args, bindings, default_files=["runs/eval.gin"])
-    except gin_setup.GinConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    from optiml_jax.evaluation.seqio_eval import EvalConfigError
-
-    try:
-        results = _REGISTERED["evaluate"]()
-    except EvalConfigError as e:  # nothing to evaluate, an unknown task, one without metric_fns or the split
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    args, bindings = gin_setup.parse_command_line(p, argv)
+    gin_setup.setup(args, bindings, default_files=["runs/eval.gin"])
+    results = _REGISTERED["evaluate"]()  # EvalConfigError (nothing to evaluate, an unknown task, ...) -> exit 2
     out = pathlib.Path(os.fspath(gin_query("EVAL_OUTPUT_DIR")))
     for task, values in (results.get("seqio") or {}).items():
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())

@@ -198,6 +198,83 @@ def _resolve_gin_file(name: str, paths: list[str]) -> str:
     raise GinConfigError(f"--gin_file={name}: no such file (looked in the working directory and {paths})")
 
 
+# ---------------------------------------------------------------- macros nobody reads
+# Macros our code reads itself (gin.query_parameter), not through a binding. USE_CACHED_TASKS is T5X's switch for
+# seqio caches (read by the data side).
+MACROS_READ_BY_CODE = frozenset({"MIXTURE_OR_TASK_MODULE", "USE_CACHED_TASKS", "EVAL_OUTPUT_DIR"})
+# T5X macros this project does not implement: what to set instead.
+UNSUPPORTED_T5X_MACROS = {
+    "EVAL_STEPS": "set train.eval_batches (eval-loss batches per split) and EVAL_PERIOD (steps between evals)",
+    "RANDOM_SEED": "set SEED (init, dropout and data order all derive from it)",
+}
+
+
+def _macro_references(value, out: set[str]) -> None:
+    """Names of the macros `%NAME` inside a bound value (nested lists, tuples, dicts, sets)."""
+    from gin import config as gin_internal
+
+    if isinstance(value, gin_internal.ConfigurableReference):
+        if value.selector == "gin.macro":
+            out.add(value.scoped_selector.rsplit("/", 1)[0])
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _macro_references(k, out)
+            _macro_references(v, out)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for v in value:
+            _macro_references(v, out)
+
+
+def macro_usage() -> tuple[set[str], set[str]]:
+    """(macros defined, macros some binding refers to) in the parsed configuration. A macro's own value counts as
+    a binding, so `A = %B` reads B (and A is read only if something refers to A)."""
+    from gin import config as gin_internal
+
+    defined, referenced = set(), set()
+    for (scope, selector), bindings in gin_internal._CONFIG.items():  # noqa: SLF001 (gin has no public iterator)
+        if selector == "gin.macro":
+            defined.add(scope)
+        for value in bindings.values():
+            _macro_references(value, referenced)
+    return defined, referenced
+
+
+def _binding_names(bindings: Sequence[str]) -> set[str]:
+    names = set()
+    for b in bindings:
+        for line in str(b).splitlines():
+            m = re.match(r"^\s*([A-Za-z_][\w./]*)\s*=", line)
+            if m:
+                names.add(m.group(1))
+    return names
+
+
+def check_macros_are_read(bindings: Sequence[str] = (), read_by_code: Sequence[str] = ()) -> None:
+    """A macro that no binding reads is a typo (`--gin.LEARNIG_RATE=0.1` would otherwise train at the default) or
+    a T5X macro we do not implement: one error listing each, with the closest read macros as suggestions.
+    Checked over the final parsed configuration, so a gin file may define macros that only some configurations
+    read, as long as the configuration run reads them."""
+    import difflib
+
+    defined, referenced = macro_usage()
+    read = referenced | MACROS_READ_BY_CODE | set(read_by_code)
+    unread = sorted(defined - read)
+    if not unread:
+        return
+    on_command_line = _binding_names(bindings)
+    problems = []
+    for name in unread:
+        where = "on the command line" if name in on_command_line else "in a gin file"
+        if name in UNSUPPORTED_T5X_MACROS:
+            problems.append(f"{name} (set {where}) is a T5X macro this project does not implement: "
+                            f"{UNSUPPORTED_T5X_MACROS[name]}")
+            continue
+        close = difflib.get_close_matches(name, sorted(read - {name}), n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(close)}?" if close else "; no binding refers to it (typo?)"
+        problems.append(f"macro {name} (set {where}) is read by no binding{hint}")
+    raise GinConfigError("; ".join(problems))
+
+
 def _macro_value(name: str):
     try:
         return gin.query_parameter(f"{name}/macro.value")
@@ -215,9 +292,10 @@ def import_task_modules() -> None:
 
 
 def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (), search_paths: Sequence[str] = (),
-              check_required: bool = True, finalize: bool = True) -> None:
+              check_required: bool = True, finalize: bool = True, check_macros: bool = True) -> None:
     """Parse files and bindings (on a clean config), import MIXTURE_OR_TASK_MODULE, then fail with one
-    message on any unset REQUIRED."""
+    message on any unset REQUIRED and (`check_macros`) on any macro no binding reads (`check_macros_are_read`).
+    All of it happens before any device work."""
     register_configurables()
     gin.clear_config()
     paths = [str(pathlib.Path(p).absolute()) for p in search_paths] + [str(p) for p in gin_search_paths()]
@@ -234,6 +312,8 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (), search_pat
             raise GinConfigError(
                 "required gin settings are unset: " + ", ".join(missing)
                 + ". Set them with --gin.NAME=VALUE or in a --gin_file.")
+    if check_macros:
+        check_macros_are_read(bindings)
     if not finalize:  # the tasks CLI: its subcommands import (gin-configurable) modules lazily
         return
     try:
@@ -243,10 +323,11 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (), search_pat
 
 
 def setup(args: argparse.Namespace, bindings: Sequence[str], default_files: Sequence[str] = (),
-          check_required: bool = True, finalize: bool = True) -> None:
+          check_required: bool = True, finalize: bool = True, check_macros: bool = True) -> None:
     """Everything a command does before its own work: data flags, module imports, gin files and bindings."""
     apply_data_flags(args)
-    parse_gin(args.gin_file or list(default_files), bindings, search_paths_of(args), check_required, finalize)
+    parse_gin(args.gin_file or list(default_files), bindings, search_paths_of(args), check_required,
+              finalize=finalize, check_macros=check_macros)
 
 
 def write_configs(model_dir: str | pathlib.Path) -> None:

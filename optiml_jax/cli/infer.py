@@ -5,6 +5,8 @@
 
 One prompt per line in --prompts_file (use a literal "\\n" inside a line for a newline). Greedy by default;
 `--gin.TEMPERATURE=0.7` samples (seeded by `--gin.SEED`). Prints one generation per prompt (JSON lines with --jsonl).
+A prompt longer than the model's positions (minus MAX_NEW_TOKENS kept free for the answer) is cut from the
+left; the command says so on stderr, with how many tokens were dropped.
 """
 
 from __future__ import annotations
@@ -15,39 +17,67 @@ import logging
 import sys
 
 
+def prompt_truncations(prompts: list[str], checkpoint_path: str, tokenizer_path: str | None,
+                       max_new_tokens: int) -> list[str]:
+    """One message per prompt that the model will cut from the left (it keeps `[</s>] + prompt` within
+    max_position_embeddings - max_new_tokens positions; see OPTModel.encode_prompt)."""
+    from optiml_jax.checkpoints.resolve import resolve
+    from optiml_jax.evaluation.vocabulary import resolve_tokenizer
+
+    config = resolve(checkpoint_path).saved_config()
+    if config is None:
+        return []
+    vocab = resolve_tokenizer(tokenizer_path, checkpoint_path)
+    room = config.max_position_embeddings - int(max_new_tokens)
+    out = []
+    for i, prompt in enumerate(prompts):
+        n = 1 + len(vocab.encode(prompt))
+        if room >= 1 and n > room:
+            out.append(f"prompt {i + 1}: {n - 1} tokens (+ </s>) do not fit the model's {config.max_position_embeddings} "
+                       f"positions with MAX_NEW_TOKENS = {max_new_tokens} kept for the answer: truncated from the left, "
+                       f"dropping its first {n - room} tokens and keeping the last {room - 1}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: optiml_jax/cli/errors.py (and --help)."""
+    from optiml_jax.cli.errors import run_command
+
+    return run_command(lambda: _main(argv), argv)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="python -m optiml_jax.infer", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    from optiml_jax.cli import gin_setup
+    from optiml_jax.cli import errors, gin_setup
 
+    errors.with_exit_codes(p)
     gin_setup.add_gin_arguments(p)
+    errors.add_verbose_argument(p)
     p.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
     p.add_argument("--prompts_file", help="a file with one prompt per line")
     p.add_argument("--jsonl", action="store_true", help="print {'prompt', 'generation'} JSON lines")
-    try:
-        args, bindings = gin_setup.parse_command_line(p, argv)
-    except gin_setup.GinConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    args, bindings = gin_setup.parse_command_line(p, argv)
     prompts = list(args.prompt)
     if args.prompts_file:
         with open(args.prompts_file, encoding="utf-8") as f:
             prompts += [line.rstrip("\n").replace("\\n", "\n") for line in f if line.strip()]
     if not prompts:
-        print("error: give --prompt TEXT (repeatable) or --prompts_file FILE", file=sys.stderr)
-        return 2
+        raise errors.fail("give --prompt TEXT (repeatable) or --prompts_file FILE")
     from optiml_jax.cli.console import setup_console
 
     setup_console(logging.WARNING)
     from optiml_jax.cli import eval as eval_cli
 
     eval_cli.register_configurables()
-    try:
-        gin_setup.setup(args, bindings, default_files=["runs/infer.gin"])
-    except gin_setup.GinConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    gin_setup.setup(args, bindings, default_files=["runs/infer.gin"])
+    import gin
+
+    bound = gin.get_bindings("infer", resolve_references=True)
+    for message in prompt_truncations(prompts, bound["checkpoint_path"], bound.get("tokenizer_path"),
+                                      int(bound.get("max_new_tokens", 256))):
+        print(f"warning: {message}", file=sys.stderr)
     outputs = eval_cli._REGISTERED["infer"](prompts=prompts)
     for i, (prompt, out) in enumerate(zip(prompts, outputs)):
         if args.jsonl:

@@ -6,7 +6,9 @@
 
 Flags shared by every command (`--gin_file`, `--gin.KEY=VALUE`, `--gin_bindings`, `--gin_search_paths`,
 `--module_import`, `--tfds_data_dir`, `--seqio_additional_cache_dirs`): optiml_jax/cli/gin_setup.py. Running the
-same command again resumes from the latest checkpoint in MODEL_DIR.
+same command again resumes from the newest intact checkpoint in MODEL_DIR (a damaged one is reported and moved to
+MODEL_DIR/checkpoints_corrupt/). A run holds MODEL_DIR/run.lock while it trains: a second trainer on the same
+MODEL_DIR exits with code 4. A macro no binding reads (a typo such as --gin.LEARNIG_RATE=0.1) is an error.
 
 Multi-host: pass `--distributed` (or T5X's `--multiprocess_gpu`) on every host (TPU pod slices, SLURM, Open MPI
 and Kubernetes are auto-detected by `jax.distributed.initialize()`), or give `--coordinator_address`,
@@ -25,9 +27,13 @@ import sys
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     from optiml_jax.cli import gin_setup
 
+    from optiml_jax.cli import errors
+
     p = argparse.ArgumentParser(prog="python -m optiml_jax.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    errors.with_exit_codes(p)
     gin_setup.add_gin_arguments(p)
+    errors.add_verbose_argument(p)
     p.add_argument("--distributed", "--multiprocess_gpu", dest="distributed", action="store_true",
                    help="call jax.distributed.initialize() (multi-host)")
     p.add_argument("--coordinator_address", default=os.environ.get("OPTIML_COORDINATOR_ADDRESS"))
@@ -56,39 +62,41 @@ def _init_distributed(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: optiml_jax/cli/errors.py (and --help)."""
+    from optiml_jax.cli.errors import run_command
+
+    return run_command(lambda: _main(argv), argv)
+
+
+def _main(argv: list[str] | None) -> int:
     from optiml_jax.cli import gin_setup as gin_config
 
-    try:
-        args, bindings = parse_args(sys.argv[1:] if argv is None else argv)
-    except gin_config.GinConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    args, bindings = parse_args(sys.argv[1:] if argv is None else argv)
     from optiml_jax.cli.console import setup_console
 
     setup_console()
-    try:
-        gin_config.setup(args, bindings)
-    except gin_config.GinConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    gin_config.setup(args, bindings)  # every configuration error is raised here, before any device work
     _init_distributed(args)
     import jax
 
-    from optiml_jax.training.train_loop import NonFiniteError, summarize_eval
+    from optiml_jax.training.train_loop import summarize_eval
 
     kwargs = {"setup_callback": gin_config.write_configs}
     if args.no_progress:
         kwargs["progress"] = False
-    try:
-        result = gin_config.configured_train()(**kwargs)
-    except NonFiniteError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
+    result = gin_config.configured_train()(**kwargs)
     if jax.process_index() == 0:
         gin_config.write_configs(result.model_dir)
         if result.history:
             last = result.history[-1]
             print(f"trained steps {result.start_step}..{result.final_step}: final loss {last['loss']:.4f}")
+        if result.skipped_total:
+            from optiml_jax.training.train_loop import step_ranges
+
+            print(f"skipped {result.skipped_total} non-finite step(s) in all (ON_NONFINITE = 'skip'); this run: "
+                  f"{step_ranges(result.skipped_steps)}")
+        for s in result.set_aside:
+            print(f"damaged checkpoint of step {s['step']} moved to {s['moved_to']}: {s['reason']}")
         if result.eval_results:
             print("eval loss per split:\n" + summarize_eval(result.eval_results))
     return 0

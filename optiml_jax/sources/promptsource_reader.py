@@ -3,7 +3,9 @@
 Original-task templates only (paper App. A.1). Each row gets one template drawn deterministically from the
 pool (or every template with `all_templates=True`, as in the test split). A template that fails on a row raises
 `BenchDataError` naming file, dataset and example, unless `skip_failing_templates=True` (the paper drops a
-template that does not apply to all eval examples); the task itself never disappears silently.
+template that does not apply to all eval examples): then the template is dropped from that row on and reported,
+one warning per task naming each dropped template, its first failing row and the reason, and a record in
+`optiml_jax.sources.template_failures`. Neither a template nor the task ever disappears silently.
 Tasks are named `ps_<dataset>[_<subset>]` (see `task_name`).
 """
 
@@ -13,6 +15,7 @@ import pathlib
 import re
 from typing import Iterable, Iterator
 
+from optiml_jax.sources import template_failures
 from optiml_jax.sources.local_datasets import find_split_file, iter_rows
 from optiml_jax.sources.promptsource_templates import PSTemplate, TemplateRenderer, load_templates_file
 from optiml_jax.sources.raw_examples import BenchDataError, raw_example
@@ -34,7 +37,7 @@ def read_promptsource_task(templates: list[PSTemplate], rows: Iterable[dict], *,
     if not pool:
         raise BenchDataError("no original-task templates", file=templates[0].file if templates else None, task=task)
     renderer = TemplateRenderer(seed)
-    broken: set[int] = set()
+    broken: dict[int, template_failures.TemplateFailure] = {}
     n = 0
     for i, row in enumerate(rows):
         ex_id = str(row.get("id", row.get("idx", f"{task}-{i}")))
@@ -48,10 +51,13 @@ def read_promptsource_task(templates: list[PSTemplate], rows: Iterable[dict], *,
                 if not skip_failing_templates:
                     raise BenchDataError(f"{e.args[0]} (task {task}, row {i})", file=pool[k].file, task=task,
                                          example=ex_id) from e
-                broken.add(k)
+                broken[k] = template_failures.TemplateFailure(
+                    source="promptsource", task=task, template=pool[k].name, template_id=pool[k].id,
+                    failed_examples=1, examples=0, first_example=f"row {i} ({ex_id})", reason=str(e))
                 continue
             n += 1
             yield raw_example(input=prompt, target=target, options=choices, id=f"{ex_id}-{pool[k].id[:8]}")
+    template_failures.report(f"PromptSource task {task}", list(broken.values()))
     if n == 0:
         raise BenchDataError("PromptSource task produced no examples", file=pool[0].file, task=task)
 

@@ -3,6 +3,6 @@
 import sys
 
 if __name__ == "__main__":
-    from optiml_jax.cli.tasks import main
+    from optiml_jax.cli.tasks import console_main
 
-    sys.exit(main())
+    console_main()

@@ -10,17 +10,28 @@ MFU = achieved model FLOP/s / peak FLOP/s, where the peak is `peak_flops` if giv
 job), else the device kind's dense bf16 peak times the device count (H100/H200 989e12, A100 312e12,
 TPU v4 275e12, v5e 197e12, v5p 459e12, v6e 918e12), else on CPU a float32 2048^3 matmul measured at
 start-up (all fake CPU devices share the same cores, so it is a per-host peak times process count).
+
+Resume: a run restored at step S keeps exactly one record per step. Before logging, `MetricsLogger` cuts
+`train.jsonl` back to the records of steps < S (the restored run logs S, S+1, ... again), `eval_<split>.jsonl`
+back to steps <= S (evals run after the save of their step), drops a torn last line, and rewrites every
+TensorBoard events file under `metrics/tensorboard/<split>/` the same way; a record for a (split, step) that is
+already on file is not written twice. The events files then agree with the JSONL files step for step.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import pathlib
+import struct
 import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+
+log = logging.getLogger(__name__)
 
 _DEVICE_PEAKS = {  # dense bf16 FLOP/s per device, by substring of `device_kind` (lower case)
     "h100": 989e12, "h200": 989e12, "a100": 312e12,
@@ -58,6 +69,83 @@ def job_peak_flops(peak_flops: float | None = None) -> tuple[float | None, str]:
     if jax.devices()[0].platform == "cpu":
         return measure_matmul_peak() * jax.process_count(), "measured f32 2048^3 matmul (per host) x processes"
     return None, f"unknown device kind {kind!r}: set peak_flops"
+
+
+def read_event_records(path: pathlib.Path) -> list[bytes]:
+    """The serialized records of a TFRecord-framed events file (a torn record at the end is left out)."""
+    data = pathlib.Path(path).read_bytes()
+    out, pos = [], 0
+    while pos + 12 <= len(data):
+        (n,) = struct.unpack("<Q", data[pos:pos + 8])
+        end = pos + 12 + n + 4
+        if end > len(data):
+            break
+        out.append(data[pos + 12:pos + 12 + n])
+        pos = end
+    return out
+
+
+def read_scalar_events(logdir: pathlib.Path) -> list[tuple[int, str, float]]:
+    """(step, tag, value) of every scalar in every events file of `logdir` (oldest file first)."""
+    from tensorboard.compat.proto import event_pb2
+
+    out = []
+    for f in sorted(pathlib.Path(logdir).glob("events.out.tfevents.*")):
+        for rec in read_event_records(f):
+            ev = event_pb2.Event.FromString(rec)
+            for v in ev.summary.value:
+                out.append((int(ev.step), v.tag, float(v.simple_value)))
+    return out
+
+
+def _cut_events_file(path: pathlib.Path, keep_step) -> int:
+    """Rewrite an events file without the summaries whose step fails `keep_step`; returns how many went."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    records = read_event_records(path)
+    kept, dropped = [], 0
+    for rec in records:
+        ev = event_pb2.Event.FromString(rec)
+        if ev.HasField("summary") and not keep_step(int(ev.step)):
+            dropped += 1
+        else:
+            kept.append(rec)
+    torn = path.stat().st_size != sum(len(r) + 16 for r in records)
+    if dropped or torn:
+        tmp = path.with_name(path.name + ".rewrite")
+        with open(tmp, "wb") as f:
+            writer = RecordWriter(f)
+            for rec in kept:
+                writer.write(rec)
+            writer.flush()
+        os.replace(tmp, path)
+    return dropped
+
+
+def _cut_jsonl(path: pathlib.Path, keep_step) -> tuple[list[dict], int]:
+    """Keep the records whose step passes `keep_step` (first one per step); rewrite the file if anything went."""
+    kept, seen, dropped = [], set(), 0
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            step = int(rec["step"])
+        except (ValueError, KeyError, TypeError):
+            dropped += 1  # a torn line (the process died while writing it) or garbage
+            continue
+        if keep_step(step) and step not in seen:
+            kept.append(rec)
+            seen.add(step)
+        else:
+            dropped += 1
+    if dropped:
+        tmp = path.with_name(path.name + ".rewrite")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        os.replace(tmp, path)
+    return kept, dropped
 
 
 class _TensorBoardWriter:
@@ -103,14 +191,36 @@ class MetricsLogger:
         self._tb = {}
         self._tensorboard = tensorboard
         self._bar = None
+        self._seen: dict[str, set[int]] = {}
+        self.prior_nonfinite = 0  # non-finite (skipped) steps train.jsonl records from before the restored step
         if not self.enabled:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._resume(int(start_step))
         self._jsonl = open(self.dir / "train.jsonl", "a")
         if progress:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
+
+    def _resume(self, start_step: int) -> None:
+        """Cut every metrics file back to what the restored step had logged (module docstring)."""
+        def keep_for(split: str):
+            return (lambda s: s < start_step) if split == "train" else (lambda s: s <= start_step)
+
+        for path in sorted(self.dir.glob("*.jsonl")):
+            split = path.stem
+            kept, dropped = _cut_jsonl(path, keep_for(split))
+            self._seen[split] = {int(r["step"]) for r in kept}
+            if split == "train":
+                self.prior_nonfinite = sum(int(r.get("nonfinite", 0)) for r in kept)
+            if dropped:
+                log.info("%s: dropped %d record(s) past step %d logged before the restart", path, dropped, start_step)
+        tb = self.dir / "tensorboard"
+        if tb.is_dir():
+            for split_dir in sorted(p for p in tb.iterdir() if p.is_dir()):
+                for f in sorted(split_dir.glob("events.out.tfevents.*")):
+                    _cut_events_file(f, keep_for(split_dir.name))
 
     def _writer(self, split: str):
         if split not in self._tb and self._tensorboard:
@@ -120,6 +230,10 @@ class MetricsLogger:
     def log(self, step: int, values: dict[str, Any], split: str = "train") -> None:
         if not self.enabled:
             return
+        seen = self._seen.setdefault(split, set())
+        if int(step) in seen:  # already on file (a rerun of a finished run re-evaluates its last step)
+            return
+        seen.add(int(step))
         clean = {k: (float(v) if not isinstance(v, (int, str)) else v) for k, v in values.items()}
         record = {"step": int(step), **clean}
         if split == "train":

@@ -1,7 +1,12 @@
 """`train()`: the T5X-style training run (gin binds its arguments; it does not import gin itself).
 
-Start-up order: mesh + rules -> optimizer -> state (restore the latest checkpoint in MODEL_DIR if any,
-else parameters from INITIAL_CHECKPOINT_PATH, else random init) -> this process's data shard -> loop.
+Start-up order: the configured values are checked (types, ranges, a batch the mesh can split) -> mesh + rules ->
+optimizer -> this process's data stream (an unknown MIXTURE_OR_TASK_NAME is one line with the closest registered
+names) and its first batch (a TASK_FEATURE_LENGTHS that truncates most examples warns, one that truncates all is
+an error) -> only then MODEL_DIR: the run lock (a second trainer refuses to start), writability and free space of
+MODEL_DIR and checkpoints/ -> state (the newest *intact* checkpoint in MODEL_DIR if any: damaged ones are
+reported, moved aside and skipped; else parameters from INITIAL_CHECKPOINT_PATH, else random init) -> metrics
+files cut back to the restored step -> loop. A configuration error therefore creates nothing.
 Restarting is running the same command again: the step stored in the checkpoint is the data position
 (the stream is step-indexed) and dropout keys derive from the step, so every later step is identical.
 
@@ -15,30 +20,32 @@ and return an object with `get_batch(step)` (docs/ARCHITECTURE.md "Batch contrac
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
+import math
+import numbers
 import pathlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import numpy as np
 
 from optiml_jax.models import OPTConfig
 from optiml_jax.checkpoints import training_runs as checkpointing
 from optiml_jax.training import metrics as metrics_lib, train_state
+from optiml_jax.checkpoints.errors import StorageError
+from optiml_jax.training.errors import ConfigValueError, NonFiniteError, RunLockedError
 from optiml_jax.training.model_config import check_same_architecture
 from optiml_jax.training.optimizer import make_optimizer, make_schedule
 from optiml_jax.training.partitioning import Partitioner, make_partitioner
+from optiml_jax.training.run_dir import RunLock, check_storage
 from optiml_jax.training.synthetic_data import synthetic_stream
 from optiml_jax.training.trainer import Trainer, process_batch_slice
 
 log = logging.getLogger(__name__)
 NONFINITE_POLICIES = ("stop", "skip")
-
-
-class NonFiniteError(RuntimeError):
-    """A step produced a non-finite loss or gradient norm and the run was configured to stop."""
+__all__ = ["NonFiniteError", "TrainResult", "train", "summarize_eval"]
 
 
 @dataclasses.dataclass
@@ -51,6 +58,10 @@ class TrainResult:
     eval_results: dict[str, dict]  # split -> {"loss", "token_accuracy", "label_tokens"} at the end
     task_eval_results: dict[int, dict]  # step -> eval_callback's results
     restored_from: int | None
+    skipped_steps: list[int] = dataclasses.field(default_factory=list)  # non-finite steps skipped by this process
+    skipped_total: int = 0  # ... including the ones logged before a restart
+    set_aside: list[dict] = dataclasses.field(default_factory=list)  # damaged checkpoints moved aside at restore
+    warnings: list[str] = dataclasses.field(default_factory=list)  # start-up warnings (truncation, free space)
 
 
 def _load_initial_state(path, config, tx, partitioner) -> Any:
@@ -88,6 +99,163 @@ def _evaluate(trainer: Trainer, params, streams: dict, num_batches: int, batch_s
     return results
 
 
+# ---------------------------------------------------------------- checks where the values enter
+# train() argument -> the gin macro gin/runs/train.gin binds it to (for messages).
+MACRO_OF = {
+    "model_dir": "MODEL_DIR", "mixture_or_task_name": "MIXTURE_OR_TASK_NAME",
+    "task_feature_lengths": "TASK_FEATURE_LENGTHS", "train_steps": "TRAIN_STEPS", "batch_size": "BATCH_SIZE",
+    "learning_rate": "LEARNING_RATE", "warmup_steps": "WARMUP_STEPS", "lr_decay": "LR_DECAY",
+    "weight_decay": "WEIGHT_DECAY", "clip_grad_norm": "CLIP_GRAD_NORM", "seed": "SEED",
+    "num_microbatches": "NUM_MICROBATCHES", "loss_chunk_size": "LOSS_CHUNK_SIZE",
+    "checkpoint_period": "CHECKPOINT_PERIOD", "keep_checkpoints": "KEEP_CHECKPOINTS", "eval_period": "EVAL_PERIOD",
+    "log_period": "LOG_PERIOD", "on_nonfinite": "ON_NONFINITE", "peak_flops": "PEAK_FLOPS",
+    "verify_checkpoints": "VERIFY_CHECKPOINTS",
+}
+
+
+def _name(arg: str) -> str:
+    macro = MACRO_OF.get(arg)
+    return f"{macro} (train.{arg})" if macro else f"train.{arg}"
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _bad(arg: str, value, want: str) -> ConfigValueError:
+    return ConfigValueError(f"{_name(arg)} = {value!r}: must be {want} (got {type(value).__name__})")
+
+
+def check_arguments(args: dict) -> None:
+    """Types and ranges of train()'s arguments, each error naming the macro it came from."""
+    ints = {"train_steps": 1, "batch_size": 1, "warmup_steps": 0, "num_microbatches": 1, "checkpoint_period": 1,
+            "eval_period": 0, "eval_batches": 1, "log_period": 1, "max_consecutive_nonfinite": 0}
+    for arg, low in ints.items():
+        v = args[arg]
+        if not _is_int(v) or v < low:
+            raise _bad(arg, v, f"an integer >= {low}")
+    if not _is_int(args["seed"]):
+        raise _bad("seed", args["seed"], "an integer")
+    for arg in ("keep_checkpoints", "loss_chunk_size"):
+        v = args[arg]
+        if v is not None and (not _is_int(v) or v < 1):
+            raise _bad(arg, v, "None or an integer >= 1")
+    for arg in ("learning_rate", "end_learning_rate", "weight_decay", "adam_b1", "adam_b2", "adam_eps"):
+        v = args[arg]
+        if not _is_real(v) or not math.isfinite(v) or v < 0:
+            raise _bad(arg, v, "a finite number >= 0")
+    for arg in ("clip_grad_norm", "peak_flops"):
+        v = args[arg]
+        if v is not None and (not _is_real(v) or not v > 0):
+            raise _bad(arg, v, "None or a number > 0")
+    frac = args["max_nonfinite_fraction"]
+    if not _is_real(frac) or not 0 <= frac <= 1:
+        raise _bad("max_nonfinite_fraction", frac, "a fraction in [0, 1]")
+    frac = args["max_truncated_fraction"]
+    if not _is_real(frac) or not 0 <= frac <= 1:
+        raise _bad("max_truncated_fraction", frac, "a fraction in [0, 1]")
+    tfl = args["task_feature_lengths"]
+    if not isinstance(tfl, Mapping) or not tfl or not all(_is_int(v) and v > 0 for v in tfl.values()):
+        raise ConfigValueError(f"{_name('task_feature_lengths')} = {tfl!r}: must be a mapping of feature name to a "
+                               "positive length, e.g. {'targets': 2048}")
+    name = args["mixture_or_task_name"]
+    if not isinstance(name, str) or not name:
+        raise _bad("mixture_or_task_name", name, "a task or mixture name")
+    if not isinstance(args["model_dir"], (str, pathlib.PurePath)) or not str(args["model_dir"]):
+        raise _bad("model_dir", args["model_dir"], "a directory path")
+    if not isinstance(args["model_config"], OPTConfig):
+        raise _bad("model_config", args["model_config"], "an OPTConfig (gin: train.model_config = @opt_config())")
+    if args["on_nonfinite"] not in NONFINITE_POLICIES:
+        raise ConfigValueError(f"{_name('on_nonfinite')} = {args['on_nonfinite']!r}: must be one of "
+                               f"{NONFINITE_POLICIES}")
+    if args["batch_size"] % args["num_microbatches"]:
+        raise ConfigValueError(f"BATCH_SIZE = {args['batch_size']} is not divisible by NUM_MICROBATCHES = "
+                               f"{args['num_microbatches']}")
+
+
+def check_batch_splits(part: Partitioner, batch_size: int) -> None:
+    """The global batch must split evenly over the mesh's batch shards (else JAX's IndivisibleError, later)."""
+    shards = part.data_shard_count
+    if batch_size % shards == 0:
+        return
+    spec = part.batch_sharding.spec
+    axes = spec[0] if len(spec) else None
+    axes = () if axes is None else (axes if isinstance(axes, tuple) else (axes,))
+    split = " x ".join(f"{a}={part.mesh.shape[a]}" for a in axes) or "none"
+    good = [b for b in range(shards, 8 * shards + 1, shards)][:3]
+    raise ConfigValueError(
+        f"BATCH_SIZE = {batch_size} cannot be split over the mesh: MESH_SHAPE gives {dict(part.mesh.shape)}, and the "
+        f"batch is split over {split} = {shards} shards. Use a BATCH_SIZE that is a multiple of {shards} "
+        f"(e.g. {', '.join(map(str, good))}) or a MESH_SHAPE whose batch axes divide {batch_size}.")
+
+
+def _registered_names() -> set[str] | None:
+    try:
+        import seqio
+    except ImportError:
+        return None
+    return set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())
+
+
+def _make_stream(factory: Callable, name: str, what: str, **kwargs):
+    """Call a stream factory; an unknown task/mixture becomes one line with the closest registered names."""
+    try:
+        return factory(**kwargs)
+    except Exception as e:  # noqa: BLE001 (whatever the data layer raises for it, the name is what is wrong)
+        known = _registered_names()
+        if known is None or name in known:
+            raise
+        import difflib
+
+        close = difflib.get_close_matches(name, sorted(known), n=5, cutoff=0.5)
+        hint = f"closest registered: {', '.join(close)}" if close else "no registered name is close"
+        raise ConfigValueError(
+            f"{what} = {name!r} is not a registered task or mixture ({len(known)} registered; {hint}). "
+            "`python -m optiml_jax.tasks list` lists them; --module_import or MIXTURE_OR_TASK_MODULE imports the "
+            "module that registers yours.") from e
+
+
+def _global_sum(values: list[int]) -> list[int]:
+    if jax.process_count() == 1:
+        return list(values)
+    from jax.experimental import multihost_utils
+
+    return [int(x) for x in np.asarray(multihost_utils.process_allgather(np.asarray(values, np.int64))).sum(0)]
+
+
+def check_truncation(stats, *, step: int, length: int, task_feature_lengths, max_fraction: float) -> str | None:
+    """From the first batch's StepStats: an error when every drawn example is longer than the row, a warning
+    (returned and logged) when more than `max_fraction` of them are."""
+    truncated, drawn, placed = _global_sum([int(stats.truncated), int(stats.examples) + int(stats.unplaced),
+                                            int(stats.examples)])
+    if drawn == 0:
+        return None
+    share = truncated / drawn
+    where = f"TASK_FEATURE_LENGTHS = {dict(task_feature_lengths)} ({length}-token rows)"
+    if truncated >= drawn or placed == 0:
+        raise ConfigValueError(f"{where}: every one of the {drawn} examples drawn for step {step} is longer than a row "
+                               "and would be cut from the left; nothing fits. Raise TASK_FEATURE_LENGTHS.")
+    if share > max_fraction:
+        msg = (f"{where}: {truncated} of the {drawn} examples drawn for step {step} ({share:.0%}) are longer than a "
+               f"row and are cut from the left (warning above train.max_truncated_fraction = {max_fraction:.0%}); "
+               "consider raising TASK_FEATURE_LENGTHS")
+        log.warning(msg)
+        return msg
+    return None
+
+
+def _every_process(ok: bool) -> bool:
+    if jax.process_count() == 1:
+        return ok
+    from jax.experimental import multihost_utils
+
+    return bool(np.all(multihost_utils.process_allgather(np.asarray([int(ok)], np.int32))))
+
+
 def train(
     *,
     model_dir: str,
@@ -114,6 +282,7 @@ def train(
     checkpoint_period: int = 1000,
     keep_checkpoints: int | None = 3,
     async_checkpoints: bool = True,
+    verify_checkpoints: bool = True,
     initial_checkpoint_path: str | None = None,
     eval_streams: dict[str, Callable] | None = None,
     eval_callback: Callable[[OPTConfig, Any, int, pathlib.Path], dict] | None = None,
@@ -121,9 +290,13 @@ def train(
     eval_batches: int = 1,
     log_period: int = 1,
     on_nonfinite: str = "stop",
+    max_consecutive_nonfinite: int = 10,
+    max_nonfinite_fraction: float = 0.01,
+    max_truncated_fraction: float = 0.1,
     peak_flops: float | None = None,
     progress: bool = True,
     setup_callback: Callable[[pathlib.Path], None] | None = None,
+    lock_stale_after_s: float = 600.0,
 ) -> TrainResult:
     """Train `model_config` on the mixture for `train_steps` steps of `batch_size` sequences.
 
@@ -135,59 +308,132 @@ def train(
     task's metric_fns: `SeqioEvalCallback`; several: `CompositeCallback`) before the first step of a fresh run,
     every `eval_period` steps and at the end. The trainer never imports the evaluation layer: gin binds the
     callback.
+    `on_nonfinite`: 'stop' ends the run at the first non-finite loss or gradient norm; 'skip' keeps the previous
+    parameters and goes on, until more than `max_consecutive_nonfinite` steps in a row, or in all more than
+    max(`max_consecutive_nonfinite`, ceil(`max_nonfinite_fraction` * train_steps)) steps (counting the ones
+    train.jsonl records from before a restart), were skipped: then it stops like 'stop'.
+    `verify_checkpoints`: record per-array checksums with every checkpoint and verify them on restore.
+    `max_truncated_fraction`: warn when more of the first batch's examples are cut to the row length.
     """
-    if on_nonfinite not in NONFINITE_POLICIES:
-        raise ValueError(f"on_nonfinite={on_nonfinite!r} is not one of {NONFINITE_POLICIES}")
+    check_arguments(dict(locals()))
     model_dir = pathlib.Path(model_dir).absolute()
     length = int(sum(task_feature_lengths.values()))
     part = partitioner() if callable(partitioner) and not isinstance(partitioner, Partitioner) else partitioner
+    check_batch_splits(part, batch_size)
     schedule = make_schedule(learning_rate, warmup_steps, train_steps, lr_decay, end_learning_rate)
     tx = make_optimizer(schedule, adam_b1, adam_b2, adam_eps, weight_decay, clip_grad_norm=clip_grad_norm)
     written_config = model_config  # what model_config.json records: the architecture, not this mesh's kernel name
     model_config = model_config.replace(attention_backend=part.attention_backend_for(model_config.attention_backend))
-    shardings = train_state.state_shardings(model_config, tx, part)
-    trainer = Trainer(model_config, tx, schedule, part, shardings, seed=seed, num_microbatches=num_microbatches,
-                      loss_normalization=loss_normalization, loss_chunk_size=loss_chunk_size)
 
-    if jax.process_index() == 0:
-        model_dir.mkdir(parents=True, exist_ok=True)
-        (model_dir / "model_config.json").write_text(written_config.to_json())
-    ckpt = checkpointing.TrainCheckpointManager(model_dir, period=checkpoint_period, keep=keep_checkpoints,
-                                                async_save=async_checkpoints)
-    restored_from = ckpt.latest_step()
-    if restored_from is not None:
-        state, data_state, start_step = ckpt.restore(train_state.abstract_state(model_config, tx, part))
-        log.info("restored %s step %d (data position %s)", ckpt.directory, start_step, data_state)
-    elif initial_checkpoint_path:
-        state, start_step = _load_initial_state(initial_checkpoint_path, model_config, tx, part), 0
-    else:
-        state, start_step = train_state.init_state(model_config, tx, part, seed), 0
-
+    # The data, before anything is written: a wrong name or length stops here and MODEL_DIR stays untouched.
     shard_index, num_shards = process_batch_slice(part, batch_size, length)
     stream_kwargs = dict(mixture_or_task_name=mixture_or_task_name, task_feature_lengths=task_feature_lengths,
                          batch_size=batch_size, shard_index=shard_index, num_shards=num_shards)
-    stream = stream_factory(seed=seed, **stream_kwargs)
+    stream = _make_stream(stream_factory, mixture_or_task_name, "MIXTURE_OR_TASK_NAME", seed=seed, **stream_kwargs)
     log.info("process %d of %d feeds data shard %d of %d", jax.process_index(), jax.process_count(), shard_index,
              num_shards)
-    evals = {split: f(seed=seed + 1, **stream_kwargs) for split, f in (eval_streams or {}).items()}
-    if setup_callback is not None and jax.process_index() == 0:
-        setup_callback(model_dir)
+    evals = {split: _make_stream(f, mixture_or_task_name, f"MIXTURE_OR_TASK_NAME (eval split {split!r})",
+                                 seed=seed + 1, **stream_kwargs) for split, f in (eval_streams or {}).items()}
+    start_warnings: list[str] = []
+    first_batches: dict[int, Any] = {}
+    if hasattr(stream, "get_batch_with_stats"):
+        existing = checkpointing.finalized_steps_on_disk(model_dir)
+        probe = existing[-1] if existing else 0
+        batch0, stats0 = stream.get_batch_with_stats(probe)
+        first_batches[probe] = batch0
+        msg = check_truncation(stats0, step=probe, length=length, task_feature_lengths=task_feature_lengths,
+                               max_fraction=max_truncated_fraction)
+        if msg:
+            start_warnings.append(msg)
 
-    peak, peak_source = metrics_lib.job_peak_flops(peak_flops)
-    flops_per_step = metrics_lib.flops_per_token(model_config, length) * batch_size * length
-    logger = metrics_lib.MetricsLogger(model_dir, start_step=start_step, total_steps=train_steps, progress=progress)
-    log.info("mesh %s, rules %d, peak %s FLOP/s (%s)", dict(part.mesh.shape), len(part.rules), peak, peak_source)
+    # MODEL_DIR: lock it, check it can take checkpoints, then restore or initialise.
+    lock = RunLock(model_dir, stale_after_s=lock_stale_after_s)
+    error = None
+    if jax.process_index() == 0:
+        try:
+            lock.acquire()
+        except Exception as e:  # noqa: BLE001 (re-raised below, after every process learned the outcome)
+            error = e
+    if not _every_process(error is None):
+        lock.release()
+        if error is not None:
+            raise error
+        raise RunLockedError(f"process 0 could not take the run lock of {model_dir} (see its log)")
+    ckpt = None
+    logger = None
+    try:
+        abstract = train_state.abstract_state(model_config, tx, part)
+        checkpoint_bytes = sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(abstract))
+        error = None
+        try:
+            start_warnings += check_storage(model_dir, model_dir / checkpointing.CHECKPOINT_SUBDIR,
+                                            checkpoint_bytes=checkpoint_bytes, keep=keep_checkpoints,
+                                            process_index=jax.process_index())
+        except Exception as e:  # noqa: BLE001
+            error = e
+        if not _every_process(error is None):
+            if error is not None:
+                raise error
+            raise StorageError(f"{model_dir}: another process found MODEL_DIR or checkpoints/ unwritable (see its log)")
+        if jax.process_index() == 0:
+            (model_dir / "model_config.json").write_text(written_config.to_json())
+        ckpt = checkpointing.TrainCheckpointManager(model_dir, period=checkpoint_period, keep=keep_checkpoints,
+                                                    async_save=async_checkpoints, verify=verify_checkpoints)
+        found = ckpt.restore_latest_intact(abstract)
+        set_aside: list[dict] = []
+        if found is not None:
+            state, data_state, start_step, set_aside = found
+            restored_from = start_step
+            log.info("restored %s step %d (data position %s)", ckpt.directory, start_step, data_state)
+        elif initial_checkpoint_path:
+            state, start_step, restored_from = _load_initial_state(initial_checkpoint_path, model_config, tx, part), 0, None
+        else:
+            state, start_step, restored_from = train_state.init_state(model_config, tx, part, seed), 0, None
+        trainer = Trainer(model_config, tx, schedule, part, train_state.state_shardings(model_config, tx, part),
+                          seed=seed, num_microbatches=num_microbatches, loss_normalization=loss_normalization,
+                          loss_chunk_size=loss_chunk_size)
+        if setup_callback is not None and jax.process_index() == 0:
+            setup_callback(model_dir)
+
+        peak, peak_source = metrics_lib.job_peak_flops(peak_flops)
+        flops_per_step = metrics_lib.flops_per_token(model_config, length) * batch_size * length
+        logger = metrics_lib.MetricsLogger(model_dir, start_step=start_step, total_steps=train_steps,
+                                           progress=progress)
+        log.info("mesh %s, rules %d, peak %s FLOP/s (%s)", dict(part.mesh.shape), len(part.rules), peak, peak_source)
+        result = _loop(
+            trainer=trainer, state=state, stream=stream, evals=evals, first_batches=first_batches, ckpt=ckpt,
+            logger=logger, start_step=start_step, restored_from=restored_from, train_steps=train_steps,
+            batch_size=batch_size, length=length, checkpoint_period=checkpoint_period, log_period=log_period,
+            eval_period=eval_period, eval_batches=eval_batches, eval_callback=eval_callback, on_nonfinite=on_nonfinite,
+            max_consecutive_nonfinite=max_consecutive_nonfinite, max_nonfinite_fraction=max_nonfinite_fraction,
+            flops_per_step=flops_per_step, peak=peak, written_config=written_config, model_dir=model_dir,
+            set_aside=set_aside, start_warnings=start_warnings)
+    finally:
+        if ckpt is not None:
+            ckpt.close()
+        if logger is not None:
+            logger.close()
+        lock.release()
+    return result
+
+
+def _loop(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_step, restored_from, train_steps,
+          batch_size, length, checkpoint_period, log_period, eval_period, eval_batches, eval_callback, on_nonfinite,
+          max_consecutive_nonfinite, max_nonfinite_fraction, flops_per_step, peak, written_config, model_dir,
+          set_aside, start_warnings) -> TrainResult:
     history: list[dict] = []
     pending: list[tuple[int, Any]] = []
     last_saved = restored_from
     clock = {"t": time.perf_counter(), "steps": 0}
+    skip_cap = max(int(max_consecutive_nonfinite), math.ceil(max_nonfinite_fraction * train_steps))
+    skipped = {"run": [], "total": logger.prior_nonfinite, "consecutive": 0}
 
     def data_state(next_step: int) -> dict:
         extra = stream.state() if hasattr(stream, "state") else {}
         return {"step": int(next_step), "stream": extra}
 
     def flush(keep_newest: bool) -> None:
-        """Fetch queued step metrics, stop on non-finite ones, log them."""
+        """Fetch queued step metrics, stop on non-finite ones (or past the skip cap), log them."""
         ready = pending[:-1] if keep_newest else pending[:]
         if not ready:
             return
@@ -197,7 +443,8 @@ def train(
         per_step = elapsed / max(clock["steps"], 1)
         clock["t"], clock["steps"] = time.perf_counter(), len(pending)
         for (step, _), m in zip(ready, fetched):
-            if int(m["nonfinite"]) and on_nonfinite == "stop":
+            bad = bool(int(m["nonfinite"]))
+            if bad and on_nonfinite == "stop":
                 raise NonFiniteError(
                     f"step {step}: non-finite loss ({float(m['loss'])}) or gradient norm ({float(m['grad_norm'])}); "
                     f"stopping. The last good checkpoint (step {last_saved}) in {ckpt.directory} is untouched. "
@@ -210,6 +457,23 @@ def train(
             record["mfu"] = flops_per_step / per_step / peak if peak else float("nan")
             logger.log(step, record)
             history.append({"step": step, **record})
+            if not bad:
+                skipped["consecutive"] = 0
+                continue
+            skipped["run"].append(step)
+            skipped["total"] += 1
+            skipped["consecutive"] += 1
+            if skipped["consecutive"] > max_consecutive_nonfinite or skipped["total"] > skip_cap:
+                logger.flush()
+                why = (f"{skipped['consecutive']} consecutive non-finite steps (cap "
+                       f"train.max_consecutive_nonfinite = {max_consecutive_nonfinite})"
+                       if skipped["consecutive"] > max_consecutive_nonfinite else
+                       f"{skipped['total']} non-finite steps in all (cap max(max_consecutive_nonfinite, "
+                       f"max_nonfinite_fraction = {max_nonfinite_fraction} x {train_steps} steps) = {skip_cap})")
+                raise NonFiniteError(
+                    f"step {step}: ON_NONFINITE = 'skip' stopped after {why}; skipped steps this run: "
+                    f"{step_ranges(skipped['run'])}. The last good checkpoint (step {last_saved}) in {ckpt.directory} "
+                    "is untouched.")
         logger.progress(ready[-1][0] + 1, history[-1]["loss"] if history else None)
         logger.flush()
 
@@ -221,41 +485,59 @@ def train(
 
     eval_callbacks_results: dict[int, dict] = {}
     step = start_step
-    try:
-        if start_step == 0:
-            run_eval_callback(0)  # the model before training: the baseline of the final report
-        for step in range(start_step, train_steps):
-            batch = trainer.global_batch(stream.get_batch(step), batch_size)
-            state, m = trainer.train_step(state, batch)
-            pending.append((step, m))
-            clock["steps"] += 1
-            done = step + 1
-            save_due = done % max(checkpoint_period, 1) == 0 or done == train_steps
-            if save_due:
-                flush(keep_newest=False)
-                if done != last_saved:
-                    ckpt.save(done, state, data_state(done), force=True)
-                    last_saved = done
-            elif done % max(log_period, 1) == 0:
-                flush(keep_newest=True)
-            if eval_period and evals and done % eval_period == 0 and done != train_steps:
-                for split, r in _evaluate(trainer, state.params, evals, eval_batches, batch_size).items():
-                    logger.log(done, r, split=f"eval_{split}")
-            if eval_period and done % eval_period == 0 and done != train_steps:
-                run_eval_callback(done)
-        flush(keep_newest=False)
-        eval_results = _evaluate(trainer, state.params, evals, eval_batches, batch_size) if evals else {}
-        for split, r in eval_results.items():
-            logger.log(train_steps, r, split=f"eval_{split}")
-        if start_step < train_steps:
-            run_eval_callback(train_steps)
-        ckpt.wait_until_finished()
-    finally:
-        ckpt.close()
-        logger.close()
-    return TrainResult(model_dir=model_dir, start_step=start_step, final_step=max(step + 1, start_step), state=state, history=history,
-                       eval_results=eval_results, task_eval_results=eval_callbacks_results,
-                       restored_from=restored_from)
+    if start_step == 0:
+        run_eval_callback(0)  # the model before training: the baseline of the final report
+    for step in range(start_step, train_steps):
+        local = first_batches.pop(step) if step in first_batches else stream.get_batch(step)
+        batch = trainer.global_batch(local, batch_size)
+        state, m = trainer.train_step(state, batch)
+        pending.append((step, m))
+        clock["steps"] += 1
+        done = step + 1
+        save_due = done % max(checkpoint_period, 1) == 0 or done == train_steps
+        if last_saved is not None:
+            ckpt.check_for_errors()  # a background save that failed ends the run now, naming path and OS error
+        if save_due:
+            flush(keep_newest=False)
+            if done != last_saved:
+                ckpt.save(done, state, data_state(done), force=True)
+                last_saved = done
+        elif done % max(log_period, 1) == 0:
+            flush(keep_newest=True)
+        if eval_period and evals and done % eval_period == 0 and done != train_steps:
+            for split, r in _evaluate(trainer, state.params, evals, eval_batches, batch_size).items():
+                logger.log(done, r, split=f"eval_{split}")
+        if eval_period and done % eval_period == 0 and done != train_steps:
+            run_eval_callback(done)
+    flush(keep_newest=False)
+    eval_results = _evaluate(trainer, state.params, evals, eval_batches, batch_size) if evals else {}
+    for split, r in eval_results.items():
+        logger.log(train_steps, r, split=f"eval_{split}")
+    if start_step < train_steps:
+        run_eval_callback(train_steps)
+    ckpt.wait_until_finished()
+    if skipped["total"]:
+        log.warning("skipped %d non-finite steps in all (%d by this process: %s)", skipped["total"],
+                    len(skipped["run"]), step_ranges(skipped["run"]))
+    return TrainResult(model_dir=model_dir, start_step=start_step, final_step=max(step + 1, start_step), state=state,
+                       history=history, eval_results=eval_results, task_eval_results=eval_callbacks_results,
+                       restored_from=restored_from, skipped_steps=list(skipped["run"]),
+                       skipped_total=int(skipped["total"]), set_aside=set_aside, warnings=start_warnings)
+
+
+def step_ranges(steps: list[int]) -> str:
+    """[3, 4, 5, 9] -> '3-5, 9'."""
+    if not steps:
+        return "none"
+    out, start, prev = [], steps[0], steps[0]
+    for s in steps[1:] + [None]:
+        if s is not None and s == prev + 1:
+            prev = s
+            continue
+        out.append(str(start) if start == prev else f"{start}-{prev}")
+        if s is not None:
+            start = prev = s
+    return ", ".join(out)
 
 
 def summarize_eval(results: dict[str, dict]) -> str:

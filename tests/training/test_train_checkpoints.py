@@ -103,6 +103,7 @@ def test_nonfinite_skip_keeps_params_and_continues(train_kwargs):
     result = train(**{**train_kwargs, "train_steps": 5, "stream_factory": _poisoned, "on_nonfinite": "skip"})
     flags = [r["nonfinite"] for r in result.history]
     assert flags == [0, 0, 0, 1, 0]
+    assert result.skipped_steps == [3] and result.skipped_total == 1  # the final summary's count
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(result.state.params)))
     assert np.isfinite(result.history[4]["loss"])
 

@@ -1,4 +1,6 @@
-"""Exact resume: SIGKILL a real training process mid-run, rerun the same command, compare every loss."""
+"""Exact resume: SIGKILL a real training process mid-run, rerun the same command, compare every loss. The killed
+run leaves its run lock behind (taken over as stale) and metrics past its last checkpoint (cut back on restart:
+one record per step in train.jsonl and in the TensorBoard events)."""
 
 import json
 import os
@@ -28,7 +30,7 @@ def _env():
 
 
 def _losses(model_dir) -> dict[int, list[float]]:
-    """step -> every loss logged for it (a resumed run logs the steps after the checkpoint again)."""
+    """step -> every loss logged for it (one per step: a resumed run cuts what it logs again)."""
     out: dict[int, list[float]] = {}
     path = pathlib.Path(model_dir) / "metrics" / "train.jsonl"
     for line in path.read_text().splitlines():
@@ -59,17 +61,27 @@ def test_sigkill_then_rerun_reproduces_every_loss(tmp_path):
     assert killed_after is not None, "the run finished or stalled before it could be killed"
     assert victim.returncode == -signal.SIGKILL
     assert not (run_dir / "checkpoints" / str(STEPS)).exists()
+    assert (run_dir / "run.lock").exists()  # left behind by the killed process
+    before_restart = _losses(run_dir)
 
     _, err = ref.communicate(timeout=300)
     assert ref.returncode == 0, err[-3000:]
     resumed = subprocess.run(_command(run_dir), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "restored" in resumed.stderr
+    assert "restored" in resumed.stderr and "took over the stale run lock" in resumed.stderr
+    assert not (run_dir / "run.lock").exists()
 
     ref_losses, run_losses = _losses(ref_dir), _losses(run_dir)
     assert sorted(ref_losses) == sorted(run_losses) == list(range(STEPS))
-    assert any(len(v) > 1 for v in run_losses.values()), "no step was re-run after the restore"
+    assert all(len(v) == 1 for v in run_losses.values()), "a step is logged twice after the restart"
+    assert max(before_restart) >= 9  # the killed run had logged steps past its last checkpoint (8)
     for step, values in run_losses.items():
         for v in values:  # bitwise: before the kill and after the restore alike
             assert v == ref_losses[step][0], (step, v, ref_losses[step][0])
+    for step, values in before_restart.items():  # what the killed run logged equals the reference too
+        assert values[0] == ref_losses[step][0], step
+    from optiml_jax.training.metrics import read_scalar_events
+
+    tb = sorted(s for s, tag, _ in read_scalar_events(run_dir / "metrics" / "tensorboard" / "train") if tag == "loss")
+    assert tb == list(range(STEPS))
     assert ref_losses[STEPS - 1][0] < ref_losses[0][0]

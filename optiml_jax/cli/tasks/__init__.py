@@ -17,24 +17,28 @@ DEFAULT_MODULES = ("optiml_jax.tasks.registrations",)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from optiml_jax.cli import gin_setup
+    """In-process: a user error is raised as `CommandError` (a SystemExit with code 2, message printed);
+    `console_main` turns every outcome into the documented exit code (optiml_jax/cli/errors.py)."""
+    from optiml_jax.cli import errors, gin_setup
     from optiml_jax.cli.console import setup_console
 
     setup_console(logging.WARNING)
 
-    parser = argparse.ArgumentParser(prog="python -m optiml_jax.tasks", description=__doc__)
+    parser = errors.with_exit_codes(argparse.ArgumentParser(prog="python -m optiml_jax.tasks", description=__doc__))
     sub = parser.add_subparsers(dest="command", required=True)
     modules = {}
     for name in SUBCOMMANDS:
         modules[name] = importlib.import_module(f"optiml_jax.cli.tasks.{name}_command")
         p = sub.add_parser(name, help=modules[name].HELP, description=modules[name].HELP)
+        errors.with_exit_codes(p)
         gin_setup.add_gin_arguments(p)
+        errors.add_verbose_argument(p)
         modules[name].add_arguments(p)
     try:
         args, bindings = gin_setup.parse_command_line(parser, list(sys.argv[1:] if argv is None else argv))
         setup(args, bindings)
     except gin_setup.GinConfigError as e:
-        raise SystemExit(f"error: {e}") from e
+        raise errors.fail(str(e)) from e
     return modules[args.command].run(args)
 
 
@@ -42,7 +46,7 @@ def setup(args: argparse.Namespace, bindings: list[str]) -> None:
     """Imports the registration modules (the library's own unless --module_import names others), parses gin,
     then runs the gin-configured registrations (`run_registrations`, e.g. the real OPT-IML Bench from local
     data, which needs the data-directory macros the command line sets)."""
-    from optiml_jax.cli import gin_setup
+    from optiml_jax.cli import errors, gin_setup
     import optiml_jax.data  # noqa: F401  (registers the configurables)
     from optiml_jax.sources.raw_examples import BenchDataError
     from optiml_jax.tasks.gin_registrations import run_registrations
@@ -54,9 +58,11 @@ def setup(args: argparse.Namespace, bindings: list[str]) -> None:
     try:
         run_registrations()
     except (BenchDataError, OPTVocabularyError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}") from e
+        raise errors.fail(str(e)) from e
 
 
-def console_main() -> None:
-    """Console-script entry (setup.py)."""
-    sys.exit(main())
+def console_main(argv: list[str] | None = None) -> None:
+    """Console-script entry (setup.py) and `python -m optiml_jax.tasks`: exits with the documented code."""
+    from optiml_jax.cli.errors import run_command
+
+    sys.exit(run_command(lambda: main(argv), argv))

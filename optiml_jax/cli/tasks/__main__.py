@@ -2,7 +2,7 @@
 
 import sys
 
-from optiml_jax.cli.tasks import main
+from optiml_jax.cli.tasks import console_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -10,6 +10,10 @@ Layout (the same as `gin/bench/opt_iml_bench.gin`):
 A row with an `options` list is scored by rank classification over those options (accuracy; FLAN scores
 classification tasks this way whether or not the template shows the options); otherwise greedy generation
 with Rouge-L. Templates are named t0, t1, ... in the order of the templates file (inverted ones dropped).
+A template that fails on a row is an error naming template, task and example (`on_template_error = 'raise'`,
+the default) or, with 'drop', left out and reported (one warning with count, names and reasons, and a record in
+`optiml_jax.sources.template_failures` for results.json); never a silent drop. A field a template reads that is
+NaN (a missing value in the data file) is an error naming template, task, example and field.
 """
 
 from __future__ import annotations
@@ -22,13 +26,15 @@ from typing import Sequence
 
 import gin
 
-from optiml_jax.sources.flan_reader import apply_template, load_patterns, original_templates
+from optiml_jax.sources import template_failures
+from optiml_jax.sources.flan_reader import apply_template, load_patterns, original_templates, template_fields
 from optiml_jax.sources.raw_examples import BenchDataError, raw_example
 from optiml_jax.evaluation.suites import held_out_catalog as hoc
 from optiml_jax.evaluation.suites.niv2 import category_slug
 from optiml_jax.evaluation.eval_tasks import EvalTask
 
 SUITE = "flan_held_out"
+ON_TEMPLATE_ERROR = ("raise", "drop")
 DEFAULT_TEMPLATES_FILE = "flan/flan2021_patterns.json"  # relative to DATA_DIR
 
 
@@ -36,6 +42,11 @@ def render_row(template: tuple[str, str], label: str, row: dict, *, task: str, e
                file: str | None) -> dict:
     """One raw example; errors name the template, task, example and split."""
     where = f"FLAN template {label} ({template[0][:40]!r}...) on task {task}, {split} example {example_id}"
+    fields = {f.split(".")[0].split("[")[0] for f in template_fields(template[0]) | template_fields(template[1])}
+    nan = template_failures.nan_fields(row, fields | {"options"})
+    if nan:
+        raise BenchDataError(f"{where}: field(s) {nan} are NaN (a missing value in the data file?), which would be "
+                             "rendered as 'nan'; fix or drop the row", file=file, task=task, example=example_id)
     try:
         prompt, target = apply_template(*template, row, task=task, example=example_id, file=file)
     except BenchDataError as e:
@@ -52,16 +63,35 @@ def render_row(template: tuple[str, str], label: str, row: dict, *, task: str, e
 
 
 def template_tasks(task: hoc.HeldOutTask, patterns: Sequence[tuple[str, str]], eval_rows: Sequence[dict],
-                   eval_split: str, train_rows: Sequence[dict], file: str | None = None) -> list[EvalTask]:
-    """One EvalTask per original template of one FLAN dataset."""
+                   eval_split: str, train_rows: Sequence[dict], file: str | None = None, *,
+                   on_template_error: str = "raise", failures: list | None = None) -> list[EvalTask]:
+    """One EvalTask per original template of one FLAN dataset; with `on_template_error='drop'` a template that
+    fails on any row is left out and appended to `failures` (a `TemplateFailure`)."""
+    if on_template_error not in ON_TEMPLATE_ERROR:
+        raise ValueError(f"on_template_error={on_template_error!r}: expected one of {ON_TEMPLATE_ERROR}")
     name = task.info.name
     out = []
     for k, template in enumerate(original_templates(list(patterns))):
         label = f"t{k}"
-        examples = [render_row(template, label, r, task=name, example_id=hoc.row_id(r, i), split=eval_split,
-                               file=file) for i, r in enumerate(eval_rows)]
-        demos = [render_row(template, label, r, task=name, example_id=hoc.row_id(r, i), split="train", file=file)
-                 for i, r in enumerate(train_rows)]
+        rendered, errors = {}, []
+        for split, rows in ((eval_split, eval_rows), ("train", train_rows)):
+            rendered[split] = []
+            for i, r in enumerate(rows):
+                try:
+                    rendered[split].append(render_row(template, label, r, task=name, example_id=hoc.row_id(r, i),
+                                                      split=split, file=file))
+                except BenchDataError as e:
+                    if on_template_error == "raise":
+                        raise
+                    errors.append((f"{split} example {hoc.row_id(r, i)}", e))
+        if errors:
+            failures = failures if failures is not None else []
+            failures.append(template_failures.TemplateFailure(
+                source=SUITE, task=name, template=label, template_id=f"{template[0][:40]}...",
+                failed_examples=len(errors), examples=len(eval_rows) + len(train_rows), first_example=errors[0][0],
+                reason=str(errors[0][1])))
+            continue
+        examples, demos = rendered[eval_split], rendered["train"]
         with_options = sum(bool(ex["options"]) for ex in examples)
         if 0 < with_options < len(examples):
             raise BenchDataError(f"{with_options} of {len(examples)} {eval_split} rows have 'options': a task is "
@@ -70,7 +100,7 @@ def template_tasks(task: hoc.HeldOutTask, patterns: Sequence[tuple[str, str]], e
                                    metric="accuracy" if with_options else "rouge_l")
         out.append(EvalTask(info=info, examples=examples, demonstrations=demos, level=task.level, template=label,
                             parent_task=name, collection="flan"))
-    if not out:
+    if not out and not (failures and failures[-1].task == name):
         raise BenchDataError("dataset has no FLAN templates", file=file, task=name)
     return out
 
@@ -95,17 +125,19 @@ def flan_held_out_tasks(templates_file: str | os.PathLike | None = None,
                         split_name: str = "opt_iml_paper", levels: Sequence[str] = hoc.HELD_OUT_LEVELS,
                         eval_splits: Sequence[str] = hoc.EVAL_SPLITS, max_examples: int | None = None,
                         max_demonstrations: int = hoc.MAX_DEMONSTRATION_ROWS,
-                        default_root: str | os.PathLike | None = None) -> list[EvalTask]:
+                        default_root: str | os.PathLike | None = None,
+                        on_template_error: str = "raise") -> list[EvalTask]:
     """EvalTasks of every held-out FLAN task (per `split_name`, at `levels`) with data in `dataset_dir`.
 
     Defaults from `default_root` (DATA_DIR): DATA_DIR/flan/flan2021_patterns.json and DATA_DIR/flan/<task>/.
-    Raises when no held-out task has data at all.
+    Raises when no held-out task has data at all. `on_template_error`: 'raise' (default) or 'drop' (reported;
+    see the module docstring).
     """
     templates_file, dataset_dir = _resolve(templates_file, dataset_dir, default_root)
     patterns = load_patterns(templates_file)
     tasks = hoc.held_out_tasks("flan", split_name, levels)
     key_uses = collections.Counter(t.reader_key for t in tasks)
-    out, skipped = [], []
+    out, skipped, failures = [], [], []
     for task in tasks:
         candidates = [dataset_dir / task.info.name.removeprefix("flan_")]
         if key_uses[task.reader_key] == 1:
@@ -123,8 +155,13 @@ def flan_held_out_tasks(templates_file: str | os.PathLike | None = None,
         if not rows:
             raise BenchDataError(f"the {eval_split} split has no rows", file=str(data), task=task.info.name)
         out.extend(template_tasks(task, patterns[task.reader_key], rows, eval_split,
-                                  hoc.demonstration_rows(data, max_demonstrations), file=str(data)))
+                                  hoc.demonstration_rows(data, max_demonstrations), file=str(data),
+                                  on_template_error=on_template_error, failures=failures))
     hoc.log_skipped(SUITE, skipped, len({t.name for t in out}))
+    template_failures.report(SUITE, failures)
+    if not out and failures:
+        raise BenchDataError(f"suite {SUITE!r}: every template failed to render ({template_failures.summary(failures)})",
+                             file=str(dataset_dir))
     if not out:
         raise BenchDataError(f"suite {SUITE!r}: none of the {len(skipped)} held-out FLAN tasks has local data "
                              "(expected <FLAN_DATA_DIR>/<task without flan_>/validation.jsonl, "

@@ -9,7 +9,11 @@ The evaluation instances are the test split when present, else validation; demon
 before the example: instance-level instructions) are the same template applied to the first train rows.
 A template with `answer_choices` is scored by rank classification over the rendered choices (accuracy);
 one without is generated and scored with Rouge-L. Tasks without local data are skipped with a logged
-message; a template that fails on a row is an error naming template, task and example (never a silent drop).
+message. A template that fails on a row is an error naming template, task and example (`on_template_error =
+'raise'`, the default), or, with 'drop' (the paper drops templates that do not apply to every example), the
+template is left out and reported: one warning with the count, names and reasons, and a record in
+`optiml_jax.sources.template_failures` (for results.json). Never a silent drop. A field the template reads that
+is NaN (a missing value in the data file) is an error naming template, task, example and field.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Sequence
 
 import gin
 
+from optiml_jax.sources import template_failures
 from optiml_jax.sources.promptsource_templates import PSTemplate, TemplateRenderer, load_templates_file
 from optiml_jax.sources.raw_examples import BenchDataError, raw_example
 from optiml_jax.evaluation.suites import held_out_catalog as hoc
@@ -28,6 +33,23 @@ from optiml_jax.evaluation.suites.niv2 import category_slug
 from optiml_jax.evaluation.eval_tasks import EvalTask
 
 SUITE = "promptsource_held_out"
+ON_TEMPLATE_ERROR = ("raise", "drop")
+
+
+def template_variables(template: PSTemplate) -> set[str]:
+    """The example fields a template (and its answer_choices) reads."""
+    import jinja2
+    from jinja2 import meta
+
+    env = jinja2.Environment()
+    names: set[str] = set()
+    for source in (template.jinja, template.answer_choices):
+        if source:
+            try:
+                names |= meta.find_undeclared_variables(env.parse(source))
+            except jinja2.TemplateSyntaxError:
+                pass  # rendering reports it, with the template's name
+    return names - {"answer_choices"}
 
 
 def render_row(renderer: TemplateRenderer, template: PSTemplate, row: dict, *, task: str, example_id: str,
@@ -35,6 +57,11 @@ def render_row(renderer: TemplateRenderer, template: PSTemplate, row: dict, *, t
     """One raw example; any rendering problem (or a target outside the answer choices) names template, task,
     example and split."""
     where = f"PromptSource template {template.name!r} (id {template.id}) on task {task}, {split} example {example_id}"
+    nan = template_failures.nan_fields(row, template_variables(template))
+    if nan:
+        raise BenchDataError(f"{where}: field(s) {nan} are NaN (a missing value in the data file?), which would be "
+                             "rendered as 'nan'; fix or drop the row", file=template.file, task=task,
+                             example=example_id)
     try:
         prompt, target, choices = renderer.apply(template, row)
     except BenchDataError as e:
@@ -51,16 +78,35 @@ def render_row(renderer: TemplateRenderer, template: PSTemplate, row: dict, *, t
 
 
 def template_tasks(task: hoc.HeldOutTask, templates: Sequence[PSTemplate], eval_rows: Sequence[dict],
-                   eval_split: str, train_rows: Sequence[dict], seed: int = 0) -> list[EvalTask]:
-    """One EvalTask per original-task template of one dataset."""
+                   eval_split: str, train_rows: Sequence[dict], seed: int = 0, *, on_template_error: str = "raise",
+                   failures: list | None = None) -> list[EvalTask]:
+    """One EvalTask per original-task template of one dataset; with `on_template_error='drop'` a template that
+    fails on any row is left out and appended to `failures` (a `TemplateFailure`)."""
+    if on_template_error not in ON_TEMPLATE_ERROR:
+        raise ValueError(f"on_template_error={on_template_error!r}: expected one of {ON_TEMPLATE_ERROR}")
     name = task.info.name
     out, used_names = [], set()
     for template in templates:
         renderer = TemplateRenderer(seed)  # per template: the `choice` filter draws the same way on every run
-        examples = [render_row(renderer, template, r, task=name, example_id=hoc.row_id(r, i), split=eval_split)
-                    for i, r in enumerate(eval_rows)]
-        demos = [render_row(renderer, template, r, task=name, example_id=hoc.row_id(r, i), split="train")
-                 for i, r in enumerate(train_rows)]
+        rendered, errors = {}, []
+        for split, rows in ((eval_split, eval_rows), ("train", train_rows)):
+            rendered[split] = []
+            for i, r in enumerate(rows):
+                try:
+                    rendered[split].append(render_row(renderer, template, r, task=name,
+                                                      example_id=hoc.row_id(r, i), split=split))
+                except BenchDataError as e:
+                    if on_template_error == "raise":
+                        raise
+                    errors.append((f"{split} example {hoc.row_id(r, i)}", e))
+        if errors:
+            failures = failures if failures is not None else []
+            failures.append(template_failures.TemplateFailure(
+                source=SUITE, task=name, template=template.name, template_id=template.id,
+                failed_examples=len(errors), examples=len(eval_rows) + len(train_rows), first_example=errors[0][0],
+                reason=str(errors[0][1])))
+            continue
+        examples, demos = rendered[eval_split], rendered["train"]
         label = template.name if template.name not in used_names else f"{template.name} ({template.id[:8]})"
         used_names.add(label)
         info = dataclasses.replace(task.info, category=category_slug(task.info.category),
@@ -89,14 +135,16 @@ def promptsource_held_out_tasks(templates_dir: str | os.PathLike | None = None,
                                 split_name: str = "opt_iml_paper", levels: Sequence[str] = hoc.HELD_OUT_LEVELS,
                                 eval_splits: Sequence[str] = hoc.EVAL_SPLITS, max_examples: int | None = None,
                                 max_demonstrations: int = hoc.MAX_DEMONSTRATION_ROWS, seed: int = 0,
-                                default_root: str | os.PathLike | None = None) -> list[EvalTask]:
+                                default_root: str | os.PathLike | None = None,
+                                on_template_error: str = "raise") -> list[EvalTask]:
     """EvalTasks of every held-out PromptSource task (per `split_name`, at `levels`) with data in `dataset_dir`.
 
     Without `templates_dir`, `default_root/promptsource` (DATA_DIR's layout) is used; without `dataset_dir`, the
     split files are looked for next to each templates.yaml. Raises when no held-out task has data at all.
+    `on_template_error`: 'raise' (default) or 'drop' (reported; see the module docstring).
     """
     templates_dir, dataset_dir = _resolve_dirs(templates_dir, dataset_dir, default_root)
-    out, skipped = [], []
+    out, skipped, failures = [], [], []
     for task in hoc.held_out_tasks("promptsource", split_name, levels):
         data = dataset_dir / task.reader_key
         if not data.exists() or (data.is_dir() and not hoc.available_splits(data, [*eval_splits, "train"])):
@@ -115,8 +163,12 @@ def promptsource_held_out_tasks(templates_dir: str | os.PathLike | None = None,
         if not rows:
             raise BenchDataError(f"the {eval_split} split has no rows", file=str(data), task=task.info.name)
         out.extend(template_tasks(task, templates, rows, eval_split, hoc.demonstration_rows(data, max_demonstrations),
-                                  seed))
+                                  seed, on_template_error=on_template_error, failures=failures))
     hoc.log_skipped(SUITE, skipped, len({t.name for t in out}))
+    template_failures.report(SUITE, failures)
+    if not out and failures:
+        raise BenchDataError(f"suite {SUITE!r}: every template failed to render ({template_failures.summary(failures)})",
+                             file=str(dataset_dir))
     if not out:
         raise BenchDataError(f"suite {SUITE!r}: none of the {len(skipped)} held-out PromptSource tasks has local "
                              "data (expected <PROMPTSOURCE_DATA_DIR>/<dataset>[/<subset>]/validation.jsonl, e.g. "

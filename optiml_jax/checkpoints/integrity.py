@@ -1,0 +1,127 @@
+"""Per-array checksums of a checkpointed pytree, computed on the devices where the arrays live.
+
+Each array's bits are read as unsigned 32-bit words u[i] (16- and 8-bit types widened, 64-bit types split in
+two) and folded into two position-weighted sums modulo 2**32:
+
+    h1 = sum_i u[i] * (2 i + 1)          h2 = sum_i (u[i] ^ (u[i] >> 15)) * ((i * 0x9E3779B1 + 0x7F4A7C15) | 1)
+
+where i is the word's flat (row-major) position. Every weight is odd, so changing any single word always changes
+h1; random damage to many words goes unnoticed with probability about 2**-64. Both sums are reductions over the
+array as it is sharded (the position comes from broadcast iotas, never a reshape), so no array is gathered onto
+one device, any mesh computes the same value, and every process of a multi-host job gets the same checksums.
+The result is bit-exact: a checkpoint restored onto another mesh verifies as long as its bits are the ones saved.
+
+Why not checksums of the files: Orbax (OCDBT/zarr) decides the file layout, each process writes its own files,
+and what matters is that the restored *values* are the saved ones, which this checks on the restore target.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ALGORITHM = "u32-position-weighted-sum-x2"
+_GOLDEN = np.uint32(0x9E3779B1)
+_OFFSET = np.uint32(0x7F4A7C15)
+
+
+def path_name(path) -> str:
+    """`params/decoder/layers_0/fc1/kernel`: the same name for a TrainState field and a dict key."""
+    parts = []
+    for k in path:
+        for attr in ("name", "key", "idx"):
+            if hasattr(k, attr):
+                parts.append(str(getattr(k, attr)))
+                break
+        else:
+            parts.append(str(k))
+    return "/".join(parts)
+
+
+def named_leaves(tree: Any) -> list[tuple[str, Any]]:
+    return [(path_name(p), x) for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def array_specs(tree: Any) -> dict[str, list]:
+    """{name: [shape, dtype]} of every leaf (arrays or ShapeDtypeStructs): what a restore target must match."""
+    return {name: [list(np.shape(x)), str(np.dtype(x.dtype))] for name, x in named_leaves(tree)}
+
+
+def _words(x: jax.Array) -> jax.Array:
+    """The array's bits as uint32 words (64-bit types gain a trailing axis of 2)."""
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    if x.dtype == jnp.bool_:
+        return x.astype(jnp.uint32)
+    size = jnp.dtype(x.dtype).itemsize
+    if size == 4:
+        return jax.lax.bitcast_convert_type(x, jnp.uint32)
+    if size == 8:
+        return jax.lax.bitcast_convert_type(x, jnp.uint32)  # [..., 2]
+    unsigned = {2: jnp.uint16, 1: jnp.uint8}[size]
+    return jax.lax.bitcast_convert_type(x, unsigned).astype(jnp.uint32)
+
+
+def _fingerprint(x: jax.Array) -> jax.Array:
+    u = _words(jnp.asarray(x))
+    idx = jnp.zeros(u.shape, jnp.uint32)
+    stride = 1
+    for axis in reversed(range(u.ndim)):
+        idx = idx + jax.lax.broadcasted_iota(jnp.uint32, u.shape, axis) * jnp.uint32(stride & 0xFFFFFFFF)
+        stride *= u.shape[axis]
+    t1 = u * (idx * jnp.uint32(2) + jnp.uint32(1))
+    t2 = (u ^ (u >> jnp.uint32(15))) * ((idx * _GOLDEN + _OFFSET) | jnp.uint32(1))
+    # One variadic reduction for both sums: on XLA:CPU it runs ~20x faster than two jnp.sum's of uint32.
+    h1, h2 = jax.lax.reduce((t1, t2), (np.uint32(0), np.uint32(0)), lambda a, b: (a[0] + b[0], a[1] + b[1]),
+                            tuple(range(u.ndim)))
+    return jnp.stack([h1, h2])
+
+
+@functools.lru_cache(maxsize=16)
+def _checksum_fn(replicated):
+    # One small program per distinct (shape, dtype, sharding), reused across the repeated layers: compiling one
+    # program over every leaf took 26 s for OPT-125m's 591 arrays on a 2-core CPU, this takes a few.
+    return jax.jit(_fingerprint, out_shardings=replicated)
+
+
+def _replicated_sharding(leaves):
+    for x in leaves:
+        sharding = getattr(x, "sharding", None)
+        if isinstance(sharding, jax.sharding.NamedSharding):
+            return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+    return None
+
+
+def array_checksums(tree: Any) -> dict[str, str]:
+    """{name: 16 hex digits} for every leaf of `tree` (jax or numpy arrays; the same value for either)."""
+    named = named_leaves(tree)
+    if not named:
+        return {}
+    fn = _checksum_fn(_replicated_sharding([x for _, x in named]))
+    out = jax.device_get([fn(x) for _, x in named])  # dispatched asynchronously, fetched once
+    return {name: f"{int(h[0]):08x}{int(h[1]):08x}" for (name, _), h in zip(named, out)}
+
+
+def mismatches(recorded: dict[str, str], actual: dict[str, str]) -> list[str]:
+    """Names whose checksum differs from the one recorded (names missing on either side included)."""
+    return sorted(n for n in set(recorded) | set(actual) if recorded.get(n) != actual.get(n))
+
+
+def spec_differences(recorded: dict[str, list], target: dict[str, list], limit: int = 3) -> list[str]:
+    """Human-readable differences between the arrays a checkpoint holds and the ones a restore target expects."""
+    out = []
+    for name in sorted(set(recorded) | set(target)):
+        r, t = recorded.get(name), target.get(name)
+        if r is None:
+            out.append(f"{name}: configured {tuple(t[0])} {t[1]}, not in the checkpoint")
+        elif t is None:
+            out.append(f"{name}: in the checkpoint ({tuple(r[0])} {r[1]}), not in the configured state")
+        elif [list(r[0]), r[1]] != [list(t[0]), t[1]]:
+            out.append(f"{name}: saved {tuple(r[0])} {r[1]}, configured {tuple(t[0])} {t[1]}")
+    if len(out) > limit:
+        out = out[:limit] + [f"... {len(out) - limit} more"]
+    return out
