@@ -253,6 +253,15 @@ def _replication_flags(params_abstract, logical_specs, mesh, min_bytes: int) -> 
     return sorted(flags, key=lambda f: -f["per_device_bytes_with_grad_and_adam"])
 
 
+def fit_report(analytic_total: int, compiled_total: int, device: DeviceSpec, headroom: float) -> dict:
+    """Fits when the spec + analytic bytes leave `headroom` of HBM free (XLA/NCCL workspace, fragmentation)."""
+    usable = int(device.hbm_bytes * (1 - headroom))
+    return {"hbm_bytes": device.hbm_bytes, "headroom": headroom, "usable_bytes": usable,
+            "fits": analytic_total <= usable, "fits_compiled_upper_bound": compiled_total <= usable,
+            "analytic_fraction_of_hbm": analytic_total / device.hbm_bytes,
+            "compiled_fraction_of_hbm": compiled_total / device.hbm_bytes}
+
+
 @dataclasses.dataclass
 class Plan:
     """Everything `plan_train` found; `to_dict()` is the JSON the CLI writes."""
@@ -321,11 +330,7 @@ def plan_train(setup, *, batch_size: int, length: int, device: DeviceSpec, headr
             "temp_over_analytic_non_state": compiled_mem["temp"] / max(analytic_total - params_b - opt_b - batch_b, 1)},
         "largest_compiled_arrays": [{"array": str(a), "count": c, "bytes": a.bytes} for a, c in summary.arrays],
     }
-    usable = int(device.hbm_bytes * (1 - headroom))
-    fits = {"hbm_bytes": device.hbm_bytes, "headroom": headroom, "usable_bytes": usable,
-            "fits": analytic_total <= usable, "fits_compiled_upper_bound": compiled_mem["total"] <= usable,
-            "analytic_fraction_of_hbm": analytic_total / device.hbm_bytes,
-            "compiled_fraction_of_hbm": compiled_mem["total"] / device.hbm_bytes}
+    fits = fit_report(analytic_total, compiled_mem["total"], device, headroom)
 
     tokens = batch_size * length
     model_flops = flops_per_token(config, length) * tokens
@@ -347,8 +352,8 @@ def plan_train(setup, *, batch_size: int, length: int, device: DeviceSpec, headr
                       "replicated_over": list(part.mesh_axes("activation_heads")), "per_device_bytes": act["layers"],
                       "message": f"the residual stream kept for backward ({act['layers'] / GiB:.1f} GiB per device) is "
                                  f"replicated over {list(part.mesh_axes('activation_heads'))}: no rule maps "
-                                 "activation_embed or activation_length; e.g. ('activation_length', 'tensor') "
-                                 "would split it (sequence parallelism)"})
+                                 "activation_embed or activation_length to a mesh axis (sequence "
+                                 "parallelism over 'tensor' would split it; the model does not support it yet)"})
     global_params = _tree_bytes(state.params, global_bytes)
     notes = [CPU_NOTE]
     if summary.unknown_trip_loops:
