@@ -278,30 +278,34 @@ class Plan:
     eval_steps: dict
     notes: list[str]
     planner: dict
+    compiled_train_step: Any = dataclasses.field(default=None, repr=False, compare=False)  # callable executable
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "compiled_train_step"}
 
 
-def _compile(lowerable, *args):
+def _compile(lowerable, *args, options=None):
     lowered = lowerable.lower(*args)
-    return lowered.compile(compiler_options=PLAN_COMPILER_OPTIONS)
+    return lowered.compile(compiler_options=PLAN_COMPILER_OPTIONS if options is None else options)
 
 
 def plan_train(setup, *, batch_size: int, length: int, device: DeviceSpec, headroom: float = 0.1,
                matmul_efficiency: float | None = None, flag_min_bytes: int = 64 * 2**20,
-               eval_steps: bool = True, generation: dict | None = None) -> Plan:
+               eval_steps: bool = True, generation: dict | None = None,
+               compiler_options: dict | None = None) -> Plan:
     """Lower and compile `setup.trainer.train_step` on abstract inputs and size it for `device`.
 
     `setup` is `train_loop.build_trainer(...)`'s result. `generation` = dict(batch, prompt_length,
     max_new_tokens) also compiles `models.generate` with the training parameter shardings.
+    `compiler_options` default to `PLAN_COMPILER_OPTIONS`; pass {} to compile for running (the device check
+    runs `plan.compiled_train_step`, so what it measures is exactly what was planned).
     """
     part, trainer, config = setup.partitioner, setup.trainer, setup.model_config
     mesh = part.mesh
     n = mesh.size
     state = train_state.abstract_state(config, setup.tx, part)
     batch = abstract_batch(part, batch_size, length)
-    compiled = _compile(trainer.train_step, state, batch)
+    compiled = _compile(trainer.train_step, state, batch, options=compiler_options)
     compiled_mem = _memory_stats(compiled)
     summary = hlo_collectives.analyse_hlo(compiled.as_text(), n)
 
@@ -380,7 +384,8 @@ def plan_train(setup, *, batch_size: int, length: int, device: DeviceSpec, headr
                "model_flops_per_device": model_flops / n, "model_flops_per_token": flops_per_token(config, length),
                "convention": "model: 6N + 12*L*H*Q*T per token (metrics.flops_per_token); hardware adds remat"},
         collectives=[dataclasses.asdict(r) for r in table], estimate=est, flags=flags, eval_steps=evals, notes=notes,
-        planner={"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
+        planner={"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024},
+        compiled_train_step=compiled)
 
 
 def _collective_totals(compiled, n: int) -> dict:

@@ -38,7 +38,7 @@ def _setup(mesh_shape=(1, 4, 2), rules="fsdp_tensor", **config_overrides):
 @pytest.fixture(scope="module")
 def tiny():
     """(setup, plan, real state, real compiled step) for a tiny bf16 model on a 4 x 2 fsdp x tensor mesh."""
-    setup = _setup()
+    setup = _setup(num_layers=1)  # one layer: the smallest program that still has every collective
     plan = planning.plan_train(setup, batch_size=BATCH, length=LENGTH, device=get_device_spec("h100"),
                                eval_steps=False, flag_min_bytes=1024)
     state = train_state.init_state(setup.model_config, setup.tx, setup.partitioner, seed=0)
