@@ -36,7 +36,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--device_kind", default="h100", help="device table entry (training/device_specs.py): "
                                                          "tpu_v4, tpu_v5e, tpu_v5p, tpu_v6e, a100, a100_80gb, h100, h200")
     p.add_argument("--headroom", type=float, default=0.1, help="fraction of HBM kept free (default 0.1)")
-    p.add_argument("--matmul_efficiency", type=float, default=None, help="fraction of peak for compute time")
+    p.add_argument("--matmul_efficiency", type=float, default=None, help="fraction of peak dense matmuls reach "
+                                                                          "(default: the device table's, 0.8)")
+    p.add_argument("--attention_efficiency", type=float, default=0.4, help="fraction of peak the attention core reaches")
     p.add_argument("--flag_min_mib", type=float, default=64.0, help="flag replicated tensors above this (MiB)")
     p.add_argument("--no_eval", action="store_true", help="compile the train step only")
     p.add_argument("--generate", action="store_true", help="also compile generation (prefill + decode loop)")
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                           max_new_tokens=args.generate_new_tokens)
     plan = planning.plan_train(setup, batch_size=int(kwargs["batch_size"]), length=length, device=device,
                                headroom=args.headroom, matmul_efficiency=args.matmul_efficiency,
+                               attention_efficiency=args.attention_efficiency,
                                flag_min_bytes=int(args.flag_min_mib * 2**20), eval_steps=not args.no_eval,
                                generation=generation)
     print(planning.format_plan(plan))

@@ -192,36 +192,67 @@ def collective_table(summary: hlo_collectives.HloSummary, *, device: DeviceSpec,
     return sorted(rows.values(), key=lambda r: -r.seconds)
 
 
-def hardware_flops_per_token(config: OPTConfig, length: int) -> float:
-    """Model FLOPs (6N + 12*L*H*Q*T, `metrics.flops_per_token`) plus what remat recomputes: the layers'
-    forward (2*N_layers + 4*L*H*Q*T) for 'full'; the attention core (a Pallas kernel is not a dot, so the
-    dots policies recompute it) for 'dots*'."""
+def flop_split_per_token(config: OPTConfig, length: int) -> dict[str, float]:
+    """Hardware FLOPs per token, split into dense matmuls and the attention core.
+
+    Model FLOPs are 6N + 12*L*H*Q*T (`metrics.flops_per_token`: 6N matmul, 12LHQT attention). Remat adds what
+    it recomputes: 'full' the layers' forward (2*N_layers matmul + 4*L*H*Q*T attention); the dots policies
+    the attention core (a Pallas kernel is not a dot_general, so it is not saved).
+    """
     attention_fwd = 4 * config.num_layers * config.num_heads * config.head_dim * length
-    extra = {"none": 0, "full": 2 * config.num_layers * _layer_params(config) + attention_fwd}.get(
-        config.remat_policy, attention_fwd)
-    return flops_per_token(config, length) + extra
+    model = flops_per_token(config, length)
+    attention = 3 * attention_fwd
+    matmul = model - attention
+    if config.remat_policy == "full":
+        matmul += 2 * config.num_layers * _layer_params(config)
+        attention += attention_fwd
+    elif config.remat_policy != "none":
+        attention += attention_fwd
+    return {"matmul": float(matmul), "attention": float(attention), "model": float(model)}
 
 
-def estimate_step_time(device: DeviceSpec, hw_flops_per_device: float, table: list[CollectiveRow],
-                       matmul_efficiency: float | None = None) -> dict:
+def hbm_bytes_per_step(config: OPTConfig, tokens_per_device: float, params_per_device: float, tensor: int) -> float:
+    """HBM traffic of the memory-bound (non-matmul) work per device per step, a rough model.
+
+    Per token per layer the forward's elementwise ops (2 layer norms, 2 dropouts, 2 residual adds, bias adds,
+    relu) read and write ~ (15*h + 4*ffn/t) * c bytes; the backward ~2x that; 'full' remat repeats the
+    forward. Cross-entropy passes over the f32 logits ~4 times (write, max/sum, gradient). Adam reads
+    params, grads, mu, nu and writes three of them: 28 bytes per local float32 parameter.
+    """
+    c = 2 if config.dtype == "bfloat16" else 4
+    fwd = (15 * config.hidden_size + 4 * config.ffn_dim // tensor) * c
+    passes = 3 + (1 if config.remat_policy != "none" else 0)
+    per_token = config.num_layers * fwd * passes + 4 * 4 * config.vocab_size // tensor
+    return float(per_token * tokens_per_device + 28 * params_per_device)
+
+
+def estimate_step_time(device: DeviceSpec, flops_per_device: dict, hbm_bytes: float, table: list[CollectiveRow],
+                       matmul_efficiency: float | None = None, attention_efficiency: float = 0.4) -> dict:
     """The step-time model, stated:
 
-    compute = hardware FLOPs per device / (peak bf16 FLOP/s x matmul efficiency);
+    compute = matmul FLOPs / (peak x matmul efficiency) + attention FLOPs / (peak x attention efficiency)
+              + memory-bound bytes / HBM bandwidth          (`flop_split_per_token`, `hbm_bytes_per_step`);
     each collective: ring algorithm, wire bytes / link bandwidth (intra-node or inter-node, `device_specs`);
     parameter all-gathers and gradient reductions (FSDP) overlap with compute (XLA prefetches / schedules
     them asynchronously), activation collectives (tensor-parallel all-reduces, all-to-alls) are exposed:
         step = compute + activation comm + max(0, parameter comm - compute).
     Also returned: the perfect-overlap bound max(compute, all comm) and the no-overlap bound compute + all comm.
-    Ignored: HBM-bound elementwise time, kernel launch gaps, host input pipeline, stragglers.
+    Defaults: matmul efficiency from the device table (0.8: a bf16 8192^3 matmul ran at ~790 of 989 TFLOP/s
+    on an H200), attention 0.4 (flash kernels at T=2048 reach 35-50% of peak; performance_anchors).
+    Ignored: kernel launch gaps, host input pipeline, stragglers, HBM traffic of the matmuls themselves.
     """
     eff = device.matmul_efficiency if matmul_efficiency is None else matmul_efficiency
-    compute = hw_flops_per_device / (device.peak_flops * eff)
+    matmul_s = flops_per_device["matmul"] / (device.peak_flops * eff)
+    attention_s = flops_per_device["attention"] / (device.peak_flops * attention_efficiency)
+    memory_s = hbm_bytes / device.hbm_bytes_per_s
+    compute = matmul_s + attention_s + memory_s
     param = sum(r.seconds for r in table if r.category != "activation")
     act = sum(r.seconds for r in table if r.category == "activation")
     step = compute + act + max(0.0, param - compute)
-    return {"compute_s": compute, "parameter_comm_s": param, "activation_comm_s": act, "step_s": step,
+    return {"compute_s": compute, "matmul_s": matmul_s, "attention_s": attention_s, "memory_bound_s": memory_s,
+            "parameter_comm_s": param, "activation_comm_s": act, "step_s": step,
             "step_s_perfect_overlap": max(compute, param + act), "step_s_no_overlap": compute + param + act,
-            "matmul_efficiency": eff}
+            "matmul_efficiency": eff, "attention_efficiency": attention_efficiency}
 
 
 def _memory_stats(compiled) -> dict:
@@ -290,7 +321,8 @@ def _compile(lowerable, *args, options=None):
 
 
 def plan_train(setup, *, batch_size: int, length: int, device: DeviceSpec, headroom: float = 0.1,
-               matmul_efficiency: float | None = None, flag_min_bytes: int = 64 * 2**20,
+               matmul_efficiency: float | None = None, attention_efficiency: float = 0.4,
+               flag_min_bytes: int = 64 * 2**20,
                eval_steps: bool = True, generation: dict | None = None,
                compiler_options: dict | None = None) -> Plan:
     """Lower and compile `setup.trainer.train_step` on abstract inputs and size it for `device`.
@@ -337,12 +369,14 @@ def plan_train(setup, *, batch_size: int, length: int, device: DeviceSpec, headr
     fits = fit_report(analytic_total, compiled_mem["total"], device, headroom)
 
     tokens = batch_size * length
-    model_flops = flops_per_token(config, length) * tokens
-    hw_flops = hardware_flops_per_token(config, length) * tokens
+    split = {k: v * tokens for k, v in flop_split_per_token(config, length).items()}
+    model_flops, hw_flops = split["model"], split["matmul"] + split["attention"]
+    hbm = hbm_bytes_per_step(config, tokens / n * tensor, params_b / 4, tensor)
     table = collective_table(summary, device=device, mesh=mesh, compute_dtype=config.dtype,
                              param_keys=_param_collective_keys(state.params, mesh, config.scan_layers,
                                                                config.num_layers))
-    est = estimate_step_time(device, hw_flops / n, table, matmul_efficiency)
+    est = estimate_step_time(device, {k: v / n for k, v in split.items()}, hbm, table, matmul_efficiency,
+                             attention_efficiency)
     est["tokens_per_s"] = tokens / est["step_s"]
     est["tokens_per_s_per_device"] = tokens / est["step_s"] / n
     est["mfu"] = model_flops / (est["step_s"] * n * device.peak_flops)
@@ -381,6 +415,8 @@ def plan_train(setup, *, batch_size: int, length: int, device: DeviceSpec, headr
     return Plan(
         device=device.to_dict(), mesh={"shape": dict(mesh.shape), "devices": n}, run=run, memory=memory, fits=fits,
         flops={"model_flops_per_step": model_flops, "hardware_flops_per_step": hw_flops,
+               "hardware_matmul_flops_per_step": split["matmul"], "hardware_attention_flops_per_step": split["attention"],
+               "memory_bound_hbm_bytes_per_device": hbm,
                "model_flops_per_device": model_flops / n, "model_flops_per_token": flops_per_token(config, length),
                "convention": "model: 6N + 12*L*H*Q*T per token (metrics.flops_per_token); hardware adds remat"},
         collectives=[dataclasses.asdict(r) for r in table], estimate=est, flags=flags, eval_steps=evals, notes=notes,
@@ -446,8 +482,10 @@ def format_plan(plan: Plan) -> str:
         lines.append(f"  {c['kind']:<18} {c['category']:<21} group {c['group_size']:>4} "
                      f"{'inter-node' if c['spans_nodes'] else 'intra-node/ICI'} x{c['executions']:<5} compiled "
                      f"{g(c['compiled_bytes'])} device {g(c['device_bytes'])} -> {c['seconds'] * 1e3:9.1f} ms")
-    lines += ["", f"Estimated step: {e['step_s']:.3f} s (compute {e['compute_s']:.3f} s at "
-                  f"{e['matmul_efficiency']:.0%} of peak, activation comm {e['activation_comm_s']:.3f} s exposed, "
+    lines += ["", f"Estimated step: {e['step_s']:.3f} s (compute {e['compute_s']:.3f} s = matmuls "
+                  f"{e['matmul_s']:.3f} at {e['matmul_efficiency']:.0%} of peak + attention {e['attention_s']:.3f} at "
+                  f"{e['attention_efficiency']:.0%} + memory-bound {e['memory_bound_s']:.3f}; activation comm "
+                  f"{e['activation_comm_s']:.3f} s exposed, "
                   f"parameter comm {e['parameter_comm_s']:.3f} s overlapped); bounds {e['step_s_perfect_overlap']:.3f}"
                   f"-{e['step_s_no_overlap']:.3f} s",
               f"  {e['tokens_per_s']:,.0f} tokens/s ({e['tokens_per_s_per_device']:,.0f} per device), MFU "
