@@ -45,6 +45,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--generate_batch", type=int, default=8)
     p.add_argument("--generate_prompt_length", type=int, default=256)
     p.add_argument("--generate_new_tokens", type=int, default=256)
+    p.add_argument("--compile_for", choices=("auto", "cpu", "tpu"), default="auto",
+                   help="tpu: compile with the TPU compiler for an abstract slice (needs the libtpu package; "
+                        "tpu_v5e/v5p/v6e); auto: tpu when possible, else fake CPU devices")
     p.add_argument("--json", default=None, help="write the plan as JSON here")
     gin_bindings, rest = [], []
     for arg in argv:
@@ -57,6 +60,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def _fake_devices(n: int) -> None:
     """N fake CPU devices, set before jax is imported; an already-imported jax must have exactly N."""
+    if n == 0:  # TPU target: the mesh is built over abstract TPU devices, CPU stays the (one) host device
+        os.environ["JAX_PLATFORMS"] = "cpu"
+        os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")  # no GCE metadata server to ask
+        return
     if "jax" in sys.modules:
         import jax
 
@@ -68,6 +75,18 @@ def _fake_devices(n: int) -> None:
     flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
                      if not f.startswith("--xla_force_host_platform_device_count"))
     os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+
+
+def _target(args) -> str:
+    from optiml_jax.training import tpu_aot  # imports jax lazily only
+
+    if args.compile_for == "cpu":
+        return "cpu"
+    ok = tpu_aot.supports(args.device_kind) and tpu_aot.available()
+    if args.compile_for == "tpu" and not ok:
+        raise SystemExit(f"error: --compile_for=tpu needs the libtpu package and a device kind in "
+                         f"{sorted(tpu_aot.TOPOLOGIES)} (got {args.device_kind!r})")
+    return "tpu" if ok else "cpu"
 
 
 def configure(gin_files, bindings, search_paths) -> dict:
@@ -100,7 +119,8 @@ def build(train_kwargs: dict):
 
 def main(argv: list[str] | None = None) -> int:
     args, bindings = parse_args(sys.argv[1:] if argv is None else argv)
-    _fake_devices(args.num_devices)
+    target = _target(args)
+    _fake_devices(0 if target == "tpu" else args.num_devices)
     from optiml_jax.training import gin_config, planning
     from optiml_jax.training.device_specs import get_device_spec
 
@@ -110,6 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     except (gin_config.GinConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if target == "tpu":
+        import functools
+
+        from optiml_jax.training import tpu_aot
+
+        devices = tpu_aot.topology_devices(device.name, args.num_devices)
+        kwargs["partitioner"] = functools.partial(kwargs["partitioner"], devices=devices)
     setup = build(kwargs)
     length = int(sum(kwargs["task_feature_lengths"].values()))
     generation = None
@@ -120,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                                headroom=args.headroom, matmul_efficiency=args.matmul_efficiency,
                                attention_efficiency=args.attention_efficiency,
                                flag_min_bytes=int(args.flag_min_mib * 2**20), eval_steps=not args.no_eval,
-                               generation=generation)
+                               generation=generation, target=target)
     print(planning.format_plan(plan))
     if args.json:
         out = plan.to_dict()

@@ -40,6 +40,9 @@ GiB = 2**30
 # HLO are unchanged; measured: identical memory stats, compile 35-40% faster).
 PLAN_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 FLASH_BACKENDS = ("pallas", "splash", "cudnn")
+TPU_NOTE = ("compiled by the TPU compiler for abstract devices of a TPU topology (libtpu, no TPU attached; "
+            "training.tpu_aot): memory_analysis and collectives are what the slice would run; the fit verdict uses "
+            "the compiled total")
 CPU_NOTE = ("XLA:CPU has no bf16 matmul: its float-normalization pass runs every bf16 dot in f32 and XLA keeps "
             "the f32 results, so saved activations, TP all-reduces and FSDP all-gathers appear in f32 in the "
             "compiled CPU program where a GPU/TPU keeps bf16; it also emits gradient reductions as all-reduce + "
@@ -284,11 +287,15 @@ def _replication_flags(params_abstract, logical_specs, mesh, min_bytes: int) -> 
     return sorted(flags, key=lambda f: -f["per_device_bytes_with_grad_and_adam"])
 
 
-def fit_report(analytic_total: int, compiled_total: int, device: DeviceSpec, headroom: float) -> dict:
-    """Fits when the spec + analytic bytes leave `headroom` of HBM free (XLA/NCCL workspace, fragmentation)."""
+def fit_report(analytic_total: int, compiled_total: int, device: DeviceSpec, headroom: float,
+               compiled_is_target: bool = False) -> dict:
+    """Fits when the bytes leave `headroom` of HBM free (XLA/NCCL workspace, fragmentation): the spec +
+    analytic bytes for a CPU compile (an upper bound there), the compiled total for a TPU compile."""
     usable = int(device.hbm_bytes * (1 - headroom))
+    basis = compiled_total if compiled_is_target else analytic_total
     return {"hbm_bytes": device.hbm_bytes, "headroom": headroom, "usable_bytes": usable,
-            "fits": analytic_total <= usable, "fits_compiled_upper_bound": compiled_total <= usable,
+            "basis": "compiled (TPU compiler)" if compiled_is_target else "spec + analytic",
+            "fits": basis <= usable, "fits_compiled_upper_bound": compiled_total <= usable,
             "analytic_fraction_of_hbm": analytic_total / device.hbm_bytes,
             "compiled_fraction_of_hbm": compiled_total / device.hbm_bytes}
 
@@ -324,20 +331,32 @@ def plan_train(setup, *, batch_size: int, length: int, device: DeviceSpec, headr
                matmul_efficiency: float | None = None, attention_efficiency: float = 0.4,
                flag_min_bytes: int = 64 * 2**20,
                eval_steps: bool = True, generation: dict | None = None,
-               compiler_options: dict | None = None) -> Plan:
+               compiler_options: dict | None = None, target: str = "cpu") -> Plan:
     """Lower and compile `setup.trainer.train_step` on abstract inputs and size it for `device`.
 
     `setup` is `train_loop.build_trainer(...)`'s result. `generation` = dict(batch, prompt_length,
     max_new_tokens) also compiles `models.generate` with the training parameter shardings.
     `compiler_options` default to `PLAN_COMPILER_OPTIONS`; pass {} to compile for running (the device check
     runs `plan.compiled_train_step`, so what it measures is exactly what was planned).
+    `target`: "cpu" (the partitioner's devices are fake CPU devices) or "tpu" (abstract TPU topology devices,
+    `tpu_aot`: kernels lower to Mosaic, memory and collectives come from the TPU compiler).
     """
+    on_tpu = target == "tpu"
+    if on_tpu:
+        from optiml_jax.training import tpu_aot
+
+        kernels = tpu_aot.mosaic_kernels
+    else:
+        import contextlib
+
+        kernels = contextlib.nullcontext
     part, trainer, config = setup.partitioner, setup.trainer, setup.model_config
     mesh = part.mesh
     n = mesh.size
     state = train_state.abstract_state(config, setup.tx, part)
     batch = abstract_batch(part, batch_size, length)
-    compiled = _compile(trainer.train_step, state, batch, options=compiler_options)
+    with kernels():
+        compiled = _compile(trainer.train_step, state, batch, options=({} if on_tpu else compiler_options))
     compiled_mem = _memory_stats(compiled)
     summary = hlo_collectives.analyse_hlo(compiled.as_text(), n)
 
@@ -366,13 +385,13 @@ def plan_train(setup, *, batch_size: int, length: int, device: DeviceSpec, headr
             "temp_over_analytic_non_state": compiled_mem["temp"] / max(analytic_total - params_b - opt_b - batch_b, 1)},
         "largest_compiled_arrays": [{"array": str(a), "count": c, "bytes": a.bytes} for a, c in summary.arrays],
     }
-    fits = fit_report(analytic_total, compiled_mem["total"], device, headroom)
+    fits = fit_report(analytic_total, compiled_mem["total"], device, headroom, compiled_is_target=on_tpu)
 
     tokens = batch_size * length
     split = {k: v * tokens for k, v in flop_split_per_token(config, length).items()}
     model_flops, hw_flops = split["model"], split["matmul"] + split["attention"]
     hbm = hbm_bytes_per_step(config, tokens / n * tensor, params_b / 4, tensor)
-    table = collective_table(summary, device=device, mesh=mesh, compute_dtype=config.dtype,
+    table = collective_table(summary, device=device, mesh=mesh, compute_dtype="n/a" if on_tpu else config.dtype,
                              param_keys=_param_collective_keys(state.params, mesh, config.scan_layers,
                                                                config.num_layers))
     est = estimate_step_time(device, {k: v / n for k, v in split.items()}, hbm, table, matmul_efficiency,
@@ -393,7 +412,7 @@ def plan_train(setup, *, batch_size: int, length: int, device: DeviceSpec, headr
                                  "activation_embed or activation_length to a mesh axis (sequence "
                                  "parallelism over 'tensor' would split it; the model does not support it yet)"})
     global_params = _tree_bytes(state.params, global_bytes)
-    notes = [CPU_NOTE]
+    notes = [TPU_NOTE if on_tpu else CPU_NOTE]
     if summary.unknown_trip_loops:
         notes.append(f"{summary.unknown_trip_loops} while loops without a known trip count were counted once")
     if global_params > device.hbm_bytes:
@@ -402,16 +421,19 @@ def plan_train(setup, *, batch_size: int, length: int, device: DeviceSpec, headr
 
     evals = {}
     if eval_steps:
-        compiled_eval = _compile(trainer.eval_step, state.params, batch)
+        with kernels():
+            compiled_eval = _compile(trainer.eval_step, state.params, batch, options={} if on_tpu else None)
         evals["eval_step"] = {"memory": _memory_stats(compiled_eval),
                               "collective_bytes": _collective_totals(compiled_eval, n)}
     if generation:
-        evals["generate"] = _plan_generation(setup, state.params, **generation)
+        with kernels():
+            evals["generate"] = _plan_generation(setup, state.params, options={} if on_tpu else None, **generation)
     run = {"batch_size": batch_size, "length": length, "rows_per_device": rows, "data_shards": data_shards,
            "tensor_parallel": tensor, "num_microbatches": trainer.num_microbatches,
            "loss_chunk_size": trainer.loss_chunk_size, "remat_policy": config.remat_policy,
            "scan_layers": config.scan_layers, "attention_backend": config.attention_backend,
-           "compute_dtype": config.dtype, "num_params": config.num_params(), "rules": [list(r) for r in part.rules]}
+           "compute_dtype": config.dtype, "num_params": config.num_params(), "rules": [list(r) for r in part.rules],
+           "compiled_for": target}
     return Plan(
         device=device.to_dict(), mesh={"shape": dict(mesh.shape), "devices": n}, run=run, memory=memory, fits=fits,
         flops={"model_flops_per_step": model_flops, "hardware_flops_per_step": hw_flops,
@@ -431,7 +453,8 @@ def _collective_totals(compiled, n: int) -> dict:
     return out
 
 
-def _plan_generation(setup, params, *, batch: int = 8, prompt_length: int = 256, max_new_tokens: int = 256) -> dict:
+def _plan_generation(setup, params, *, batch: int = 8, prompt_length: int = 256, max_new_tokens: int = 256,
+                     options: dict | None = None) -> dict:
     """Compile `models.generate` (prefill + KV-cache decode loop) with the parameters sharded as in training."""
     from optiml_jax.models import generate
 
@@ -440,7 +463,7 @@ def _plan_generation(setup, params, *, batch: int = 8, prompt_length: int = 256,
     prompt = jax.ShapeDtypeStruct((rows, prompt_length), jnp.int32, sharding=part.sharding(("activation_batch", None)))
     fn = jax.jit(lambda p, t: generate(config.replace(dropout_rate=0.0), p, t, max_new_tokens=max_new_tokens))
     with jax.set_mesh(part.mesh), nn.logical_axis_rules(part.rules):
-        compiled = _compile(fn, params, prompt)
+        compiled = _compile(fn, params, prompt, options=options)
     return {"batch": rows, "prompt_length": prompt_length, "max_new_tokens": max_new_tokens,
             "memory": _memory_stats(compiled), "collective_bytes_prefill_and_one_decode_step":
                 _collective_totals(compiled, part.mesh.size)}
@@ -458,7 +481,8 @@ def format_plan(plan: Plan) -> str:
     lines = [f"Plan: {r['num_params'] / 1e9:.2f}B params, batch {r['batch_size']} x {r['length']}, mesh "
              f"{plan.mesh['shape']} ({plan.mesh['devices']} x {plan.device['name']}), remat {r['remat_policy']}, "
              f"attention {r['attention_backend'].split('[')[0]}, {r['rows_per_device']} rows/device",
-             "", "Per-device memory          from sharding specs + analytic    compiled (XLA:CPU memory_analysis)"]
+             "", "Per-device memory          from sharding specs + analytic    compiled ("
+                 + ("TPU compiler" if r.get("compiled_for") == "tpu" else "XLA:CPU") + " memory_analysis)"]
     spec, an, co = m["spec"], m["analytic"], m["compiled"]
     lines += [f"  parameters (f32)         {g(spec['params'])}",
               f"  optimizer state          {g(spec['opt_state'])}",
@@ -471,8 +495,8 @@ def format_plan(plan: Plan) -> str:
               f"{g(co['temp'])}",
               f"  total                    {g(an['total'])}            total     {g(co['total'])}",
               f"  HBM {g(f['hbm_bytes'])}, usable with {f['headroom']:.0%} headroom {g(f['usable_bytes'])}: "
-              f"{'FITS' if f['fits'] else 'DOES NOT FIT'} ({f['analytic_fraction_of_hbm']:.0%} of HBM; compiled upper "
-              f"bound {f['compiled_fraction_of_hbm']:.0%}{'' if f['fits_compiled_upper_bound'] else ', over'})",
+              f"{'FITS' if f['fits'] else 'DOES NOT FIT'} by {f['basis']} (analytic {f['analytic_fraction_of_hbm']:.0%} "
+              f"of HBM, compiled {f['compiled_fraction_of_hbm']:.0%})",
               "  largest compiled arrays: " + ", ".join(f"{a['array']} x{a['count']}" for a in
                                                          m["largest_compiled_arrays"][:5]),
               "", f"FLOPs per step: model {plan.flops['model_flops_per_step']:.3e}, hardware (with remat) "
