@@ -134,6 +134,7 @@ class HloSummary:
     collectives: list[Collective]
     arrays: list[tuple[Array, int]]  # largest distinct materialised array shapes (not inside fusions), with counts
     unknown_trip_loops: int
+    custom_calls: dict[str, int] = dataclasses.field(default_factory=dict)  # target -> count (e.g. tpu_custom_call)
 
 
 def analyse_hlo(text: str, num_devices: int, top_arrays: int = 10) -> HloSummary:
@@ -178,12 +179,15 @@ def analyse_hlo(text: str, num_devices: int, top_arrays: int = 10) -> HloSummary
         for callee, factor, known in edges.get(comp, ()):
             mult[callee] += mult[comp] * factor
             known_trip[callee] = known_trip[callee] and known_trip[comp] and known
-    collectives, sizes, counts = [], {}, defaultdict(int)
+    collectives, sizes, counts, custom = [], {}, defaultdict(int), defaultdict(int)
     for comp, instrs in computations.items():
         for name, shape, rest in instrs:
             opcode = rest.split("(", 1)[0]
             base = opcode[: -len("-start")] if opcode.endswith("-start") else opcode
             arrays = parse_arrays(shape)
+            if opcode == "custom-call":
+                target = re.search(r'custom_call_target="([^"]+)"', rest)
+                custom[target.group(1) if target else "?"] += 1
             if base in COLLECTIVES and not opcode.endswith("-done"):
                 if opcode.endswith("-start") and len(arrays) > 1:  # async start: (operands..., results...)
                     arrays = arrays[len(arrays) // 2:]
@@ -195,4 +199,4 @@ def analyse_hlo(text: str, num_devices: int, top_arrays: int = 10) -> HloSummary
                     sizes[key] = a
                     counts[key] += 1
     biggest = sorted(sizes.values(), key=lambda a: -a.bytes)[:top_arrays]
-    return HloSummary(collectives, [(a, counts[str(a)]) for a in biggest], unknown)
+    return HloSummary(collectives, [(a, counts[str(a)]) for a in biggest], unknown, dict(custom))

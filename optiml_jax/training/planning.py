@@ -433,7 +433,7 @@ def plan_train(setup, *, batch_size: int, length: int, device: DeviceSpec, headr
            "loss_chunk_size": trainer.loss_chunk_size, "remat_policy": config.remat_policy,
            "scan_layers": config.scan_layers, "attention_backend": config.attention_backend,
            "compute_dtype": config.dtype, "num_params": config.num_params(), "rules": [list(r) for r in part.rules],
-           "compiled_for": target}
+           "compiled_for": target, "custom_calls": summary.custom_calls}
     return Plan(
         device=device.to_dict(), mesh={"shape": dict(mesh.shape), "devices": n}, run=run, memory=memory, fits=fits,
         flops={"model_flops_per_step": model_flops, "hardware_flops_per_step": hw_flops,
