@@ -371,7 +371,8 @@ def plan_train(setup, *, batch_size: int, length: int, device: DeviceSpec, headr
     accum_b = grads_b if trainer.num_microbatches > 1 else 0  # the scan's float32 accumulator beside them
     batch_b = _tree_bytes(batch, shard_bytes)
     act = activation_bytes(config, rows, length, tensor, embed_sharded, trainer.loss_chunk_size)
-    gathered = 2 * (2 if config.dtype == "bfloat16" else 4) * _layer_params(config) // tensor  # 2 layers in flight
+    fsdp = any(mesh.shape[a] > 1 for a in part.mesh_axes("embed"))  # parameters gathered per layer (FSDP)
+    gathered = 2 * (2 if config.dtype == "bfloat16" else 4) * _layer_params(config) // tensor if fsdp else 0
     workspace = gathered + params_b  # gathered layer weights + the optimizer's float32 update tree
     analytic_total = (params_b + opt_b + grads_b + accum_b + batch_b + act["layers"] + act["recompute_working_set"]
                       + act["embeddings"] + act["logits"] + workspace)
