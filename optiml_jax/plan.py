@@ -63,6 +63,7 @@ def _fake_devices(n: int) -> None:
     if n == 0:  # TPU target: the mesh is built over abstract TPU devices, CPU stays the (one) host device
         os.environ["JAX_PLATFORMS"] = "cpu"
         os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")  # no GCE metadata server to ask
+        os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # compile-only: no /tmp/libtpu_lockfile needed
         return
     if "jax" in sys.modules:
         import jax

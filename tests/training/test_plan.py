@@ -212,3 +212,25 @@ def test_config_that_cannot_fit_is_reported(tmp_path):
                              "--device_kind=tpu_v5e", "--no_eval"], tmp_path, timeout=900)
     assert not report["fits"]["fits"] and "DOES NOT FIT" in text
     assert any("embed_tokens" in f["tensor"] for f in report["flags"])
+
+
+def test_tpu_topology_names():
+    from optiml_jax.training import tpu_aot
+
+    assert tpu_aot.topology_name("tpu_v5p", 64) == "v5p:4x4x4"
+    assert tpu_aot.topology_name("tpu_v5p", 128) == "v5p:4x4x8"
+    assert tpu_aot.topology_name("tpu_v5e", 8) == "v5e:2x4" and tpu_aot.topology_name("tpu_v6e", 256) == "v6e:16x16"
+    assert not tpu_aot.supports("tpu_v4") and not tpu_aot.supports("h100")
+    with pytest.raises(ValueError, match="powers of two"):
+        tpu_aot.topology_name("tpu_v5p", 96)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("importlib").util.find_spec("libtpu"), reason="libtpu is not installed")
+def test_tiny_plan_compiles_for_a_tpu_slice(tmp_path):
+    """With libtpu importable: the TPU compiler plans an 8-chip v5p slice with the Mosaic Pallas kernel."""
+    report, _ = _run_cli(["--gin_file=runs/smoke_synthetic.gin", "--gin_file=partitioning/fsdp_tensor.gin",
+                          "--gin.COMPUTE_DTYPE=bfloat16", "--gin.ATTENTION_BACKEND=pallas", "--num_devices=8",
+                          "--device_kind=tpu_v5p", "--compile_for=tpu", "--no_eval"], tmp_path, timeout=900)
+    assert report["run"]["compiled_for"] == "tpu" and report["fits"]["basis"].startswith("compiled")
+    assert report["run"]["custom_calls"].get("tpu_custom_call", 0) > 0  # Mosaic kernels, not the interpreter
