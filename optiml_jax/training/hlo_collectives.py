@@ -137,6 +137,23 @@ class HloSummary:
     custom_calls: dict[str, int] = dataclasses.field(default_factory=dict)  # target -> count (e.g. tpu_custom_call)
 
 
+def _counted_loop_bound(condition: list[tuple[str, str, str]]) -> int | None:
+    """N for a loop condition `compare(counter, constant(N)), direction=LT` (a scan as the TPU compiler prints
+    it, without `known_trip_count`); None for anything else (e.g. a data-dependent stop)."""
+    constants = {}
+    for name, shape, rest in condition:
+        m = re.match(r"constant\((-?\d+)\)", rest)
+        if m and re.match(r"[su](32|64)\[\]", shape):
+            constants[name] = int(m.group(1))
+    for name, shape, rest in condition:
+        if rest.startswith("compare(") and "direction=LT" in rest:
+            operands = re.findall(r"%([\w.\-]+)", rest.split(")", 1)[0])
+            bounds = [constants[o] for o in operands[1:] if o in constants]
+            if bounds:
+                return bounds[0]
+    return None
+
+
 def analyse_hlo(text: str, num_devices: int, top_arrays: int = 10) -> HloSummary:
     """Collectives (with loop multipliers) and the largest materialised arrays of a compiled module."""
     computations: dict[str, list[tuple[str, str, str]]] = {}  # name -> [(instr, shape, op+attrs)]
@@ -160,17 +177,21 @@ def analyse_hlo(text: str, num_devices: int, top_arrays: int = 10) -> HloSummary
         for _, _, rest in instrs:
             opcode = rest.split("(", 1)[0]
             trip = _TRIP.search(rest)
+            count = int(trip.group(1)) if trip else None
+            if opcode == "while" and count is None:
+                cond = re.search(r"\bcondition=%?([\w.\-]+)", rest)
+                count = _counted_loop_bound(computations.get(cond.group(1), [])) if cond else None
             for kind, callee in _CALLED.findall(rest):
                 if opcode == "fusion" or kind == "to_apply":
                     fused.add(callee)
                 factor, known = 1, True
                 if opcode == "while" and kind in ("body", "condition"):
-                    factor, known = (int(trip.group(1)), True) if trip else (1, False)
+                    factor, known = (count, True) if count is not None else (1, False)
                 edges[comp].append((callee, factor, known))
             for _, names in _CALLED_LIST.findall(rest):
                 for callee in re.findall(r"%?([\w.\-]+)", names):
                     edges[comp].append((callee, 1, True))
-            if opcode == "while" and not trip:
+            if opcode == "while" and count is None:
                 unknown += 1
     mult: dict[str, int] = defaultdict(int)
     known_trip: dict[str, bool] = defaultdict(lambda: True)

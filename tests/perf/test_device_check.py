@@ -50,4 +50,4 @@ def test_device_check_smoke_mode_writes_one_json(tmp_path):
     assert ours and all(r["fwd_tflops"] > 0 and r["fwd_bwd_tflops"] > 0 for r in ours)
     step = report["train_step"]
     assert step["tokens_per_s"] > 0 and step["loss"] > 0 and step["plan"]["compiled"]["temp"] > 0
-    assert report["elapsed_s"] < 240  # ~30 s on a quiet 2-core machine; generous for a shared one
+    assert report["elapsed_s"] < 360  # 64-75 s measured at load 6-7 on the shared 2-core VM, 236 s at load 9+

@@ -234,3 +234,34 @@ def test_tiny_plan_compiles_for_a_tpu_slice(tmp_path):
                           "--device_kind=tpu_v5p", "--compile_for=tpu", "--no_eval"], tmp_path, timeout=900)
     assert report["run"]["compiled_for"] == "tpu" and report["fits"]["basis"].startswith("compiled")
     assert report["run"]["custom_calls"].get("tpu_custom_call", 0) > 0  # Mosaic kernels, not the interpreter
+
+
+TPU_STYLE_LOOP = """HloModule m
+
+%cond (p: (s32[], f32[4])) -> pred[] {
+  %constant.5 = s32[]{:T(128)} constant(12)
+  %p = (s32[]{:T(128)}, f32[4]{0}) parameter(0)
+  %g = s32[]{:T(128)} get-tuple-element(%p), index=0
+  ROOT %lt = pred[]{:T(512)} compare(%g, %constant.5), direction=LT
+}
+
+%body (p: (s32[], f32[4])) -> (s32[], f32[4]) {
+  %p = (s32[]{:T(128)}, f32[4]{0}) parameter(0)
+  %x = f32[4]{0:T(256)} get-tuple-element(%p), index=1
+  %ag = f32[16]{0:T(256)} all-gather(%x), replica_groups=[2,4]<=[8], dimensions={0}
+  ROOT %t = (s32[], f32[4]{0}) tuple(%i, %x)
+}
+
+ENTRY %main (a: f32[4]) -> f32[4] {
+  %a = f32[4]{0} parameter(0)
+  ROOT %w = (s32[], f32[4]{0}) while(%init), condition=%cond, body=%body
+}
+"""
+
+
+def test_loop_bound_read_from_the_condition_when_not_annotated():
+    """The TPU compiler prints scans without `known_trip_count`: the bound comes from `counter < constant`."""
+    summary = hlo_collectives.analyse_hlo(TPU_STYLE_LOOP, 8)
+    (ag,) = summary.collectives
+    assert ag.multiplier == 12 and ag.trip_count_known and summary.unknown_trip_loops == 0
+    assert ag.result_bytes == 16 * 4
