@@ -49,6 +49,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                    help="tpu: compile with the TPU compiler for an abstract slice (needs the libtpu package; "
                         "tpu_v5e/v5p/v6e); auto: tpu when possible, else fake CPU devices")
     p.add_argument("--json", default=None, help="write the plan as JSON here")
+    p.add_argument("--hlo_out", default=None, help="write the compiled train step's HLO text here")
     gin_bindings, rest = [], []
     for arg in argv:
         if arg.startswith("--gin.") and not arg.startswith("--gin_"):
@@ -150,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                                flag_min_bytes=int(args.flag_min_mib * 2**20), eval_steps=not args.no_eval,
                                generation=generation, target=target)
     print(planning.format_plan(plan))
+    if args.hlo_out:
+        with open(args.hlo_out, "w") as f:
+            f.write(plan.compiled_train_step.as_text())
     if args.json:
         out = plan.to_dict()
         out["command"] = " ".join(["python -m optiml_jax.plan", *(argv if argv is not None else sys.argv[1:])])

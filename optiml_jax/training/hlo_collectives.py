@@ -210,8 +210,10 @@ def analyse_hlo(text: str, num_devices: int, top_arrays: int = 10) -> HloSummary
                 target = re.search(r'custom_call_target="([^"]+)"', rest)
                 custom[target.group(1) if target else "?"] += 1
             if base in COLLECTIVES and not opcode.endswith("-done"):
-                if opcode.endswith("-start") and len(arrays) > 1:  # async start: (operands..., results...)
-                    arrays = arrays[len(arrays) // 2:]
+                if opcode.endswith("-start") and len(arrays) > 1:  # async: (operands..., results..., [u32 context])
+                    data = [a for a in arrays if a.dims] or arrays
+                    half = max(len(data) // 2, 1)
+                    arrays = data[-half:] if base == "all-gather" else data[:half]  # permute: operand = result
                 collectives.append(Collective(base, name, comp, arrays, parse_replica_groups(rest, num_devices),
                                               max(mult[comp], 1), known_trip[comp]))
             if comp not in fused and opcode not in ("parameter", "get-tuple-element", "tuple", "bitcast") and arrays:

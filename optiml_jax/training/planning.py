@@ -128,6 +128,8 @@ def _param_collective_keys(params_abstract, mesh, scanned: bool, num_layers: int
     for leaf in jax.tree.leaves(params_abstract):
         per_device = int(np.prod(leaf.sharding.shard_shape(leaf.shape), dtype=np.int64))
         axes = sorted({a for dim in _spec_axes(leaf.sharding.spec) for a in dim if mesh.shape[a] > 1})
+        if axes:  # a shard moved whole between two devices: the TPU compiler's decomposed (permute) all-gathers
+            keys.update({(per_device, 1)} | ({(per_device // num_layers, 1)} if scanned else set()))
         for mask in range(1, 2 ** len(axes)):
             group = int(np.prod([mesh.shape[a] for i, a in enumerate(axes) if mask >> i & 1]))
             for count in {per_device * group} | ({per_device * group // num_layers} if scanned else set()):
@@ -170,8 +172,9 @@ def collective_table(summary: hlo_collectives.HloSummary, *, device: DeviceSpec,
         bw = device.collective_bandwidth(spans)
         for arr in col.arrays:
             elements = arr.elements * (n if col.kind == "reduce-scatter" else 1)
-            is_param = (elements, n) in param_keys and arr.dtype.startswith(("f", "bf"))
-            if col.kind == "all-gather" and is_param:
+            is_param = (elements, 1 if col.kind == "collective-permute" else n) in param_keys and arr.dtype.startswith(
+                ("f", "bf"))
+            if col.kind in ("all-gather", "collective-permute") and is_param:
                 category = "parameter all-gather"
             elif col.kind in ("all-reduce", "reduce-scatter") and is_param:
                 category = "gradient reduction"

@@ -265,3 +265,22 @@ def test_loop_bound_read_from_the_condition_when_not_annotated():
     (ag,) = summary.collectives
     assert ag.multiplier == 12 and ag.trip_count_known and summary.unknown_trip_loops == 0
     assert ag.result_bytes == 16 * 4
+
+
+def test_async_collective_payloads():
+    """TPU HLO: `collective-permute-start` returns (operand, result, u32 context...), `all-gather-start`
+    (operands, results): the payload is the data, not the context scalars."""
+    hlo = """HloModule m
+
+ENTRY %main (a: bf16[8,256]) -> bf16[8,256] {
+  %a = bf16[8,256]{1,0:T(8,128)(2,1)} parameter(0)
+  %cp = (bf16[8,256]{1,0:T(8,128)(2,1)}, bf16[8,256]{1,0:T(8,128)(2,1)}, u32[]{:S(2)}, u32[]{:S(2)}) collective-permute-start(%a), source_target_pairs={{0,1},{1,0}}
+  %d = bf16[8,256]{1,0} collective-permute-done(%cp)
+  %ag = (bf16[8,256]{1,0}, bf16[64,256]{1,0}) all-gather-start(%a), replica_groups=[1,8]<=[8], dimensions={0}
+  ROOT %agd = bf16[64,256]{1,0} all-gather-done(%ag)
+}
+"""
+    by_kind = {c.kind: c for c in hlo_collectives.analyse_hlo(hlo, 8).collectives}
+    assert set(by_kind) == {"collective-permute", "all-gather"}  # the -done halves are not counted again
+    assert by_kind["collective-permute"].result_bytes == 8 * 256 * 2
+    assert by_kind["all-gather"].result_bytes == 64 * 256 * 2 and by_kind["all-gather"].group_size == 8
