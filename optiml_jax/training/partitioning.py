@@ -181,7 +181,10 @@ class Partitioner:
 def make_partitioner(
     mesh_shape: Sequence[int] = (-1, 1, 1),
     logical_axis_rules: Sequence[Sequence[Any]] | str = "data_parallel",
+    devices: Sequence[Any] | None = None,
 ) -> Partitioner:
-    """Gin entry point: `make_partitioner.mesh_shape` and `make_partitioner.logical_axis_rules`."""
+    """Gin entry point: `make_partitioner.mesh_shape` and `make_partitioner.logical_axis_rules`.
+
+    `devices` (default `jax.devices()`): the planner passes the abstract devices of a TPU topology."""
     rules = standard_rules(logical_axis_rules) if isinstance(logical_axis_rules, str) else logical_axis_rules
-    return Partitioner(make_mesh(mesh_shape), rules)
+    return Partitioner(make_mesh(mesh_shape, devices), rules)

@@ -256,6 +256,39 @@ def _every_process(ok: bool) -> bool:
     return bool(np.all(multihost_utils.process_allgather(np.asarray([int(ok)], np.int32))))
 
 
+@dataclasses.dataclass
+class TrainerSetup:
+    """Everything `train()` builds before touching data or checkpoints (`build_trainer`)."""
+
+    partitioner: Partitioner
+    schedule: Any
+    tx: Any
+    written_config: OPTConfig  # the architecture as configured (what model_config.json records)
+    model_config: OPTConfig  # the same with this mesh's attention backend name
+    shardings: Any  # TrainState-shaped NamedShardings
+    trainer: Trainer
+
+
+def build_trainer(*, model_config: OPTConfig, partitioner: Partitioner | Callable[[], Partitioner], train_steps: int,
+                  learning_rate: float, warmup_steps: int, lr_decay: str, end_learning_rate: float, adam_b1: float,
+                  adam_b2: float, adam_eps: float, weight_decay: float, clip_grad_norm: float, seed: int,
+                  num_microbatches: int, loss_normalization: Any, loss_chunk_size: int | None) -> TrainerSetup:
+    """Mesh, schedule, optimizer, shardings and the jitted steps of a run, from `train()`'s own arguments.
+
+    Why a separate function: `optiml_jax.plan` lowers and compiles the very train step `train()` runs (on
+    abstract shapes, for a pod it does not have); both build it here, so they cannot drift apart.
+    """
+    part = partitioner() if callable(partitioner) and not isinstance(partitioner, Partitioner) else partitioner
+    schedule = make_schedule(learning_rate, warmup_steps, train_steps, lr_decay, end_learning_rate)
+    tx = make_optimizer(schedule, adam_b1, adam_b2, adam_eps, weight_decay, clip_grad_norm=clip_grad_norm)
+    written_config = model_config  # what model_config.json records: the architecture, not this mesh's kernel name
+    model_config = model_config.replace(attention_backend=part.attention_backend_for(model_config.attention_backend))
+    shardings = train_state.state_shardings(model_config, tx, part)
+    trainer = Trainer(model_config, tx, schedule, part, shardings, seed=seed, num_microbatches=num_microbatches,
+                      loss_normalization=loss_normalization, loss_chunk_size=loss_chunk_size)
+    return TrainerSetup(part, schedule, tx, written_config, model_config, shardings, trainer)
+
+
 def train(
     *,
     model_dir: str,
@@ -320,10 +353,27 @@ def train(
     length = int(sum(task_feature_lengths.values()))
     part = partitioner() if callable(partitioner) and not isinstance(partitioner, Partitioner) else partitioner
     check_batch_splits(part, batch_size)
-    schedule = make_schedule(learning_rate, warmup_steps, train_steps, lr_decay, end_learning_rate)
-    tx = make_optimizer(schedule, adam_b1, adam_b2, adam_eps, weight_decay, clip_grad_norm=clip_grad_norm)
-    written_config = model_config  # what model_config.json records: the architecture, not this mesh's kernel name
-    model_config = model_config.replace(attention_backend=part.attention_backend_for(model_config.attention_backend))
+    setup = build_trainer(
+        model_config=model_config, partitioner=part, train_steps=train_steps, learning_rate=learning_rate,
+        warmup_steps=warmup_steps, lr_decay=lr_decay, end_learning_rate=end_learning_rate, adam_b1=adam_b1,
+        adam_b2=adam_b2, adam_eps=adam_eps, weight_decay=weight_decay, clip_grad_norm=clip_grad_norm, seed=seed,
+        num_microbatches=num_microbatches, loss_normalization=loss_normalization, loss_chunk_size=loss_chunk_size)
+    part, schedule, tx, trainer = setup.partitioner, setup.schedule, setup.tx, setup.trainer
+    written_config, model_config = setup.written_config, setup.model_config
+
+    if jax.process_index() == 0:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        (model_dir / "model_config.json").write_text(written_config.to_json())
+    ckpt = checkpointing.TrainCheckpointManager(model_dir, period=checkpoint_period, keep=keep_checkpoints,
+                                                async_save=async_checkpoints)
+    restored_from = ckpt.latest_step()
+    if restored_from is not None:
+        state, data_state, start_step = ckpt.restore(train_state.abstract_state(model_config, tx, part))
+        log.info("restored %s step %d (data position %s)", ckpt.directory, start_step, data_state)
+    elif initial_checkpoint_path:
+        state, start_step = _load_initial_state(initial_checkpoint_path, model_config, tx, part), 0
+    else:
+        state, start_step = train_state.init_state(model_config, tx, part, seed), 0
 
     # The data, before anything is written: a wrong name or length stops here and MODEL_DIR stays untouched.
     shard_index, num_shards = process_batch_slice(part, batch_size, length)
