@@ -98,6 +98,7 @@ setuptools.setup(
         "optiml-infer=optiml_jax.cli.infer:console_main",
         "optiml-tasks=optiml_jax.cli.tasks:console_main",
         "optiml-convert=optiml_jax.cli.convert:console_main",
+        "optiml-plan=optiml_jax.cli.plan:console_main",
         "optiml-lm-eval=optiml_jax.cli.lm_eval:main",
     ]},
 )

@@ -154,7 +154,7 @@ def test_device_table():
 
 def test_cli_reads_train_bindings_from_gin(tmp_path):
     """The CLI on the quick synthetic run file: train()'s bound arguments drive the plan (in-process: 8 devices)."""
-    from optiml_jax import plan as plan_cli
+    from optiml_jax.cli import plan as plan_cli
 
     out = tmp_path / "plan.json"
     rc = plan_cli.main(["--gin_file=runs/smoke_synthetic.gin", "--gin_file=partitioning/fsdp.gin",
