@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from optiml_jax.kernels.block_plan import BlockSizes  # noqa: E402
-from optiml_jax.kernels.flash_attention import block_visits, flash_attention  # noqa: E402
+from optiml_jax.kernels.pallas_attention import block_visits, flash_attention  # noqa: E402
 
 SEGMENT_COUNTS = (1, 4, 8, 16)
 

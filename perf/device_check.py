@@ -86,7 +86,7 @@ def ragged_segments(batch: int, length: int) -> jax.Array:
 
 
 def kernel_check(*, smoke: bool, interpret: bool, budget: Budget) -> list[dict]:
-    from optiml_jax.kernels.flash_attention import flash_attention
+    from optiml_jax.kernels.pallas_attention import flash_attention
     from optiml_jax.kernels.reference import reference_attention
 
     length, batch, heads = (64, 1, 2) if smoke else (2048, 2, 4)
@@ -135,7 +135,7 @@ def _fwd_bwd(attend):
 
 
 def attention_table(*, smoke: bool, interpret: bool, budget: Budget, iters: int) -> list[dict]:
-    from optiml_jax.kernels.flash_attention import flash_attention
+    from optiml_jax.kernels.pallas_attention import flash_attention
 
     platform = jax.default_backend()
     length = 128 if smoke else 2048

@@ -2,7 +2,7 @@
 
 `dot_product_attention` is what the model calls; backends: 'reference' (pure JAX, always), 'xla' (CPU-tuned
 blocked attention with a recomputing VJP, `optiml_jax.kernels.xla_attention`; what 'auto' picks on CPU),
-'pallas' (segment-aware flash attention, `optiml_jax.kernels.flash_attention`), 'splash' and 'cudnn'
+'pallas' (segment-aware flash attention, `optiml_jax.kernels.pallas_attention`), 'splash' and 'cudnn'
 (JAX's own kernels, `optiml_jax.kernels.peer_backends`), others by registration. The Pallas-backed ones
 register lazily: importing this package stays cheap and never imports Pallas.
 """
@@ -17,13 +17,42 @@ from optiml_jax.kernels.backends import (
 )
 from optiml_jax.kernels.reference import attention_mask, reference_attention
 
-register_lazy_backend("pallas", "optiml_jax.kernels.flash_attention")
+# Public names of the heavy modules, imported on first use (importing this package never imports Pallas):
+#   from optiml_jax.kernels import flash_attention   # the function; its module is `pallas_attention`
+_LAZY = {
+    "flash_attention": "optiml_jax.kernels.pallas_attention",
+    "sharded_flash_attention": "optiml_jax.kernels.pallas_attention",
+    "make_sharded_backend": "optiml_jax.kernels.pallas_attention",
+    "lower_for_platform": "optiml_jax.kernels.pallas_attention",
+    "block_visits": "optiml_jax.kernels.pallas_attention",
+    "xla_attention": "optiml_jax.kernels.xla_attention",
+    "cached_attention": "optiml_jax.kernels.decode_attention",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+register_lazy_backend("pallas", "optiml_jax.kernels.pallas_attention")
 register_lazy_backend("xla", "optiml_jax.kernels.xla_attention")
 register_lazy_backend("splash", "optiml_jax.kernels.peer_backends")
 register_lazy_backend("cudnn", "optiml_jax.kernels.peer_backends")
 
 __all__ = [
     "attention_mask",
+    "block_visits",
+    "cached_attention",
+    "flash_attention",
+    "lower_for_platform",
+    "make_sharded_backend",
+    "sharded_flash_attention",
+    "xla_attention",
     "available_backends",
     "dot_product_attention",
     "get_backend",

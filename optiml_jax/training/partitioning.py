@@ -144,7 +144,7 @@ class Partitioner:
 
         if self.mesh.size == 1 or resolve_backend(backend) != "pallas":
             return backend
-        from optiml_jax.kernels.flash_attention import make_sharded_backend
+        from optiml_jax.kernels.pallas_attention import make_sharded_backend
 
         batch_axes, head_axes = self.mesh_axes("activation_batch"), self.mesh_axes("activation_heads")
         name = f"pallas_sharded[{','.join(batch_axes)}|{','.join(head_axes)}|{id(self.mesh)}]"

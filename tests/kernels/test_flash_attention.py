@@ -8,7 +8,7 @@ from jax.experimental.pallas import tpu as pltpu
 
 from flash_cases import dense_block_mask, packed_segment_ids, random_qkv
 from optiml_jax.kernels import dot_product_attention, reference_attention
-from optiml_jax.kernels.flash_attention import block_visits, flash_attention
+from optiml_jax.kernels.pallas_attention import block_visits, flash_attention
 
 # (kernel, dtype, head_dim, length, block_sizes, rows of example lengths)
 _slow = pytest.mark.slow
@@ -140,7 +140,7 @@ def test_bad_inputs_raise_clear_errors():
 
 def test_tpu_tile_check_rejects_blocks_mosaic_cannot_lower():
     from optiml_jax.kernels.block_plan import BlockSizes
-    from optiml_jax.kernels.flash_attention import _check_tpu_tiles
+    from optiml_jax.kernels.pallas_attention import _check_tpu_tiles
 
     _check_tpu_tiles(BlockSizes(128, 256), 512)
     _check_tpu_tiles(BlockSizes(64, 64), 64)  # a single whole-row tile is fine

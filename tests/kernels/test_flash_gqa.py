@@ -13,7 +13,7 @@ import pytest
 from flash_cases import dense_block_mask, packed_segment_ids
 from optiml_jax.kernels import dot_product_attention, reference_attention
 from optiml_jax.kernels.decode_attention import cached_attention, to_cache_layout
-from optiml_jax.kernels.flash_attention import block_visits, flash_attention, lower_for_platform
+from optiml_jax.kernels.pallas_attention import block_visits, flash_attention, lower_for_platform
 
 _slow = pytest.mark.slow
 
@@ -131,7 +131,7 @@ def test_sharded_backend_gqa(kv_heads):
     are. Outputs and gradients equal the unsharded reference."""
     from jax.sharding import Mesh
 
-    from optiml_jax.kernels.flash_attention import make_sharded_backend
+    from optiml_jax.kernels.pallas_attention import make_sharded_backend
 
     mesh = Mesh(np.array(jax.devices()[:4]).reshape(2, 2), ("data", "model"))
     backend = make_sharded_backend(mesh, batch_axes=("data",), head_axes=("model",))

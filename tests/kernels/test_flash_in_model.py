@@ -9,7 +9,7 @@ import pytest
 
 from flash_cases import packed_segment_ids, random_qkv
 from optiml_jax.kernels import get_backend, reference_attention
-from optiml_jax.kernels.flash_attention import flash_attention, sharded_flash_attention
+from optiml_jax.kernels.pallas_attention import flash_attention, sharded_flash_attention
 from optiml_jax.models import OPT, OPTConfig
 
 

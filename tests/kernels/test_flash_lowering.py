@@ -7,7 +7,7 @@ tiling and unsupported operations are rejected; `lower_for_platform` runs them w
 import jax.numpy as jnp
 import pytest
 
-from optiml_jax.kernels.flash_attention import lower_for_platform
+from optiml_jax.kernels.pallas_attention import lower_for_platform
 
 TARGETS = {"cuda": "__gpu$xla.gpu.triton", "tpu": "tpu_custom_call"}
 

@@ -11,7 +11,7 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 FORBIDDEN = ("tensorflow", "seqio", "gin", "tensorflow_datasets")
 # Everything device_check.py imports, at module level and inside its sections.
-MODULES = ["optiml_jax.models", "optiml_jax.kernels.flash_attention", "optiml_jax.kernels.peer_backends",
+MODULES = ["optiml_jax.models", "optiml_jax.kernels.pallas_attention", "optiml_jax.kernels.peer_backends",
            "optiml_jax.kernels.reference", "optiml_jax.training.planning", "optiml_jax.training.train_loop",
            "optiml_jax.training.train_state", "optiml_jax.training.trainer", "optiml_jax.training.partitioning",
            "optiml_jax.training.model_config", "optiml_jax.training.device_specs",
