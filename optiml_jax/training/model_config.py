@@ -9,6 +9,16 @@ from __future__ import annotations
 
 from optiml_jax.models import LlamaConfig, OPTConfig
 
+
+def _preset(config_cls, size: str, execution: dict, architecture: dict):
+    """`config_cls.preset(size)` with the execution choices and the architecture fields that were set."""
+    overrides = dict(execution, dropout_rate=float(execution["dropout_rate"]))
+    if overrides.pop("attention_block_sizes", None) is not None:
+        overrides["attention_block_sizes"] = tuple(execution["attention_block_sizes"])
+    overrides.update({k: v for k, v in architecture.items() if v is not None})
+    return config_cls.preset(size, **overrides)
+
+
 def opt_config(
     size: str = "125m",
     *,
@@ -26,16 +36,11 @@ def opt_config(
     ffn_dim=None,
 ) -> OPTConfig:
     """A preset size with execution choices; bf16 compute with float32 parameters by default."""
-    overrides = dict(dtype=dtype, dropout_rate=float(dropout_rate), scan_layers=scan_layers,
-                     remat_policy=remat_policy, attention_backend=attention_backend)
-    if attention_block_sizes is not None:
-        overrides["attention_block_sizes"] = tuple(attention_block_sizes)
-    for name, value in dict(vocab_size=vocab_size, max_position_embeddings=max_position_embeddings,
-                            num_layers=num_layers, hidden_size=hidden_size, num_heads=num_heads,
-                            ffn_dim=ffn_dim).items():
-        if value is not None:
-            overrides[name] = value
-    return OPTConfig.preset(size, **overrides)
+    return _preset(OPTConfig, size, dict(dtype=dtype, dropout_rate=dropout_rate, scan_layers=scan_layers,
+                                         remat_policy=remat_policy, attention_backend=attention_backend,
+                                         attention_block_sizes=attention_block_sizes),
+                   dict(vocab_size=vocab_size, max_position_embeddings=max_position_embeddings, num_layers=num_layers,
+                        hidden_size=hidden_size, num_heads=num_heads, ffn_dim=ffn_dim))
 
 
 def llama_config(
@@ -56,16 +61,11 @@ def llama_config(
     ffn_dim=None,
 ) -> LlamaConfig:
     """A Llama-family preset ('tiny', '1b' = Llama-3.2-1B, '8b' = Llama-3-8B) with execution choices."""
-    overrides = dict(dtype=dtype, dropout_rate=float(dropout_rate), scan_layers=scan_layers,
-                     remat_policy=remat_policy, attention_backend=attention_backend)
-    if attention_block_sizes is not None:
-        overrides["attention_block_sizes"] = tuple(attention_block_sizes)
-    for name, value in dict(vocab_size=vocab_size, max_position_embeddings=max_position_embeddings,
-                            num_layers=num_layers, hidden_size=hidden_size, num_heads=num_heads,
-                            num_kv_heads=num_kv_heads, ffn_dim=ffn_dim).items():
-        if value is not None:
-            overrides[name] = value
-    return LlamaConfig.preset(size, **overrides)
+    return _preset(LlamaConfig, size, dict(dtype=dtype, dropout_rate=dropout_rate, scan_layers=scan_layers,
+                                           remat_policy=remat_policy, attention_backend=attention_backend,
+                                           attention_block_sizes=attention_block_sizes),
+                   dict(vocab_size=vocab_size, max_position_embeddings=max_position_embeddings, num_layers=num_layers,
+                        hidden_size=hidden_size, num_heads=num_heads, num_kv_heads=num_kv_heads, ffn_dim=ffn_dim))
 
 
 ARCHITECTURE_FIELDS = ("hidden_size", "num_layers", "num_heads", "ffn_dim", "vocab_size", "max_position_embeddings",
