@@ -87,7 +87,9 @@ def _main(argv: list[str] | None) -> int:
     result = gin_config.configured_train()(**kwargs)
     if jax.process_index() == 0:
         gin_config.write_configs(result.model_dir)
-        if result.history:
+        if result.restored_from is not None and not result.history:  # restored at TRAIN_STEPS: nothing ran
+            print(completed_run_summary(result.model_dir, result.start_step))
+        elif result.history:
             last = result.history[-1]
             print(f"trained steps {result.start_step}..{result.final_step}: final loss {last['loss']:.4f}")
         if result.skipped_total:
@@ -100,6 +102,18 @@ def _main(argv: list[str] | None) -> int:
         if result.eval_results:
             print("eval loss per split:\n" + summarize_eval(result.eval_results))
     return 0
+
+
+def completed_run_summary(model_dir, step: int) -> str:
+    """What rerunning a finished run prints: that it is complete, and its final evaluation table again."""
+    import pathlib
+
+    lines = [f"{model_dir} already holds the finished run (step {step}); nothing left to train. "
+             "Raise --gin.TRAIN_STEPS to continue it, or choose a new --gin.MODEL_DIR."]
+    report = pathlib.Path(model_dir) / "eval" / f"step_{step}" / "report.md"
+    if report.is_file():
+        lines += ["", f"Final evaluation ({report}):", "", report.read_text()]
+    return "\n".join(lines)
 
 
 def console_main() -> None:

@@ -88,3 +88,14 @@ def test_cli_reports_unset_required_and_exits_2():
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stderr[-2000:]
     assert "BATCH_SIZE" in out.stderr and "MODEL_DIR" in out.stderr and "TRAIN_STEPS," not in out.stderr
+
+
+def test_rerunning_a_finished_run_says_so_and_reprints_the_final_table(tmp_path):
+    from optiml_jax.cli.train import completed_run_summary
+
+    (tmp_path / "eval" / "step_300").mkdir(parents=True)
+    (tmp_path / "eval" / "step_300" / "report.md").write_text("# Evaluation at step 300\n| level | ... |\n")
+    text = completed_run_summary(tmp_path, 300)
+    assert "already holds the finished run (step 300)" in text and "TRAIN_STEPS" in text
+    assert text.rstrip().endswith("| level | ... |")
+    assert "Final evaluation" not in completed_run_summary(tmp_path / "no_eval", 3)
