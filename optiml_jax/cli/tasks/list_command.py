@@ -30,7 +30,7 @@ def run(args) -> int:
         level = "-"
         if gsplit is not None:
             level = gsplit.level(i) or ("train" if gsplit.is_trainable(i) else "-")
-        counts = " ".join(f"{s}={registry.num_examples(i.name, s)}" for s in t.splits)
+        counts = " ".join(f"{s}={_count(t, s)}" for s in t.splits)
         mark = "" if t.has_metadata else "  (no metadata: defaults)"
         print(f"{i.name:<44} {i.collection:<12} {i.category:<28} {i.instruction_type:<8} {level:<21} {counts}{mark}")
     _print_mixtures(args.prefix)
@@ -41,6 +41,19 @@ def run(args) -> int:
     if not args.no_catalog:
         _print_catalog_table(args.catalog_split or args.generalization_split)
     return 0
+
+
+def _count(view, split: str) -> str:
+    """A split's size without reading data: our counts files, else what the seqio source knows, else '?'."""
+    from optiml_jax.tasks import registry
+
+    if view.raw is not None:
+        return str(registry.num_examples(view.name, split))
+    try:
+        n = view.seqio_task.num_input_examples(split)
+    except Exception:  # noqa: BLE001 (a user's broken source must not stop the listing of every other task)
+        n = None
+    return "?" if n is None else str(n)
 
 
 def _print_mixtures(prefix: str) -> None:
