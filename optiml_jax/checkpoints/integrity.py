@@ -102,7 +102,12 @@ def array_checksums(tree: Any) -> dict[str, str]:
     if not named:
         return {}
     fn = _checksum_fn(_replicated_sharding([x for _, x in named]))
-    out = jax.device_get([fn(x) for _, x in named])  # dispatched asynchronously, fetched once
+    out = []
+    for _, x in named:
+        # One program at a time: hundreds of small collective programs in flight at once deadlock XLA:CPU's
+        # in-process collectives (its rendezvous times out and aborts the process).
+        out.append(jax.block_until_ready(fn(x)))
+    out = jax.device_get(out)
     return {name: f"{int(h[0]):08x}{int(h[1]):08x}" for (name, _), h in zip(named, out)}
 
 

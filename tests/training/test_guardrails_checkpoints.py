@@ -28,14 +28,16 @@ def _tx():
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
-    """A 4-step run with checkpoints at steps 2 and 4 (one device)."""
-    import conftest as training_conftest  # tests/training/conftest.py
+    """A 4-step run with checkpoints at steps 2 and 4 (one device; the train_kwargs fixture's run)."""
+    from optiml_jax.training.model_config import opt_config
+    from optiml_jax.training.partitioning import Partitioner, make_mesh, standard_rules
 
     d = tmp_path_factory.mktemp("pristine") / "run"
     kwargs = dict(model_dir=str(d), mixture_or_task_name="synthetic", task_feature_lengths={"targets": 32},
-                  train_steps=4, batch_size=4, model_config=training_conftest._tiny_config(),
-                  partitioner=training_conftest._partitioner(), learning_rate=1e-3, warmup_steps=1,
-                  checkpoint_period=2, progress=False, peak_flops=1e11)
+                  train_steps=4, batch_size=4,
+                  model_config=opt_config("tiny", vocab_size=512, dtype="float32", dropout_rate=0.0),
+                  partitioner=Partitioner(make_mesh((1, 1, 1), jax.devices()[:1]), standard_rules("data_parallel")),
+                  learning_rate=1e-3, warmup_steps=1, checkpoint_period=2, progress=False, peak_flops=1e11)
     result = train(**kwargs)
     return d, kwargs, result
 

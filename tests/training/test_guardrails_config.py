@@ -153,7 +153,6 @@ def test_rows_that_truncate_most_examples_warn(train_kwargs, tiny_config, caplog
     assert warning in caplog.text
 
 
-@pytest.mark.slow
 def test_cli_unknown_mixture_exits_2_with_one_line(tmp_path):
     run = tmp_path / "run"
     out = _cli(["optiml_jax.train", "--gin_file=gin/runs/quickstart.gin", f"--gin.MODEL_DIR={run}",
