@@ -361,20 +361,6 @@ def train(
     part, schedule, tx, trainer = setup.partitioner, setup.schedule, setup.tx, setup.trainer
     written_config, model_config = setup.written_config, setup.model_config
 
-    if jax.process_index() == 0:
-        model_dir.mkdir(parents=True, exist_ok=True)
-        (model_dir / "model_config.json").write_text(written_config.to_json())
-    ckpt = checkpointing.TrainCheckpointManager(model_dir, period=checkpoint_period, keep=keep_checkpoints,
-                                                async_save=async_checkpoints)
-    restored_from = ckpt.latest_step()
-    if restored_from is not None:
-        state, data_state, start_step = ckpt.restore(train_state.abstract_state(model_config, tx, part))
-        log.info("restored %s step %d (data position %s)", ckpt.directory, start_step, data_state)
-    elif initial_checkpoint_path:
-        state, start_step = _load_initial_state(initial_checkpoint_path, model_config, tx, part), 0
-    else:
-        state, start_step = train_state.init_state(model_config, tx, part, seed), 0
-
     # The data, before anything is written: a wrong name or length stops here and MODEL_DIR stays untouched.
     shard_index, num_shards = process_batch_slice(part, batch_size, length)
     stream_kwargs = dict(mixture_or_task_name=mixture_or_task_name, task_feature_lengths=task_feature_lengths,

@@ -114,8 +114,11 @@ def test_broken_example_raises_naming_task(mini_bench):
     info = TaskInfo("test_broken_task", "niv2", "arithmetic", instruction_type="task")
     rows = [{"instruction": "Add.", "input": "1 + 1", "target": "2"}, {"instruction": "Add.", "input": "2 + 2", "target": ""}]
     registry.register_instruction_task(info, {"train": lambda: rows}, mini_bench.VOCABULARY, replace=True)
-    with pytest.raises(BrokenExampleError, match=r"test_broken_task.*test_broken_task-train-1.*empty target"):
-        get_train_stream("test_broken_task", 64, batch_size=1).get_batch(0)
+    try:
+        with pytest.raises(BrokenExampleError, match=r"test_broken_task.*test_broken_task-train-1.*empty target"):
+            get_train_stream("test_broken_task", 64, batch_size=1).get_batch(0)
+    finally:  # a broken task left registered would break every later test that lists or reads all tasks
+        registry.unregister_task("test_broken_task")
 
 
 def test_metaicl_demonstrations_and_suffix_loss(mini_bench):

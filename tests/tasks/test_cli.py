@@ -22,6 +22,24 @@ def test_list(capsys):
     assert int(m[1]) >= 40 and int(m[2]) >= 8 and int(m[3]) >= 12
 
 
+def test_list_shows_every_task_when_one_is_broken_names_it_and_exits_1(capsys):
+    from optiml_jax.tasks import registry
+    from optiml_jax.tasks.metadata import TaskInfo
+    from optiml_jax.tasks.mini_bench.registration import VOCABULARY
+
+    info = TaskInfo("mini_bench_zz_broken_listing", "niv2", "arithmetic", instruction_type="task")
+    rows = [{"instruction": "Add.", "input": "1 + 1", "target": ""}]
+    registry.register_instruction_task(info, {"train": lambda: rows}, VOCABULARY, replace=True)
+    try:
+        assert main(["list", "--prefix", "mini_bench_", "--no_catalog"]) == 1
+    finally:
+        registry.unregister_task(info.name)
+    out = capsys.readouterr().out
+    assert re.search(r"mini_bench_niv2_antonym\s+niv2\s+word_analogy", out)  # the other tasks are still listed
+    assert re.search(r"mini_bench_zz_broken_listing\s+.*train=!", out)
+    assert re.search(r"1 split\(s\) could not be counted.*\n  mini_bench_zz_broken_listing \(train\): .*empty target", out)
+
+
 def test_inspect_task(capsys):
     assert main(["inspect", "mini_bench_t5_reverse", "--num_examples", "2"]) == 0
     out = capsys.readouterr().out

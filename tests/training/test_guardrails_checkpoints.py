@@ -120,8 +120,6 @@ def test_damaged_latest_checkpoint_is_set_aside_and_the_older_one_restored(prist
     _assert_same_trees(state, ref_state)
 
 
-@pytest.mark.xfail(reason="open defect after the session-3 merge: the rerun raises CorruptCheckpointError for the "
-                          "damaged step instead of falling back to the intact one (see the closing note)", strict=False)
 def test_rerun_after_random_bytes_resumes_from_the_intact_checkpoint_and_loses_nothing(pristine, tmp_path):
     """The headline fault end to end: before, restore succeeded and the run went NaN on every rerun. Now the rerun
     restores step 2, retrains 2..3 to the very same state, and the next rerun restores the new step 4 cleanly."""

@@ -38,9 +38,18 @@ def run(args) -> int:
     colls = {t.info.collection for t in rows}
     print(f"{len(rows)} tasks, {len(colls)} collections, {len(cats)} categories"
           + (f" (levels from split {gsplit.name!r})" if gsplit else ""))
+    if _BROKEN:
+        print(f"\n{len(_BROKEN)} split(s) could not be counted (shown as '!'):")
+        for line in _BROKEN:
+            print(f"  {line}")
+        _BROKEN.clear()
+        return 1
     if not args.no_catalog:
         _print_catalog_table(args.catalog_split or args.generalization_split)
     return 0
+
+
+_BROKEN: list[str] = []
 
 
 def _count(view, split: str) -> str:
@@ -48,7 +57,11 @@ def _count(view, split: str) -> str:
     from optiml_jax.tasks import registry
 
     if view.raw is not None:
-        return str(registry.num_examples(view.name, split))
+        try:
+            return str(registry.num_examples(view.name, split))
+        except Exception as e:  # noqa: BLE001 (one broken task must not stop the listing of every other task)
+            _BROKEN.append(f"{view.name} ({split}): {e}")
+            return "!"
     try:
         n = view.seqio_task.num_input_examples(split)
     except Exception:  # noqa: BLE001 (a user's broken source must not stop the listing of every other task)
