@@ -70,10 +70,13 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_path: str | Non
             task_feature_lengths=task_feature_lengths, max_new_tokens=max_new_tokens, num_examples=max_examples,
             use_cached=use_cached, seed=seed)
     if suites:
+        from optiml_jax.sources import template_failures
+
+        template_failures.drain()  # only this evaluation's drops go into its results.json
         tasks = build_suites(suites, data_dir, max_examples=max_examples)
         results = run_evaluation(model, tasks, shots, output_dir, step, seed=seed,
                                  rank_normalization=rank_normalization, max_new_tokens=max_new_tokens,
-                                 baseline=baseline_results, title=title)
+                                 baseline=baseline_results, title=title, template_failures=template_failures.drain())
     else:
         results = {"step": step}
     if seqio_results is not None:

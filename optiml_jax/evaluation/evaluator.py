@@ -133,9 +133,13 @@ def evaluate_tasks(model, tasks: Sequence[EvalTask], shots: Sequence[int] = (0,)
 def run_evaluation(model, tasks: Sequence[EvalTask], shots: Sequence[int] = (0,),
                    output_dir: str | os.PathLike | None = None, step: int | None = None, *, seed: int = 0,
                    rank_normalization: str = "none", max_new_tokens: int | None = None,
-                   baseline: str | os.PathLike | dict | None = None, title: str = "Evaluation") -> dict[str, Any]:
+                   baseline: str | os.PathLike | dict | None = None, title: str = "Evaluation",
+                   template_failures: Sequence[dict] = ()) -> dict[str, Any]:
     """Evaluate, aggregate as the paper does, and (with `output_dir`) write results.json, predictions JSONL,
     TensorBoard summaries and report.md. Returns the results dict (see `outputs.results_dict`).
+
+    `template_failures`: the templates the suites dropped while building (`optiml_jax.sources.template_failures`),
+    recorded in results.json and listed in report.md so a score is never silently over fewer templates.
 
     `baseline`: a results.json path (or dict) of another run (e.g. the model before instruction tuning);
     the report then shows both and the difference.
@@ -145,6 +149,7 @@ def run_evaluation(model, tasks: Sequence[EvalTask], shots: Sequence[int] = (0,)
     records, predictions = evaluate_tasks(model, tasks, shots, seed=seed, rank_normalization=rank_normalization,
                                           max_new_tokens=max_new_tokens)
     results = outputs.results_dict(records, step=step, shots=list(shots))
+    results["template_failures"] = list(template_failures)
     if output_dir is not None and jax.process_index() == 0:  # multi-host: every process computed the same results
         outputs.write_all(output_dir, results, predictions, baseline=baseline, title=title)
     return results

@@ -146,4 +146,13 @@ def render_report(results: dict[str, Any], baseline: dict[str, Any] | None = Non
             continue
         parts += ["", f"## {heading}", "",
                   markdown_table(results, section, baseline, run_name=run_name, baseline_name=baseline_name)]
+    failures = results.get("template_failures") or []
+    if failures:
+        parts += ["", "## Templates dropped", "",
+                  f"{len(failures)} template(s) failed to render and were left out of the scores above:", "",
+                  "| source | task | template | failed / tried | first example | reason |", "|---|---|---|---|---|---|"]
+        for f in failures:
+            tried = f["examples"] or "?"
+            parts.append(f"| {f['source']} | {f['task']} | {f['template']} | {f['failed_examples']} / {tried} "
+                         f"| {f['first_example']} | {str(f['reason']).replace('|', '/')} |")
     return "\n".join(parts) + "\n"

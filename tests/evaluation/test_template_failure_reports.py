@@ -149,3 +149,32 @@ def test_bench_reader_reports_the_templates_it_drops(ps_dir, caplog):
     assert len(examples) == 4  # both templates on the two good rows
     assert "PromptSource task ps_super_glue_cb: 2 template(s) dropped" in caplog.text
     assert [r["template"] for r in template_failures.drain()] == ["can we infer", "free-form answer"]
+
+
+def test_evaluate_records_the_dropped_templates_in_results_json_and_report(ps_dir, hf_export, tmp_path):
+    """End to end through `evaluate` (what the eval CLI runs): the drop is in results.json and report.md, and a
+    stale record from an earlier build in this process is not."""
+    import gin
+
+    from optiml_jax.evaluation.entry_points import evaluate
+
+    text = CB_TEMPLATES.replace('["yes", "no", "maybe"][label]', '["yes", "no"][label]')
+    (ps_dir / "super_glue/cb/templates.yaml").write_text(text)
+    _jsonl(ps_dir / "super_glue/cb/validation.jsonl", CB_ROWS + [{"premise": "x", "hypothesis": "y", "label": 2,
+                                                                  "idx": 42}])
+    template_failures.record([template_failures.TemplateFailure("stale", "t", "old", "0", 1, 1, "e", "r")])
+    out = tmp_path / "eval"
+    try:
+        gin.bind_parameter("promptsource_held_out_tasks.on_template_error", "drop")
+        gin.bind_parameter("promptsource_held_out_tasks.templates_dir", str(ps_dir))
+        gin.bind_parameter("promptsource_held_out_tasks.dataset_dir", str(ps_dir))
+        results = evaluate(str(hf_export), str(out), benchmarks=["promptsource_held_out"], shots=(0,))
+    finally:
+        gin.clear_config()
+    on_disk = json.loads((out / "results.json").read_text())
+    assert [(r["task"], r["template"], r["first_example"]) for r in on_disk["template_failures"]] == [
+        ("ps_super_glue_cb", "free-form answer", "validation example 42")]
+    assert results["template_failures"] == on_disk["template_failures"]
+    assert {s["template"] for s in on_disk["scores"] if s["task"].startswith("ps_super_glue_cb")} == {"can we infer"}
+    report = (out / "report.md").read_text()
+    assert "## Templates dropped" in report and "| promptsource_held_out | ps_super_glue_cb | free-form answer | 1 / 5 |" in report
