@@ -28,10 +28,10 @@ from jax.sharding import Mesh, NamedSharding
 from optiml_jax.evaluation.evaluator import run_evaluation
 from optiml_jax.evaluation.model import OPTModel
 from optiml_jax.evaluation.suites import build_suites
-from optiml_jax.models import OPTConfig
+from optiml_jax.models import ModelConfig
 
 
-def evaluate_params(config: OPTConfig, params: Any, *, vocabulary: Any, output_dir: str | os.PathLike | None,
+def evaluate_params(config: ModelConfig, params: Any, *, vocabulary: Any, output_dir: str | os.PathLike | None,
                     step: int | None, benchmarks: Sequence[str] = ("mini_bench",), shots: Sequence[int] = (0, 5),
                     data_dir: str | None = None, max_examples: int | None = None, max_new_tokens: int = 256,
                     baseline: str | os.PathLike | dict | None = None, mesh: Mesh | None = None,
@@ -85,7 +85,7 @@ class EvalCallback:
         self._tasks = None
         self._vocab = None
 
-    def __call__(self, config: OPTConfig, params: Any, step: int, model_dir: str | os.PathLike) -> dict:
+    def __call__(self, config: ModelConfig, params: Any, step: int, model_dir: str | os.PathLike) -> dict:
         import pathlib
 
         if self._vocab is None:
@@ -165,7 +165,7 @@ class SeqioEvalCallback:
             self._log_dir = log_dir
         return self._evaluator
 
-    def __call__(self, config: OPTConfig, params: Any, step: int, model_dir: str | os.PathLike) -> dict:
+    def __call__(self, config: ModelConfig, params: Any, step: int, model_dir: str | os.PathLike) -> dict:
         from optiml_jax.evaluation.seqio_eval import run_seqio_evaluation
 
         evaluator = self.evaluator(model_dir)
@@ -197,5 +197,5 @@ class CompositeCallback:
                 name = f"{base}_{n}"
             self.names.append(name)
 
-    def __call__(self, config: OPTConfig, params: Any, step: int, model_dir: str | os.PathLike) -> dict:
+    def __call__(self, config: ModelConfig, params: Any, step: int, model_dir: str | os.PathLike) -> dict:
         return {name: c(config, params, step, model_dir) for name, c in zip(self.names, self.callbacks)}

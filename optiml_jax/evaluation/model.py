@@ -21,7 +21,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from optiml_jax.evaluation import prediction, scoring
-from optiml_jax.models import OPT, OPTConfig
+from optiml_jax.models import ModelConfig, model_for
 from optiml_jax.vocabularies.special_tokens import BOS_ID
 
 
@@ -38,7 +38,7 @@ class OPTModel:
       max_new_tokens, temperature: generation defaults (paper: greedy, 256 tokens).
     """
 
-    def __init__(self, config: OPTConfig, params: Any, vocabulary: Any = None, mesh: Mesh | None = None, *,
+    def __init__(self, config: ModelConfig, params: Any, vocabulary: Any = None, mesh: Mesh | None = None, *,
                  score_batch_size: int = 8, predict_batch_size: int = 8,
                  max_new_tokens: int = prediction.DEFAULT_MAX_NEW_TOKENS, temperature: float = 0.0):
         self.config, params = scoring.prepare_params(config, params)
@@ -164,7 +164,7 @@ class OPTModel:
 
     def logits(self, tokens: np.ndarray) -> np.ndarray:
         """Full-sequence logits (debugging and parity tests)."""
-        return np.asarray(OPT(self.config).apply({"params": self.params}, jnp.asarray(tokens, jnp.int32)))
+        return np.asarray(model_for(self.config).apply({"params": self.params}, jnp.asarray(tokens, jnp.int32)))
 
     def _prepared(self, params: Any) -> Any:
         """The model's own params, or caller-given ones (e.g. a live train state) in the eval layout."""

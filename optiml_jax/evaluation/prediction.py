@@ -16,7 +16,7 @@ from jax.sharding import Mesh
 
 from optiml_jax.evaluation.scoring import _put, bucket_length, mesh_size, to_host
 from optiml_jax.vocabularies.special_tokens import EOS_ID, PAD_ID
-from optiml_jax.models import OPTConfig, generate
+from optiml_jax.models import ModelConfig, generate
 
 DEFAULT_MAX_NEW_TOKENS = 256  # the paper's generation limit (section 4.1)
 
@@ -42,7 +42,7 @@ def cut_at_eos(tokens: Sequence[int], eos_id: int = EOS_ID, pad_id: int = PAD_ID
 
 
 def generate_tokens(
-    config: OPTConfig,
+    config: ModelConfig,
     params: Any,
     prompts: Sequence[Sequence[int]],
     *,

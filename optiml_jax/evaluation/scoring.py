@@ -34,13 +34,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from optiml_jax.models import OPT, OPTConfig, lm_head_logits, tied_embedding
+from optiml_jax.models import ModelConfig, lm_head_logits, lm_head_weight, model_for
 from optiml_jax.models.layout import to_layout
 from optiml_jax.vocabularies.special_tokens import PAD_ID
 
 
 
-def prepare_params(config: OPTConfig, params: Any) -> tuple[OPTConfig, Any]:
+def prepare_params(config: ModelConfig, params: Any) -> tuple[ModelConfig, Any]:
     """Unboxed params in the unrolled layout, and a config that says so (the KV-cache code assumes it)."""
     params = to_layout(nn.unbox(params), False)
     return config.replace(scan_layers=False, remat_policy="none"), params
@@ -93,9 +93,9 @@ def _token_logprobs(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, j
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
-def _score_tokens(config: OPTConfig, params: Any, inputs, targets, weights, segment_ids, positions):
-    logits = OPT(config).apply({"params": params}, inputs, decoder_segment_ids=segment_ids,
-                               decoder_positions=positions)
+def _score_tokens(config: ModelConfig, params: Any, inputs, targets, weights, segment_ids, positions):
+    logits = model_for(config).apply({"params": params}, inputs, decoder_segment_ids=segment_ids,
+                                     decoder_positions=positions)
     picked, greedy = _token_logprobs(logits, targets)
     weights = weights.astype(jnp.float32)
     scores = jnp.sum(picked * weights, axis=-1)
@@ -103,7 +103,7 @@ def _score_tokens(config: OPTConfig, params: Any, inputs, targets, weights, segm
     return scores, all_greedy, jnp.sum(weights, axis=-1)
 
 
-def score_token_batch(config: OPTConfig, params: Any, batch: dict[str, np.ndarray], *, mesh: Mesh | None = None):
+def score_token_batch(config: ModelConfig, params: Any, batch: dict[str, np.ndarray], *, mesh: Mesh | None = None):
     """Summed target log-likelihood per row of a T5X decoder batch -> (scores, is_greedy, num_tokens) numpy [B].
 
     `params` must come from `prepare_params`. Without segment ids, pad tokens (1) in the inputs are segment 0
@@ -132,7 +132,7 @@ def score_token_batch(config: OPTConfig, params: Any, batch: dict[str, np.ndarra
 
 
 @functools.partial(jax.jit, static_argnames=("config", "num_options"))
-def _score_shared(config: OPTConfig, params: Any, prefix, prefix_len, chunk, chunk_len, score_index, score_row,
+def _score_shared(config: ModelConfig, params: Any, prefix, prefix_len, chunk, chunk_len, score_index, score_row,
                   score_valid, *, num_options: int):
     """prefix [P, Lp] right-padded (prompt minus last token), chunk [P*N, 1+Lo] = last prompt token + option.
 
@@ -141,7 +141,7 @@ def _score_shared(config: OPTConfig, params: Any, prefix, prefix_len, chunk, chu
     K positions go through the LM head (a [K, vocab] matmul instead of [P*N*Lo, vocab]: options are a few
     tokens, padded to the longest option of the batch).
     """
-    model = OPT(config)
+    model = model_for(config)
     rows, prefix_width = prefix.shape
     chunk_rows, chunk_width = chunk.shape
     shapes = jax.eval_shape(
@@ -163,7 +163,7 @@ def _score_shared(config: OPTConfig, params: Any, prefix, prefix_len, chunk, chu
                               return_features=True)
     features = features[:, :-1].reshape(chunk_rows * (chunk_width - 1), -1)[score_index]
     targets = chunk[:, 1:].reshape(-1)[score_index]
-    logits = lm_head_logits(config, tied_embedding(params), features)
+    logits = lm_head_logits(config, lm_head_weight(config, params), features)
     picked, greedy = _token_logprobs(logits, targets)
     scores = jax.ops.segment_sum(jnp.where(score_valid, picked, 0.0), score_row, num_segments=chunk_rows)
     misses = jax.ops.segment_sum((score_valid & ~greedy).astype(jnp.int32), score_row, num_segments=chunk_rows)
@@ -188,7 +188,7 @@ def _scored_positions(chunk_len: np.ndarray, chunk_width: int) -> tuple[np.ndarr
 
 
 def score_shared_prompts(
-    config: OPTConfig,
+    config: ModelConfig,
     params: Any,
     prompts: Sequence[Sequence[int]],
     options: Sequence[Sequence[Sequence[int]]],

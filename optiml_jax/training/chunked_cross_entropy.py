@@ -24,7 +24,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from optiml_jax.models import OPTConfig, lm_head_logits
+from optiml_jax.models import ModelConfig, lm_head_logits
 
 
 def _chunks(x: jax.Array, chunk: int, pad_value=0) -> jax.Array:
@@ -45,7 +45,7 @@ def _unchunk(x: jax.Array, length: int) -> jax.Array:
     return x[:, :length]
 
 
-def _forward_and_grads(config: OPTConfig, chunk: int, features, embedding, targets, token_weights):
+def _forward_and_grads(config: ModelConfig, chunk: int, features, embedding, targets, token_weights):
     """(loss, metrics), (d loss/d features, d loss/d embedding) in one pass over the chunks."""
     dtype = features.dtype
     length = features.shape[1]
@@ -80,7 +80,7 @@ def _forward_and_grads(config: OPTConfig, chunk: int, features, embedding, targe
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def chunked_cross_entropy(config: OPTConfig, chunk_size: int, features: jax.Array, embedding: jax.Array,
+def chunked_cross_entropy(config: ModelConfig, chunk_size: int, features: jax.Array, embedding: jax.Array,
                           targets: jax.Array, token_weights: jax.Array) -> tuple[jax.Array, dict]:
     """(sum(ce * token_weights), metrics) for features [B, L, E] under the tied head `embedding` [V, E].
 

@@ -59,13 +59,20 @@ def llama_config(
     num_heads=None,
     num_kv_heads=None,
     ffn_dim=None,
+    bos_token_id=None,
+    eos_token_id=None,
+    pad_token_id=None,
 ) -> LlamaConfig:
-    """A Llama-family preset ('tiny', '1b' = Llama-3.2-1B, '8b' = Llama-3-8B) with execution choices."""
+    """A Llama-family preset ('tiny', '1b' = Llama-3.2-1B, '8b' = Llama-3-8B) with execution choices.
+
+    The token ids say which ids of the tokenizer the model treats as bos/eos/pad (generation stops at eos);
+    set them when the tokenizer is not Llama 3's (e.g. the mini-benchmark's OPT-style BPE: 2, 2, 1)."""
     return _preset(LlamaConfig, size, dict(dtype=dtype, dropout_rate=dropout_rate, scan_layers=scan_layers,
                                            remat_policy=remat_policy, attention_backend=attention_backend,
                                            attention_block_sizes=attention_block_sizes),
                    dict(vocab_size=vocab_size, max_position_embeddings=max_position_embeddings, num_layers=num_layers,
-                        hidden_size=hidden_size, num_heads=num_heads, num_kv_heads=num_kv_heads, ffn_dim=ffn_dim))
+                        hidden_size=hidden_size, num_heads=num_heads, num_kv_heads=num_kv_heads, ffn_dim=ffn_dim,
+                        bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id))
 
 
 ARCHITECTURE_FIELDS = ("hidden_size", "num_layers", "num_heads", "ffn_dim", "vocab_size", "max_position_embeddings",

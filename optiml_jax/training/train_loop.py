@@ -31,7 +31,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from optiml_jax.models import OPTConfig
+from optiml_jax.models import LlamaConfig, ModelConfig, OPTConfig
 from optiml_jax.checkpoints import training_runs as checkpointing
 from optiml_jax.training import metrics as metrics_lib, train_state
 from optiml_jax.checkpoints.errors import StorageError
@@ -167,8 +167,9 @@ def check_arguments(args: dict) -> None:
         raise _bad("mixture_or_task_name", name, "a task or mixture name")
     if not isinstance(args["model_dir"], (str, pathlib.PurePath)) or not str(args["model_dir"]):
         raise _bad("model_dir", args["model_dir"], "a directory path")
-    if not isinstance(args["model_config"], OPTConfig):
-        raise _bad("model_config", args["model_config"], "an OPTConfig (gin: train.model_config = @opt_config())")
+    if not isinstance(args["model_config"], (OPTConfig, LlamaConfig)):
+        raise _bad("model_config", args["model_config"], "an OPTConfig or LlamaConfig (gin: train.model_config = "
+                   "@opt_config() or @llama_config())")
     if args["on_nonfinite"] not in NONFINITE_POLICIES:
         raise ConfigValueError(f"{_name('on_nonfinite')} = {args['on_nonfinite']!r}: must be one of "
                                f"{NONFINITE_POLICIES}")
@@ -263,13 +264,13 @@ class TrainerSetup:
     partitioner: Partitioner
     schedule: Any
     tx: Any
-    written_config: OPTConfig  # the architecture as configured (what model_config.json records)
-    model_config: OPTConfig  # the same with this mesh's attention backend name
+    written_config: ModelConfig  # the architecture as configured (what model_config.json records)
+    model_config: ModelConfig  # the same with this mesh's attention backend name
     shardings: Any  # TrainState-shaped NamedShardings
     trainer: Trainer
 
 
-def build_trainer(*, model_config: OPTConfig, partitioner: Partitioner | Callable[[], Partitioner], train_steps: int,
+def build_trainer(*, model_config: ModelConfig, partitioner: Partitioner | Callable[[], Partitioner], train_steps: int,
                   learning_rate: float, warmup_steps: int, lr_decay: str, end_learning_rate: float, adam_b1: float,
                   adam_b2: float, adam_eps: float, weight_decay: float, clip_grad_norm: float, seed: int,
                   num_microbatches: int, loss_normalization: Any, loss_chunk_size: int | None) -> TrainerSetup:
@@ -296,7 +297,7 @@ def train(
     task_feature_lengths: dict,
     train_steps: int,
     batch_size: int,
-    model_config: OPTConfig,
+    model_config: ModelConfig,
     stream_factory: Callable = synthetic_stream,
     partitioner: Partitioner | Callable[[], Partitioner] = make_partitioner,
     learning_rate: float = 5e-5,
@@ -318,7 +319,7 @@ def train(
     verify_checkpoints: bool = True,
     initial_checkpoint_path: str | None = None,
     eval_streams: dict[str, Callable] | None = None,
-    eval_callback: Callable[[OPTConfig, Any, int, pathlib.Path], dict] | None = None,
+    eval_callback: Callable[[ModelConfig, Any, int, pathlib.Path], dict] | None = None,
     eval_period: int = 0,
     eval_batches: int = 1,
     log_period: int = 1,

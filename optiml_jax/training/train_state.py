@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optiml_jax.models import OPT, OPTConfig, to_layout
+from optiml_jax.models import ModelConfig, model_for, to_layout
 from optiml_jax.training.partitioning import Partitioner
 
 
@@ -30,31 +30,31 @@ class TrainState(flax.struct.PyTreeNode):
     opt_state: Any
 
 
-def _boxed_state(model: OPT, tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:
+def _boxed_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:
     params = model.init(rng, jnp.ones((1, 8), jnp.int32))["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
 
-def state_logical_specs(config: OPTConfig, tx: optax.GradientTransformation) -> Any:
+def state_logical_specs(config: ModelConfig, tx: optax.GradientTransformation) -> Any:
     """TrainState-shaped tree of logical PartitionSpecs (optimizer moments follow their parameters)."""
-    boxed = jax.eval_shape(lambda: _boxed_state(OPT(config), tx, jax.random.key(0)))
+    boxed = jax.eval_shape(lambda: _boxed_state(model_for(config), tx, jax.random.key(0)))
     return nn.get_partition_spec(boxed)
 
 
-def state_shardings(config: OPTConfig, tx: optax.GradientTransformation, partitioner: Partitioner) -> Any:
+def state_shardings(config: ModelConfig, tx: optax.GradientTransformation, partitioner: Partitioner) -> Any:
     return partitioner.tree_shardings(state_logical_specs(config, tx))
 
 
-def abstract_state(config: OPTConfig, tx: optax.GradientTransformation, partitioner: Partitioner) -> Any:
+def abstract_state(config: ModelConfig, tx: optax.GradientTransformation, partitioner: Partitioner) -> Any:
     """ShapeDtypeStructs carrying target shardings: the restore target for Orbax (any mesh)."""
-    shapes = jax.eval_shape(lambda: nn.unbox(_boxed_state(OPT(config), tx, jax.random.key(0))))
+    shapes = jax.eval_shape(lambda: nn.unbox(_boxed_state(model_for(config), tx, jax.random.key(0))))
     shardings = state_shardings(config, tx, partitioner)
     return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
 
 
-def init_state(config: OPTConfig, tx: optax.GradientTransformation, partitioner: Partitioner, seed: int) -> TrainState:
+def init_state(config: ModelConfig, tx: optax.GradientTransformation, partitioner: Partitioner, seed: int) -> TrainState:
     """Randomly initialised state, created directly in its sharded layout."""
-    model = OPT(config)
+    model = model_for(config)
     shardings = state_shardings(config, tx, partitioner)
     init = partitioner.jit(lambda rng: nn.unbox(_boxed_state(model, tx, rng)), in_shardings=partitioner.replicated,
                            out_shardings=shardings, constrain_activations=False)
@@ -67,7 +67,7 @@ def _place(x: Any, sharding: jax.sharding.Sharding) -> jax.Array:
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
-def state_from_params(config: OPTConfig, tx: optax.GradientTransformation, partitioner: Partitioner,
+def state_from_params(config: ModelConfig, tx: optax.GradientTransformation, partitioner: Partitioner,
                       params: Any) -> TrainState:
     """Fresh optimizer state around given parameters (fine-tuning start), placed with the state's shardings.
 

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optiml_jax.models import OPT, OPTConfig, tied_embedding
+from optiml_jax.models import ModelConfig, lm_head_weight, model_for
 from optiml_jax.training.chunked_cross_entropy import chunked_cross_entropy
 from optiml_jax.training.losses import normalized_token_weights, weighted_cross_entropy
 from optiml_jax.training.partitioning import BATCH_AXES, Partitioner
@@ -33,7 +33,7 @@ from optiml_jax.training.train_state import TrainState
 Batch = dict[str, jax.Array]
 
 
-def _forward(model: OPT, params: Any, batch: Batch, *, deterministic: bool, rng: jax.Array | None,
+def _forward(model: nn.Module, params: Any, batch: Batch, *, deterministic: bool, rng: jax.Array | None,
              return_features: bool = False) -> jax.Array:
     rngs = None if deterministic else {"dropout": rng}
     return model.apply({"params": params}, batch["decoder_input_tokens"], batch["decoder_segment_ids"],
@@ -55,7 +55,7 @@ def _split_microbatches(tree: Any, num_microbatches: int) -> Any:
 
 
 def make_train_step(
-    config: OPTConfig,
+    config: ModelConfig,
     tx: optax.GradientTransformation,
     schedule: optax.Schedule,
     *,
@@ -67,7 +67,7 @@ def make_train_step(
     """`loss_chunk_size`: run the LM head and cross-entropy `loss_chunk_size` positions at a time with the
     gradient formed in the same pass (`chunked_cross_entropy`), instead of materialising [B, L, vocab]
     logits; None = the plain path. Same loss and gradients up to float rounding."""
-    model = OPT(config)
+    model = model_for(config)
     deterministic = config.dropout_rate == 0.0
     if loss_chunk_size is not None and loss_chunk_size < 1:
         raise ValueError(f"loss_chunk_size={loss_chunk_size}: must be a positive number of positions or None")
@@ -76,7 +76,7 @@ def make_train_step(
         targets = batch["decoder_target_tokens"]
         if loss_chunk_size:
             features = _forward(model, params, batch, deterministic=deterministic, rng=rng, return_features=True)
-            return chunked_cross_entropy(config, int(loss_chunk_size), features, tied_embedding(params), targets,
+            return chunked_cross_entropy(config, int(loss_chunk_size), features, lm_head_weight(config, params), targets,
                                          token_weights)
         logits = _forward(model, params, batch, deterministic=deterministic, rng=rng)
         return weighted_cross_entropy(logits, targets, token_weights)
@@ -131,9 +131,9 @@ def make_train_step(
     return train_step
 
 
-def make_eval_step(config: OPTConfig):
+def make_eval_step(config: ModelConfig):
     """(params, batch) -> {"ce_sum", "label_tokens", "correct_tokens"}: summed so splits aggregate exactly."""
-    model = OPT(config)
+    model = model_for(config)
 
     def eval_step(params, batch):
         logits = _forward(model, params, batch, deterministic=True, rng=None)
@@ -148,7 +148,7 @@ def make_eval_step(config: OPTConfig):
 class Trainer:
     """The jitted, sharded train/eval steps for one (config, optimizer, partitioner)."""
 
-    config: OPTConfig
+    config: ModelConfig
     tx: optax.GradientTransformation
     schedule: optax.Schedule
     partitioner: Partitioner

@@ -10,12 +10,14 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 STEPS = 24
 
 
-def _command(model_dir):
-    return [sys.executable, "-m", "optiml_jax.train", "--gin_file=gin/runs/quickstart.gin", "--no_progress",
+def _command(model_dir, gin_file="gin/runs/quickstart.gin"):
+    return [sys.executable, "-m", "optiml_jax.train", f"--gin_file={gin_file}", "--no_progress",
             f"--gin.MODEL_DIR={model_dir}", f"--gin.TRAIN_STEPS={STEPS}", "--gin.CHECKPOINT_PERIOD=4",
             "--gin.LOG_PERIOD=1", "--gin.BATCH_SIZE=4", "--gin.TASK_FEATURE_LENGTHS={'targets': 32}",
             "--gin.DROPOUT_RATE=0.1", "--gin.WARMUP_STEPS=3", "--gin.train.eval_streams={}",
@@ -40,11 +42,13 @@ def _losses(model_dir) -> dict[int, list[float]]:
     return out
 
 
-def test_sigkill_then_rerun_reproduces_every_loss(tmp_path):
+@pytest.mark.parametrize("gin_file", ["gin/runs/quickstart.gin", "gin/runs/quickstart_llama.gin"],
+                         ids=["opt", "llama"])
+def test_sigkill_then_rerun_reproduces_every_loss(tmp_path, gin_file):
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
-    ref = subprocess.Popen(_command(ref_dir), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
+    ref = subprocess.Popen(_command(ref_dir, gin_file), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True)
-    victim = subprocess.Popen(_command(run_dir), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
+    victim = subprocess.Popen(_command(run_dir, gin_file), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     jsonl = run_dir / "metrics" / "train.jsonl"
     killed_after = None
@@ -66,7 +70,7 @@ def test_sigkill_then_rerun_reproduces_every_loss(tmp_path):
 
     _, err = ref.communicate(timeout=300)
     assert ref.returncode == 0, err[-3000:]
-    resumed = subprocess.run(_command(run_dir), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(_command(run_dir, gin_file), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "restored" in resumed.stderr and "took over the stale run lock" in resumed.stderr
     assert not (run_dir / "run.lock").exists()
@@ -85,3 +89,5 @@ def test_sigkill_then_rerun_reproduces_every_loss(tmp_path):
     tb = sorted(s for s, tag, _ in read_scalar_events(run_dir / "metrics" / "tensorboard" / "train") if tag == "loss")
     assert tb == list(range(STEPS))
     assert ref_losses[STEPS - 1][0] < ref_losses[0][0]
+    family = json.loads((run_dir / "model_config.json").read_text()).get("family", "opt")
+    assert family == ("llama" if "llama" in gin_file else "opt")
