@@ -21,3 +21,31 @@ def shared_data() -> pathlib.Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"reference data folder {SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+SLOW_TESTS_FILE = pathlib.Path(__file__).with_name("slow_tests.txt")
+
+
+def _listed_slow_tests() -> set[str]:
+    ids = set()
+    for line in SLOW_TESTS_FILE.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            ids.add(line)
+    return ids
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests `slow_tests.txt` lists (measured, one node id per line) as slow; a listed id that no longer
+    exists is an error, so the list cannot rot silently."""
+    listed = _listed_slow_tests()
+    seen = set()
+    for item in items:
+        if item.nodeid in listed:
+            item.add_marker(pytest.mark.slow)
+            seen.add(item.nodeid)
+    collected_everything = not config.args or config.args == [str(REPO_ROOT / "tests")] or config.args == ["tests"]
+    missing = listed - seen
+    if missing and collected_everything and not config.option.keyword:
+        raise pytest.UsageError(f"{SLOW_TESTS_FILE.name} names tests that do not exist: {sorted(missing)[:5]}")

@@ -23,6 +23,18 @@ def main(argv: list[str] | None = None) -> int:
     from optiml_jax.cli.console import setup_console
 
     setup_console(logging.WARNING)
+    parser, modules = build_parser()
+    try:
+        args, bindings = gin_setup.parse_command_line(parser, list(sys.argv[1:] if argv is None else argv))
+        setup(args, bindings)
+    except gin_setup.GinConfigError as e:
+        raise errors.fail(str(e)) from e
+    return modules[args.command].run(args)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    """The parser of every subcommand, and the subcommand modules by name."""
+    from optiml_jax.cli import errors, gin_setup
 
     parser = errors.with_exit_codes(argparse.ArgumentParser(prog="python -m optiml_jax.tasks", description=__doc__))
     sub = parser.add_subparsers(dest="command", required=True)
@@ -34,12 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         gin_setup.add_gin_arguments(p)
         errors.add_verbose_argument(p)
         modules[name].add_arguments(p)
-    try:
-        args, bindings = gin_setup.parse_command_line(parser, list(sys.argv[1:] if argv is None else argv))
-        setup(args, bindings)
-    except gin_setup.GinConfigError as e:
-        raise errors.fail(str(e)) from e
-    return modules[args.command].run(args)
+    return parser, modules
 
 
 def setup(args: argparse.Namespace, bindings: list[str]) -> None:
