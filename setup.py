@@ -62,6 +62,7 @@ PIPELINE = [
 # Parity and notebook tests. torch is pinned: any other spec pulls GBs of CUDA wheels.
 TEST = [
     "pytest>=8",
+    "pytest-xdist>=3.5",  # pytest.ini runs the suite on 2 workers
     "regex>=2023.0",
     "import-linter==2.16",  # the layer contract (.importlinter, tests/test_layers.py)
     "torch==2.13.0",

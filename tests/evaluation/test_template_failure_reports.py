@@ -164,6 +164,7 @@ def test_evaluate_records_the_dropped_templates_in_results_json_and_report(ps_di
                                                                   "idx": 42}])
     template_failures.record([template_failures.TemplateFailure("stale", "t", "old", "0", 1, 1, "e", "r")])
     out = tmp_path / "eval"
+    gin.clear_config()  # an earlier test in this process may have left a finalized (locked) config
     try:
         gin.bind_parameter("promptsource_held_out_tasks.on_template_error", "drop")
         gin.bind_parameter("promptsource_held_out_tasks.templates_dir", str(ps_dir))
