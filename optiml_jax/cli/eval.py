@@ -71,9 +71,10 @@ def _main(argv: list[str] | None) -> int:
     gin_setup.setup(args, bindings, default_files=["runs/eval.gin"])
     results = _REGISTERED["evaluate"]()  # EvalConfigError (nothing to evaluate, an unknown task, ...) -> exit 2
     out = pathlib.Path(os.fspath(gin_query("EVAL_OUTPUT_DIR")))
-    for task, values in (results.get("seqio") or {}).items():
-        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
-        print(f"{task}: {shown}")
+    for key in sorted(k for k in results if k == "seqio" or k.startswith("seqio_")):
+        for task, values in results[key].items():
+            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+            print(f"{task}{'' if key == 'seqio' else ' (' + key[len('seqio_'):] + ')'}: {shown}")
     if "seqio" in results:
         print(f"seqio outputs in {out / 'inference_eval'}")
     if "aggregates" in results:

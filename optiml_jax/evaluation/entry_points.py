@@ -37,12 +37,15 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_path: str | Non
              max_new_tokens: int = 256, rank_normalization: str = "none", score_batch_size: int = 8,
              predict_batch_size: int = 8, seed: int = 0, step: int | None = None, title: str = "Evaluation",
              mixture_or_task_name: str | None = None, split: str = "validation",
-             task_feature_lengths: dict[str, int] | None = None, use_cached: bool = False) -> dict:
+             task_feature_lengths: dict[str, int] | None = None, use_cached: bool = False,
+             seqio_shots: Sequence[int] = (0,), demonstration_split: str = "train") -> dict:
     """Load the checkpoint, evaluate the SeqIO task/mixture and/or the suites, write the outputs.
 
     Returns the suites' results dict (as in results.json; {"step"} alone when no suite ran) with, when a task or
     mixture was named, "seqio": {task: {metric: value}}. `max_examples` caps the examples per task for both;
-    `step` (default: the checkpoint's, else 0) names the seqio outputs and TensorBoard step.
+    `step` (default: the checkpoint's, else 0) names the seqio outputs and TensorBoard step. `seqio_shots`: the
+    named task's evaluations, 0-shot ("seqio") and k-shot ("seqio_<k>shot", demonstrations from its
+    `demonstration_split`; outputs in inference_eval_<k>shot/).
     """
     from optiml_jax.checkpoints.resolve import checkpoint_step
     from optiml_jax.evaluation.evaluator import run_evaluation
@@ -50,6 +53,9 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_path: str | Non
     from optiml_jax.evaluation.suites import build_suites
 
     suites = chosen_benchmarks(benchmarks, mixture_or_task_name)
+    seqio_shots = (seqio_shots,) if isinstance(seqio_shots, int) else tuple(seqio_shots)
+    if not seqio_shots or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in seqio_shots):
+        raise EvalConfigError(f"SEQIO_SHOTS = {seqio_shots!r}: must be non-negative shot counts, e.g. (0, 5)")
     if mixture_or_task_name:
         from optiml_jax.evaluation.seqio_eval import eval_tasks
 
@@ -61,14 +67,15 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_path: str | Non
         raise ValueError(f"tokenizer {getattr(vocab, 'path', '?')} has {vocab.vocab_size} ids but the checkpoint's "
                          f"embedding has {model.config.vocab_size}: wrong TOKENIZER_PATH?")
     step = checkpoint_step(checkpoint_path) if step is None else step
-    seqio_results = None
+    seqio_results = {}
     if mixture_or_task_name:
         from optiml_jax.evaluation.seqio_eval import evaluate_mixture_or_task
 
-        seqio_results = evaluate_mixture_or_task(
-            model, mixture_or_task_name, output_dir=output_dir, step=0 if step is None else step, split=split,
-            task_feature_lengths=task_feature_lengths, max_new_tokens=max_new_tokens, num_examples=max_examples,
-            use_cached=use_cached, seed=seed)
+        for k in seqio_shots:
+            seqio_results[k] = evaluate_mixture_or_task(
+                model, mixture_or_task_name, output_dir=output_dir, step=0 if step is None else step, split=split,
+                task_feature_lengths=task_feature_lengths, max_new_tokens=max_new_tokens, num_examples=max_examples,
+                use_cached=use_cached, seed=seed, shots=k, demonstration_split=demonstration_split)
     if suites:
         from optiml_jax.sources import template_failures
 
@@ -79,8 +86,8 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_path: str | Non
                                  baseline=baseline_results, title=title, template_failures=template_failures.drain())
     else:
         results = {"step": step}
-    if seqio_results is not None:
-        results["seqio"] = seqio_results
+    for k, values in seqio_results.items():
+        results["seqio" if k == 0 else f"seqio_{k}shot"] = values
     return results
 
 

@@ -23,6 +23,12 @@ Feature converter: `PrefixLMFeatureConverter(pack=False)` for tasks with `inputs
 inputs, loss/score on targets only), `DecoderFeatureConverter(pack=False)` for targets-only tasks (the prompt is
 then just `</s>`). Sequence lengths: `task_feature_lengths` as in T5X (missing features, or None, take the longest
 example; SeqIO truncates longer ones).
+
+k-shot (`shots=k`, the eval CLI's `SEQIO_SHOTS`): before each evaluated example, k demonstrations of the same task:
+examples of its `demonstration_split` (default train) read through the task's own `get_dataset` (all its
+preprocessors), drawn once per task with `seed`, each its `inputs` then `targets` tokens (no `</s>`), joined by the
+tokens of the instruction formatting's separator (instance-level placement: a plain SeqIO task has no task-level
+definition). Outputs of a k-shot evaluation go to `<log_dir>_<k>shot` beside `inference_eval`.
 """
 
 from __future__ import annotations
@@ -132,17 +138,57 @@ def plain_metrics(values: dict) -> dict[str, Any]:
     return out
 
 
-def run_seqio_evaluation(model, evaluator, step: int | None, *, max_new_tokens: int | None = None
+def task_demonstrations(task, shots: int, *, split: str = "train", seed: int = 0, pool: int = 256) -> list[int]:
+    """k demonstrations of `task` in token space: `shots` of the first `pool` examples of its `split` (through its
+    own get_dataset), drawn with `seed`, each inputs + targets without `</s>`, joined by the separator's tokens."""
+    import numpy as np
+
+    from optiml_jax.tasks.formatting import DEFAULT_SEPARATOR
+    from optiml_jax.vocabularies.special_tokens import EOS_ID, PAD_ID
+
+    if shots <= 0:
+        return []
+    if split not in task.splits:
+        raise EvalConfigError(f"task {task.name!r}: {shots}-shot evaluation takes demonstrations from its "
+                              f"{split!r} split, which it does not have (splits: {list(task.splits)})")
+    ds = task.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1).take(pool)
+    rows = [[int(t) for f in ("inputs", "targets") if f in ex for t in np.asarray(ex[f]).tolist()
+             if t not in (EOS_ID, PAD_ID, 0)] for ex in ds.as_numpy_iterator()]
+    if len(rows) < shots:
+        raise EvalConfigError(f"task {task.name!r}: {shots}-shot evaluation needs {shots} {split!r} examples, it "
+                              f"has {len(rows)}")
+    picked = np.random.default_rng([seed, shots]).choice(len(rows), size=shots, replace=False)
+    separator = list(task.output_features["targets"].vocabulary.encode(DEFAULT_SEPARATOR))
+    out: list[int] = []
+    for i in picked:
+        out += rows[int(i)] + separator
+    return out
+
+
+def run_seqio_evaluation(model, evaluator, step: int | None, *, max_new_tokens: int | None = None,
+                         shots: int = 0, demonstration_split: str = "train", seed: int = 0
                          ) -> dict[str, dict[str, Any]]:
-    """Predict/score the evaluator's tasks with `model`, run their metric_fns, log -> {task: {metric: value}}."""
+    """Predict/score the evaluator's tasks with `model` (`shots` demonstrations before each example), run their
+    metric_fns, log -> {task: {metric: value}}."""
     from optiml_jax.evaluation.seqio_glue import make_predict_fn, make_predict_with_aux_fn, make_score_fn
 
     check_vocabularies(model, evaluator)
+    demonstrations = None
+    if shots > 0:
+        by_task = {t.name: task_demonstrations(t, shots, split=demonstration_split, seed=seed)
+                   for t in evaluator.eval_tasks}
+        # seqio hands each adapter the task's converted dataset, the object it keeps per task name
+        # (`Evaluator._cached_model_datasets`); that identity says whose demonstrations to use.
+        names = {id(ds): name for name, ds in evaluator._cached_model_datasets.items()}  # noqa: SLF001
+
+        def demonstrations(dataset):
+            return by_task[names[id(dataset)]]
     future, _ = evaluator.evaluate(
         compute_metrics=True, step=None if step is None else int(step),
-        predict_fn=make_predict_fn(model, max_new_tokens=max_new_tokens),
-        predict_with_aux_fn=make_predict_with_aux_fn(model, max_new_tokens=max_new_tokens),
-        score_fn=make_score_fn(model))
+        predict_fn=make_predict_fn(model, max_new_tokens=max_new_tokens, demonstrations=demonstrations),
+        predict_with_aux_fn=make_predict_with_aux_fn(model, max_new_tokens=max_new_tokens,
+                                                     demonstrations=demonstrations),
+        score_fn=make_score_fn(model, demonstrations=demonstrations))
     results = {task: plain_metrics(values) for task, values in future.result().items()}
     for task, values in results.items():
         log.info("seqio eval %s step %s: %s", task, step, values)
@@ -153,13 +199,17 @@ def evaluate_mixture_or_task(model, mixture_or_task_name: str, *, output_dir: st
                              step: int | None, split: str = "validation",
                              task_feature_lengths: dict[str, int] | None = None, max_new_tokens: int | None = None,
                              num_examples: int | None = None, use_cached: bool = False, feature_converter: Any = None,
-                             seed: int | None = 42) -> dict[str, dict[str, Any]]:
-    """One evaluation (the eval CLI's): outputs under `output_dir/inference_eval` -> {task: {metric: value}}."""
-    log_dir = None if output_dir is None else os.path.join(os.fspath(output_dir), INFERENCE_EVAL_DIR)
+                             seed: int | None = 42, shots: int = 0, demonstration_split: str = "train"
+                             ) -> dict[str, dict[str, Any]]:
+    """One evaluation (the eval CLI's): outputs under `output_dir/inference_eval` (`..._<k>shot` for k-shot)
+    -> {task: {metric: value}}."""
+    folder = INFERENCE_EVAL_DIR if shots <= 0 else f"{INFERENCE_EVAL_DIR}_{int(shots)}shot"
+    log_dir = None if output_dir is None else os.path.join(os.fspath(output_dir), folder)
     evaluator = make_evaluator(mixture_or_task_name, split=split, task_feature_lengths=task_feature_lengths,
                                feature_converter=feature_converter, log_dir=log_dir, use_cached=use_cached,
                                num_examples=num_examples, seed=seed)
     try:
-        return run_seqio_evaluation(model, evaluator, step, max_new_tokens=max_new_tokens)
+        return run_seqio_evaluation(model, evaluator, step, max_new_tokens=max_new_tokens, shots=shots,
+                                    demonstration_split=demonstration_split, seed=0 if seed is None else seed)
     finally:
         evaluator.close()
