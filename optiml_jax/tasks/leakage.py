@@ -4,7 +4,10 @@ For every (train task, eval task) pair: the fraction of the eval task's examples
 with any example of the train task; pairs above 1% are flagged for review. A task's template is not overlap: as
 decontamination tools do, an n-gram that occurs in more than `template_share` (default 20%, and in at least 3)
 of one task's own examples is that task's boilerplate (its prompt template, a fixed answer phrase) and is left out
-of that task's side of the comparison; an instance copied from one task into another still shares its own text. Text is whitespace-tokenized and
+of that task's side of the comparison. Likewise a target that is the target of at least 3 of the task's examples
+(a class label: "tool", "yes") is not instance text: those examples are compared by their input, since a template
+n-gram that runs into a label ("... ||| vehicle tool") is shared by every example with that label and is neither
+template-frequent nor a copy. An instance copied from one task into another still shares its own text. Text is whitespace-tokenized and
 lowercased; every 13-gram is hashed to a 64-bit integer (polynomial rolling hash over stable per-token hashes);
 the train side becomes one sorted (hash, train task) index, and each eval task is answered with vectorized
 `searchsorted` look-ups -- no pairwise string search, so thousands of tasks stay fast.
@@ -64,7 +67,19 @@ def example_text(ex: Mapping) -> str:
 def task_hashes(examples: Iterable[Mapping], n: int = NGRAM, template_share: float | None = TEMPLATE_SHARE
                 ) -> tuple[list[np.ndarray], int]:
     """Per-example n-gram hashes of one task, without the task's template n-grams; and how many were dropped."""
-    per = [ngram_hashes(example_text(ex), n) for ex in examples]
+    examples = list(examples)
+    labels: dict[str, int] = {}
+    if template_share is not None:
+        for ex in examples:
+            t = str(ex.get("target", "")).strip().lower()
+            labels[t] = labels.get(t, 0) + 1
+
+    def text(ex: Mapping) -> str:
+        if labels.get(str(ex.get("target", "")).strip().lower(), 0) >= TEMPLATE_MIN_EXAMPLES:
+            return str(ex.get("input", ""))  # a class label: the input is the instance
+        return example_text(ex)
+
+    per = [ngram_hashes(text(ex), n) for ex in examples]
     if template_share is None or len(per) < TEMPLATE_MIN_EXAMPLES or not any(len(h) for h in per):
         return per, 0
     values, counts = np.unique(np.concatenate(per), return_counts=True)

@@ -66,3 +66,22 @@ def test_a_tasks_own_template_is_not_overlap_but_a_copied_instance_is():
     copied = evals + [_templated(WORDS[7 * 15:8 * 15])]  # instance 7 of the train task, verbatim
     rep = leakage.find_leaks(train, {"e_tpl": copied})
     assert [(p["train"], p["overlapping_examples"], p["eval_examples"]) for p in rep["pairs"]] == [("t_tpl", 1, 26)]
+
+
+def test_a_multi_template_classification_task_is_not_overlap_with_itself_but_a_copy_is():
+    """Two templates and five class labels (the mini-benchmark's word_category shape): a template n-gram that runs
+    into the label ("... ||| vehicle tool") is shared by every example with that label; it is neither template-
+    frequent nor a copy. A verbatim copy of one train instance is still caught."""
+    labels = ["animal", "color", "food", "tool", "vehicle"]
+    choices = "Choices: " + " ||| ".join(labels)
+    templates = ["Word: {w}\nWhich category does this word belong to?\n" + choices,
+                 "What kind of thing is a {w}?\n" + choices]
+
+    def examples(words):
+        return [{"input": templates[i % 2].format(w=w), "target": labels[i % 5]} for i, w in enumerate(words)]
+
+    train = {"wc": examples(WORDS[:32])}
+    evals = examples(WORDS[100:120])
+    assert leakage.find_leaks(train, {"wc_eval": evals})["pairs"] == []
+    rep = leakage.find_leaks(train, {"wc_eval": evals + [train["wc"][5]]})
+    assert [(p["overlapping_examples"], p["eval_examples"]) for p in rep["pairs"]] == [(1, 21)]
