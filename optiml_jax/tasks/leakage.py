@@ -20,6 +20,7 @@ Inputs: NIv2 task .json files, CoT *_train.tsv files, metaseq {"src","tgt"} .jso
 from __future__ import annotations
 
 import argparse
+import collections
 import hashlib
 import json
 import pathlib
@@ -68,14 +69,14 @@ def task_hashes(examples: Iterable[Mapping], n: int = NGRAM, template_share: flo
                 ) -> tuple[list[np.ndarray], int]:
     """Per-example n-gram hashes of one task, without the task's template n-grams; and how many were dropped."""
     examples = list(examples)
-    labels: dict[str, int] = {}
-    if template_share is not None:
-        for ex in examples:
-            t = str(ex.get("target", "")).strip().lower()
-            labels[t] = labels.get(t, 0) + 1
+
+    def label(ex: Mapping) -> str:
+        return str(ex.get("target", "")).strip().lower()
+
+    labels = collections.Counter(label(ex) for ex in examples) if template_share is not None else {}
 
     def text(ex: Mapping) -> str:
-        if labels.get(str(ex.get("target", "")).strip().lower(), 0) >= TEMPLATE_MIN_EXAMPLES:
+        if labels.get(label(ex), 0) >= TEMPLATE_MIN_EXAMPLES:
             return str(ex.get("input", ""))  # a class label: the input is the instance
         return example_text(ex)
 

@@ -24,13 +24,14 @@ def run(args) -> int:
     if args.generalization_split and gsplit is None:
         raise SystemExit(f"unknown generalization split {args.generalization_split!r}; known: {sorted(splits)}")
     rows = [t for t in registry.registered_tasks() if t.info.name.startswith(args.prefix)]
+    broken: list[str] = []  # "task (split): error" of every split that could not be counted
     print(f"{'task':<44} {'collection':<12} {'category':<28} {'type':<8} {'level':<21} counts")
     for t in sorted(rows, key=lambda t: t.info.name):
         i = t.info
         level = "-"
         if gsplit is not None:
             level = gsplit.level(i) or ("train" if gsplit.is_trainable(i) else "-")
-        counts = " ".join(f"{s}={_count(t, s)}" for s in t.splits)
+        counts = " ".join(f"{s}={_count(t, s, broken)}" for s in t.splits)
         mark = "" if t.has_metadata else "  (no metadata: defaults)"
         print(f"{i.name:<44} {i.collection:<12} {i.category:<28} {i.instruction_type:<8} {level:<21} {counts}{mark}")
     _print_mixtures(args.prefix)
@@ -38,21 +39,17 @@ def run(args) -> int:
     colls = {t.info.collection for t in rows}
     print(f"{len(rows)} tasks, {len(colls)} collections, {len(cats)} categories"
           + (f" (levels from split {gsplit.name!r})" if gsplit else ""))
-    if _BROKEN:
-        print(f"\n{len(_BROKEN)} split(s) could not be counted (shown as '!'):")
-        for line in _BROKEN:
+    if broken:
+        print(f"\n{len(broken)} split(s) could not be counted (shown as '!'):")
+        for line in broken:
             print(f"  {line}")
-        _BROKEN.clear()
         return 1
     if not args.no_catalog:
         _print_catalog_table(args.catalog_split or args.generalization_split)
     return 0
 
 
-_BROKEN: list[str] = []
-
-
-def _count(view, split: str) -> str:
+def _count(view, split: str, broken: list[str]) -> str:
     """A split's size without reading data: our counts files, else what the seqio source knows, else '?'."""
     from optiml_jax.tasks import registry
 
@@ -60,7 +57,7 @@ def _count(view, split: str) -> str:
         try:
             return str(registry.num_examples(view.name, split))
         except Exception as e:  # noqa: BLE001 (one broken task must not stop the listing of every other task)
-            _BROKEN.append(f"{view.name} ({split}): {e}")
+            broken.append(f"{view.name} ({split}): {e}")
             return "!"
     try:
         n = view.seqio_task.num_input_examples(split)
