@@ -56,6 +56,9 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_path: str | Non
     seqio_shots = (seqio_shots,) if isinstance(seqio_shots, int) else tuple(seqio_shots)
     if not seqio_shots or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in seqio_shots):
         raise EvalConfigError(f"SEQIO_SHOTS = {seqio_shots!r}: must be non-negative shot counts, e.g. (0, 5)")
+    if seqio_shots != (0,) and not mixture_or_task_name:
+        raise EvalConfigError(f"SEQIO_SHOTS = {seqio_shots!r} applies to the SeqIO task or mixture named by "
+                              "MIXTURE_OR_TASK_NAME, and none is set (the suites' shots are SHOTS)")
     if mixture_or_task_name:
         from optiml_jax.evaluation.seqio_eval import eval_tasks
 

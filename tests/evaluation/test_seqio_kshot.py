@@ -85,3 +85,10 @@ def test_kshot_scores_are_the_models_scores_with_the_demonstrations_in_front(tas
 def test_kshot_without_a_train_split_names_the_task(tasks, tiny_model, tmp_path):
     with pytest.raises(EvalConfigError, match=rf"{NO_TRAIN}.*'train' split"):
         evaluate_mixture_or_task(tiny_model, NO_TRAIN, output_dir=tmp_path, step=0, shots=1)
+
+
+def test_seqio_shots_without_a_named_task_is_an_error_not_ignored(tmp_path):
+    from optiml_jax.evaluation.entry_points import evaluate
+
+    with pytest.raises(EvalConfigError, match=r"SEQIO_SHOTS = \(0, 5\) applies to .*MIXTURE_OR_TASK_NAME"):
+        evaluate(str(tmp_path / "no_checkpoint"), str(tmp_path / "out"), seqio_shots=(0, 5))
