@@ -24,11 +24,12 @@ inputs, loss/score on targets only), `DecoderFeatureConverter(pack=False)` for t
 then just `</s>`). Sequence lengths: `task_feature_lengths` as in T5X (missing features, or None, take the longest
 example; SeqIO truncates longer ones).
 
-k-shot (`shots=k`, the eval CLI's `SEQIO_SHOTS`): before each evaluated example, k demonstrations of the same task:
-examples of its `demonstration_split` (default train) read through the task's own `get_dataset` (all its
-preprocessors), drawn once per task with `seed`, each its `inputs` then `targets` tokens (no `</s>`), joined by the
-tokens of the instruction formatting's separator (instance-level placement: a plain SeqIO task has no task-level
-definition). Outputs of a k-shot evaluation go to `<log_dir>_<k>shot` beside `inference_eval`.
+k-shot (`shots=k`, the eval CLI's `SEQIO_SHOTS`): k demonstrations of the same task, examples of its
+`demonstration_split` (default train) read through the task's own `get_dataset` (all its preprocessors), drawn
+once per task with `seed` (`seqio_kshot`): laid out as text by the paper's rules for tasks whose dataset carries
+the raw text fields (ours: task-level placement, the definition once and then the demonstrations, where the
+task gives a definition; instance-level otherwise), in token space and instance-level for a plain SeqIO task.
+Outputs of a k-shot evaluation go to `<log_dir>_<k>shot` beside `inference_eval`.
 """
 
 from __future__ import annotations
@@ -138,33 +139,6 @@ def plain_metrics(values: dict) -> dict[str, Any]:
     return out
 
 
-def task_demonstrations(task, shots: int, *, split: str = "train", seed: int = 0, pool: int = 256) -> list[int]:
-    """k demonstrations of `task` in token space: `shots` of the first `pool` examples of its `split` (through its
-    own get_dataset), drawn with `seed`, each inputs + targets without `</s>`, joined by the separator's tokens."""
-    import numpy as np
-
-    from optiml_jax.tasks.formatting import DEFAULT_SEPARATOR
-    from optiml_jax.vocabularies.special_tokens import EOS_ID, PAD_ID
-
-    if shots <= 0:
-        return []
-    if split not in task.splits:
-        raise EvalConfigError(f"task {task.name!r}: {shots}-shot evaluation takes demonstrations from its "
-                              f"{split!r} split, which it does not have (splits: {list(task.splits)})")
-    ds = task.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1).take(pool)
-    rows = [[int(t) for f in ("inputs", "targets") if f in ex for t in np.asarray(ex[f]).tolist()
-             if t not in (EOS_ID, PAD_ID, 0)] for ex in ds.as_numpy_iterator()]
-    if len(rows) < shots:
-        raise EvalConfigError(f"task {task.name!r}: {shots}-shot evaluation needs {shots} {split!r} examples, it "
-                              f"has {len(rows)}")
-    picked = np.random.default_rng([seed, shots]).choice(len(rows), size=shots, replace=False)
-    separator = list(task.output_features["targets"].vocabulary.encode(DEFAULT_SEPARATOR))
-    out: list[int] = []
-    for i in picked:
-        out += rows[int(i)] + separator
-    return out
-
-
 def run_seqio_evaluation(model, evaluator, step: int | None, *, max_new_tokens: int | None = None,
                          shots: int = 0, demonstration_split: str = "train", seed: int = 0
                          ) -> dict[str, dict[str, Any]]:
@@ -173,22 +147,27 @@ def run_seqio_evaluation(model, evaluator, step: int | None, *, max_new_tokens: 
     from optiml_jax.evaluation.seqio_glue import make_predict_fn, make_predict_with_aux_fn, make_score_fn
 
     check_vocabularies(model, evaluator)
-    demonstrations = None
+    kshot_prompts = None
     if shots > 0:
-        by_task = {t.name: task_demonstrations(t, shots, split=demonstration_split, seed=seed)
-                   for t in evaluator.eval_tasks}
-        # seqio hands each adapter the task's converted dataset, the object it keeps per task name
-        # (`Evaluator._cached_model_datasets`); that identity says whose demonstrations to use.
-        names = {id(ds): name for name, ds in evaluator._cached_model_datasets.items()}  # noqa: SLF001
+        from optiml_jax.evaluation.seqio_kshot import task_kshot_prompts
 
-        def demonstrations(dataset):
+        by_task = {t.name: task_kshot_prompts(t, shots, split=demonstration_split, seed=seed,
+                                              evaluated=evaluator.cached_task_datasets[t.name])
+                   for t in evaluator.eval_tasks}
+        for name, prompts in by_task.items():
+            log.info("%d-shot %s: %s layout, %s-level placement", shots, name, prompts.layout, prompts.placement)
+        # seqio hands each adapter the task's converted dataset, the object `Evaluator.cached_model_datasets`
+        # keeps per task name; that identity says whose demonstrations to use.
+        names = {id(ds): name for name, ds in evaluator.cached_model_datasets.items()}
+
+        def kshot_prompts(dataset):
             return by_task[names[id(dataset)]]
     future, _ = evaluator.evaluate(
         compute_metrics=True, step=None if step is None else int(step),
-        predict_fn=make_predict_fn(model, max_new_tokens=max_new_tokens, demonstrations=demonstrations),
+        predict_fn=make_predict_fn(model, max_new_tokens=max_new_tokens, kshot_prompts=kshot_prompts),
         predict_with_aux_fn=make_predict_with_aux_fn(model, max_new_tokens=max_new_tokens,
-                                                     demonstrations=demonstrations),
-        score_fn=make_score_fn(model, demonstrations=demonstrations))
+                                                     kshot_prompts=kshot_prompts),
+        score_fn=make_score_fn(model, kshot_prompts=kshot_prompts))
     results = {task: plain_metrics(values) for task, values in future.result().items()}
     for task, values in results.items():
         log.info("seqio eval %s step %s: %s", task, step, values)

@@ -20,9 +20,9 @@ prediction is returned at one width: the continuation (cut before `</s>`) right-
 `OPTVocabulary.decode` drops. Scoring sums the target's log-likelihood; prediction-with-aux adds T5X's
 `aux["scores"]`, the summed log-likelihood of each decoded continuation (with its `</s>` when one was emitted).
 
-k-shot: every adapter takes `demonstrations(dataset) -> token ids`, the demonstrations of the task whose converted
-dataset seqio hands over (`seqio_eval.task_demonstrations`: other examples of the task's train split, in token
-space), put between the leading `</s>` and the example's prompt; left truncation keeps the example whole.
+k-shot: every adapter takes `kshot_prompts(dataset) -> builder or None`, the k-shot prompt builder of the task
+whose converted dataset seqio hands over (`seqio_kshot.KShotPrompts`: `builder(index, zero_shot_prompt, room)`,
+demonstrations laid out task-level or instance-level and dropped from the end until the prompt fits `room`).
 """
 
 from __future__ import annotations
@@ -69,51 +69,55 @@ def _fit(prompt: list[int], reserve: int, max_positions: int) -> list[int]:
     return prompt if len(prompt) <= room else prompt[len(prompt) - room:]
 
 
-Demonstrations = Callable[[Any], Sequence[int]]
+# dataset -> None (zero-shot) or builder(index, zero-shot prompt, room) -> k-shot prompt
+KShotPromptsFor = Callable[[Any], Callable[[int, Sequence[int], int], list[int]] | None]
 
 
-def _with_demonstrations(prompt: list[int], demos: Sequence[int]) -> list[int]:
-    return prompt[:1] + [int(t) for t in demos] + prompt[1:] if demos else prompt
+def _prompt(model, index: int, prompt: list[int], reserve: int, builder) -> list[int]:
+    room = model.config.max_position_embeddings - reserve
+    if builder is not None:
+        prompt = builder(index, prompt, room)
+    return _fit(prompt, reserve, model.config.max_position_embeddings)
 
 
-def _prompts(model, dataset, reserve: int, demonstrations: Demonstrations | None = None
+def _prompts(model, dataset, reserve: int, kshot_prompts: KShotPromptsFor | None = None
              ) -> tuple[list[int], list[list[int]]]:
-    demos = demonstrations(dataset) if demonstrations is not None else ()
+    builder = kshot_prompts(dataset) if kshot_prompts is not None else None
     indices, prompts = [], []
     for index, features in _examples(dataset):
         prompt, _ = split_prompt_and_target(features)
         indices.append(index)
-        prompts.append(_fit(_with_demonstrations(prompt, demos), reserve, model.config.max_position_embeddings))
+        prompts.append(_prompt(model, index, prompt, reserve, builder))
     return indices, prompts
 
 
-def _generate(model, dataset, max_new_tokens: int | None, demonstrations: Demonstrations | None = None):
+def _generate(model, dataset, max_new_tokens: int | None, kshot_prompts: KShotPromptsFor | None = None):
     max_new = int(max_new_tokens or model.max_new_tokens)
-    indices, prompts = _prompts(model, dataset, reserve=max_new, demonstrations=demonstrations)
+    indices, prompts = _prompts(model, dataset, reserve=max_new, kshot_prompts=kshot_prompts)
     conts = model.generate_token_batches(prompts, max_new_tokens=max_new)
     return indices, prompts, conts, max_new
 
 
-def make_predict_fn(model, *, max_new_tokens: int | None = None, demonstrations: Demonstrations | None = None):
+def make_predict_fn(model, *, max_new_tokens: int | None = None, kshot_prompts: KShotPromptsFor | None = None):
     """A `seqio.Evaluator` predict_fn: [(index, generated token ids)], greedy, cut before `</s>`, all rows
     padded with `<pad>` to the longest continuation (seqio stacks them with np.array)."""
 
     def predict_fn(dataset, model_feature_shapes=None):
         del model_feature_shapes
-        indices, _, conts, _ = _generate(model, dataset, max_new_tokens, demonstrations)
+        indices, _, conts, _ = _generate(model, dataset, max_new_tokens, kshot_prompts)
         return list(zip(indices, pad_ragged(conts)))
 
     return predict_fn
 
 
 def make_predict_with_aux_fn(model, *, max_new_tokens: int | None = None,
-                             demonstrations: Demonstrations | None = None):
+                             kshot_prompts: KShotPromptsFor | None = None):
     """A `seqio.Evaluator` predict_with_aux_fn: ([(index, tokens)] as `make_predict_fn`, {"scores": [...]}),
     `scores` being each continuation's summed log-likelihood under the model (T5X's decoding score)."""
 
     def predict_with_aux_fn(dataset, model_feature_shapes=None):
         del model_feature_shapes
-        indices, prompts, conts, max_new = _generate(model, dataset, max_new_tokens, demonstrations)
+        indices, prompts, conts, max_new = _generate(model, dataset, max_new_tokens, kshot_prompts)
         # A continuation shorter than the limit stopped at `</s>`: that token is part of what was decoded.
         decoded = [list(c) + [EOS_ID] if len(c) < max_new else list(c) for c in conts]
         scored = model.score_token_options(prompts, [[d] for d in decoded])
@@ -123,17 +127,17 @@ def make_predict_with_aux_fn(model, *, max_new_tokens: int | None = None,
     return predict_with_aux_fn
 
 
-def make_score_fn(model, *, demonstrations: Demonstrations | None = None):
+def make_score_fn(model, *, kshot_prompts: KShotPromptsFor | None = None):
     """A `seqio.Evaluator` score_fn: [(index, summed target log-likelihood)]; prompts shared where identical."""
 
     def score_fn(dataset, model_feature_shapes=None):
         del model_feature_shapes
-        demos = demonstrations(dataset) if demonstrations is not None else ()
+        builder = kshot_prompts(dataset) if kshot_prompts is not None else None
         indices, prompts, targets = [], [], []
         for index, features in _examples(dataset):
             prompt, target = split_prompt_and_target(features)
             indices.append(index)
-            prompts.append(_fit(_with_demonstrations(prompt, demos), len(target), model.config.max_position_embeddings))
+            prompts.append(_prompt(model, index, prompt, len(target), builder))
             targets.append(target)
         scored = model.score_token_options(prompts, [[t] for t in targets])
         return [(i, float(row[0][0])) for i, row in zip(indices, scored)]

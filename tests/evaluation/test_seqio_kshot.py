@@ -1,5 +1,7 @@
-"""k-shot evaluation of a plain SeqIO task through seqio.Evaluator: demonstrations are other examples of the task's
-train split, read through its own get_dataset, in token space, before each evaluated example."""
+"""k-shot evaluation through seqio.Evaluator: demonstrations are other examples of the task's train split, read
+through its own get_dataset; in token space (instance-level) for a plain SeqIO task, laid out as text for our
+instruction tasks: task-level (the definition once, then the demonstrations, then the input) where the task gives
+a definition, instance-level otherwise."""
 
 import json
 
@@ -9,7 +11,8 @@ import pytest
 seqio = pytest.importorskip("seqio")
 tf = pytest.importorskip("tensorflow")
 
-from optiml_jax.evaluation.seqio_eval import EvalConfigError, evaluate_mixture_or_task, task_demonstrations  # noqa: E402
+from optiml_jax.evaluation.seqio_eval import EvalConfigError, evaluate_mixture_or_task  # noqa: E402
+from optiml_jax.evaluation.seqio_kshot import KShotConfigError, task_kshot_prompts  # noqa: E402
 from optiml_jax.evaluation.seqio_glue import split_prompt_and_target  # noqa: E402
 from optiml_jax.tasks.formatting import DEFAULT_SEPARATOR  # noqa: E402
 from optiml_jax.vocabularies.special_tokens import BOS_ID  # noqa: E402
@@ -52,25 +55,30 @@ def tasks(tmp_path_factory, mini_vocab):
 
 
 def test_demonstrations_are_train_examples_in_token_space(tasks, mini_vocab):
-    demos = task_demonstrations(tasks, 2, seed=0)
+    kshot = task_kshot_prompts(tasks, 2, seed=0)
+    assert (kshot.layout, kshot.placement) == ("tokens", "instance")
     sep = list(mini_vocab.encode(DEFAULT_SEPARATOR))
     train = [mini_vocab.encode(i) + mini_vocab.encode(t) for i, t in TRAIN]
-    # two train examples (inputs then targets, no </s>), each followed by the separator
-    first = next(r for r in train if demos[:len(r)] == r)
-    rest = demos[len(first) + len(sep):]
-    assert demos[len(first):len(first) + len(sep)] == sep and rest[-len(sep):] == sep
-    assert rest[:-len(sep)] in train and rest[:-len(sep)] != first
-    assert task_demonstrations(tasks, 2, seed=0) == demos  # deterministic per seed
-    assert {tuple(task_demonstrations(tasks, 2, seed=s)) for s in range(6)} != {tuple(demos)}
-    assert task_demonstrations(tasks, 0) == []
+    # two different train examples: inputs then targets, no </s>
+    first, second = map(list, kshot.demonstrations)
+    assert first in train and second in train and first != second
+    prompt = [BOS_ID] + mini_vocab.encode("Copy: abc Answer:")
+    assert kshot(0, prompt, room=1000) == [BOS_ID] + first + sep + second + sep + prompt[1:]
+    # demonstrations are dropped from the end until the prompt fits; the example is never cut
+    assert kshot(0, prompt, room=len(prompt) + len(first) + len(sep)) == [BOS_ID] + first + sep + prompt[1:]
+    assert kshot(0, prompt, room=3) == prompt
+    assert task_kshot_prompts(tasks, 2, seed=0).demonstrations == kshot.demonstrations  # deterministic per seed
+    assert {task_kshot_prompts(tasks, 2, seed=s).demonstrations for s in range(6)} != {kshot.demonstrations}
+    assert task_kshot_prompts(tasks, 0) is None
 
 
 def test_kshot_scores_are_the_models_scores_with_the_demonstrations_in_front(tasks, tiny_model, mini_vocab, tmp_path):
     results = evaluate_mixture_or_task(tiny_model, TASK, output_dir=tmp_path, step=3, shots=2,
                                        task_feature_lengths={"inputs": 32, "targets": 8})
     got = list(SCORES)
-    demos = task_demonstrations(tasks, 2, seed=42)  # evaluate_mixture_or_task's default seed
-    prompts = [[BOS_ID] + demos + mini_vocab.encode(i) for i, _ in VALID]
+    first, second = map(list, task_kshot_prompts(tasks, 2, seed=42).demonstrations)  # evaluate_mixture_or_task's default seed
+    sep = mini_vocab.encode(DEFAULT_SEPARATOR)
+    prompts = [[BOS_ID] + first + sep + second + sep + mini_vocab.encode(i) for i, _ in VALID]
     targets = [mini_vocab.encode(t) + [mini_vocab.eos_id] for _, t in VALID]
     expected = [row[0][0] for row in tiny_model.score_token_options(prompts, [[t] for t in targets])]
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
@@ -82,8 +90,89 @@ def test_kshot_scores_are_the_models_scores_with_the_demonstrations_in_front(tas
     assert (tmp_path / "inference_eval" / f"{TASK}-metrics.jsonl").is_file()
 
 
+# Our instruction tasks: inputs end with ":" so no delimiter is drawn, and every prompt below is written by hand.
+DEFINITION = "Write the word that follows."
+DEF_TRAIN = [{"instruction": DEFINITION, "input": f"Word w{i}:", "target": f"w{i + 1}"} for i in range(4)]
+DEF_VALID = [{"instruction": DEFINITION, "input": "Word abc:", "target": "abd"},
+             {"instruction": DEFINITION, "input": "Word xy:", "target": "xz"}]
+
+
+@pytest.fixture()
+def instruction_task(mini_vocab):
+    from optiml_jax.tasks import registry
+    from optiml_jax.tasks.metadata import TaskInfo
+
+    made = []
+
+    def make(name, instruction_type):
+        info = TaskInfo(name, "niv2" if instruction_type == "task" else "promptsource", "c",
+                        instruction_type=instruction_type, metric="exact_match")
+        registry.register_instruction_task(info, {"train": lambda: DEF_TRAIN, "validation": lambda: DEF_VALID},
+                                           mini_vocab, replace=True)
+        made.append(name)
+        return seqio.get_mixture_or_task(name)
+
+    yield make
+    for name in made:
+        registry.unregister_task(name)
+
+
+class _PromptSpy:
+    """The tiny model, recording the prompts the Evaluator's predict_fn decodes."""
+
+    def __init__(self, model):
+        self._model, self.prompts = model, []
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def generate_token_batches(self, prompts, **kw):
+        self.prompts += [list(p) for p in prompts]
+        return self._model.generate_token_batches(prompts, **kw)
+
+
+def _demo_text(demo, with_instruction):
+    src = f"{demo['instruction']}\n\n{demo['input']}" if with_instruction else demo["input"]
+    return f"{src} {demo['target']}"
+
+
+@pytest.mark.parametrize("instruction_type", ["task", "instance"])
+def test_instruction_task_demonstrations_are_laid_out_by_placement(instruction_task, instruction_type, tiny_model,
+                                                                   mini_vocab, tmp_path):
+    task = instruction_task(f"kshot_words_{instruction_type}", instruction_type)
+    evaluator = seqio.Evaluator(task.name, feature_converter=seqio.PrefixLMFeatureConverter(pack=False),
+                                eval_split="validation", logger_cls=())
+    kshot = task_kshot_prompts(task, 2, seed=0, evaluated=evaluator.cached_task_datasets[task.name])
+    assert (kshot.layout, kshot.placement) == ("text", instruction_type)
+    d1, d2 = kshot.demonstrations
+    assert d1 in [dict(r, id=f"{task.name}-train-{i}") for i, r in enumerate(DEF_TRAIN)] and d1 != d2
+    sep = DEFAULT_SEPARATOR
+    for index, ex in enumerate(DEF_VALID):
+        if instruction_type == "task":  # the definition once, then the demonstrations, then the input
+            text = f"{DEFINITION}{sep}{_demo_text(d1, False)}{sep}{_demo_text(d2, False)}{sep}{ex['input']}"
+            one_shot = f"{DEFINITION}{sep}{_demo_text(d1, False)}{sep}{ex['input']}"
+        else:  # every demonstration carries its own instruction
+            text = f"{_demo_text(d1, True)}{sep}{_demo_text(d2, True)}{sep}{DEFINITION}\n\n{ex['input']}"
+            one_shot = f"{_demo_text(d1, True)}{sep}{DEFINITION}\n\n{ex['input']}"
+        zero_shot = [BOS_ID] + mini_vocab.encode(f"{DEFINITION}\n\n{ex['input']}")
+        assert kshot(index, zero_shot, room=1000) == [BOS_ID] + mini_vocab.encode(text)
+        # too long for both: the last demonstration goes first, the definition and the input are kept
+        full = len(mini_vocab.encode(text)) + 1
+        assert kshot(index, zero_shot, room=full - 1) == [BOS_ID] + mini_vocab.encode(one_shot)
+        assert kshot(index, zero_shot, room=2) == zero_shot  # no demonstration left: the zero-shot prompt
+
+    # end to end: the prompts the eval's predict_fn decodes are these k-shot prompts, the 0-shot ones the task's own
+    spy = _PromptSpy(tiny_model)
+    evaluate_mixture_or_task(spy, task.name, output_dir=tmp_path, step=1, shots=2, seed=0)
+    assert sorted(spy.prompts) == sorted(kshot(i, [BOS_ID], room=1000) for i in range(len(DEF_VALID)))
+    spy.prompts.clear()
+    evaluate_mixture_or_task(spy, task.name, output_dir=tmp_path, step=1, seed=0)
+    assert sorted(spy.prompts) == sorted([BOS_ID] + mini_vocab.encode(f"{DEFINITION}\n\n{ex['input']}")
+                                         for ex in DEF_VALID)
+
+
 def test_kshot_without_a_train_split_names_the_task(tasks, tiny_model, tmp_path):
-    with pytest.raises(EvalConfigError, match=rf"{NO_TRAIN}.*'train' split"):
+    with pytest.raises(KShotConfigError, match=rf"{NO_TRAIN}.*'train' split"):
         evaluate_mixture_or_task(tiny_model, NO_TRAIN, output_dir=tmp_path, step=0, shots=1)
 
 
