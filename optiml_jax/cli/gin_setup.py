@@ -296,8 +296,8 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (), search_pat
     """Parse files and bindings (on a clean config), import MIXTURE_OR_TASK_MODULE, then fail with one
     message on any unset REQUIRED and (`check_macros`) on any macro no binding reads (`check_macros_are_read`).
     All of it happens before any device work."""
+    gin.clear_config()  # also unlocks a config an earlier command in this process finalized (a notebook's)
     register_configurables()
-    gin.clear_config()
     paths = [str(pathlib.Path(p).absolute()) for p in search_paths] + [str(p) for p in gin_search_paths()]
     _prepend_search_paths(paths)
     files = [_resolve_gin_file(str(f), paths) for f in gin_files]

@@ -59,7 +59,7 @@ class TrainStream:
                  shard_index: int = 0, num_shards: int = 1, *, split: str = "train",
                  metaicl: MetaICLConfig | None = None, recipe: MixtureRecipe | None = None,
                  cache_dir: str | None = None, use_cached: bool = False, max_rounds: int = 12,
-                 packing_group_rows: int = 1):
+                 packing_group_rows: int = 1, read_all_tasks_first: bool = True):
         if batch_size % num_shards:
             raise ValueError(f"global batch_size {batch_size} is not divisible by num_shards {num_shards}")
         if not 0 <= shard_index < num_shards:
@@ -91,7 +91,9 @@ class TrainStream:
             raise ValueError(f"{mixture_or_task_name!r}: tasks use different vocabularies: {set(map(repr, vocabs.values()))}")
         self.vocabulary = next(iter(vocabs.values()))
         self._shards: dict[tuple[str, int], object] = {}
-        self._materialized = False
+        # False: each task is read when first drawn (one batch to look at, not the whole mixture); the batches
+        # are the same either way, only when the reading happens differs
+        self._materialized = not read_all_tasks_first
 
     @property
     def rates(self) -> dict[str, float]:

@@ -50,6 +50,20 @@ def shard_positions(n: int, cap: int | None, shard_index: int, num_shards: int, 
     return keep.astype(np.int64)
 
 
+def _read_options():
+    """tf.data options for reading a split once, in order: grappler's default rewrites (parallelizing maps, injected
+    prefetches, autotuning) are off. They are tuned for an input pipeline feeding an accelerator for hours; here
+    each task is read once, and on a small machine building the optimized graph and its threads costs more than it
+    saves. The examples and their order are the same either way (perf/RESULTS.md: this and the numpy join in
+    `_read_dataset` read the quickstart mixture in 0.87x the time, identical arrays)."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_optimization.apply_default_optimizations = False
+    return options
+
+
 def _read_dataset(view: registry.TaskView, split: str, use_cached: bool) -> TaskTokens:
     """Every example of `split` through the task's own pipeline, as TaskTokens (+ raw texts when present)."""
     task = view.seqio_task
@@ -62,29 +76,31 @@ def _read_dataset(view: registry.TaskView, split: str, use_cached: bool) -> Task
     ds = task.get_dataset(sequence_length=None, split=split, use_cached=use_cached, shuffle=False, num_epochs=1,
                           trim_output_features=False)
     full_loss = view.info.full_sequence_loss
-    encoded, raw = [], []
     has_raw = all(k in ds.element_spec for k in registry.RAW_TEXT_FEATURES)
     has_inputs = "inputs" in ds.element_spec
     keep = ["targets"] + (["inputs"] if has_inputs else []) + (list(registry.RAW_TEXT_FEATURES) if has_raw else [])
-    ds = ds.map(lambda ex: {k: ex[k] for k in keep})
-    i = 0
-    for batch in ds.ragged_batch(READ_BATCH).as_numpy_iterator():  # one Python step per batch, not per example
-        n = len(batch["targets"])
-        for b in range(n):
-            targets = np.asarray(batch["targets"][b], np.int32).reshape(-1)
-            inputs = np.asarray(batch["inputs"][b], np.int32).reshape(-1) if has_inputs else np.zeros(0, np.int32)
-            if len(targets) == 0:
-                raise TaskDataError(f"task {view.name!r}, split {split!r}, example {i}: empty 'targets' after the "
-                                    "task's preprocessors (nothing to train on)")
-            ids = np.concatenate([inputs, targets])
-            w = np.concatenate([np.full(len(inputs), 1.0 if full_loss else 0.0, np.float32),
-                                np.ones(len(targets), np.float32)])
-            encoded.append((ids, w, len(inputs)))
-            if has_raw:
-                raw.append({k: batch[k][b].decode() for k in registry.RAW_TEXT_FEATURES})
-            i += 1
-    tokens = TaskTokens.from_examples([(i, w) for i, w, _ in encoded], np.arange(len(encoded)),
-                                      label_starts=np.array([s for _, _, s in encoded], np.int64))
+    ds = ds.map(lambda ex: {k: ex[k] for k in keep}).ragged_batch(READ_BATCH).with_options(_read_options())
+    inputs, targets, raw = [], [], []
+    for batch in ds.as_numpy_iterator():  # one Python step per batch; the examples are joined by numpy below
+        targets += [np.ravel(t) for t in batch["targets"]]
+        inputs += [np.ravel(t) for t in batch["inputs"]] if has_inputs else [np.zeros(0, np.int32)] * len(batch["targets"])
+        if has_raw:
+            columns = [batch[k] for k in registry.RAW_TEXT_FEATURES]
+            raw += [dict(zip(registry.RAW_TEXT_FEATURES, (v.decode() for v in values))) for values in zip(*columns)]
+    target_lengths = np.fromiter(map(len, targets), np.int64, len(targets))
+    empty = np.flatnonzero(target_lengths == 0)
+    if len(empty):
+        raise TaskDataError(f"task {view.name!r}, split {split!r}, example {int(empty[0])}: empty 'targets' after "
+                            "the task's preprocessors (nothing to train on)")
+    input_lengths = np.fromiter(map(len, inputs), np.int64, len(inputs))
+    pieces = [None] * (2 * len(targets))  # example j: inputs_j ++ targets_j
+    pieces[0::2], pieces[1::2] = inputs, targets
+    piece_lengths = np.stack([input_lengths, target_lengths], axis=1).reshape(-1)
+    piece_weights = np.tile(np.array([1.0 if full_loss else 0.0, 1.0], np.float32), len(targets))
+    ids = np.concatenate(pieces).astype(np.int32) if pieces else np.zeros(0, np.int32)
+    tokens = TaskTokens(ids, np.repeat(piece_weights, piece_lengths), np.concatenate(
+        [[0], np.cumsum(input_lengths + target_lengths)]).astype(np.int64), np.arange(len(targets), dtype=np.int64),
+        input_lengths)
     return tokens.with_raw(tuple(raw) if has_raw else None)
 
 

@@ -63,3 +63,17 @@ def test_report_default_mixture_packs_at_least_95_percent(capsys):
     assert eff >= 0.95, out
     assert re.search(r"truncated \(left\): \d+", out) and "promptsource" in out
     assert re.search(r"^pretraining\s+0\.0500\s+0\.0500", out, re.M)
+
+
+def test_tasks_cli_runs_after_an_earlier_command_locked_gin():
+    """A notebook runs `train` (which finalizes and locks gin), then `tasks`: the tasks CLI's first imports
+    register configurables, which a locked config used to refuse (RuntimeError)."""
+    import subprocess
+    import sys
+
+    code = ("import gin; gin.finalize(); assert gin.config_is_locked()\n"
+            "from optiml_jax.cli.tasks import main\n"
+            "raise SystemExit(main(['list', '--prefix', 'mini_bench_niv2_antonym', '--no_catalog']))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "mini_bench_niv2_antonym" in out.stdout

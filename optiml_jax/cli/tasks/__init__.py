@@ -53,11 +53,17 @@ def setup(args: argparse.Namespace, bindings: list[str]) -> None:
     """Imports the registration modules (the library's own unless --module_import names others), parses gin,
     then runs the gin-configured registrations (`run_registrations`, e.g. the real OPT-IML Bench from local
     data, which needs the data-directory macros the command line sets)."""
+    import gin
+
     from optiml_jax.cli import errors, gin_setup
-    import optiml_jax.data  # noqa: F401  (registers the configurables)
-    from optiml_jax.sources.raw_examples import BenchDataError
-    from optiml_jax.tasks.gin_registrations import run_registrations
-    from optiml_jax.vocabularies.tokenizer_files import OPTVocabularyError
+
+    # a command run earlier in this process (a notebook's train, then tasks) left gin finalized and locked:
+    # these first imports register configurables, which a locked config refuses
+    with gin.unlock_config():
+        import optiml_jax.data  # noqa: F401  (registers the configurables)
+        from optiml_jax.sources.raw_examples import BenchDataError
+        from optiml_jax.tasks.gin_registrations import run_registrations
+        from optiml_jax.vocabularies.tokenizer_files import OPTVocabularyError
 
     if not args.module_import:
         args.module_import = list(DEFAULT_MODULES)

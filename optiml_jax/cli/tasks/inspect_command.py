@@ -41,7 +41,9 @@ def run(args) -> int:
             _show(n, vocab.decode(inputs.tolist()), vocab.decode([t for t in targets.tolist() if t != vocab.eos_id]),
                   tag)
         return 0
-    stream = TrainStream(args.name, args.length, 1, args.seed, split=args.split or "train")
+    # only the tasks step 0 draws are read: one packed row, not the whole mixture's cold start
+    stream = TrainStream(args.name, args.length, 1, args.seed, split=args.split or "train",
+                         read_all_tasks_first=False)
     batch, stats = stream.get_batch_with_stats(0)
     vocab = stream.vocabulary
     seg, tgt, w = batch["decoder_segment_ids"][0], batch["decoder_target_tokens"][0], batch["decoder_loss_weights"][0]
