@@ -33,14 +33,18 @@ def test_shared_prompt_scores_equal_a_full_forward(llama_model):
     prompts = [[2] + rng.integers(4, 2000, n).tolist() for n in (6, 1, 13)]
     options = [[rng.integers(4, 2000, k).tolist() for k in ks] for ks in ((1, 3), (2, 4, 1), (5,))]
     got = m.score_token_options(prompts, options)
-    model = model_for(m.config)
-    for prompt, opts, row in zip(prompts, options, got):
-        for option, (logp, greedy) in zip(opts, row):
-            logits = model.apply({"params": m.params}, jnp.array([prompt + option]))[0]
-            lp = jax.nn.log_softmax(logits, -1)
-            positions = range(len(prompt) - 1, len(prompt) - 1 + len(option))
-            assert logp == pytest.approx(sum(float(lp[p, t]) for p, t in zip(positions, option)), rel=1e-5, abs=1e-4)
-            assert greedy == all(int(jnp.argmax(logits[p])) == t for p, t in zip(positions, option))
+    # the oracle: one plain forward pass over every prompt + option, right-padded to one length (causal
+    # attention: a position never sees the padding after it)
+    rows = [(prompt, option) for prompt, opts in zip(prompts, options) for option in opts]
+    width = max(len(p) + len(o) for p, o in rows)
+    batch = jnp.array([p + o + [1] * (width - len(p) - len(o)) for p, o in rows])
+    all_logits = model_for(m.config).apply({"params": m.params}, batch)
+    flat = [(logp, greedy) for row in got for logp, greedy in row]
+    for (prompt, option), logits, (logp, greedy) in zip(rows, all_logits, flat, strict=True):
+        lp = jax.nn.log_softmax(logits, -1)
+        positions = range(len(prompt) - 1, len(prompt) - 1 + len(option))
+        assert logp == pytest.approx(sum(float(lp[p, t]) for p, t in zip(positions, option)), rel=1e-5, abs=1e-4)
+        assert greedy == all(int(jnp.argmax(logits[p])) == t for p, t in zip(positions, option))
 
 
 def test_generation_equals_greedy_decoding_without_a_cache(llama_model):
