@@ -129,6 +129,9 @@ class SeqioEvalCallback:
     TensorBoardLogger write `model_dir/inference_eval/` (`<task>-metrics.jsonl`, `<task>-<step>.jsonl`,
     `<task>/events.*`), as T5X's trainer does. The Evaluator (and its cached datasets) is built on the first
     call and reused. `max_new_tokens` None: `task_feature_lengths["targets"]` when given, else 256.
+    `shots=k` evaluates k-shot as the eval CLI's `SEQIO_SHOTS` does (`seqio_kshot`: demonstrations from
+    `demonstration_split`, task-level placement where the task has a definition), into `inference_eval_<k>shot/`;
+    a CompositeCallback of two of these gives 0-shot and k-shot every `EVAL_PERIOD`.
 
     Gin: `train.eval_callback = @SeqioEvalCallback()` with `SeqioEvalCallback.mixture_or_task_name = '...'`
     (and `.split`, `.task_feature_lengths`, ...), or inside a `CompositeCallback` beside `EvalCallback`.
@@ -138,8 +141,12 @@ class SeqioEvalCallback:
                  task_feature_lengths: dict[str, int] | None = None, *, max_new_tokens: int | None = None,
                  num_examples: int | None = None, use_cached: bool = False, feature_converter: Any = None,
                  batch_size: int = 8, mesh: Mesh | None = None, output_subdir: str | None = None,
-                 seed: int | None = 42):
+                 seed: int | None = 42, shots: int = 0, demonstration_split: str = "train"):
         from optiml_jax.evaluation.seqio_eval import INFERENCE_EVAL_DIR
+
+        if shots < 0:
+            raise ValueError(f"SeqioEvalCallback.shots must be >= 0, got {shots}")
+        self.shots, self.demonstration_split = int(shots), demonstration_split
 
         self.mixture_or_task_name, self.split = mixture_or_task_name, split
         self.task_feature_lengths = None if task_feature_lengths is None else dict(task_feature_lengths)
@@ -148,7 +155,7 @@ class SeqioEvalCallback:
         self.max_new_tokens = int(max_new_tokens)
         self.num_examples, self.use_cached, self.feature_converter = num_examples, use_cached, feature_converter
         self.batch_size, self.mesh, self.seed = batch_size, mesh, seed
-        self.output_subdir = output_subdir or INFERENCE_EVAL_DIR
+        self.output_subdir = output_subdir or (INFERENCE_EVAL_DIR if not shots else f"{INFERENCE_EVAL_DIR}_{shots}shot")
         self._evaluator = None
         self._log_dir: str | None = None
 
@@ -173,7 +180,9 @@ class SeqioEvalCallback:
         model = OPTModel(config.replace(dropout_rate=0.0), params, vocabulary, self.mesh or params_mesh(params),
                          score_batch_size=self.batch_size, predict_batch_size=self.batch_size,
                          max_new_tokens=self.max_new_tokens)
-        return run_seqio_evaluation(model, evaluator, int(step), max_new_tokens=self.max_new_tokens)
+        return run_seqio_evaluation(model, evaluator, int(step), max_new_tokens=self.max_new_tokens, shots=self.shots,
+                                    demonstration_split=self.demonstration_split,
+                                    seed=0 if self.seed is None else self.seed)
 
 
 @gin.configurable

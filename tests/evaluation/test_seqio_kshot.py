@@ -181,3 +181,21 @@ def test_seqio_shots_without_a_named_task_is_an_error_not_ignored(tmp_path):
 
     with pytest.raises(EvalConfigError, match=r"SEQIO_SHOTS = \(0, 5\) applies to .*MIXTURE_OR_TASK_NAME"):
         evaluate(str(tmp_path / "no_checkpoint"), str(tmp_path / "out"), seqio_shots=(0, 5))
+
+
+def test_trainer_callback_evaluates_k_shot_like_the_cli(tasks, tiny_model, tiny_config, tiny_params, tmp_path):
+    from optiml_jax.evaluation import SeqioEvalCallback
+
+    lengths = {"inputs": 32, "targets": 8}
+    evaluate_mixture_or_task(tiny_model, TASK, output_dir=tmp_path / "cli", step=4, shots=2,
+                             task_feature_lengths=lengths)
+    cli_scores = list(SCORES)
+    callback = SeqioEvalCallback(TASK, task_feature_lengths=lengths, max_new_tokens=4, batch_size=4, shots=2)
+    callback(tiny_config, tiny_params, 4, tmp_path / "run")
+    np.testing.assert_allclose(SCORES, cli_scores, rtol=1e-5, atol=1e-5)
+    assert (tmp_path / "run" / "inference_eval_2shot" / f"{TASK}-metrics.jsonl").is_file()
+    assert not (tmp_path / "run" / "inference_eval").exists()
+    SeqioEvalCallback(TASK, task_feature_lengths=lengths, batch_size=4)(tiny_config, tiny_params, 4, tmp_path / "run")
+    assert not np.allclose(SCORES, cli_scores)  # the 0-shot callback scores without the demonstrations
+    with pytest.raises(ValueError, match="shots must be >= 0"):
+        SeqioEvalCallback(TASK, shots=-1)
