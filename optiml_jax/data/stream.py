@@ -134,6 +134,11 @@ class TrainStream:
                 return ids, w
             demos.pop()
 
+    @property
+    def tasks_read(self) -> list[str]:
+        """The tasks of the mixture this stream has read so far (all of them after `materialize`)."""
+        return sorted({name for name, _ in self._shards})
+
     def materialize(self) -> None:
         """Read every task of the mixture (this host's data shards) now, once: its seqio pipeline runs here, so
         later steps cost packing only. The first `get_batch` calls it."""

@@ -44,6 +44,20 @@ def test_pure_function_of_seed_step_shard(small_mixture):
     assert differ(h0.get_batch(0), h1.get_batch(0))
 
 
+def test_reading_tasks_when_first_drawn_gives_the_same_batches(small_mixture):
+    from optiml_jax.data.stream import TrainStream
+
+    lazy = TrainStream(small_mixture, 64, 1, seed=2, read_all_tasks_first=False)
+    batch, stats = lazy.get_batch_with_stats(0)
+    assert lazy.tasks_read == sorted(stats.drawn)  # only what step 0 drew
+    eager = TrainStream(small_mixture, 64, 1, seed=2)
+    for step in (0, 3):
+        a, b = eager.get_batch(step), lazy.get_batch(step)
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+    assert eager.tasks_read == eager.task_names
+
+
 @pytest.mark.parametrize("group_rows", [1, 2])
 def test_global_batch_does_not_depend_on_the_number_of_hosts(small_mixture, group_rows):
     """1, 2 or 4 hosts reading the same step produce, concatenated, the same global batch (so a run resumed
