@@ -142,7 +142,7 @@ class SeqioEvalCallback:
                  num_examples: int | None = None, use_cached: bool = False, feature_converter: Any = None,
                  batch_size: int = 8, mesh: Mesh | None = None, output_subdir: str | None = None,
                  seed: int | None = 42, shots: int = 0, demonstration_split: str = "train"):
-        from optiml_jax.evaluation.seqio_eval import INFERENCE_EVAL_DIR
+        from optiml_jax.evaluation.seqio_eval import inference_eval_dir
 
         if shots < 0:
             raise ValueError(f"SeqioEvalCallback.shots must be >= 0, got {shots}")
@@ -155,7 +155,7 @@ class SeqioEvalCallback:
         self.max_new_tokens = int(max_new_tokens)
         self.num_examples, self.use_cached, self.feature_converter = num_examples, use_cached, feature_converter
         self.batch_size, self.mesh, self.seed = batch_size, mesh, seed
-        self.output_subdir = output_subdir or (INFERENCE_EVAL_DIR if not shots else f"{INFERENCE_EVAL_DIR}_{shots}shot")
+        self.output_subdir = output_subdir or inference_eval_dir(self.shots)
         self._evaluator = None
         self._log_dir: str | None = None
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from typing import Any, Sequence
 
 import jax
@@ -43,6 +44,11 @@ import jax
 log = logging.getLogger(__name__)
 
 INFERENCE_EVAL_DIR = "inference_eval"  # T5X's folder for the Evaluator's outputs (MODEL_DIR/inference_eval)
+
+
+def inference_eval_dir(shots: int = 0) -> str:
+    """The outputs folder of a `shots`-shot evaluation: T5X's `inference_eval`, `inference_eval_<k>shot` for k > 0."""
+    return INFERENCE_EVAL_DIR if shots <= 0 else f"{INFERENCE_EVAL_DIR}_{int(shots)}shot"
 
 
 class EvalConfigError(ValueError):
@@ -139,6 +145,25 @@ def plain_metrics(values: dict) -> dict[str, Any]:
     return out
 
 
+_KSHOT_PROMPTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # evaluator -> {key: prompts}
+
+
+def _kshot_prompts_by_task(evaluator, shots: int, split: str, seed: int) -> dict:
+    """{task: KShotPrompts} for the evaluator's tasks, built once per (evaluator, shots, split, seed): the trainer's
+    callback reuses its Evaluator every EVAL_PERIOD, and the demonstrations and evaluated examples do not change."""
+    from optiml_jax.evaluation.seqio_kshot import task_kshot_prompts
+
+    cache = _KSHOT_PROMPTS.setdefault(evaluator, {})
+    key = (int(shots), split, int(seed))
+    if key not in cache:
+        cache[key] = {t.name: task_kshot_prompts(t, shots, split=split, seed=seed,
+                                                 evaluated=evaluator.cached_task_datasets[t.name])
+                      for t in evaluator.eval_tasks}
+        for name, prompts in cache[key].items():
+            log.info("%d-shot %s: %s layout, %s-level placement", shots, name, prompts.layout, prompts.placement)
+    return cache[key]
+
+
 def run_seqio_evaluation(model, evaluator, step: int | None, *, max_new_tokens: int | None = None,
                          shots: int = 0, demonstration_split: str = "train", seed: int = 0
                          ) -> dict[str, dict[str, Any]]:
@@ -149,13 +174,7 @@ def run_seqio_evaluation(model, evaluator, step: int | None, *, max_new_tokens: 
     check_vocabularies(model, evaluator)
     kshot_prompts = None
     if shots > 0:
-        from optiml_jax.evaluation.seqio_kshot import task_kshot_prompts
-
-        by_task = {t.name: task_kshot_prompts(t, shots, split=demonstration_split, seed=seed,
-                                              evaluated=evaluator.cached_task_datasets[t.name])
-                   for t in evaluator.eval_tasks}
-        for name, prompts in by_task.items():
-            log.info("%d-shot %s: %s layout, %s-level placement", shots, name, prompts.layout, prompts.placement)
+        by_task = _kshot_prompts_by_task(evaluator, shots, demonstration_split, seed)
         # seqio hands each adapter the task's converted dataset, the object `Evaluator.cached_model_datasets`
         # keeps per task name; that identity says whose demonstrations to use.
         names = {id(ds): name for name, ds in evaluator.cached_model_datasets.items()}
@@ -182,8 +201,7 @@ def evaluate_mixture_or_task(model, mixture_or_task_name: str, *, output_dir: st
                              ) -> dict[str, dict[str, Any]]:
     """One evaluation (the eval CLI's): outputs under `output_dir/inference_eval` (`..._<k>shot` for k-shot)
     -> {task: {metric: value}}."""
-    folder = INFERENCE_EVAL_DIR if shots <= 0 else f"{INFERENCE_EVAL_DIR}_{int(shots)}shot"
-    log_dir = None if output_dir is None else os.path.join(os.fspath(output_dir), folder)
+    log_dir = None if output_dir is None else os.path.join(os.fspath(output_dir), inference_eval_dir(shots))
     evaluator = make_evaluator(mixture_or_task_name, split=split, task_feature_lengths=task_feature_lengths,
                                feature_converter=feature_converter, log_dir=log_dir, use_cached=use_cached,
                                num_examples=num_examples, seed=seed)

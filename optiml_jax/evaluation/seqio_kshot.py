@@ -37,8 +37,8 @@ class KShotConfigError(ValueError):
 
 
 def _decode_raw(example: dict) -> dict[str, str]:
-    return {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in
-            ((k, example[k]) for k in registry.RAW_TEXT_FEATURES)}
+    return {k: example[k].decode() if isinstance(example[k], bytes) else str(example[k])
+            for k in registry.RAW_TEXT_FEATURES}
 
 
 def _has_raw_text(dataset) -> bool:
