@@ -59,6 +59,9 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_path: str | Non
     if seqio_shots != (0,) and not mixture_or_task_name:
         raise EvalConfigError(f"SEQIO_SHOTS = {seqio_shots!r} applies to the SeqIO task or mixture named by "
                               "MIXTURE_OR_TASK_NAME, and none is set (the suites' shots are SHOTS)")
+    if demonstration_split != "train" and not any(seqio_shots):
+        raise EvalConfigError(f"evaluate.demonstration_split = {demonstration_split!r} is only read by a k-shot "
+                              "SeqIO evaluation: set SEQIO_SHOTS too, e.g. (0, 5)")
     if mixture_or_task_name:
         from optiml_jax.evaluation.seqio_eval import eval_tasks
 

@@ -146,6 +146,9 @@ class SeqioEvalCallback:
 
         if shots < 0:
             raise ValueError(f"SeqioEvalCallback.shots must be >= 0, got {shots}")
+        if not shots and demonstration_split != "train":
+            raise ValueError(f"SeqioEvalCallback.demonstration_split={demonstration_split!r} is only read by a k-shot "
+                             "evaluation: set SeqioEvalCallback.shots too")
         self.shots, self.demonstration_split = int(shots), demonstration_split
 
         self.mixture_or_task_name, self.split = mixture_or_task_name, split

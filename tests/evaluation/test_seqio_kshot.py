@@ -101,6 +101,8 @@ def test_kshot_scores_are_the_models_scores_with_the_demonstrations_in_front(tas
     assert (run / "inference_eval" / f"{TASK}-metrics.jsonl").is_file()
     with pytest.raises(ValueError, match="shots must be >= 0"):
         SeqioEvalCallback(TASK, shots=-1)
+    with pytest.raises(ValueError, match="demonstration_split='validation' is only read by a k-shot"):
+        SeqioEvalCallback(TASK, demonstration_split="validation")  # set, but a 0-shot run would ignore it
 
 
 # Our instruction tasks: inputs end with ":" so no delimiter is drawn, and every prompt below is written by hand.
@@ -196,4 +198,7 @@ def test_seqio_shots_without_a_named_task_is_an_error_not_ignored(tmp_path):
 
     with pytest.raises(EvalConfigError, match=r"SEQIO_SHOTS = \(0, 5\) applies to .*MIXTURE_OR_TASK_NAME"):
         evaluate(str(tmp_path / "no_checkpoint"), str(tmp_path / "out"), seqio_shots=(0, 5))
+    with pytest.raises(EvalConfigError, match="demonstration_split = 'validation' is only read by a k-shot"):
+        evaluate(str(tmp_path / "no_checkpoint"), str(tmp_path / "out"), demonstration_split="validation",
+                 mixture_or_task_name=TASK)
 
