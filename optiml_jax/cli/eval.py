@@ -58,17 +58,20 @@ def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="python -m optiml_jax.eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    from optiml_jax.cli import errors, gin_setup
+    from optiml_jax.cli import errors, gin_setup, launch
 
     errors.with_exit_codes(p)
     gin_setup.add_gin_arguments(p)
     errors.add_verbose_argument(p)
+    launch.add_launcher_arguments(p)
     from optiml_jax.cli.console import setup_console
 
     setup_console()
     register_configurables()
     args, bindings = gin_setup.parse_command_line(p, argv)
-    gin_setup.setup(args, bindings, default_files=["runs/eval.gin"])
+    gin_setup.setup(args, bindings, default_files=["runs/eval.gin"], command="eval")
+    check_settings_apply(bindings)
+    launch.init_distributed(args)
     results = _REGISTERED["evaluate"]()  # EvalConfigError (nothing to evaluate, an unknown task, ...) -> exit 2
     out = pathlib.Path(os.fspath(gin_query("EVAL_OUTPUT_DIR")))
     for key in sorted(k for k in results if k == "seqio" or k.startswith("seqio_")):
@@ -82,6 +85,33 @@ def _main(argv: list[str] | None) -> int:
         overall = {r["shots"]: round(r["score"], 2) for r in results["aggregates"]["overall"]}
         print(f"average over tasks per shots: {overall}; outputs in {out}")
     return 0
+
+
+# Macros that only the suites read, and macros that only a named SeqIO task's evaluation reads: one set on the
+# command line for an evaluation that does not run is an error, not a setting silently ignored.
+SUITE_MACROS = ("SHOTS", "DATA_DIR", "BASELINE_RESULTS", "RANK_NORMALIZATION")
+SEQIO_TASK_MACROS = ("SEQIO_SHOTS", "EVAL_SPLIT", "TASK_FEATURE_LENGTHS", "USE_CACHED_TASKS")
+
+
+def check_settings_apply(bindings) -> None:
+    from optiml_jax.cli.gin_setup import GinConfigError, _binding_names
+    from optiml_jax.evaluation.entry_points import chosen_benchmarks
+
+    given = _binding_names(bindings)
+    task = gin_query("MIXTURE_OR_TASK_NAME")
+    suites = chosen_benchmarks(gin_query("BENCHMARKS"), task)
+    if not suites:
+        unused = [m for m in SUITE_MACROS if m in given]
+        if unused:
+            raise GinConfigError(
+                f"{', '.join(unused)} set, but no evaluation suite runs (MIXTURE_OR_TASK_NAME = {task!r} is evaluated "
+                "by its own metric_fns and BENCHMARKS is unset): set BENCHMARKS to run the suites too, or use "
+                "SEQIO_SHOTS for the task's k-shot evaluation")
+    if not task:
+        unused = [m for m in SEQIO_TASK_MACROS if m in given]
+        if unused:
+            raise GinConfigError(f"{', '.join(unused)} set, but they apply to the SeqIO task or mixture named by "
+                                 "MIXTURE_OR_TASK_NAME, and none is set")
 
 
 def gin_query(macro: str):

@@ -199,9 +199,19 @@ def _resolve_gin_file(name: str, paths: list[str]) -> str:
 
 
 # ---------------------------------------------------------------- macros nobody reads
-# Macros our code reads itself (gin.query_parameter), not through a binding. USE_CACHED_TASKS is T5X's switch for
-# seqio caches (read by the data side).
-MACROS_READ_BY_CODE = frozenset({"MIXTURE_OR_TASK_MODULE", "USE_CACHED_TASKS", "EVAL_OUTPUT_DIR"})
+# Macros our code reads itself (gin.query_parameter), not through a binding, per command.
+MACROS_READ_BY_CODE = {
+    "train": frozenset({"MIXTURE_OR_TASK_MODULE"}),
+    "eval": frozenset({"MIXTURE_OR_TASK_MODULE", "EVAL_OUTPUT_DIR"}),
+    "infer": frozenset({"MIXTURE_OR_TASK_MODULE"}),
+    "tasks": frozenset({"MIXTURE_OR_TASK_MODULE"}),
+    "plan": frozenset({"MIXTURE_OR_TASK_MODULE"}),
+}
+# Each command's own run file: a macro set for one command that only another's file defines is named with that
+# command ("EVAL_OUTPUT_DIR is read by `python -m optiml_jax.eval`").
+COMMAND_RUN_FILES = {"train": "runs/train.gin", "eval": "runs/eval.gin", "infer": "runs/infer.gin"}
+# Macros renamed so that every command says the same thing the same way (one release of a clear error).
+RENAMED_MACROS = {"USE_CACHED": "USE_CACHED_TASKS"}
 # T5X macros this project does not implement: what to set instead.
 UNSUPPORTED_T5X_MACROS = {
     "EVAL_STEPS": "set train.eval_batches (eval-loss batches per split) and EVAL_PERIOD (steps between evals)",
@@ -249,7 +259,24 @@ def _binding_names(bindings: Sequence[str]) -> set[str]:
     return names
 
 
-def check_macros_are_read(bindings: Sequence[str] = (), read_by_code: Sequence[str] = ()) -> None:
+def _macros_of_run_file(rel: str) -> set[str]:
+    for d in gin_search_paths():
+        path = pathlib.Path(d) / rel
+        if path.is_file():
+            return set(re.findall(r"^([A-Z][A-Z0-9_]*)\s*=", path.read_text(), re.M))
+    return set()
+
+
+def _read_elsewhere(name: str, command: str | None) -> str | None:
+    """`python -m optiml_jax.<other>` when another command's run file defines the macro; else None."""
+    for other, rel in COMMAND_RUN_FILES.items():
+        if other != command and name in _macros_of_run_file(rel):
+            return f"python -m optiml_jax.{other} (gin/{rel})"
+    return None
+
+
+def check_macros_are_read(bindings: Sequence[str] = (), read_by_code: Sequence[str] = (),
+                          command: str | None = None) -> None:
     """A macro that no binding reads is a typo (`--gin.LEARNIG_RATE=0.1` would otherwise train at the default) or
     a T5X macro we do not implement: one error listing each, with the closest read macros as suggestions.
     Checked over the final parsed configuration, so a gin file may define macros that only some configurations
@@ -257,7 +284,8 @@ def check_macros_are_read(bindings: Sequence[str] = (), read_by_code: Sequence[s
     import difflib
 
     defined, referenced = macro_usage()
-    read = referenced | MACROS_READ_BY_CODE | set(read_by_code)
+    by_code = MACROS_READ_BY_CODE.get(command, frozenset().union(*MACROS_READ_BY_CODE.values()))
+    read = referenced | by_code | set(read_by_code)
     unread = sorted(defined - read)
     if not unread:
         return
@@ -268,6 +296,15 @@ def check_macros_are_read(bindings: Sequence[str] = (), read_by_code: Sequence[s
         if name in UNSUPPORTED_T5X_MACROS:
             problems.append(f"{name} (set {where}) is a T5X macro this project does not implement: "
                             f"{UNSUPPORTED_T5X_MACROS[name]}")
+            continue
+        if name in RENAMED_MACROS:
+            problems.append(f"{name} (set {where}) was renamed {RENAMED_MACROS[name]} (the same name in every "
+                            f"command, T5X's): set {RENAMED_MACROS[name]} instead")
+            continue
+        elsewhere = _read_elsewhere(name, command)
+        if elsewhere and name in on_command_line:
+            problems.append(f"macro {name} (set {where}) is not read by `python -m optiml_jax.{command}`; it is "
+                            f"read by `{elsewhere}`")
             continue
         close = difflib.get_close_matches(name, sorted(read - {name}), n=3, cutoff=0.6)
         hint = f"; did you mean {' or '.join(close)}?" if close else "; no binding refers to it (typo?)"
@@ -292,7 +329,8 @@ def import_task_modules() -> None:
 
 
 def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (), search_paths: Sequence[str] = (),
-              check_required: bool = True, finalize: bool = True, check_macros: bool = True) -> None:
+              check_required: bool = True, finalize: bool = True, check_macros: bool = True,
+              command: str | None = None) -> None:
     """Parse files and bindings (on a clean config), import MIXTURE_OR_TASK_MODULE, then fail with one
     message on any unset REQUIRED and (`check_macros`) on any macro no binding reads (`check_macros_are_read`).
     All of it happens before any device work."""
@@ -313,7 +351,7 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (), search_pat
                 "required gin settings are unset: " + ", ".join(missing)
                 + ". Set them with --gin.NAME=VALUE or in a --gin_file.")
     if check_macros:
-        check_macros_are_read(bindings)
+        check_macros_are_read(bindings, command=command)
     if not finalize:  # the tasks CLI: its subcommands import (gin-configurable) modules lazily
         return
     try:
@@ -323,11 +361,12 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (), search_pat
 
 
 def setup(args: argparse.Namespace, bindings: Sequence[str], default_files: Sequence[str] = (),
-          check_required: bool = True, finalize: bool = True, check_macros: bool = True) -> None:
+          check_required: bool = True, finalize: bool = True, check_macros: bool = True,
+          command: str | None = None) -> None:
     """Everything a command does before its own work: data flags, module imports, gin files and bindings."""
     apply_data_flags(args)
     parse_gin(args.gin_file or list(default_files), bindings, search_paths_of(args), check_required,
-              finalize=finalize, check_macros=check_macros)
+              finalize=finalize, check_macros=check_macros, command=command)
 
 
 def write_configs(model_dir: str | pathlib.Path) -> None:
@@ -336,3 +375,18 @@ def write_configs(model_dir: str | pathlib.Path) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "config.gin").write_text(gin.config_str())
     (model_dir / "operative_config.gin").write_text(gin.operative_config_str())
+
+
+def check_training_data() -> None:
+    """Before any device work: the run's MIXTURE_OR_TASK_NAME resolves to what `train.stream_factory` will read.
+    With the one data stream (`get_train_stream`) that is `optiml_jax.data.mixture_names.ensure_registered` (which
+    registers an OPT-IML Bench mixture from its data macros on demand); the smoke stream checks its own name."""
+    try:
+        factory = gin.query_parameter("train.stream_factory")
+    except (ValueError, KeyError):
+        return  # train() itself says that no data source is bound
+    if getattr(factory, "selector", "").rsplit(".", 1)[-1] != "get_train_stream":
+        return
+    from optiml_jax.data.mixture_names import ensure_registered
+
+    ensure_registered(_macro_value("MIXTURE_OR_TASK_NAME"))

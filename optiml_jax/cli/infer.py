@@ -3,7 +3,8 @@
     python -m optiml_jax.infer --gin.CHECKPOINT_PATH=/tmp/optiml_quickstart --prompt "Reverse: abc\\nAnswer:"
     python -m optiml_jax.infer --gin_file=gin/runs/infer.gin --gin.CHECKPOINT_PATH=... --prompts_file=prompts.txt
 
-One prompt per line in --prompts_file (use a literal "\\n" inside a line for a newline). Greedy by default;
+In --prompt and in --prompts_file (one prompt per line) the two characters "\\n" are a newline, as in the example
+above, and "\\\\" is a backslash. Greedy by default;
 `--gin.TEMPERATURE=0.7` samples (seeded by `--gin.SEED`). Prints one generation per prompt (JSON lines with --jsonl).
 A prompt longer than the model's positions (minus MAX_NEW_TOKENS kept free for the answer) is cut from the
 left; the command says so on stderr, with how many tokens were dropped.
@@ -39,6 +40,20 @@ def prompt_truncations(prompts: list[str], checkpoint_path: str, tokenizer_path:
     return out
 
 
+def unescape_prompt(text: str) -> str:
+    """`\\n` -> newline and `\\\\` -> backslash (a shell cannot type a newline inside --prompt easily); any other
+    backslash is kept as written."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in "n\\":
+            out.append("\n" if text[i + 1] == "n" else "\\")
+            i += 2
+            continue
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Exit codes: optiml_jax/cli/errors.py (and --help)."""
     from optiml_jax.cli.errors import run_command
@@ -50,19 +65,20 @@ def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="python -m optiml_jax.infer", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    from optiml_jax.cli import errors, gin_setup
+    from optiml_jax.cli import errors, gin_setup, launch
 
     errors.with_exit_codes(p)
     gin_setup.add_gin_arguments(p)
     errors.add_verbose_argument(p)
+    launch.add_launcher_arguments(p)
     p.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
     p.add_argument("--prompts_file", help="a file with one prompt per line")
     p.add_argument("--jsonl", action="store_true", help="print {'prompt', 'generation'} JSON lines")
     args, bindings = gin_setup.parse_command_line(p, argv)
-    prompts = list(args.prompt)
+    prompts = [unescape_prompt(p) for p in args.prompt]
     if args.prompts_file:
         with open(args.prompts_file, encoding="utf-8") as f:
-            prompts += [line.rstrip("\n").replace("\\n", "\n") for line in f if line.strip()]
+            prompts += [unescape_prompt(line.rstrip("\n")) for line in f if line.strip()]
     if not prompts:
         raise errors.fail("give --prompt TEXT (repeatable) or --prompts_file FILE")
     from optiml_jax.cli.console import setup_console
@@ -71,7 +87,8 @@ def _main(argv: list[str] | None) -> int:
     from optiml_jax.cli import eval as eval_cli
 
     eval_cli.register_configurables()
-    gin_setup.setup(args, bindings, default_files=["runs/infer.gin"])
+    gin_setup.setup(args, bindings, default_files=["runs/infer.gin"], command="infer")
+    launch.init_distributed(args)
     import gin
 
     bound = gin.get_bindings("infer", resolve_references=True)

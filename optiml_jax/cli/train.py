@@ -19,46 +19,22 @@ and Kubernetes are auto-detected by `jax.distributed.initialize()`), or give `--
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     from optiml_jax.cli import gin_setup
 
-    from optiml_jax.cli import errors
+    from optiml_jax.cli import errors, launch
 
     p = argparse.ArgumentParser(prog="python -m optiml_jax.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     errors.with_exit_codes(p)
     gin_setup.add_gin_arguments(p)
     errors.add_verbose_argument(p)
-    p.add_argument("--distributed", "--multiprocess_gpu", dest="distributed", action="store_true",
-                   help="call jax.distributed.initialize() (multi-host)")
-    p.add_argument("--coordinator_address", default=os.environ.get("OPTIML_COORDINATOR_ADDRESS"))
-    p.add_argument("--num_processes", "--process_count", dest="num_processes", type=int,
-                   default=_env_int("OPTIML_NUM_PROCESSES"))
-    p.add_argument("--process_id", "--process_index", dest="process_id", type=int,
-                   default=_env_int("OPTIML_PROCESS_ID"))
-    p.add_argument("--cpu_collectives", default=None, help="e.g. 'gloo' for multi-process CPU runs")
+    launch.add_launcher_arguments(p)
     p.add_argument("--no_progress", action="store_true", help="no tqdm bar (logs only)")
     return gin_setup.parse_command_line(p, argv)
-
-
-def _env_int(name: str) -> int | None:
-    value = os.environ.get(name)
-    return int(value) if value else None
-
-
-def _init_distributed(args: argparse.Namespace) -> None:
-    import jax
-
-    if args.cpu_collectives:
-        jax.config.update("jax_cpu_collectives_implementation", args.cpu_collectives)
-    if args.distributed or args.coordinator_address:
-        jax.distributed.initialize(coordinator_address=args.coordinator_address, num_processes=args.num_processes,
-                                   process_id=args.process_id)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,8 +51,11 @@ def _main(argv: list[str] | None) -> int:
     from optiml_jax.cli.console import setup_console
 
     setup_console()
-    gin_config.setup(args, bindings)  # every configuration error is raised here, before any device work
-    _init_distributed(args)
+    gin_config.setup(args, bindings, command="train")  # every configuration error is raised here, before any device work
+    gin_config.check_training_data()  # MIXTURE_OR_TASK_NAME resolves (OPT-IML Bench registered on demand), or exit 2
+    from optiml_jax.cli.launch import init_distributed
+
+    init_distributed(args)
     import jax
 
     from optiml_jax.training.train_loop import summarize_eval

@@ -27,8 +27,9 @@ import gin
 import numpy as np
 
 from optiml_jax.data import packing
+from optiml_jax.data.mixture_names import ensure_registered
 from optiml_jax.data.demonstrations import MetaICLConfig, draw_num_shots, token_space_demonstrations
-from optiml_jax.data.task_cache import task_tokens
+from optiml_jax.data.task_cache import task_tokens, vocabulary_key
 from optiml_jax.data.tokenization import tokenize_pieces, truncate_left
 from optiml_jax.tasks import mixtures, registry
 from optiml_jax.tasks.formatting import draw_delimiter, layout
@@ -40,6 +41,18 @@ def sequence_length(task_feature_lengths: int | Mapping[str, int]) -> int:
     if isinstance(task_feature_lengths, int):
         return task_feature_lengths
     return int(sum(task_feature_lengths.values()))
+
+
+def check_feature_lengths(name: str, task_feature_lengths: Mapping[str, int], task_names) -> None:
+    """TASK_FEATURE_LENGTHS keys must be features of the mixture's tasks (seqio checks the same): the row is their
+    sum, so a misspelled key (`{'tragets': 256}`) would otherwise change the row length silently."""
+    features: set[str] = set()
+    for t in task_names:
+        features |= set(registry.get_task(t).seqio_task.output_features)
+    unknown = sorted(set(task_feature_lengths) - features)
+    if unknown:
+        raise ValueError(f"TASK_FEATURE_LENGTHS = {dict(task_feature_lengths)}: {', '.join(map(repr, unknown))} "
+                         f"is not a feature of {name!r}, whose tasks have features {sorted(features)}")
 
 
 @dataclasses.dataclass
@@ -90,6 +103,8 @@ class TrainStream:
         if len({repr(v) for v in vocabs.values()}) > 1:
             raise ValueError(f"{mixture_or_task_name!r}: tasks use different vocabularies: {set(map(repr, vocabs.values()))}")
         self.vocabulary = next(iter(vocabs.values()))
+        if not isinstance(task_feature_lengths, int):
+            check_feature_lengths(mixture_or_task_name, task_feature_lengths, self.task_names)
         self._shards: dict[tuple[str, int], object] = {}
         # False: each task is read when first drawn (one batch to look at, not the whole mixture); the batches
         # are the same either way, only when the reading happens differs
@@ -138,6 +153,19 @@ class TrainStream:
     def tasks_read(self) -> list[str]:
         """The tasks of the mixture this stream has read so far (all of them after `materialize`)."""
         return sorted({name for name, _ in self._shards})
+
+    def describe(self) -> dict:
+        """What this stream trains on, for the run's first log lines and MODEL_DIR/run.json: the mixture, its
+        rates, the seed, the tokenizer, and every task read so far with its example and token counts (this host's
+        data shards)."""
+        read: dict[str, dict[str, int]] = {}
+        for (name, _), toks in sorted(self._shards.items()):
+            entry = read.setdefault(name, {"examples": 0, "tokens": 0})
+            entry["examples"] += len(toks)
+            entry["tokens"] += int(toks.offsets[-1])
+        return {"source": "mixture", "mixture_or_task_name": self.name, "split": self.split, "seed": self.seed,
+                "tokenizer": vocabulary_key(self.vocabulary), "vocab_size": int(self.vocabulary.vocab_size),
+                "num_tasks": len(self.task_names), "rates": self.rates, "tasks_read": read}
 
     def materialize(self) -> None:
         """Read every task of the mixture (this host's data shards) now, once: its seqio pipeline runs here, so
@@ -207,7 +235,10 @@ def get_train_stream(mixture_or_task_name: str = gin.REQUIRED, task_feature_leng
                      split: str = "train", metaicl: MetaICLConfig | None = None,
                      recipe: MixtureRecipe | None = None, cache_dir: str | None = None,
                      use_cached: bool = False, packing_group_rows: int = 1) -> TrainStream:
-    """The training stream the trainer binds (gin: `get_train_stream.mixture_or_task_name = %MIXTURE_OR_TASK_NAME`).
+    """The one training stream of every run file (gin/runs/train.gin: `train.stream_factory = @get_train_stream`).
+
+    `mixture_or_task_name` decides the data: a registered task or mixture, or an OPT-IML Bench mixture registered
+    on demand from gin/bench/opt_iml_bench.gin's data macros (`optiml_jax.data.mixture_names`).
 
     `batch_size` is global; this host gets `batch_size // num_shards` rows of `sequence_length(task_feature_lengths)`.
     `packing_group_rows`: rows packed together from one data shard (see the module docstring); the number of
@@ -215,22 +246,7 @@ def get_train_stream(mixture_or_task_name: str = gin.REQUIRED, task_feature_leng
     `metaicl`/`recipe` default to the gin-configured `MetaICLConfig()` / `MixtureRecipe()`. `use_cached` (gin:
     `%USE_CACHED_TASKS`) reads every task from its `seqio.cache_tasks_main` cache.
     """
+    ensure_registered(mixture_or_task_name)
     return TrainStream(mixture_or_task_name, task_feature_lengths, batch_size, seed, shard_index, num_shards,
                        split=split, metaicl=metaicl, recipe=recipe, cache_dir=cache_dir, use_cached=use_cached,
                        packing_group_rows=packing_group_rows)
-
-
-_REGISTERED_FOR_STREAMS: dict[str, list[str]] = {}
-
-
-@gin.configurable
-def opt_iml_bench_stream(**stream_kwargs) -> TrainStream:
-    """A `train.stream_factory` for real runs: registers the gin-configured OPT-IML Bench once per process
-    (its data folders are gin macros, known only once the command line is parsed), then returns
-    `get_train_stream(**stream_kwargs)` (gin: `train.stream_factory = @opt_iml_bench_stream`)."""
-    from optiml_jax.tasks.opt_iml_bench import register_opt_iml_bench
-
-    key = gin.config_str()
-    if key not in _REGISTERED_FOR_STREAMS:
-        _REGISTERED_FOR_STREAMS[key] = register_opt_iml_bench()
-    return get_train_stream(**stream_kwargs)

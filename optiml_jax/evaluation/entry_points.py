@@ -63,7 +63,10 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_path: str | Non
         raise EvalConfigError(f"evaluate.demonstration_split = {demonstration_split!r} is only read by a k-shot "
                               "SeqIO evaluation: set SEQIO_SHOTS too, e.g. (0, 5)")
     if mixture_or_task_name:
+        from optiml_jax.data.mixture_names import ensure_registered
         from optiml_jax.evaluation.seqio_eval import eval_tasks
+
+        ensure_registered(mixture_or_task_name)  # as train resolves it (OPT-IML Bench mixtures on demand)
 
         eval_tasks(mixture_or_task_name, split)  # an unknown task or one without metric_fns: before loading weights
     vocab = resolve_tokenizer(tokenizer_path, checkpoint_path)

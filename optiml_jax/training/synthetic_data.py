@@ -20,6 +20,7 @@ import numpy as np
 from optiml_jax.vocabularies.special_tokens import EOS_ID, PAD_ID
 
 FIRST_CONTENT_ID = 4
+SYNTHETIC_NAME = "synthetic"  # the only MIXTURE_OR_TASK_NAME this stream accepts: it reads no task
 FEATURES = ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights",
             "decoder_segment_ids", "decoder_positions")
 
@@ -90,6 +91,12 @@ class SyntheticStream:
         rows = [self._row(int(step), start + r) for r in range(self.rows_per_shard)]
         return {k: np.stack([r[k] for r in rows]) for k in FEATURES}
 
+    def describe(self) -> dict:
+        """For the run's first log lines and MODEL_DIR/run.json: random tokens, said plainly."""
+        return {"source": "synthetic", "mixture_or_task_name": SYNTHETIC_NAME, "seed": self.seed,
+                "tokenizer": None, "vocab_size": self.vocab_size, "tasks_read": {},
+                "note": "random tokens from optiml_jax.training.synthetic_data (gin/runs/smoke_synthetic.gin), no task"}
+
     def get_global_batch(self, step: int) -> dict[str, np.ndarray]:
         """All shards' rows (for tests comparing against a single-host run)."""
         rows = [self._row(int(step), r) for r in range(self.batch_size)]
@@ -109,10 +116,16 @@ def synthetic_stream(
 ) -> SyntheticStream:
     """The trainer's stream-factory signature (see `optiml_jax.training.train_loop.StreamFactory`).
 
-    `mixture_or_task_name` is ignored except as a label; the sequence length is the sum of the task
+    Only through an explicit `train.stream_factory = @synthetic_stream` (gin/runs/smoke_synthetic.gin), with
+    MIXTURE_OR_TASK_NAME = 'synthetic': any other name would be a mixture the run silently does not train on.
+    The sequence length is the sum of the task
     feature lengths (decoder-only: inputs + targets packed into one row), as SeqIO's converter does.
     """
-    del mixture_or_task_name
+    if mixture_or_task_name != SYNTHETIC_NAME:
+        raise ValueError(f"MIXTURE_OR_TASK_NAME = {mixture_or_task_name!r}, but train.stream_factory = "
+                         "@synthetic_stream trains on random tokens and reads no task: set MIXTURE_OR_TASK_NAME = "
+                         f"{SYNTHETIC_NAME!r} for a smoke run, or drop gin/runs/smoke_synthetic.gin to train on the "
+                         "mixture")
     length = int(sum(task_feature_lengths.values()))
     return SyntheticStream(batch_size=batch_size, sequence_length=length, vocab_size=vocab_size, seed=seed,
                            shard_index=shard_index, num_shards=num_shards, **kwargs)

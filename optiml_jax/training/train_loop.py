@@ -20,6 +20,7 @@ and return an object with `get_batch(step)` (docs/ARCHITECTURE.md "Batch contrac
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import numbers
@@ -33,14 +34,13 @@ import numpy as np
 
 from optiml_jax.models import LlamaConfig, ModelConfig, OPTConfig
 from optiml_jax.checkpoints import training_runs as checkpointing
-from optiml_jax.training import metrics as metrics_lib, train_state
+from optiml_jax.training import metrics as metrics_lib, run_record, train_state
 from optiml_jax.checkpoints.errors import StorageError
 from optiml_jax.training.errors import ConfigValueError, NonFiniteError, RunLockedError
 from optiml_jax.training.model_config import check_same_architecture
 from optiml_jax.training.optimizer import make_optimizer, make_schedule
 from optiml_jax.training.partitioning import Partitioner, make_partitioner
 from optiml_jax.training.run_dir import RunLock, check_storage
-from optiml_jax.training.synthetic_data import synthetic_stream
 from optiml_jax.training.trainer import Trainer, process_batch_slice
 
 log = logging.getLogger(__name__)
@@ -194,30 +194,37 @@ def check_batch_splits(part: Partitioner, batch_size: int) -> None:
         f"(e.g. {', '.join(map(str, good))}) or a MESH_SHAPE whose batch axes divide {batch_size}.")
 
 
-def _registered_names() -> set[str] | None:
-    try:
-        import seqio
-    except ImportError:
-        return None
-    return set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())
+def _make_stream(factory: Callable, what: str, **kwargs):
+    """Call a stream factory. Its errors propagate as raised: an unknown name is the data layer's one line
+    (`optiml_jax.data.mixture_names`), a damaged file names that file; neither is guessed at here."""
+    if factory is None:
+        raise ConfigValueError(f"train.stream_factory is unset ({what}): bind @get_train_stream (gin/runs/train.gin "
+                               "does), or @synthetic_stream for a smoke run on random tokens")
+    return factory(**kwargs)
 
 
-def _make_stream(factory: Callable, name: str, what: str, **kwargs):
-    """Call a stream factory; an unknown task/mixture becomes one line with the closest registered names."""
-    try:
-        return factory(**kwargs)
-    except Exception as e:  # noqa: BLE001 (whatever the data layer raises for it, the name is what is wrong)
-        known = _registered_names()
-        if known is None or name in known:
-            raise
-        import difflib
+def describe_stream(stream) -> dict:
+    """The stream's own account of what it trains on (`describe()`), or what can be said of a custom one."""
+    if hasattr(stream, "describe"):
+        return stream.describe()
+    return {"source": f"custom stream {type(stream).__module__}.{type(stream).__qualname__}", "tasks_read": {}}
 
-        close = difflib.get_close_matches(name, sorted(known), n=5, cutoff=0.5)
-        hint = f"closest registered: {', '.join(close)}" if close else "no registered name is close"
-        raise ConfigValueError(
-            f"{what} = {name!r} is not a registered task or mixture ({len(known)} registered; {hint}). "
-            "`python -m optiml_jax.tasks list` lists them; --module_import or MIXTURE_OR_TASK_MODULE imports the "
-            "module that registers yours.") from e
+
+def data_record_lines(record: dict) -> list[str]:
+    """The run's first log lines: the mixture, the tokenizer, the seed and the tasks read with their counts."""
+    if record.get("source") == "synthetic":
+        return ["SYNTHETIC DATA: this run trains on random tokens, not on a task or mixture "
+                f"(train.stream_factory = @synthetic_stream, seed {record.get('seed')})"]
+    read = record.get("tasks_read", {})
+    lines = [f"data: {record.get('mixture_or_task_name', record.get('source'))} ({record.get('num_tasks', '?')} "
+             f"task(s) with rate > 0), split {record.get('split', '?')!r}, seed {record.get('seed')}, tokenizer "
+             f"{record.get('tokenizer')} (vocab {record.get('vocab_size')}); {len(read)} task(s) read so far, "
+             f"{sum(t['examples'] for t in read.values())} examples, {sum(t['tokens'] for t in read.values())} tokens"]
+    for name, counts in list(read.items())[:20]:
+        lines.append(f"  {name}: {counts['examples']} examples, {counts['tokens']} tokens")
+    if len(read) > 20:
+        lines.append(f"  ... and {len(read) - 20} more (MODEL_DIR/run.json lists every one)")
+    return lines
 
 
 def _global_sum(values: list[int]) -> list[int]:
@@ -298,7 +305,7 @@ def train(
     train_steps: int,
     batch_size: int,
     model_config: ModelConfig,
-    stream_factory: Callable = synthetic_stream,
+    stream_factory: Callable,
     partitioner: Partitioner | Callable[[], Partitioner] = make_partitioner,
     learning_rate: float = 5e-5,
     warmup_steps: int = 60,
@@ -366,11 +373,11 @@ def train(
     shard_index, num_shards = process_batch_slice(part, batch_size, length)
     stream_kwargs = dict(mixture_or_task_name=mixture_or_task_name, task_feature_lengths=task_feature_lengths,
                          batch_size=batch_size, shard_index=shard_index, num_shards=num_shards)
-    stream = _make_stream(stream_factory, mixture_or_task_name, "MIXTURE_OR_TASK_NAME", seed=seed, **stream_kwargs)
+    stream = _make_stream(stream_factory, "the training stream", seed=seed, **stream_kwargs)
     log.info("process %d of %d feeds data shard %d of %d", jax.process_index(), jax.process_count(), shard_index,
              num_shards)
-    evals = {split: _make_stream(f, mixture_or_task_name, f"MIXTURE_OR_TASK_NAME (eval split {split!r})",
-                                 seed=seed + 1, **stream_kwargs) for split, f in (eval_streams or {}).items()}
+    evals = {split: _make_stream(f, f"eval split {split!r}", seed=seed + 1, **stream_kwargs)
+             for split, f in (eval_streams or {}).items()}
     start_warnings: list[str] = []
     first_batches: dict[int, Any] = {}
     if hasattr(stream, "get_batch_with_stats"):
@@ -382,6 +389,13 @@ def train(
                                max_fraction=max_truncated_fraction)
         if msg:
             start_warnings.append(msg)
+
+    data_record = describe_stream(stream)
+    if data_record.get("source") == "mixture" and not data_record.get("tasks_read"):
+        raise ConfigValueError(f"MIXTURE_OR_TASK_NAME = {mixture_or_task_name!r}: the first batch read no task; "
+                               "nothing would be trained on")
+    for line in data_record_lines(data_record):
+        log.info("%s", line)
 
     # MODEL_DIR: lock it, check it can take checkpoints, then restore or initialise.
     lock = RunLock(model_dir, stale_after_s=lock_stale_after_s)
@@ -431,6 +445,13 @@ def train(
                           loss_chunk_size=loss_chunk_size)
         if setup_callback is not None and jax.process_index() == 0:
             setup_callback(model_dir)
+        launch = None
+        if jax.process_index() == 0:
+            launch = run_record.start_launch(
+                model_dir, data=data_record, start_step=start_step, process_count=jax.process_count(),
+                settings={"mixture_or_task_name": mixture_or_task_name, "task_feature_lengths": dict(task_feature_lengths),
+                          "batch_size": batch_size, "train_steps": train_steps, "seed": seed,
+                          "initial_checkpoint_path": initial_checkpoint_path, "model": json.loads(written_config.to_json())})
 
         peak, peak_source = metrics_lib.job_peak_flops(peak_flops)
         flops_per_step = metrics_lib.flops_per_token(model_config, length) * batch_size * length
@@ -445,6 +466,8 @@ def train(
             max_consecutive_nonfinite=max_consecutive_nonfinite, max_nonfinite_fraction=max_nonfinite_fraction,
             flops_per_step=flops_per_step, peak=peak, written_config=written_config, model_dir=model_dir,
             set_aside=set_aside, start_warnings=start_warnings)
+        if launch is not None:
+            run_record.end_launch(model_dir, launch, data=describe_stream(stream), final_step=result.final_step)
     finally:
         if ckpt is not None:
             ckpt.close()
@@ -484,7 +507,7 @@ def _loop(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_s
             if bad and on_nonfinite == "stop":
                 raise NonFiniteError(
                     f"step {step}: non-finite loss ({float(m['loss'])}) or gradient norm ({float(m['grad_norm'])}); "
-                    f"stopping. The last good checkpoint (step {last_saved}) in {ckpt.directory} is untouched. "
+                    f"stopping. {_last_good(last_saved, ckpt.directory)} "
                     "Set train.on_nonfinite = 'skip' to skip such steps instead.")
             record = {k: float(v) for k, v in m.items()}
             record["nonfinite"] = int(m["nonfinite"])
@@ -509,8 +532,7 @@ def _loop(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_s
                        f"max_nonfinite_fraction = {max_nonfinite_fraction} x {train_steps} steps) = {skip_cap})")
                 raise NonFiniteError(
                     f"step {step}: ON_NONFINITE = 'skip' stopped after {why}; skipped steps this run: "
-                    f"{step_ranges(skipped['run'])}. The last good checkpoint (step {last_saved}) in {ckpt.directory} "
-                    "is untouched.")
+                    f"{step_ranges(skipped['run'])}. {_last_good(last_saved, ckpt.directory)}")
         logger.progress(ready[-1][0] + 1, history[-1]["loss"] if history else None)
         logger.flush()
 
@@ -560,6 +582,12 @@ def _loop(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_s
                        history=history, eval_results=eval_results, task_eval_results=eval_callbacks_results,
                        restored_from=restored_from, skipped_steps=list(skipped["run"]),
                        skipped_total=int(skipped["total"]), set_aside=set_aside, warnings=start_warnings)
+
+
+def _last_good(last_saved: int | None, directory) -> str:
+    if last_saved is None:
+        return f"No checkpoint was saved yet in {directory}: a rerun starts from step 0."
+    return f"The last good checkpoint (step {last_saved}) in {directory} is untouched."
 
 
 def step_ranges(steps: list[int]) -> str:

@@ -4,6 +4,8 @@ import jax
 import numpy as np
 import pytest
 
+from optiml_jax.training.synthetic_data import synthetic_stream
+
 from optiml_jax.training.model_config import opt_config
 from optiml_jax.training.partitioning import Partitioner, make_mesh, standard_rules
 
@@ -35,7 +37,7 @@ def make_part():
 @pytest.fixture
 def train_kwargs(tmp_path):
     """Keyword arguments for `train()`: a fast tiny run on one device (override what a test varies)."""
-    return dict(model_dir=str(tmp_path / "run"), mixture_or_task_name="synthetic",
+    return dict(model_dir=str(tmp_path / "run"), mixture_or_task_name="synthetic", stream_factory=synthetic_stream,
                 task_feature_lengths={"targets": LENGTH}, train_steps=4, batch_size=4, model_config=_tiny_config(),
                 partitioner=_partitioner(), learning_rate=1e-3, warmup_steps=1, checkpoint_period=2, progress=False,
                 peak_flops=1e11)
