@@ -328,6 +328,36 @@ def import_task_modules() -> None:
         import_user_module(module, "MIXTURE_OR_TASK_MODULE")
 
 
+def _malformed_binding(bindings: Sequence[str]) -> str | None:
+    """The first binding that gin cannot even parse on its own (an unclosed bracket, a stray quote), named: gin's
+    own error (`TokenError: EOF in multi-line statement`) says neither which binding nor which macro."""
+    from gin import config_parser
+
+    for b in bindings:
+        try:
+            parser = config_parser.ConfigParser(b, config_parser_delegate())
+            for _ in parser:
+                pass
+        except Exception as e:  # noqa: BLE001
+            name = b.split("=", 1)[0].strip()
+            return f"the binding of {name} is not valid gin ({type(e).__name__}: {e}): {b!r}"
+    return None
+
+
+def config_parser_delegate():
+    """A parser delegate that accepts any reference: only the syntax of a binding is checked."""
+    from gin import config_parser
+
+    class _Delegate(config_parser.ParserDelegate):
+        def configurable_reference(self, scoped_name, evaluate):
+            return scoped_name
+
+        def macro(self, scoped_name):
+            return scoped_name
+
+    return _Delegate()
+
+
 def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (), search_paths: Sequence[str] = (),
               check_required: bool = True, finalize: bool = True, check_macros: bool = True,
               command: str | None = None) -> None:
@@ -341,8 +371,11 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (), search_pat
     files = [_resolve_gin_file(str(f), paths) for f in gin_files]
     try:
         gin.parse_config_files_and_bindings(files, list(bindings), finalize_config=False, skip_unknown=False)
-    except (ValueError, KeyError, SyntaxError, TypeError, OSError) as e:
-        raise GinConfigError(f"gin configuration error: {e}") from e
+    except Exception as e:  # noqa: BLE001 (gin raises ValueError, SyntaxError, tokenize.TokenError, ...)
+        culprit = _malformed_binding(bindings)
+        if culprit is not None:
+            raise GinConfigError(culprit) from e
+        raise GinConfigError(f"gin configuration error: {type(e).__name__}: {e}") from e
     import_task_modules()
     if check_required:
         missing = unset_required()

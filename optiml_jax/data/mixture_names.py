@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 BENCH_SOURCE_MACROS = ("NIV2_DATA_DIR", "COT_DATA_DIR", "PROMPTSOURCE_TEMPLATES_DIR and PROMPTSOURCE_DATA_DIR",
                        "FLAN_TEMPLATES_FILE and FLAN_DATA_DIR", "TFDS_SOURCES", "EXTRA_JSONL_SOURCES")
-_BENCH_REGISTERED: dict[str, list[str]] = {}  # gin config text -> tasks the bench registered under it
+_BENCH_REGISTERED: dict = {}  # the bench's bindings last registered in this process ('key') and its tasks
 
 
 class UnknownMixtureError(ValueError):
@@ -75,10 +75,10 @@ def register_configured_bench(name: str, what: str) -> list[str]:
             f"{what} = {name!r} is an OPT-IML Bench mixture, registered from your local copy of its data: add "
             "--gin_file=gin/bench/opt_iml_bench.gin and set OPT_TOKENIZER_DIR and at least one of "
             f"{', '.join(BENCH_SOURCE_MACROS)}")
-    key = gin.config_str()
-    if key not in _BENCH_REGISTERED:
-        _BENCH_REGISTERED[key] = register_opt_iml_bench()
-    tasks = _BENCH_REGISTERED[key]
+    key = repr(sorted(_bench_bindings().items()))  # other data dirs in the same process register anew
+    if _BENCH_REGISTERED.get("key") != key:
+        _BENCH_REGISTERED.update(key=key, tasks=register_opt_iml_bench())
+    tasks = _BENCH_REGISTERED["tasks"]
     if not tasks:
         raise UnknownMixtureError(
             f"{what} = {name!r}: OPT-IML Bench registered no task, since no source is set: set at least one of "
@@ -90,21 +90,21 @@ def ensure_registered(name, what: str = "MIXTURE_OR_TASK_NAME") -> None:
     """Make `name` resolvable or raise one line saying why not (see the module docstring)."""
     if not isinstance(name, str) or not name:
         raise UnknownMixtureError(f"{what} = {name!r}: must be the name of a registered task or mixture")
-    if name in registered_names():
-        return
     with gin.unlock_config():  # importing defines gin configurables; the CLI has locked the config by now
         import optiml_jax.tasks.registrations  # noqa: F401  (the library's own tasks: the mini-benchmark; no I/O)
         import optiml_jax.tasks.opt_iml_bench  # noqa: F401
 
-    if name in registered_names():
-        return
-    if is_bench_mixture_name(name):
+    if is_bench_mixture_name(name) and (_bench_configured() or name not in registered_names()):
+        # registered from *this* configuration's data macros, even when an earlier run in this process (a
+        # notebook) registered the name from other directories
         tasks = register_configured_bench(name, what)
         if name in registered_names():
             return
         raise UnknownMixtureError(
             f"{what} = {name!r}: OPT-IML Bench registered {len(tasks)} task(s), none of which belongs to this mixture "
             "under SPLIT_NAME (e.g. every task found is held out); `python -m optiml_jax.tasks list` shows levels")
+    if name in registered_names():
+        return
     known = registered_names()
     close = difflib.get_close_matches(name, sorted(known), n=5, cutoff=0.5)
     hint = f"closest registered: {', '.join(close)}" if close else "no registered name is close"

@@ -31,6 +31,18 @@ def chosen_benchmarks(benchmarks: Sequence[str] | None, mixture_or_task_name: st
     return chosen
 
 
+def check_seqio_caches(name: str) -> None:
+    """USE_CACHED_TASKS=True needs a seqio cache of every task (seqio itself only asserts, deep in the read)."""
+    import seqio
+
+    missing = [t.name for t in seqio.get_subtasks(seqio.get_mixture_or_task(name)) if not t.cache_dir]
+    if missing:
+        raise EvalConfigError(
+            f"USE_CACHED_TASKS = True, but no seqio cache of {', '.join(missing[:5])}"
+            f"{' ...' if len(missing) > 5 else ''} was found: run seqio's cache_tasks_main for it and pass "
+            "--seqio_additional_cache_dirs=DIR, or set USE_CACHED_TASKS = False")
+
+
 def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_path: str | None = None,
              benchmarks: Sequence[str] | None = None, shots: Sequence[int] = (0, 5),
              data_dir: str | None = None, max_examples: int | None = None, baseline_results: str | None = None,
@@ -67,6 +79,8 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_path: str | Non
         from optiml_jax.evaluation.seqio_eval import eval_tasks
 
         ensure_registered(mixture_or_task_name)  # as train resolves it (OPT-IML Bench mixtures on demand)
+        if use_cached:
+            check_seqio_caches(mixture_or_task_name)
 
         eval_tasks(mixture_or_task_name, split)  # an unknown task or one without metric_fns: before loading weights
     vocab = resolve_tokenizer(tokenizer_path, checkpoint_path)
