@@ -30,8 +30,9 @@ NOT_NEEDED_TO_PLAN = {"MODEL_DIR": "'/tmp/optiml_plan_unused'", "MIXTURE_OR_TASK
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p = argparse.ArgumentParser(prog="python -m optiml_jax.plan", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    from optiml_jax.cli import gin_setup
+    from optiml_jax.cli import errors, gin_setup
 
+    errors.with_exit_codes(p)
     gin_setup.add_gin_arguments(p)  # the same files, bindings and flags as train
     p.add_argument("--num_devices", type=int, required=True, help="devices of the pod (fake CPU devices here)")
     p.add_argument("--device_kind", default="h100", help="device table entry (training/device_specs.py): "
