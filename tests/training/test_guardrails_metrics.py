@@ -132,6 +132,14 @@ def test_skip_stops_after_too_many_consecutive_nonfinite_steps(train_kwargs, nan
     assert steps == [0, 1, 2, 3, 4]  # every step up to the stop is on file
 
 
+def test_a_nonfinite_stop_before_any_checkpoint_says_so_instead_of_printing_none(train_kwargs, nan_steps):
+    nan_steps(range(1, 100))
+    with pytest.raises(NonFiniteError) as e:
+        train(**{**train_kwargs, "train_steps": 10, "stream_factory": _nan_stream, "checkpoint_period": 100})
+    msg = str(e.value)
+    assert "None" not in msg and "No checkpoint was saved yet" in msg and "a rerun starts from step 0" in msg
+
+
 def test_skip_stops_past_the_share_of_all_steps(train_kwargs, nan_steps):
     nan_steps({1, 3, 5, 7})
     kwargs = {**train_kwargs, "train_steps": 10, "on_nonfinite": "skip", "max_consecutive_nonfinite": 2,
