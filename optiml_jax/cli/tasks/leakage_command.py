@@ -69,7 +69,10 @@ def run(args) -> int:
     from optiml_jax.tasks import leakage
     from optiml_jax.tasks import mixtures, registry
 
+    from optiml_jax.cli.tasks.run_settings import require_registered
+
     cap = args.max_examples
+    require_registered(args.train)
     rates = mixtures.resolve_rates(args.train)
     train = {}
     for name, rate in sorted(rates.items()):
