@@ -31,7 +31,7 @@ def run(args) -> int:
     from optiml_jax.cli.tasks import run_settings
     from optiml_jax.tasks import mixtures, registry
 
-    run_settings.resolve(args, args.gin_bindings, ("length", "seed"))
+    run_settings.resolve(args, getattr(args, "gin_bindings", ()), ("length", "seed"))
     run_settings.require_registered(args.name)
     rates = mixtures.resolve_rates(args.name)
     if list(rates) == [args.name]:  # one task: its first examples as its seqio pipeline yields them

@@ -27,7 +27,7 @@ def run(args) -> int:
     from optiml_jax.data.stream import sequence_length
     from optiml_jax.tasks import mixtures, registry
 
-    run_settings.resolve(args, args.gin_bindings, ("length", "batch_size", "seed"))
+    run_settings.resolve(args, getattr(args, "gin_bindings", ()), ("length", "batch_size", "seed"))
     run_settings.require_registered(args.name)
     report = mixtures.recipe_rates(args.name)
     if report is not None:
