@@ -10,7 +10,9 @@ n-gram that runs into a label ("... ||| vehicle tool") is shared by every exampl
 template-frequent nor a copy. An instance copied from one task into another still shares its own text. Text is whitespace-tokenized and
 lowercased; every 13-gram is hashed to a 64-bit integer (polynomial rolling hash over stable per-token hashes);
 the train side becomes one sorted (hash, train task) index, and each eval task is answered with vectorized
-`searchsorted` look-ups -- no pairwise string search, so thousands of tasks stay fast.
+`searchsorted` look-ups -- no pairwise string search, so thousands of tasks stay fast. Each flagged pair names
+its evidence: the overlapping eval examples (id and text), for each the train example it shares the most n-grams
+with (found through a per-example index built only for the flagged train tasks), and the first shared n-grams.
 
 CLI (the data helper's `python -m optiml_jax.tasks leakage` calls `main`):
     python -m optiml_jax.tasks.leakage --train DIR_OR_FILES... --eval DIR_OR_FILES... --out report
@@ -33,6 +35,9 @@ NGRAM = 13
 THRESHOLD = 0.01
 TEMPLATE_SHARE = 0.2  # an n-gram in more than this share of one task's examples is template text
 TEMPLATE_MIN_EXAMPLES = 3
+EVIDENCE_PER_PAIR = 25  # flagged eval examples named per pair in the report (None: all)
+EVIDENCE_NGRAMS = 3  # shared n-grams quoted per flagged example
+EVIDENCE_CHARS = 300  # example text is quoted up to this many characters
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 _token_cache: dict[str, int] = {}
 
@@ -46,9 +51,8 @@ def _token_hash(tok: str) -> int:
     return h
 
 
-def ngram_hashes(text: str, n: int = NGRAM) -> np.ndarray:
-    """Unique uint64 hashes of the n-grams of lowercased whitespace tokens (empty if fewer than n tokens)."""
-    toks = text.lower().split()
+def _window_hashes(toks: list[str], n: int) -> np.ndarray:
+    """uint64 hash of the n-gram starting at each token position, in text order."""
     if len(toks) < n:
         return np.zeros((0,), np.uint64)
     th = np.fromiter((_token_hash(t) for t in toks), dtype=np.uint64, count=len(toks))
@@ -57,7 +61,25 @@ def ngram_hashes(text: str, n: int = NGRAM) -> np.ndarray:
     with np.errstate(over="ignore"):
         for k in range(n):
             h = h * _MULT + th[k:k + m]
-    return np.unique(h)
+    return h
+
+
+def ngram_hashes(text: str, n: int = NGRAM) -> np.ndarray:
+    """Unique uint64 hashes of the n-grams of lowercased whitespace tokens (empty if fewer than n tokens)."""
+    return np.unique(_window_hashes(text.lower().split(), n))
+
+
+def shared_ngrams(text: str, hashes: np.ndarray, n: int = NGRAM, limit: int = 3) -> list[str]:
+    """The first `limit` n-grams of `text` (lowercased tokens, in text order) whose hash is in `hashes`."""
+    toks, wanted = text.lower().split(), set(np.asarray(hashes, np.uint64).tolist())
+    out = []
+    for i, h in enumerate(_window_hashes(toks, n).tolist()):
+        if len(out) == limit:
+            break
+        if h in wanted:
+            wanted.discard(h)
+            out.append(" ".join(toks[i:i + n]))
+    return out
 
 
 def example_text(ex: Mapping) -> str:
@@ -65,22 +87,22 @@ def example_text(ex: Mapping) -> str:
     return f"{ex.get('input', '')} {ex.get('target', '')}"
 
 
-def task_hashes(examples: Iterable[Mapping], n: int = NGRAM, template_share: float | None = TEMPLATE_SHARE
-                ) -> tuple[list[np.ndarray], int]:
-    """Per-example n-gram hashes of one task, without the task's template n-grams; and how many were dropped."""
-    examples = list(examples)
-
+def compared_texts(examples: list[Mapping], template_share: float | None = TEMPLATE_SHARE) -> list[str]:
+    """The text of each example that is compared: input and target, or the input alone where the target is a
+    class label (the target of at least `TEMPLATE_MIN_EXAMPLES` of the task's examples)."""
     def label(ex: Mapping) -> str:
         return str(ex.get("target", "")).strip().lower()
 
     labels = collections.Counter(label(ex) for ex in examples) if template_share is not None else {}
+    return [str(ex.get("input", "")) if labels.get(label(ex), 0) >= TEMPLATE_MIN_EXAMPLES else example_text(ex)
+            for ex in examples]
 
-    def text(ex: Mapping) -> str:
-        if labels.get(label(ex), 0) >= TEMPLATE_MIN_EXAMPLES:
-            return str(ex.get("input", ""))  # a class label: the input is the instance
-        return example_text(ex)
 
-    per = [ngram_hashes(text(ex), n) for ex in examples]
+def task_hashes(examples: Iterable[Mapping], n: int = NGRAM, template_share: float | None = TEMPLATE_SHARE
+                ) -> tuple[list[np.ndarray], int]:
+    """Per-example n-gram hashes of one task, without the task's template n-grams; and how many were dropped."""
+    examples = list(examples)
+    per = [ngram_hashes(text, n) for text in compared_texts(examples, template_share)]
     if template_share is None or len(per) < TEMPLATE_MIN_EXAMPLES or not any(len(h) for h in per):
         return per, 0
     values, counts = np.unique(np.concatenate(per), return_counts=True)
@@ -132,29 +154,83 @@ class TrainIndex:
         return out
 
 
+class _ExampleIndex:
+    """One train task's (13-gram hash -> example) pairs: which of its examples an eval example is closest to."""
+
+    def __init__(self, task: str, examples: list[Mapping], n: int, template_share: float | None):
+        self.task, self.examples, self.n = task, examples, n
+        self.texts = compared_texts(examples, template_share)
+        self.per, _ = task_hashes(examples, n, template_share)
+        lens = [len(h) for h in self.per]
+        h = np.concatenate(self.per) if self.per else np.zeros((0,), np.uint64)
+        ex = np.repeat(np.arange(len(self.per)), lens)
+        order = np.argsort(h, kind="stable")
+        self.hashes, self.example_of = h[order], ex[order]
+
+    def closest(self, hashes: np.ndarray) -> tuple[int, np.ndarray]:
+        """(index of the train example sharing the most of `hashes`, the hashes they share)."""
+        lo = np.searchsorted(self.hashes, hashes, side="left")
+        hi = np.searchsorted(self.hashes, hashes, side="right")
+        hits = np.concatenate([self.example_of[a:b] for a, b in zip(lo, hi) if b > a])
+        j = int(np.argmax(np.bincount(hits)))  # ties: the first such train example
+        return j, np.intersect1d(hashes, self.per[j])
+
+
+def _example_id(task: str, examples: list[Mapping], i: int) -> str:
+    return str(examples[i].get("id") or f"{task}[{i}]")
+
+
+def _excerpt(text: str, chars: int = EVIDENCE_CHARS) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= chars else text[:chars - 3] + "..."
+
+
 def find_leaks(train_tasks: Mapping[str, Iterable[Mapping]], eval_tasks: Mapping[str, Iterable[Mapping]], *,
-               n: int = NGRAM, threshold: float = THRESHOLD, template_share: float | None = TEMPLATE_SHARE) -> dict:
-    """{"pairs": [{"train", "eval", "overlap_fraction", "overlapping_examples", "eval_examples"}], ...}; pairs
-    above `threshold` only, sorted by fraction. Identical task names on both sides are compared too.
-    `template_share=None` counts template n-grams as overlap (the plain paper check)."""
+               n: int = NGRAM, threshold: float = THRESHOLD, template_share: float | None = TEMPLATE_SHARE,
+               evidence_per_pair: int | None = EVIDENCE_PER_PAIR) -> dict:
+    """{"pairs": [{"train", "eval", "overlap_fraction", "overlapping_examples", "eval_examples", "evidence"}], ...};
+    pairs above `threshold` only, sorted by fraction. Identical task names on both sides are compared too.
+    `template_share=None` counts template n-grams as overlap (the plain paper check). A pair's `evidence` names,
+    for its first `evidence_per_pair` overlapping eval examples (None: all), the example (id, text), the train
+    example of the pair's train task it shares the most n-grams with, and the first `EVIDENCE_NGRAMS` shared
+    n-grams, so a reader can see why it is flagged."""
     t0 = time.perf_counter()
+    train_tasks = {name: list(examples) for name, examples in train_tasks.items()}
     index = TrainIndex(train_tasks, n, template_share)
+    by_example: dict[str, _ExampleIndex] = {}  # built only for the train tasks of flagged pairs
     pairs, n_eval_examples, eval_template = [], 0, 0
     for ename, examples in eval_tasks.items():
-        hashes, dropped = task_hashes(list(examples), n, template_share)
+        examples = list(examples)
+        hashes, dropped = task_hashes(examples, n, template_share)
         eval_template += dropped
         n_eval_examples += len(hashes)
         if not hashes:
             continue
-        frac = index.overlapping_tasks(hashes).mean(axis=0)
+        hit = index.overlapping_tasks(hashes)
+        frac = hit.mean(axis=0)
+        texts = None
         for ti in np.nonzero(frac > threshold)[0]:
-            pairs.append({"train": index.names[ti], "eval": ename, "overlap_fraction": float(frac[ti]),
-                          "overlapping_examples": int(round(frac[ti] * len(hashes))), "eval_examples": len(hashes)})
+            tname = index.names[ti]
+            if tname not in by_example:
+                by_example[tname] = _ExampleIndex(tname, train_tasks[tname], n, template_share)
+            train = by_example[tname]
+            texts = texts or compared_texts(examples, template_share)
+            evidence = []
+            for i in np.nonzero(hit[:, ti])[0][:evidence_per_pair].tolist():
+                j, shared = train.closest(hashes[i])
+                evidence.append({
+                    "eval_id": _example_id(ename, examples, i), "eval_text": _excerpt(texts[i]),
+                    "train_id": _example_id(tname, train.examples, j), "train_text": _excerpt(train.texts[j]),
+                    "shared_ngram_count": int(shared.size),
+                    "shared_ngrams": shared_ngrams(texts[i], shared, n, EVIDENCE_NGRAMS)})
+            pairs.append({"train": tname, "eval": ename, "overlap_fraction": float(frac[ti]),
+                          "overlapping_examples": int(hit[:, ti].sum()), "eval_examples": len(hashes),
+                          "evidence": evidence})
     pairs.sort(key=lambda p: (-p["overlap_fraction"], p["train"], p["eval"]))
     return {"ngram": n, "threshold": threshold, "train_tasks": len(index.names), "eval_tasks": len(eval_tasks),
             "eval_examples": n_eval_examples, "train_ngrams": int(index.hashes.size), "template_share": template_share,
             "template_ngrams_ignored": {"train": index.template_ngrams, "eval": eval_template},
-            "seconds": round(time.perf_counter() - t0, 3), "pairs": pairs}
+            "evidence_per_pair": evidence_per_pair, "seconds": round(time.perf_counter() - t0, 3), "pairs": pairs}
 
 
 def format_markdown(report: dict) -> str:
@@ -166,6 +242,18 @@ def format_markdown(report: dict) -> str:
              f"examples) left out: {report.get('template_ngrams_ignored')}.", "", "| train task | eval task | overlap | examples |", "|---|---|---|---|"]
     lines += [f"| {p['train']} | {p['eval']} | {p['overlap_fraction']:.1%} | {p['overlapping_examples']}/"
               f"{p['eval_examples']} |" for p in report["pairs"]]
+    if report["pairs"]:
+        lines += ["", "## Evidence", "",
+                  "Each flagged eval example (up to "
+                  f"{report.get('evidence_per_pair') or 'all'} per pair), the train example it shares the most "
+                  f"{report['ngram']}-grams with, and the first shared ones."]
+    for p in report["pairs"]:
+        shown = len(p.get("evidence", ()))
+        lines += ["", f"### {p['train']} -> {p['eval']} ({shown} of {p['overlapping_examples']} shown)", ""]
+        for e in p.get("evidence", ()):
+            lines += [f"- eval `{e['eval_id']}`: {e['eval_text']}",
+                      f"  - closest train `{e['train_id']}` ({e['shared_ngram_count']} shared): {e['train_text']}"]
+            lines += [f"  - shared: \"{g}\"" for g in e["shared_ngrams"]]
     return "\n".join(lines) + "\n"
 
 
@@ -222,9 +310,12 @@ def main(argv=None) -> dict:
     p.add_argument("--max-examples", type=int, default=None, help="per task")
     p.add_argument("--template_share", type=float, default=TEMPLATE_SHARE,
                    help="n-grams in more than this share of one task's examples are its template (<= 0: keep all)")
+    p.add_argument("--evidence_per_pair", type=int, default=EVIDENCE_PER_PAIR,
+                   help="flagged eval examples named (with their closest train example) per pair (<= 0: all)")
     a = p.parse_args(argv)
     report = find_leaks(load_task_paths(a.train, a.max_examples), load_task_paths(a.eval, a.max_examples),
-                        n=a.ngram, threshold=a.threshold, template_share=a.template_share if a.template_share > 0 else None)
+                        n=a.ngram, threshold=a.threshold, template_share=a.template_share if a.template_share > 0 else None,
+                        evidence_per_pair=a.evidence_per_pair if a.evidence_per_pair > 0 else None)
     jp, mp = write_report(report, a.out)
     print(f"{len(report['pairs'])} flagged pairs; wrote {jp} and {mp}")
     return report

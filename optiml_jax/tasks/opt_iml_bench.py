@@ -17,7 +17,8 @@
 Only catalog tasks are registered (`load_catalog`, with `load_catalog.extra_files` for more collections).
 
 Split policy (paper 2.3/5.4), from the task's level under the chosen split (`SPLIT_NAME`):
-- one pool of instances (NIv2 file, CoT TSV): evaluation (`test`) = the first `eval_examples` instances; a fully
+- one pool of instances (NIv2 file, CoT TSV): evaluation (`test`) = the first `eval_examples` instances with distinct
+  normalized inputs (`instance_splits.carve_pool`; a repeat of one is never trained on); a fully
   supervised task trains on the rest; a training-only task trains on everything;
 - datasets with their own splits: evaluation = `validation` (else `test`; else the pool rule on `train`);
 - a held-out task (fully held-out category or partially supervised) gets no `train` split at all.
@@ -52,6 +53,7 @@ from optiml_jax.sources.promptsource_templates import load_templates_file
 from optiml_jax.sources.raw_examples import BenchDataError
 from optiml_jax.tasks.catalog.splits import get_split, trainable_tasks
 from optiml_jax.tasks import mixtures, registry
+from optiml_jax.tasks.instance_splits import carve_pool
 from optiml_jax.tasks.metadata import LEVELS, GeneralizationSplit, TaskInfo
 from optiml_jax.vocabularies import OPTVocabulary
 
@@ -79,21 +81,29 @@ class _Context:
         return self.tasks[name]
 
     def pool(self, name: str, read_all: SplitFn) -> dict[str, SplitFn]:
-        """Splits of a task whose instances come as one pool (NIv2, CoT): evaluation = the first N instances."""
+        """Splits of a task whose instances come as one pool (NIv2, CoT): evaluation = the first N instances with
+        distinct normalized inputs, training = the rest less any repeat of an evaluation input (`carve_pool`)."""
         level, n = self.split.level(self.tasks[name]), self.eval_examples
         if level is None:
             return {"train": read_all}
-        head = functools.partial(lambda f, k: list(f())[:k], read_all, n)
+
+        def carve():
+            evaluation, rest, dropped = carve_pool(read_all(), n)
+            if dropped:
+                log.info("%s: %d repeated instance(s) left out so evaluation and training inputs are disjoint",
+                         name, dropped)
+            return evaluation, rest
+
         if level != "fully_supervised":
-            return {"test": head}
+            return {"test": lambda: carve()[0]}
 
         def rest():
-            out = list(read_all())[n:]
+            out = carve()[1]
             if not out:
                 raise BenchDataError(f"fully supervised task has no instances left for training after the first "
                                      f"{n} evaluation instances", task=name)
             return out
-        return {"train": rest, "test": head}
+        return {"train": rest, "test": lambda: carve()[0]}
 
     def native(self, name: str, readers: Mapping[str, SplitFn]) -> dict[str, SplitFn]:
         """Splits of a dataset with its own train/validation/test files."""

@@ -85,3 +85,33 @@ def test_a_multi_template_classification_task_is_not_overlap_with_itself_but_a_c
     assert leakage.find_leaks(train, {"wc_eval": evals})["pairs"] == []
     rep = leakage.find_leaks(train, {"wc_eval": evals + [train["wc"][5]]})
     assert [(p["overlapping_examples"], p["eval_examples"]) for p in rep["pairs"]] == [(1, 21)]
+
+
+def test_the_report_names_each_flagged_example_its_closest_train_example_and_the_shared_ngrams(tmp_path):
+    # planted by hand: eval example "e-leak" copies w0..w15 from train example "t-source" (4 shared 13-grams);
+    # "t-decoy" shares only the first of them; everything else is disjoint
+    passage = " ".join(WORDS[:16])
+    train = {"t": [_ex(" ".join(WORDS[0:13]) + " decoy ending"), _ex(f"intro {passage}")]
+             + [_ex(" ".join(WORDS[200 + 20 * i:215 + 20 * i])) for i in range(8)]}
+    train["t"][0]["id"], train["t"][1]["id"] = "t-decoy", "t-source"
+    evals = [dict(_ex(f"lead {passage} tail"), id="e-leak")] + [_ex(" ".join(WORDS[600 + 20 * i:615 + 20 * i]))
+                                                                for i in range(9)]
+    rep = leakage.find_leaks(train, {"e": evals})
+    [pair] = rep["pairs"]
+    assert (pair["train"], pair["eval"], pair["overlapping_examples"]) == ("t", "e", 1)
+    [ev] = pair["evidence"]
+    assert ev["eval_id"] == "e-leak" and ev["train_id"] == "t-source" and ev["shared_ngram_count"] == 4
+    assert ev["shared_ngrams"] == ["w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12",
+                                   "w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12 w13",
+                                   "w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12 w13 w14"]
+    assert ev["eval_text"].startswith("lead w0 w1") and ev["train_text"].startswith("intro w0 w1")
+    jp, mp = leakage.write_report(rep, tmp_path / "r")
+    assert json.loads(jp.read_text())["pairs"][0]["evidence"] == [ev]
+    md = mp.read_text()
+    assert "### t -> e (1 of 1 shown)" in md and "eval `e-leak`: lead w0 w1" in md
+    assert "closest train `t-source` (4 shared): intro w0" in md
+    assert '  - shared: "w0 w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12"' in md
+    # an example without an id is named by its task and position; the evidence is capped per pair
+    two = [_ex(f"lead {passage} tail"), _ex(f"other {passage}")] + evals[1:]
+    [pair] = leakage.find_leaks(train, {"e": two}, evidence_per_pair=1)["pairs"]
+    assert pair["overlapping_examples"] == 2 and [e["eval_id"] for e in pair["evidence"]] == ["e[0]"]

@@ -77,3 +77,51 @@ def test_tasks_cli_runs_after_an_earlier_command_locked_gin():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "mini_bench_niv2_antonym" in out.stdout
+
+
+@pytest.mark.parametrize("argv", [["inspect", "mini_bench_trian"], ["report", "mini_bench_trian"],
+                                  ["leakage", "--train", "mini_bench_trian", "--eval", "mini_bench_default"]])
+def test_an_unknown_name_is_exit_2_with_one_line_naming_the_closest(argv, capsys):
+    from optiml_jax.cli.errors import run_command
+
+    assert run_command(lambda: main(argv), argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err
+    [line] = [x for x in err.splitlines() if x.strip()]
+    assert line.startswith("error: no task or mixture named 'mini_bench_trian' is registered; closest: "
+                           "mini_bench_train"), line
+
+
+def test_report_uses_the_run_files_lengths_batch_size_and_seed(capsys):
+    from optiml_jax.cli.errors import run_command
+
+    # gin/runs/quickstart.gin: TASK_FEATURE_LENGTHS = {'targets': 256}, BATCH_SIZE = 16 (not the flags' 2048, 8);
+    # one task of its mixture keeps the test fast (the whole mixture is the slow test above)
+    assert main(["report", "mini_bench_niv2_add", "--gin_file=runs/quickstart.gin", "--steps", "1"]) == 0
+    assert "over 1 x 16 x 256:" in capsys.readouterr().out
+    # the name may come from the configuration's MIXTURE_OR_TASK_NAME; flags that agree with it are accepted
+    assert main(["report", "--gin_file=runs/quickstart.gin", "--gin.MIXTURE_OR_TASK_NAME=mini_bench_niv2_add",
+                 "--steps", "1", "--batch_size", "16", "--length", "256"]) == 0
+    out = capsys.readouterr().out
+    assert "over 1 x 16 x 256:" in out and "mini_bench_niv2_add" in out
+    for flag, file_value in (("--batch_size=8", "BATCH_SIZE = 16"),
+                             ("--length=2048", "TASK_FEATURE_LENGTHS = {'targets': 256}")):
+        argv = ["report", "mini_bench_train", "--gin_file=runs/quickstart.gin", flag]
+        assert run_command(lambda: main(argv), argv) == 2
+        err = capsys.readouterr().err
+        assert f"error: {flag} disagrees with {file_value}" in err and "--gin_file=runs/quickstart.gin" in err, err
+    argv = ["report", "mini_bench_train", "--gin_file=runs/quickstart.gin", "--gin.BATCH_SIZE=4", "--batch_size=8"]
+    assert run_command(lambda: main(argv), argv) == 2
+    assert "--batch_size=8 disagrees with BATCH_SIZE = 4 set by --gin.BATCH_SIZE" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_python_m_tasks_inspect_of_a_misspelled_mixture_exits_2():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "optiml_jax.tasks", "inspect", "mini_bench_trian"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "error: no task or mixture named 'mini_bench_trian' is registered; closest: mini_bench_train" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -74,6 +74,12 @@ def test_leakage_command_flags_only_the_constructed_overlap(leak_fixture, capsys
     assert report["eval_split"] == "leakfix_split" and report["train_mixture"] == "leakfix_train"
     assert "| leakfix_a | leakfix_x | 20.0% | 2/10 |" in out.with_suffix(".md").read_text()
     assert "LEAK leakfix_a -> leakfix_x (fully_held_out): 20.0% (2/10)" in printed
+    # the evidence: both flagged examples, the train example they copy, the first shared 13-gram
+    first = " ".join(WORDS[:13])
+    assert [(e["eval_id"], e["train_id"], e["shared_ngrams"][0]) for e in report["pairs"][0]["evidence"]] == [
+        ("x8", "a0", first), ("x9", "a0", first)]
+    assert f"e.g. eval x8 ~ train a0: '{first}'" in printed
+    assert f'- eval `x9`: w399 {first}' in out.with_suffix(".md").read_text()
     # a lower n finds the 12-token overlap of B and Y too
     assert main(["leakage", "--train", "leakfix_train", "--eval", "leakfix_split", "--out", str(out),
                  "--ngram", "12"]) == 0

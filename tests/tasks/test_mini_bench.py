@@ -39,6 +39,36 @@ def test_generation_is_deterministic_and_instances_are_held_out():
         assert len({e["id"] for s in splits.values() for e in s}) == sum(len(s) for s in splits.values())
 
 
+def _normalized(ex) -> str:
+    text = " ".join(ex["input"].lower().split())
+    return text or " ".join(ex["target"].lower().split())  # pre-training text and chats have no input
+
+
+def test_every_tasks_splits_are_disjoint_by_normalized_input():
+    for t in TASKS:
+        splits = generate_task(t.name)
+        keys = {s: [_normalized(e) for e in exs] for s, exs in splits.items()}
+        for s, k in keys.items():
+            assert len(set(k)) == len(k), (t.name, s, "an instance repeated within the split")
+        for a, b in (("train", "validation"), ("train", "test"), ("validation", "test")):
+            shared = set(keys[a]) & set(keys[b])
+            assert not shared, (t.name, a, b, sorted(shared)[:2])
+    # a chat's shorter version is a prefix of its longer one: no pair of speakers is on two sides
+    chats = generate_task("mini_bench_dialogue_chat")
+    pairs = {s: {e["target"].split("\n")[0].split(":")[0] + "/" + e["target"].split("\n")[1].split(":")[0]
+                 for e in exs} for s, exs in chats.items()}
+    assert not pairs["train"] & (pairs["validation"] | pairs["test"]) and not pairs["validation"] & pairs["test"]
+
+
+def test_supervised_eval_tasks_share_no_13gram_between_train_and_held_out_instances():
+    from optiml_jax.tasks.leakage import find_leaks
+
+    for name in sorted(SPLIT.supervised_eval_tasks):  # trained on and evaluated: `tasks leakage` compares these
+        splits = generate_task(name)
+        report = find_leaks({name: splits["train"]}, {name: splits["validation"] + splits["test"]}, threshold=0.0)
+        assert report["pairs"] == [], (name, report["pairs"])
+
+
 def test_classification_tasks_have_options_containing_the_target():
     classification = [t for t in TASKS if t.metric == "accuracy"]
     assert len(classification) >= 10

@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, bindings = gin_setup.parse_command_line(parser, list(sys.argv[1:] if argv is None else argv))
         setup(args, bindings)
+        args.gin_bindings = bindings  # what the command line bound (run_settings names it in a conflict)
     except gin_setup.GinConfigError as e:
         raise errors.fail(str(e)) from e
     return modules[args.command].run(args)

@@ -7,12 +7,15 @@ HELP = "show formatted source/target text of a task (first examples) or a mixtur
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("name", help="task or mixture name")
+    parser.add_argument("name", nargs="?", default=None,
+                        help="task or mixture name (default: the gin configuration's MIXTURE_OR_TASK_NAME)")
     parser.add_argument("--split", default=None,
                         help="task split (default: train, or the task's only split for evaluation-only tasks)")
     parser.add_argument("--num_examples", type=int, default=3)
-    parser.add_argument("--length", type=int, default=2048, help="packed row length (mixtures)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--length", type=int, default=None,
+                        help="packed row length (mixtures; default: the sum of the configuration's "
+                             "TASK_FEATURE_LENGTHS, else 2048)")
+    parser.add_argument("--seed", type=int, default=None, help="stream seed (default: the configuration's SEED, else 0)")
 
 
 def _show(n: int, source: str, target: str, tag: str) -> None:
@@ -25,8 +28,11 @@ def run(args) -> int:
 
     from optiml_jax.data.stream import TrainStream
     from optiml_jax.data.task_cache import split_tokens
+    from optiml_jax.cli.tasks import run_settings
     from optiml_jax.tasks import mixtures, registry
 
+    run_settings.resolve(args, getattr(args, "gin_bindings", ()), ("length", "seed"))
+    run_settings.require_registered(args.name)
     rates = mixtures.resolve_rates(args.name)
     if list(rates) == [args.name]:  # one task: its first examples as its seqio pipeline yields them
         view = registry.get_task(args.name)

@@ -3,7 +3,8 @@ evaluation data (paper section 2.3), over registered tasks; writes PREFIX.json a
 
 Train side: the raw `train` examples of every task the mixture samples (rate > 0). Eval side: the raw
 `--eval_splits` examples of every registered task the generalization split evaluates (any level). The checker is
-`optiml_jax.tasks.leakage` (hashed n-grams, vectorized look-ups)."""
+`optiml_jax.tasks.leakage` (hashed n-grams, vectorized look-ups); each flagged pair lists its evidence (eval example,
+closest train example, shared n-grams) in both files and its first example on the console."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ HELP = "13-gram leakage between a training mixture and a generalization split's 
 
 
 def add_arguments(parser) -> None:
-    from optiml_jax.tasks.leakage import NGRAM, TEMPLATE_SHARE, THRESHOLD
+    from optiml_jax.tasks.leakage import EVIDENCE_PER_PAIR, NGRAM, TEMPLATE_SHARE, THRESHOLD
 
     parser.add_argument("--train", required=True, help="registered mixture (or task) whose train splits are checked")
     parser.add_argument("--eval", required=True,
@@ -26,6 +27,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ngram", type=int, default=NGRAM)
     parser.add_argument("--threshold", type=float, default=THRESHOLD, help="flag pairs above this eval fraction")
     parser.add_argument("--max_examples", type=int, default=None, help="per task and split (default: all)")
+    parser.add_argument("--evidence_per_pair", type=int, default=EVIDENCE_PER_PAIR,
+                        help="flagged eval examples named per pair, each with its closest train example and the "
+                             "first shared n-grams (<= 0: all)")
     parser.add_argument("--template_share", type=float, default=TEMPLATE_SHARE,
                         help="n-grams in more than this share of one task's examples are its template, not overlap "
                              "(<= 0: count them)")
@@ -65,7 +69,10 @@ def run(args) -> int:
     from optiml_jax.tasks import leakage
     from optiml_jax.tasks import mixtures, registry
 
+    from optiml_jax.cli.tasks.run_settings import require_registered
+
     cap = args.max_examples
+    require_registered(args.train)
     rates = mixtures.resolve_rates(args.train)
     train = {}
     for name, rate in sorted(rates.items()):
@@ -90,7 +97,8 @@ def run(args) -> int:
         raise SystemExit(f"error: split {split.name!r} has no registered evaluation task with a "
                          f"{'/'.join(wanted)} split")
     report = leakage.find_leaks(train, evals, n=args.ngram, threshold=args.threshold,
-                                template_share=args.template_share if args.template_share > 0 else None)
+                                template_share=args.template_share if args.template_share > 0 else None,
+                                evidence_per_pair=args.evidence_per_pair if args.evidence_per_pair > 0 else None)
     report.update(train_mixture=args.train, eval_split=split.name, eval_splits=wanted, eval_levels=levels,
                   eval_tasks_without_eval_split=no_data)
     import pathlib
@@ -104,6 +112,8 @@ def run(args) -> int:
     for p in report["pairs"]:
         print(f"LEAK {p['train']} -> {p['eval']} ({levels[p['eval']]}): {p['overlap_fraction']:.1%} "
               f"({p['overlapping_examples']}/{p['eval_examples']})")
+        for e in p["evidence"][:1]:
+            print(f"  e.g. eval {e['eval_id']} ~ train {e['train_id']}: {e['shared_ngrams'][0]!r}")
     print(f"{len(report['pairs'])} flagged pairs: {len(train)} train tasks of {args.train!r} x {len(evals)} "
           f"evaluation tasks of split {split.name!r}; wrote {jp} and {mp}")
     if no_data:

@@ -1,4 +1,5 @@
-"""`report NAME`: a mixture's effective rates (per collection and task), packing efficiency, truncations."""
+"""`report NAME`: a mixture's effective rates (per collection and task), packing efficiency, truncations; over the
+row length, batch size and seed of the gin configuration when one is given (`run_settings`)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,26 @@ HELP = "mixture report: effective rates per collection/task, packing efficiency 
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("name", help="task or mixture name")
-    parser.add_argument("--length", type=int, default=2048)
-    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("name", nargs="?", default=None,
+                        help="task or mixture name (default: the gin configuration's MIXTURE_OR_TASK_NAME)")
+    parser.add_argument("--length", type=int, default=None,
+                        help="packed row length (default: the sum of the configuration's TASK_FEATURE_LENGTHS, "
+                             "else 2048); must agree with TASK_FEATURE_LENGTHS when a --gin_file sets it")
+    parser.add_argument("--batch_size", type=int, default=None,
+                        help="global batch in rows (default: the configuration's BATCH_SIZE, else 8)")
     parser.add_argument("--steps", type=int, default=4, help="batches to pack for the efficiency estimate")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None, help="stream seed (default: the configuration's SEED, else 0)")
     parser.add_argument("--split", default="train")
 
 
 def run(args) -> int:
     from optiml_jax.data.stream import TrainStream
+    from optiml_jax.cli.tasks import run_settings
+    from optiml_jax.data.stream import sequence_length
     from optiml_jax.tasks import mixtures, registry
 
+    run_settings.resolve(args, getattr(args, "gin_bindings", ()), ("length", "batch_size", "seed"))
+    run_settings.require_registered(args.name)
     report = mixtures.recipe_rates(args.name)
     if report is not None:
         print("\n".join(report.report_lines()))
@@ -49,6 +58,7 @@ def run(args) -> int:
               "instance-level layout, loss on 'targets' only); attach metadata with "
               "optiml_jax.tasks.registry.register_task_metadata")
     print("\neffective rate per collection: " + ", ".join(f"{c}={r:.4f}" for c, r in sorted(by_coll.items())))
-    print(f"packing efficiency (non-pad / all) over {args.steps} x {stream.rows} x {args.length}: {nonpad / tokens:.4f}")
+    print(f"packing efficiency (non-pad / all) over {args.steps} x {stream.rows} x {sequence_length(args.length)}: "
+          f"{nonpad / tokens:.4f}")
     print(f"examples packed: {examples}; truncated (left): {truncated}; drawn but not placed: {unplaced}")
     return 0

@@ -1,8 +1,9 @@
 """The mini-benchmark's task list, its generalization split, and deterministic split generation.
 
 `TASKS` pairs a collection style with a task family: 60+ tasks, 8 instruction collections (+ pre-training
-text and dialogue), 14 categories. Splits are generated from a per-task seed: a pool of distinct items is
-drawn and cut into test / validation / train, so held-out instances never share an item with training.
+text and dialogue), 14 categories. Splits are generated from a per-task seed: a pool of distinct items (distinct
+records; for chats, distinct pairs of speakers) with distinct normalized inputs (`instance_splits`) is drawn and cut
+into test / validation / train, so held-out instances never share an item or an input with training.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ from __future__ import annotations
 import functools
 import random
 import zlib
+from typing import Callable, Hashable, TypeVar
 
+from optiml_jax.tasks.instance_splits import normalize_text, normalized_input
 from optiml_jax.tasks.metadata import GeneralizationSplit, TaskInfo
 from optiml_jax.tasks.mini_bench import world as W
 from optiml_jax.tasks.mini_bench.families import FAMILIES
 from optiml_jax.tasks.mini_bench.styles import STYLE_INSTRUCTION_TYPES, render
 
+T = TypeVar("T")
 PREFIX = "mini_bench_"
 SPLITS = ("train", "validation", "test")
 EVAL_EXAMPLES = 50  # per eval split, fewer when a family's item space is small
@@ -79,22 +83,40 @@ def _seed(name: str) -> int:
     return zlib.crc32(name.encode("utf-8"))
 
 
-def _world_text(rng: random.Random, w: W.World) -> dict:
+def _world_text(rng: random.Random, w: W.World) -> tuple[str, dict]:
     people = rng.sample(w.people, rng.randint(2, 4))
     sents = []
     for p in people:
         sents.append(f"{p.name} lives in {p.town}. {p.name} has a {p.pet} and likes the colour {p.color}.")
         if rng.random() < 0.5:
             sents.append(f"{p.name} is {p.age} years old.")
-    return {"instruction": "", "input": "", "target": " ".join(sents), "references": [], "options": []}
+    text = " ".join(sents)
+    return normalize_text(text), {"instruction": "", "input": "", "target": text, "references": [], "options": []}
 
 
-def _dialogue(rng: random.Random, w: W.World) -> dict:
+def _dialogue(rng: random.Random, w: W.World) -> tuple[tuple[str, str], dict]:
     a, b = rng.sample(w.people, 2)
     turns = [f"{a.name}: Hi {b.name}, how is life in {b.town}?", f"{b.name}: Good! My {b.pet} is well.",
              f"{a.name}: What is your favourite colour?", f"{b.name}: I like {b.color}."]
-    return {"instruction": "", "input": "", "target": "\n".join(turns[: rng.randint(2, 4)]), "references": [],
-            "options": []}
+    # keyed by the pair: a shorter chat of the same two people is a prefix of the longer one, not a new instance
+    return (a.name, b.name), {"instruction": "", "input": "", "target": "\n".join(turns[: rng.randint(2, 4)]),
+                              "references": [], "options": []}
+
+
+def _distinct(draw: Callable[[], tuple[Hashable, T]], want: int) -> list[tuple[Hashable, T]]:
+    """Up to `want` draws with distinct keys: a repeated key is drawn again (500 repeats in a row: the task's item
+    space is exhausted, and the pool is what was found)."""
+    seen: set = set()
+    out, misses = [], 0
+    while len(out) < want and misses < 500:
+        key, value = draw()
+        if key in seen:
+            misses += 1
+            continue
+        seen.add(key)
+        out.append((key, value))
+        misses = 0
+    return out
 
 
 @functools.lru_cache(maxsize=None)
@@ -105,23 +127,24 @@ def generate_task(name: str) -> dict[str, tuple[dict, ...]]:
     info, w = TASKS_BY_NAME[name], W.build_world()
     rng = random.Random(_seed(name))
     want_train = _TRAIN_SIZES[_seed(name + "/size") % len(_TRAIN_SIZES)]
+    want = want_train + 2 * EVAL_EXAMPLES
     if info.collection in ("pretraining", "dialogue"):
         make = _world_text if info.collection == "pretraining" else _dialogue
-        pool = [make(rng, w) for _ in range(want_train + 2 * EVAL_EXAMPLES)]
+        pool = [ex for _, ex in _distinct(lambda: make(rng, w), want)]
     else:
         family = FAMILIES[info.source_dataset.split("/")[1]]
-        seen: set[tuple] = set()
-        items, misses = [], 0
-        while len(items) < want_train + 2 * EVAL_EXAMPLES and misses < 500:  # 500 repeats in a row: space exhausted
+        def draw():
             item = family.sample(rng, w)
-            key = (item.x, item.answer, item.options)
-            if key in seen:
-                misses += 1
-                continue
-            seen.add(key)
-            items.append(item)
-            misses = 0
-        pool = [render(info.collection, family, it, rng) for it in items]
+            return (item.x, item.answer, item.options), item
+
+        items = [it for _, it in _distinct(draw, want)]
+        # items are rendered after all are drawn (the rng order the shipped vocabulary was trained on); two distinct
+        # items that rendered to one normalized input would be one instance, so a later one is left out
+        pool, inputs = [], set()
+        for ex in (render(info.collection, family, it, rng) for it in items):
+            if normalized_input(ex) not in inputs:
+                inputs.add(normalized_input(ex))
+                pool.append(ex)
     n_eval = min(EVAL_EXAMPLES, len(pool) // 5)
     cut = {"test": pool[:n_eval], "validation": pool[n_eval:2 * n_eval], "train": pool[2 * n_eval:]}
     return {s: tuple(dict(ex, id=f"{name}-{s}-{i}") for i, ex in enumerate(cut[s])) for s in SPLITS}

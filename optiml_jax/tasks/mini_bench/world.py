@@ -67,6 +67,9 @@ def make_word(rng: random.Random, syllables: int) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Person:
+    """One person of the world. No two people share (town, pet, age): two table rows that differ only in the name
+    would make near-copies of one instance (a table-to-text row in training and its twin held out)."""
+
     name: str
     town: str
     pet: str
@@ -94,8 +97,12 @@ def build_world(seed: int = 20221222, num_people: int = 150, num_towns: int = 12
         w = make_word(rng, rng.choice((2, 2, 3))).capitalize()
         if w not in names and w not in towns:
             names.append(w)
-    people = tuple(
-        Person(name=n, town=rng.choice(towns), pet=rng.choice(ANIMALS), color=rng.choice(COLORS), age=rng.randint(8, 80))
-        for n in names
-    )
-    return World(people=people, towns=tuple(towns))
+    people, rows = [], set()
+    for n in names:
+        p = Person(name=n, town=rng.choice(towns), pet=rng.choice(ANIMALS), color=rng.choice(COLORS),
+                   age=rng.randint(8, 80))
+        while (p.town, p.pet, p.age) in rows:  # the row without its name is unique (see `Person`)
+            p = dataclasses.replace(p, age=8 + (p.age - 8 + 1) % 73)
+        rows.add((p.town, p.pet, p.age))
+        people.append(p)
+    return World(people=tuple(people), towns=tuple(towns))
