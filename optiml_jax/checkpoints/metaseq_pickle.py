@@ -128,6 +128,17 @@ def safe_torch_load(path: str | os.PathLike, *, trust_pickle: bool = False, mmap
         raise UnreadableCheckpointError(f"{path}: not a torch checkpoint torch can read ({first[:200]})") from e
 
 
+def refusal_reason(e: BaseException) -> str:
+    """What torch's weights-only unpickler refused, in a few words (the type it names, else its last line)."""
+    message = str(e)
+    found = _GLOBAL_RE.search(message)
+    if found:
+        return f"it needs the type {found.group(1)}"
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    useful = [ln for ln in lines if "Can only" in ln or "unrecognized" in ln or "Unsupported" in ln]
+    return (useful or lines or [type(e).__name__])[-1][:200]
+
+
 def plain(value: Any) -> Any:
     """Plain Python data from what `safe_torch_load` returned: omegaconf stand-ins -> dict / list / value,
     Namespace -> dict, OrderedDict -> dict (tensors are left as they are)."""
