@@ -97,6 +97,32 @@ def tiny_run(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def tiny_metaseq(tiny_run, tmp_path_factory):
+    """tiny_run's model as a 2-part metaseq checkpoint named like the OPT-IML 30B release."""
+    from safetensors.torch import load_file
+
+    from optiml_jax.checkpoints import load_hf_opt
+    from optiml_jax.testing.metaseq_files import write_metaseq_checkpoint
+
+    out = tmp_path_factory.mktemp("readme_metaseq")
+    config, _ = load_hf_opt(tiny_run)
+    write_metaseq_checkpoint(load_file(tiny_run / "model.safetensors"), config, out, num_parts=2,
+                             name="checkpoint_1_4000")
+    return out
+
+
+def _tiny_paths(arg: str, tiny_run, tiny_metaseq, tmp_path) -> str:
+    """The README's /models/... paths -> tiny checkpoints and fresh output dirs (longest first)."""
+    from optiml_jax.tasks.mini_bench.registration import TOKENIZER_DIR
+
+    for old, new in (("/models/opt-1.3b-orbax", tmp_path / "orbax"), ("/models/opt-1.3b", tiny_run),
+                     ("/models/opt-iml-30b-orbax", tmp_path / "ms_orbax"), ("/models/opt-iml-30b-hf", tmp_path / "ms_hf"),
+                     ("/models/opt-iml-30b", tiny_metaseq), ("/models/opt_tokenizer", TOKENIZER_DIR)):
+        arg = arg.replace(old, str(new))
+    return arg
+
+
 def test_the_readme_has_the_commands_this_test_knows():
     cmds = readme_commands()
     modules = {c[0] for c in cmds}
@@ -143,7 +169,8 @@ def _config_check(argv: list[str], tmp_path) -> None:
         raise AssertionError(f"README command not covered by this test: {' '.join(argv)}")
 
 
-def test_every_readme_command_runs_or_passes_its_configuration_check(tiny_run, tmp_path, capsys, monkeypatch):
+def test_every_readme_command_runs_or_passes_its_configuration_check(tiny_run, tiny_metaseq, tmp_path, capsys,
+                                                                    monkeypatch):
     from optiml_jax.cli import convert, infer
     from optiml_jax.cli.tasks import main as tasks_main
 
@@ -163,10 +190,9 @@ def test_every_readme_command_runs_or_passes_its_configuration_check(tiny_run, t
             assert infer.main(args + ["--gin.MAX_NEW_TOKENS=3"]) == 0, line
             ran.append(line)
         elif module == "optiml_jax.convert":
-            args = [a.replace("/models/opt-1.3b-orbax", str(tmp_path / "orbax")).replace("/models/opt-1.3b",
-                                                                                         str(tiny_run)) for a in args]
+            args = [_tiny_paths(a, tiny_run, tiny_metaseq, tmp_path) for a in args]
             assert convert.main(args) == 0, line
-            assert (tmp_path / "orbax").is_dir()
+            assert pathlib.Path(args[args.index("--out_dir") + 1]).is_dir(), line
             ran.append(line)
         else:
             _config_check(argv, tmp_path)
