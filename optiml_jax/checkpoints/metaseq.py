@@ -214,7 +214,7 @@ class MetaseqCheckpoint:
                                                         f"parts were found ({self.files[0].name}, ...)")
         keys0 = set(self.models[0])
         for i in range(1, self.n):
-            if plain(self.states[i].get("cfg")) != plain(self.states[0].get("cfg")):
+            if _run_cfg(self.states[i]) != _run_cfg(self.states[0]):
                 raise MetaseqCheckpointError(self.files[i], f"its cfg differs from part 0's ({self.files[0].name}): "
                                                             "parts of different checkpoints mixed")
             if updates(self.states[i]) != updates(self.states[0]):
@@ -359,6 +359,12 @@ def _load_file(f: pathlib.Path, trust_pickle: bool) -> tuple[dict, bool]:
         raise MetaseqCheckpointError(f, f"not a metaseq OPT checkpoint: its 'model' has no decoder.* tensors "
                                         f"({sorted(state['model'])[:3]})")
     return state, mapped
+
+
+def _run_cfg(state: dict) -> Any:
+    """The cfg without its `distributed_training` section: each model-parallel rank saves its own rank there."""
+    cfg = plain(state.get("cfg"))
+    return {k: v for k, v in cfg.items() if k != "distributed_training"} if isinstance(cfg, dict) else cfg
 
 
 def _model_section(cfg: dict, args: Any) -> dict:

@@ -117,7 +117,8 @@ def safe_torch_load(path: str | os.PathLike, *, trust_pickle: bool = False, mmap
         what = f"the type {found.group(1)}" if found else refusal[:200]
         raise UnsafePickleError(
             f"{path}: refused to unpickle: it needs {what}, which is not on the allow-list ({ALLOWED_DESCRIPTION}); "
-            "if you trust this file, pass --trust_pickle (full pickle: runs code the file names)") from e
+            "if you trust this file, convert it with `python -m optiml_jax.convert metaseq-to-orbax --trust_pickle` "
+            "(full pickle: runs code the file names)") from e
     except ModuleNotFoundError as e:  # only with trust_pickle: the file names a module this environment lacks
         raise UnsafePickleError(f"{path}: --trust_pickle needs the module {e.name!r} this file pickles, which is "
                                 "not installed (without --trust_pickle omegaconf configs are read as plain data)") from e

@@ -186,6 +186,19 @@ def test_a_missing_part_is_named(four_parts):
 
 def test_parts_of_different_checkpoints_are_refused(four_parts, tmp_path):
     config, model, files = four_parts
+    for i, f in enumerate(files):  # each rank saves its own rank in cfg.distributed_training: still one checkpoint
+        state = torch.load(f, weights_only=False)
+        state["cfg"]["distributed_training"] = {"distributed_rank": i, "distributed_world_size": 4}
+        torch.save(state, f)
+    load_metaseq(files[0])
+    state = torch.load(files[3], weights_only=False)
+    state["cfg"]["task"] = {"_name": "another_task"}
+    torch.save(state, tmp_path / "p3.pt")
+    shutil.copy(files[3], tmp_path / "p3_good.pt")
+    shutil.copy(tmp_path / "p3.pt", files[3])
+    with pytest.raises(MetaseqCheckpointError, match=r"part-3\.pt: its cfg differs from part 0's"):
+        load_metaseq(files[0])
+    shutil.copy(tmp_path / "p3_good.pt", files[3])
     other = fp16_model(config, seed=77)
     later = write_metaseq_checkpoint(model.state_dict(), config, tmp_path / "later", num_parts=4, num_updates=5000)
     shutil.copy(later[2], files[2])
@@ -257,7 +270,7 @@ def test_types_outside_the_allow_list_are_refused_unless_trusted(tmp_path):
     state["extra_state"]["hook"] = _Marker(str(marker))
     torch.save(state, f)
     with pytest.raises(UnsafePickleError, match=r"checkpoint_last.pt: refused to unpickle: it needs the type "
-                                                r"(posix|os).system.*--trust_pickle"):
+                                                r"(posix|os).system.*metaseq-to-orbax --trust_pickle"):
         load_metaseq(f)
     assert not marker.exists()
     from optiml_jax.cli import convert
