@@ -36,6 +36,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import pickle
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -251,9 +252,15 @@ class _CheckpointFiles:
             self._torch_cache = None
             path = self.directory / filename
             try:
-                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError:  # legacy (non-zip) serialisation cannot be memory-mapped
-                state = torch.load(path, map_location="cpu", weights_only=True)
+                try:
+                    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                except RuntimeError:  # legacy (non-zip) serialisation cannot be memory-mapped
+                    state = torch.load(path, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError as e:  # a user's file, not a bug: exit 2 naming it and why
+                from optiml_jax.checkpoints.metaseq_pickle import UnsafePickleError, refusal_reason
+
+                raise UnsafePickleError(f"{path}: torch refused to unpickle this checkpoint ({refusal_reason(e)}); "
+                                        "a .bin checkpoint is read with weights_only=True (tensors only)") from e
             self._torch_cache = (filename, state)
         return self._torch_cache[1]
 

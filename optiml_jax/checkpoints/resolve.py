@@ -5,7 +5,10 @@ lm-eval's `checkpoint=`):
 * a training run of ours: MODEL_DIR (latest finalized step, or `step=`) or one step dir `MODEL_DIR/checkpoints/<step>`;
   only the parameters are restored (no optimizer state), with the architecture from `model_config.json`;
 * a parameter checkpoint of the converter: `O/config.json` + `O/params/` (Orbax);
-* a Hugging Face OPT directory (config.json + safetensors or .bin weights).
+* a Hugging Face OPT directory (config.json + safetensors or .bin weights);
+* a metaseq checkpoint: a consolidated `.pt` file or a model-parallel set `<name>-model_part-{0..N-1}.pt` (a part's
+  file or the directory holding them), merged while it is read and unpickled with an allow-list only
+  (checkpoints/metaseq.py; `convert metaseq-to-orbax --trust_pickle` for a file that needs more).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from optiml_jax.models import OPTConfig
 from optiml_jax.models.family import config_from_dict
 
 MODEL_CONFIG_FILE = "model_config.json"  # written by optiml_jax.training.train_loop into MODEL_DIR
-KINDS = ("training_run", "orbax_params", "hugging_face")
+KINDS = ("training_run", "orbax_params", "hugging_face", "metaseq")
 
 
 class CheckpointPathError(ValueError):
@@ -46,6 +49,10 @@ class CheckpointRef:
 
     def saved_config(self) -> OPTConfig | None:
         """The architecture the checkpoint was written with, when it records one (reads JSON only, no weights)."""
+        if self.kind == "metaseq":
+            from optiml_jax.checkpoints.metaseq import metaseq_config
+
+            return metaseq_config(self.path)
         if self.kind == "training_run":
             f = self.run_dir / MODEL_CONFIG_FILE
             return config_from_dict(json.loads(f.read_text())) if f.is_file() else None
@@ -61,6 +68,7 @@ class CheckpointRef:
 
 def resolve(path: str | os.PathLike, step: int | None = None) -> CheckpointRef:
     """Classify `path`; `step` picks a step of a training run (an error for other kinds)."""
+    from optiml_jax.checkpoints.metaseq import looks_like_metaseq
     from optiml_jax.checkpoints.orbax_params import is_orbax_dir
 
     p = pathlib.Path(path)
@@ -76,10 +84,13 @@ def resolve(path: str | os.PathLike, step: int | None = None) -> CheckpointRef:
         ref = CheckpointRef("orbax_params", p)
     elif (p / "config.json").is_file():
         ref = CheckpointRef("hugging_face", p)
+    elif looks_like_metaseq(p):
+        ref = CheckpointRef("metaseq", p)
     else:
         raise CheckpointPathError(f"{p}: not a checkpoint: expected a training MODEL_DIR (with {CHECKPOINT_SUBDIR}/), "
                               "a step dir MODEL_DIR/checkpoints/<step>, a converter Orbax dir (config.json + "
-                              "params/) or a Hugging Face OPT dir (config.json + weights)")
+                              "params/), a Hugging Face OPT dir (config.json + weights) or a metaseq .pt checkpoint "
+                              "(file, or dir of *-model_part-<i>.pt)")
     if step is not None and ref.kind != "training_run":
         raise CheckpointPathError(f"{p} is a {ref.kind.replace('_', ' ')} checkpoint with no steps; --step applies to "
                               "training runs only")
@@ -133,6 +144,10 @@ def load_checkpoint(path: str | os.PathLike, step: int | None = None, *,
             params = to_layout(params, scanned)
             config = config.replace(scan_layers=scanned)
         return config, params
+    if ref.kind == "metaseq":
+        from optiml_jax.checkpoints.metaseq import load_metaseq
+
+        return load_metaseq(ref.path, scanned=bool(scanned))
     return load_params(ref.path, scanned=bool(scanned))
 
 

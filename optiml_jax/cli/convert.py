@@ -1,4 +1,11 @@
-"""`python -m optiml_jax.convert {hf-to-orbax,orbax-to-hf}`: convert OPT and Llama-family checkpoints from the shell.
+"""`python -m optiml_jax.convert {hf-to-orbax,orbax-to-hf,metaseq-to-orbax,metaseq-to-hf}`: convert OPT and
+Llama-family checkpoints from the shell.
+
+`metaseq-to-orbax` / `metaseq-to-hf --metaseq_path` take a metaseq checkpoint (how OPT and OPT-IML were released): a
+consolidated .pt file, or a model-parallel set `<name>-model_part-{0..N-1}.pt` (any part's file or its directory),
+merged as metaseq does (optiml_jax/checkpoints/metaseq.py). Files are unpickled with an allow-list only;
+`--trust_pickle` lifts it for a file you trust. `--tokenizer_dir` (the OPT tokenizer: vocab.json + merges.txt) is
+copied beside the weights, where eval and infer find it.
 
 `orbax-to-hf --orbax_dir` takes anything the checkpoint resolver accepts (optiml_jax.checkpoints.resolve): a
 training MODEL_DIR (latest step, or `--step N`), one of its step dirs, or a converter Orbax dir.
@@ -74,7 +81,20 @@ def _main(argv: list[str] | None) -> int:
     to_hf.add_argument("--step", type=int, default=None, help="training runs: the step to export (default: latest)")
     to_hf.add_argument("--out_dir", required=True, help="Hugging Face directory to create")
     to_hf.add_argument("--max_shard_size", default=None, help="e.g. 2GB; default: one file up to 5 GB")
-    for p in (to_orbax, to_hf):
+    from_metaseq = {}
+    for name, what in (("metaseq-to-orbax", "Orbax params checkpoint"), ("metaseq-to-hf", "Hugging Face directory")):
+        m = from_metaseq[name] = sub.add_parser(name, help=f"metaseq OPT checkpoint (consolidated or model-parallel "
+                                                            f"parts) -> {what}")
+        m.add_argument("--metaseq_path", required=True,
+                       help="a consolidated .pt, one part's <name>-model_part-<i>.pt, or the directory holding them")
+        m.add_argument("--tokenizer_dir", required=True, help="the OPT tokenizer (vocab.json + merges.txt), copied "
+                                                              "into --out_dir")
+        m.add_argument("--out_dir", required=True, help=f"{what} to create")
+        m.add_argument("--trust_pickle", action="store_true",
+                       help="unpickle types outside the allow-list (runs code the file names: trusted files only)")
+    from_metaseq["metaseq-to-hf"].add_argument("--max_shard_size", default=None,
+                                               help="e.g. 2GB; default 5GB (shards are written as they fill)")
+    for p in (to_orbax, to_hf, *from_metaseq.values()):
         errors.with_exit_codes(p)
         p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out_dir")
         errors.add_verbose_argument(p)
@@ -83,12 +103,42 @@ def _main(argv: list[str] | None) -> int:
         out = check_out_dir(args.out_dir, args.overwrite, args.hf_dir)
         config, params = load_hf(args.hf_dir)
         _replace(out, lambda d: save_orbax(config, params, d))
+    elif args.command.startswith("metaseq-to-"):
+        config = _convert_metaseq(args)
+        out = pathlib.Path(args.out_dir).absolute()
     else:
         out = check_out_dir(args.out_dir, args.overwrite, args.orbax_dir)
         config, params = load_checkpoint(args.orbax_dir, args.step, scanned=False)
         _replace(out, lambda d: save_hf(config, params, d, max_shard_size=args.max_shard_size))
     print(f"wrote {out} ({config.num_layers} layers, hidden {config.hidden_size}, {config.num_params():,} params)")
     return 0
+
+
+def _convert_metaseq(args):
+    """metaseq-to-orbax / metaseq-to-hf: checks the tokenizer against the checkpoint's shapes before any weight is
+    read; -to-hf streams tensors into shards, -to-orbax holds the float32 params once (as the trainer will)."""
+    from optiml_jax.checkpoints.metaseq import find_metaseq_files, load_metaseq, metaseq_config
+    from optiml_jax.checkpoints.metaseq_export import check_tokenizer_dir, copy_tokenizer, metaseq_to_hf
+    from optiml_jax.checkpoints.orbax_params import save_orbax
+
+    files = find_metaseq_files(args.metaseq_path)
+    out = check_out_dir(args.out_dir, args.overwrite, *map(str, files))
+    tokenizer = check_tokenizer_dir(args.tokenizer_dir, metaseq_config(args.metaseq_path, trust_pickle=args.trust_pickle))
+    result = {}
+
+    def write(d):
+        if args.command == "metaseq-to-hf":
+            result["config"] = metaseq_to_hf(args.metaseq_path, d, max_shard_size=args.max_shard_size,
+                                             trust_pickle=args.trust_pickle)
+        else:
+            config, params = load_metaseq(args.metaseq_path, trust_pickle=args.trust_pickle)
+            save_orbax(config, params, d)
+            result["config"] = config
+        copy_tokenizer(tokenizer, d)
+
+    _replace(out, write)
+    print(f"read {len(files)} metaseq file{'s' if len(files) > 1 else ''} ({files[0].name}{', ...' if len(files) > 1 else ''})")
+    return result["config"]
 
 
 def console_main() -> None:

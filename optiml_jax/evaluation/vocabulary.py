@@ -23,6 +23,12 @@ def resolve_tokenizer(tokenizer_path: str | None, checkpoint_path: str | None):
             return OPTVocabulary(c)
     if tokenizer_path:
         raise FileNotFoundError(f"TOKENIZER_PATH={tokenizer_path}: no vocab.json + merges.txt or tokenizer.json")
+    if checkpoint_path:
+        from optiml_jax.checkpoints.metaseq import looks_like_metaseq
+
+        if looks_like_metaseq(checkpoint_path):  # released OPT weights: the mini-benchmark's vocabulary would be wrong
+            raise FileNotFoundError(f"metaseq checkpoint {checkpoint_path} has no tokenizer beside it: set "
+                                    "TOKENIZER_PATH to the OPT tokenizer (vocab.json + merges.txt)")
     from optiml_jax.tasks.mini_bench.tokenizer import TOKENIZER_DIR
 
     log.info("no tokenizer next to the checkpoint: using the mini-benchmark tokenizer %s", TOKENIZER_DIR)

@@ -66,9 +66,8 @@ class TrainResult:
 
 def _load_initial_state(path, config, tx, partitioner) -> Any:
     """Fresh optimizer state around parameters from any checkpoint the resolver accepts
-    (one of our runs, a converter Orbax dir, a Hugging Face dir)."""
-    from optiml_jax.checkpoints.orbax_params import load_params
-    from optiml_jax.checkpoints.resolve import load_training_params, resolve
+    (one of our runs, a converter Orbax dir, a Hugging Face dir, a metaseq checkpoint)."""
+    from optiml_jax.checkpoints.resolve import load_checkpoint, load_training_params, resolve
 
     ref = resolve(path)
     if ref.kind == "training_run":
@@ -79,7 +78,7 @@ def _load_initial_state(path, config, tx, partitioner) -> Any:
         _, params, step = load_training_params(ref, target)
         log.info("initial parameters from training run %s step %d", ref.run_dir, step)
         return train_state.state_from_params(config, tx, partitioner, jax.device_get(params))
-    found, params = load_params(ref.path, scanned=config.scan_layers)
+    found, params = load_checkpoint(ref.path, scanned=config.scan_layers)  # Orbax, Hugging Face or metaseq
     check_same_architecture(config, found, str(path))
     log.info("initial parameters from %s (%s)", path, ref.kind)
     return train_state.state_from_params(config, tx, partitioner, params)
