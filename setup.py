@@ -91,6 +91,7 @@ setuptools.setup(
         "test": TEST,
         "gpu": ["jax[cuda12]>=0.10,<0.12"],
         "tpu": ["jax[tpu]>=0.10,<0.12"],
+        "gcs": ["google-cloud-storage"],  # Orbax lists and deletes gs:// checkpoint steps through it
     },
     cmdclass={"build_py": BuildPyWithPth},
     entry_points={"console_scripts": [

@@ -70,7 +70,7 @@ def _main(argv: list[str] | None) -> int:
     args, bindings = gin_setup.parse_command_line(p, argv)
     gin_setup.setup(args, bindings, default_files=["runs/eval.gin"])
     results = _REGISTERED["evaluate"]()  # EvalConfigError (nothing to evaluate, an unknown task, ...) -> exit 2
-    out = pathlib.Path(os.fspath(gin_query("EVAL_OUTPUT_DIR")))
+    out = user_path(gin_query("EVAL_OUTPUT_DIR"), "EVAL_OUTPUT_DIR")
     for key in sorted(k for k in results if k == "seqio" or k.startswith("seqio_")):
         for task, values in results[key].items():
             shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())

@@ -110,7 +110,7 @@ def completed_run_summary(model_dir, step: int) -> str:
 
     lines = [f"{model_dir} already holds the finished run (step {step}); nothing left to train. "
              "Raise --gin.TRAIN_STEPS to continue it, or choose a new --gin.MODEL_DIR."]
-    report = pathlib.Path(model_dir) / "eval" / f"step_{step}" / "report.md"
+    report = user_path(model_dir, "MODEL_DIR") / "eval" / f"step_{step}" / "report.md"
     if report.is_file():
         lines += ["", f"Final evaluation ({report}):", "", report.read_text()]
     return "\n".join(lines)

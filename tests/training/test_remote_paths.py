@@ -1,0 +1,167 @@
+"""Paths are URLs where users write URLs (issue 21): MODEL_DIR, outputs, data and tokenizer dirs go through
+`optiml_jax.paths`, so a URL reaches its filesystem intact and never becomes a local `scheme:` directory.
+
+The offline non-local filesystem is TensorFlow's `ram://` through tf.io.gfile (epath's gfile backend, the one it
+uses for gs:// here; `optiml_jax.testing.ram_filesystem`). Orbax cannot keep arrays there (its TensorStore layer
+takes local paths and gs:// only), so a training run with MODEL_DIR on ram:// is refused before any device work,
+and everything of ours that MODEL_DIR holds besides Orbax's checkpoints (run lock, storage probes, metrics JSONL
+and TensorBoard, config.gin, evaluation outputs) is written to and read back from ram:// here."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from optiml_jax.paths import PathSettingError, user_path
+from optiml_jax.testing.ram_filesystem import ram_tree, register_ram_filesystem
+from optiml_jax.training.train_loop import train
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _ram():
+    register_ram_filesystem()
+
+
+def _scheme_dirs(*roots: pathlib.Path) -> list[pathlib.Path]:
+    """Local files or directories whose name is a URL scheme pathlib folded (`gs:`, `ram:`, `nosuch:`)."""
+    out = []
+    for root in roots:
+        out += [p for p in root.rglob("*") if p.name.endswith(":")]
+    return out
+
+
+def _tmp_scheme_names() -> set[str]:
+    return {p.name for p in pathlib.Path("/tmp").iterdir() if p.name.endswith(":")}
+
+
+@pytest.mark.parametrize("url,reason", [
+    ("ram://remote_run/a", "Orbax .* keeps checkpoints on local paths and gs:// only"),
+    ("nosuch://bucket/run", "no filesystem for nosuch:// is available here"),
+    ("gs://optiml-no-such-bucket/run", "(Orbax reads and writes gs:// checkpoints through google-cloud-storage, which is not installed|cannot reach its filesystem)"),
+])
+def test_a_model_dir_url_orbax_cannot_use_stops_before_any_device_work(url, reason, train_kwargs, tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = _tmp_scheme_names()
+    made = []
+    with pytest.raises(PathSettingError, match=f"^MODEL_DIR = '{url}': {reason}") as e:
+        train(**{**train_kwargs, "model_dir": url, "partitioner": lambda: made.append(1)})
+    assert "\n" not in str(e.value)
+    assert made == []  # the partitioner (mesh, devices) was never built
+    assert _scheme_dirs(tmp_path) == [] and _tmp_scheme_names() == before
+
+
+def test_a_folded_url_is_refused_rather_than_made_a_local_directory(train_kwargs, tmp_path, monkeypatch):
+    """`pathlib.Path('gs://b/run')` is what users' Python code hands over; before the path layer the trainer
+    created ./gs:/b/run from it."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PathSettingError, match="write 'gs://b/run'"):
+        train(**{**train_kwargs, "model_dir": pathlib.Path("gs://b/run"), "partitioner": lambda: None})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_dir_pieces_live_on_the_remote_filesystem(tmp_path, monkeypatch):
+    from optiml_jax.cli.gin_setup import write_configs
+    from optiml_jax.training.errors import RunLockedError
+    from optiml_jax.training.metrics import MetricsLogger, read_scalar_events
+    from optiml_jax.training.run_dir import RunLock, check_storage
+
+    monkeypatch.chdir(tmp_path)
+    run = user_path("ram://pieces/run", "MODEL_DIR")
+    lock = RunLock(run)
+    lock.acquire()
+    try:
+        with pytest.raises(RunLockedError, match=r"MODEL_DIR ram://pieces/run is in use by another training run: pid "
+                                                 f"{os.getpid()}"):
+            RunLock(run).acquire()
+        assert check_storage(run, run / "checkpoints", checkpoint_bytes=1 << 20, keep=3) == []
+        logger = MetricsLogger(run, start_step=0, total_steps=4, progress=False)
+        for step in range(4):
+            logger.log(step, {"loss": 4.0 - step})
+        logger.log(3, {"loss": 9.0}, split="validation")
+        logger.close()
+        write_configs(run)
+        # a restart at step 2 cuts what was logged from step 2 on, on the remote files
+        MetricsLogger(run, start_step=2, total_steps=4, progress=False).close()
+        assert json.loads(lock.path.read_text())["pid"] == os.getpid()
+    finally:
+        lock.release()
+    files = ram_tree("ram://pieces/run")
+    assert "run.lock" not in files  # released
+    assert [json.loads(x)["step"] for x in files["metrics/train.jsonl"].decode().splitlines()] == [0, 1]
+    assert files["metrics/validation.jsonl"] == b""
+    assert read_scalar_events(run / "metrics" / "tensorboard" / "train") == [(0, "loss", 4.0), (1, "loss", 3.0)]
+    assert {"config.gin", "operative_config.gin"} <= set(files)
+    assert not any(k.startswith("checkpoints/.write_probe") or k.startswith(".write_probe") for k in files)
+    assert _scheme_dirs(tmp_path) == [] and list(tmp_path.iterdir()) == []
+
+
+def test_evaluation_outputs_and_baseline_on_the_remote_filesystem(tmp_path, monkeypatch):
+    from optiml_jax.evaluation.outputs import load_results, results_dict, write_all
+
+    monkeypatch.chdir(tmp_path)
+    records = [{"task": "t", "base_task": "t", "template": "default", "parent_task": "t", "category": "nli",
+                "level": "held_out_tasks", "collection": "niv2", "shots": 0, "metric": "accuracy", "score": 50.0}]
+    results = results_dict(records, step=3, shots=[0])
+    out = write_all("ram://evals/out", results, [{"id": "a", "prediction": "x"}])
+    files = ram_tree("ram://evals/out")
+    assert os.fspath(out) == "ram://evals/out"
+    assert {"results.json", "results_step3.json", "predictions_step3.jsonl", "report.md"} <= set(files)
+    assert load_results("ram://evals/out")["step"] == 3
+    assert json.loads(files["predictions_step3.jsonl"]) == {"id": "a", "prediction": "x"}
+    assert _scheme_dirs(tmp_path) == []
+
+
+def test_eval_output_dir_on_an_unknown_scheme_stops_before_weights_load(tmp_path):
+    from optiml_jax.evaluation.entry_points import evaluate
+
+    with pytest.raises(PathSettingError, match="^EVAL_OUTPUT_DIR = 'nosuch://b/eval': no filesystem for nosuch://"):
+        evaluate(str(tmp_path / "no_checkpoint_here"), "nosuch://b/eval")
+
+
+def test_readers_read_data_and_tokenizer_dirs_from_the_remote_filesystem(tmp_path):
+    import tensorflow as tf
+
+    from optiml_jax.sources.niv2_reader import read_niv2_tasks
+    from optiml_jax.tasks.mini_bench.tokenizer import TOKENIZER_DIR
+    from optiml_jax.testing.benchmark_files import write_niv2_task
+    from optiml_jax.vocabularies import OPTVocabulary
+
+    local = tmp_path / "niv2"
+    write_niv2_task(local, "task001_remote_test", n=5)
+    tf.io.gfile.makedirs("ram://data/niv2")
+    tf.io.gfile.makedirs("ram://data/tok")
+    for f in local.iterdir():
+        tf.io.gfile.copy(str(f), f"ram://data/niv2/{f.name}", overwrite=True)
+    for f in pathlib.Path(TOKENIZER_DIR).iterdir():
+        if f.is_file():
+            tf.io.gfile.copy(str(f), f"ram://data/tok/{f.name}", overwrite=True)
+    [remote] = list(read_niv2_tasks("ram://data/niv2"))
+    [here] = list(read_niv2_tasks(local))
+    assert os.fspath(remote.path) == "ram://data/niv2/task001_remote_test.json"
+    assert (remote.name, remote.definition, remote.instances) == (here.name, here.definition, here.instances)
+    vocab, ref = OPTVocabulary("ram://data/tok"), OPTVocabulary(TOKENIZER_DIR)
+    assert os.fspath(vocab.path) == "ram://data/tok"
+    text = "Reverse the word: cat"
+    assert vocab.encode(text) == ref.encode(text) and vocab.vocab_size == ref.vocab_size
+
+
+@pytest.mark.slow
+def test_train_cli_exits_2_naming_model_dir_for_an_unreachable_scheme(tmp_path):
+    """The command as a user runs it: one line, exit 2, nothing local, before the mesh is built."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1",
+               PYTHONPATH=str(REPO))
+    for url in ("nosuch://bucket/run", "gs://optiml-no-such-bucket/run"):
+        out = subprocess.run([sys.executable, "-m", "optiml_jax.train", "--gin_file=runs/smoke_synthetic.gin",
+                              f"--gin.MODEL_DIR={url}"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 2, out.stderr[-3000:]
+        errors = [x for x in out.stderr.splitlines() if x.startswith("error:")]
+        assert len(errors) == 1 and errors[0].startswith(f"error: MODEL_DIR = '{url}': "), out.stderr[-2000:]
+        assert "Traceback" not in out.stderr and "mesh" not in out.stderr
+        assert list(tmp_path.iterdir()) == []
