@@ -9,7 +9,7 @@ This is the lowest layer (no TensorFlow import at load; epath imports its gfile 
 """
 
 from optiml_jax.paths.user_paths import (PathSettingError, check_reachable, folded_url, is_url, local_only,
-                                         open_file, open_text, supported_schemes, user_path)
+                                         open_file, open_text, reachable_user_path, supported_schemes, user_path)
 
 __all__ = ["PathSettingError", "check_reachable", "folded_url", "is_url", "local_only", "open_file", "open_text",
-           "supported_schemes", "user_path"]
+           "reachable_user_path", "supported_schemes", "user_path"]

@@ -90,6 +90,11 @@ def check_reachable(path: epath.Path, setting: str) -> epath.Path:
     return path
 
 
+def reachable_user_path(value: str | os.PathLike | None, setting: str) -> epath.Path | None:
+    """`check_reachable(user_path(value))`, None for None: an optional setting checked before any device work."""
+    return None if value is None else check_reachable(user_path(value, setting), setting)
+
+
 def local_only(value: str | os.PathLike, setting: str, why: str) -> epath.Path:
     """`user_path(value)` that must be local (a reader that needs an OS file); `why` names what needs it."""
     path = user_path(value, setting)

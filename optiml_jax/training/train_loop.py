@@ -33,6 +33,7 @@ import jax
 import numpy as np
 
 from optiml_jax.models import LlamaConfig, ModelConfig, OPTConfig
+from optiml_jax.paths import reachable_user_path
 from optiml_jax.checkpoints import training_runs as checkpointing
 from optiml_jax.training import metrics as metrics_lib, train_state
 from optiml_jax.checkpoints.errors import StorageError
@@ -352,6 +353,7 @@ def train(
     """
     check_arguments(dict(locals()))
     model_dir = checkpointing.orbax_dir_path(model_dir, "MODEL_DIR")  # a URL stays a URL (optiml_jax.paths)
+    initial_checkpoint_path = reachable_user_path(initial_checkpoint_path, "INITIAL_CHECKPOINT_PATH")
     length = int(sum(task_feature_lengths.values()))
     part = partitioner() if callable(partitioner) and not isinstance(partitioner, Partitioner) else partitioner
     check_batch_splits(part, batch_size)

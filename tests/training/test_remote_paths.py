@@ -56,6 +56,13 @@ def test_a_model_dir_url_orbax_cannot_use_stops_before_any_device_work(url, reas
     assert _scheme_dirs(tmp_path) == [] and _tmp_scheme_names() == before
 
 
+def test_an_initial_checkpoint_url_is_checked_before_any_device_work(train_kwargs, tmp_path):
+    made = []
+    with pytest.raises(PathSettingError, match="^INITIAL_CHECKPOINT_PATH = 'nosuch://b/opt': no filesystem for"):
+        train(**{**train_kwargs, "initial_checkpoint_path": "nosuch://b/opt", "partitioner": lambda: made.append(1)})
+    assert made == [] and not pathlib.Path(train_kwargs["model_dir"]).exists()
+
+
 def test_a_folded_url_is_refused_rather_than_made_a_local_directory(train_kwargs, tmp_path, monkeypatch):
     """`pathlib.Path('gs://b/run')` is what users' Python code hands over; before the path layer the trainer
     created ./gs:/b/run from it."""
