@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import pathlib
 import sys
 
 def register_configurables() -> None:
@@ -70,6 +69,8 @@ def _main(argv: list[str] | None) -> int:
     args, bindings = gin_setup.parse_command_line(p, argv)
     gin_setup.setup(args, bindings, default_files=["runs/eval.gin"])
     results = _REGISTERED["evaluate"]()  # EvalConfigError (nothing to evaluate, an unknown task, ...) -> exit 2
+    from optiml_jax.paths import user_path
+
     out = user_path(gin_query("EVAL_OUTPUT_DIR"), "EVAL_OUTPUT_DIR")
     for key in sorted(k for k in results if k == "seqio" or k.startswith("seqio_")):
         for task, values in results[key].items():

@@ -106,7 +106,7 @@ def _main(argv: list[str] | None) -> int:
 
 def completed_run_summary(model_dir, step: int) -> str:
     """What rerunning a finished run prints: that it is complete, and its final evaluation table again."""
-    import pathlib
+    from optiml_jax.paths import user_path
 
     lines = [f"{model_dir} already holds the finished run (step {step}); nothing left to train. "
              "Raise --gin.TRAIN_STEPS to continue it, or choose a new --gin.MODEL_DIR."]

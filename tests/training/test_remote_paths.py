@@ -158,6 +158,35 @@ def test_readers_read_data_and_tokenizer_dirs_from_the_remote_filesystem(tmp_pat
     assert vocab.encode(text) == ref.encode(text) and vocab.vocab_size == ref.vocab_size
 
 
+def _copy_tree_to_ram(local: pathlib.Path, url: str) -> None:
+    import tensorflow as tf
+
+    for f in local.rglob("*"):
+        if f.is_file():
+            target = f"{url}/{f.relative_to(local)}"
+            tf.io.gfile.makedirs(target.rsplit("/", 1)[0])
+            tf.io.gfile.copy(str(f), target, overwrite=True)
+
+
+def test_template_and_local_dataset_readers_read_from_the_remote_filesystem(tmp_path):
+    from optiml_jax.sources.flan_reader import load_patterns
+    from optiml_jax.sources.local_datasets import find_split_file, iter_rows
+    from optiml_jax.sources.promptsource_templates import load_all_templates
+    from optiml_jax.testing.benchmark_files import write_flan, write_promptsource
+
+    write_promptsource(tmp_path / "ps", tmp_path / "psdata", "ag_news", "remote")
+    write_promptsource(tmp_path / "ps", tmp_path / "psdata", "super_glue/rte", "remote2")
+    write_flan(tmp_path / "flan" / "templates.json", tmp_path / "flandata")
+    _copy_tree_to_ram(tmp_path, "ram://templates")
+    here, remote = load_all_templates(tmp_path / "ps"), load_all_templates("ram://templates/ps")
+    assert sorted(remote) == sorted(here) == ["ag_news", "super_glue/rte"]
+    assert [t.jinja for t in remote["super_glue/rte"]] == [t.jinja for t in here["super_glue/rte"]]
+    assert load_patterns("ram://templates/flan/templates.json") == load_patterns(tmp_path / "flan" / "templates.json")
+    split = find_split_file("ram://templates/psdata/ag_news", "validation")
+    assert os.fspath(split) == "ram://templates/psdata/ag_news/validation.jsonl"
+    assert list(iter_rows(split)) == list(iter_rows(tmp_path / "psdata" / "ag_news" / "validation.jsonl"))
+
+
 @pytest.mark.slow
 def test_train_cli_exits_2_naming_model_dir_for_an_unreachable_scheme(tmp_path):
     """The command as a user runs it: one line, exit 2, nothing local, before the mesh is built."""
