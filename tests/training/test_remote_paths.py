@@ -1,11 +1,15 @@
 """Paths are URLs where users write URLs (issue 21): MODEL_DIR, outputs, data and tokenizer dirs go through
 `optiml_jax.paths`, so a URL reaches its filesystem intact and never becomes a local `scheme:` directory.
 
-The offline non-local filesystem is TensorFlow's `ram://` through tf.io.gfile (epath's gfile backend, the one it
-uses for gs:// here; `optiml_jax.testing.ram_filesystem`). Orbax cannot keep arrays there (its TensorStore layer
-takes local paths and gs:// only), so a training run with MODEL_DIR on ram:// is refused before any device work,
-and everything of ours that MODEL_DIR holds besides Orbax's checkpoints (run lock, storage probes, metrics JSONL
-and TensorBoard, config.gin, evaluation outputs) is written to and read back from ram:// here."""
+Two offline non-local filesystems:
+* `gs://` itself, served from memory by `optiml_jax.testing.fake_gcs` (TensorStore's GCS driver over HTTP for
+  Orbax's arrays, fsspec's `gcs` protocol for epath, Orbax's google-cloud-storage bucket query): a whole training
+  run writes its checkpoints there and resumes from there (slow set);
+* TensorFlow's `ram://` through tf.io.gfile (epath's gfile backend, the one it uses for gs:// when TensorFlow is
+  installed; `optiml_jax.testing.ram_filesystem`): everything of ours that MODEL_DIR holds besides Orbax's
+  checkpoints (run lock, storage probes, metrics JSONL and TensorBoard, config.gin), evaluation outputs, data,
+  template and tokenizer dirs are written to and read back from it. Orbax cannot keep arrays there (its
+  TensorStore layer takes local paths and gs:// only), so MODEL_DIR on ram:// is refused before any device work."""
 
 import json
 import os
@@ -201,3 +205,30 @@ def test_train_cli_exits_2_naming_model_dir_for_an_unreachable_scheme(tmp_path):
         assert len(errors) == 1 and errors[0].startswith(f"error: MODEL_DIR = '{url}': "), out.stderr[-2000:]
         assert "Traceback" not in out.stderr and "mesh" not in out.stderr
         assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow  # 36 s here: two train() calls (fresh and resumed) with Orbax saves over HTTP
+def test_a_training_run_on_gs_writes_its_checkpoints_there_and_resumes_from_there(train_kwargs, tmp_path,
+                                                                                  monkeypatch):
+    """A real gs:// run, offline: Orbax's arrays through TensorStore's GCS driver and everything else through
+    epath both reach `optiml_jax.testing.fake_gcs` (one in-memory bucket); nothing is written locally."""
+    from optiml_jax.testing.fake_gcs import fake_gcs
+
+    monkeypatch.chdir(tmp_path)
+    before = _tmp_scheme_names()
+    kwargs = {**train_kwargs, "model_dir": "gs://bucket/run", "checkpoint_period": 2, "keep_checkpoints": 2}
+    with fake_gcs(("bucket",)) as fs:
+        first = train(**{**kwargs, "train_steps": 4})
+        assert os.fspath(first.model_dir) == "gs://bucket/run" and first.final_step == 4
+        objects = set(fs.store)
+        assert {"/bucket/run/checkpoints/4/commit_success.txt", "/bucket/run/checkpoints/4/state/manifest.ocdbt",
+                "/bucket/run/model_config.json", "/bucket/run/metrics/train.jsonl"} <= objects
+        assert any(k.startswith("/bucket/run/checkpoints/4/state/ocdbt.process_0/d/") for k in objects)
+        assert "/bucket/run/run.lock" not in objects  # released
+        second = train(**{**kwargs, "train_steps": 6})
+        assert (second.start_step, second.final_step) == (4, 6)  # restored from the bucket's step 4
+        steps = sorted({int(k.split("/")[4]) for k in fs.store if k.startswith("/bucket/run/checkpoints/")})
+        assert steps == [4, 6]  # keep_checkpoints = 2: Orbax deleted step 2 on the bucket
+        log = [json.loads(x)["step"] for x in fs.cat_file("/bucket/run/metrics/train.jsonl").decode().splitlines()]
+        assert log == [0, 1, 2, 3, 4, 5]
+    assert list(tmp_path.iterdir()) == [] and _tmp_scheme_names() == before
