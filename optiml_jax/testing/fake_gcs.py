@@ -8,7 +8,7 @@ API), and everything else (Orbax's metadata and commit files, our run lock, metr
     `startOffset`/`endOffset`/`prefix`, delete), selected by TensorStore's own `TENSORSTORE_GCS_HTTP_URL` and
     `GOOGLE_AUTH_TOKEN_FOR_TESTING`;
   * the same store as fsspec's `gcs` protocol, which epath uses for gs:// when `EPATH_USE_TF=false` (TensorFlow's
-    GCS client has a fixed endpoint);
+    GCS client has a fixed endpoint; epath caches that choice, cleared on entry and exit);
   * `google.cloud.storage`, which Orbax imports only to ask whether a bucket has a hierarchical namespace: a
     client whose buckets answer no.
 Generations are content hashes (a rewrite with other bytes is a new generation). Nothing touches the network
@@ -195,12 +195,17 @@ def fake_gcs(buckets: tuple[str, ...] = ("bucket",)) -> Iterator[FakeGCSFileSyst
            "GOOGLE_AUTH_TOKEN_FOR_TESTING": "fake-gcs", "EPATH_USE_TF": "false"}
     saved_env = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    from etils.epath import gpath
+
+    gpath._is_tf_installed.cache_clear()  # noqa: SLF001 (epath caches its EPATH_USE_TF decision)
     saved_module = sys.modules.get("google.cloud.storage")
     sys.modules["google.cloud.storage"] = _fake_storage_module()
     import google.cloud
 
     saved_attr = getattr(google.cloud, "storage", None)
     google.cloud.storage = sys.modules["google.cloud.storage"]
+    registry = sys.modules["fsspec.registry"]  # the module (the package's `fsspec.registry` is a read-only view)
+    saved_protocols = {p: registry._registry.get(p) for p in ("gs", "gcs")}  # noqa: SLF001
     for proto in ("gs", "gcs"):
         register_implementation(proto, FakeGCSFileSystem, clobber=True)
     try:
@@ -211,6 +216,7 @@ def fake_gcs(buckets: tuple[str, ...] = ("bucket",)) -> Iterator[FakeGCSFileSyst
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        gpath._is_tf_installed.cache_clear()  # noqa: SLF001
         if saved_module is None:
             sys.modules.pop("google.cloud.storage", None)
         else:
@@ -218,3 +224,10 @@ def fake_gcs(buckets: tuple[str, ...] = ("bucket",)) -> Iterator[FakeGCSFileSyst
         google.cloud.storage = saved_attr
         if saved_attr is None:
             del google.cloud.storage
+        for proto, cls in saved_protocols.items():
+            registry._registry.pop(proto, None)  # noqa: SLF001
+            if cls is not None:
+                registry._registry[proto] = cls  # noqa: SLF001
+        from orbax.checkpoint._src.path import gcs_utils
+
+        gcs_utils.get_bucket.cache_clear()  # it cached the fake buckets
