@@ -231,4 +231,14 @@ def test_a_training_run_on_gs_writes_its_checkpoints_there_and_resumes_from_ther
         assert steps == [4, 6]  # keep_checkpoints = 2: Orbax deleted step 2 on the bucket
         log = [json.loads(x)["step"] for x in fs.cat_file("/bucket/run/metrics/train.jsonl").decode().splitlines()]
         assert log == [0, 1, 2, 3, 4, 5]
+        # eval/infer's reader (CHECKPOINT_PATH) restores the bucket's latest step, verified against its checksums
+        import jax
+        import numpy as np
+
+        from optiml_jax.checkpoints.resolve import load_checkpoint, resolve
+
+        assert resolve("gs://bucket/run").kind == "training_run"
+        _, params = load_checkpoint("gs://bucket/run")
+        for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(second.state.params)):
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     assert list(tmp_path.iterdir()) == [] and _tmp_scheme_names() == before
