@@ -42,6 +42,7 @@ CORE = [
     "flax>=0.12,<0.13",
     "optax>=0.2.6,<0.3",
     "orbax-checkpoint>=0.12,<0.13",
+    "etils[epath]>=1.7",  # optiml_jax.paths: every user path (orbax-checkpoint needs it too)
     "numpy>=1.26",
     "safetensors>=0.4",
     "tokenizers>=0.21",
