@@ -42,6 +42,7 @@ CORE = [
     "flax>=0.12,<0.13",
     "optax>=0.2.6,<0.3",
     "orbax-checkpoint>=0.12,<0.13",
+    "etils[epath]>=1.7",  # optiml_jax.paths: every user path (orbax-checkpoint needs it too)
     "numpy>=1.26",
     "safetensors>=0.4",
     "tokenizers>=0.21",
@@ -91,6 +92,7 @@ setuptools.setup(
         "test": TEST,
         "gpu": ["jax[cuda12]>=0.10,<0.12"],
         "tpu": ["jax[tpu]>=0.10,<0.12"],
+        "gcs": ["google-cloud-storage"],  # Orbax lists and deletes gs:// checkpoint steps through it
     },
     cmdclass={"build_py": BuildPyWithPth},
     entry_points={"console_scripts": [

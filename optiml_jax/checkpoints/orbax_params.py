@@ -27,6 +27,7 @@ import numpy as np
 from optiml_jax.checkpoints.hf import HF_CONFIG, CheckpointError
 from optiml_jax.models.config import OPTConfig
 from optiml_jax.models.family import ModelConfig, config_from_dict, model_for
+from optiml_jax.paths import local_only, user_path
 
 CONFIG_FILE = "config.json"
 PARAMS_DIR = "params"
@@ -50,7 +51,7 @@ def save_orbax(config: ModelConfig, params: Any, directory: str | os.PathLike) -
 
     from optiml_jax.models import unstack_layers
 
-    directory = pathlib.Path(directory).absolute()
+    directory = user_path(directory, "--out_dir")
     directory.mkdir(parents=True, exist_ok=True)
     params = unstack_layers(nn.unbox(params))
     ckptr = ocp.StandardCheckpointer()
@@ -61,7 +62,7 @@ def save_orbax(config: ModelConfig, params: Any, directory: str | os.PathLike) -
 
 
 def is_orbax_dir(directory: str | os.PathLike) -> bool:
-    d = pathlib.Path(directory)
+    d = user_path(directory, "CHECKPOINT_PATH")
     return (d / PARAMS_DIR).is_dir() and (d / CONFIG_FILE).is_file()
 
 
@@ -71,7 +72,7 @@ def load_orbax(directory: str | os.PathLike, *, scanned: bool = False) -> tuple[
 
     from optiml_jax.models import to_layout
 
-    directory = pathlib.Path(directory).absolute()
+    directory = user_path(directory, "CHECKPOINT_PATH")
     if not is_orbax_dir(directory):
         raise CheckpointError(directory, [f"not an optiml_jax Orbax checkpoint: expected {CONFIG_FILE} and "
                                           f"{PARAMS_DIR}/ inside"])
@@ -90,10 +91,11 @@ def load_orbax(directory: str | os.PathLike, *, scanned: bool = False) -> tuple[
 def load_params(path: str | os.PathLike, *, scanned: bool = False) -> tuple[OPTConfig | ModelConfig, dict]:
     """(config, float32 numpy params) from an Orbax dir written by the converter CLI or an HF directory (OPT,
     Llama, Mistral or Qwen2, picked by config.json's model_type)."""
-    path = pathlib.Path(path)
+    path = user_path(path, "CHECKPOINT_PATH")
     if is_orbax_dir(path):
         return load_orbax(path, scanned=scanned)
     if (path / HF_CONFIG).is_file():
+        path = local_only(path, "CHECKPOINT_PATH", "the Hugging Face loader (safetensors / torch)")
         from optiml_jax.checkpoints.families import load_hf
 
         return load_hf(path, scanned=scanned)

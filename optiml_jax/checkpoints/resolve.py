@@ -22,6 +22,7 @@ from typing import Any
 from optiml_jax.checkpoints.training_runs import CHECKPOINT_SUBDIR
 from optiml_jax.models import OPTConfig
 from optiml_jax.models.family import config_from_dict
+from optiml_jax.paths import check_reachable, user_path
 
 MODEL_CONFIG_FILE = "model_config.json"  # written by optiml_jax.training.train_loop into MODEL_DIR
 KINDS = ("training_run", "orbax_params", "hugging_face", "metaseq")
@@ -66,14 +67,15 @@ class CheckpointRef:
         return config_from_hf_any(json.loads(f.read_text()), str(f))
 
 
-def resolve(path: str | os.PathLike, step: int | None = None) -> CheckpointRef:
-    """Classify `path`; `step` picks a step of a training run (an error for other kinds)."""
+def resolve(path: str | os.PathLike, step: int | None = None, *, setting: str = "CHECKPOINT_PATH") -> CheckpointRef:
+    """Classify `path` (local or a URL, `optiml_jax.paths`); `step` picks a step of a training run (an error for
+    other kinds); `setting` names the macro in errors (INITIAL_CHECKPOINT_PATH for the trainer)."""
     from optiml_jax.checkpoints.metaseq import looks_like_metaseq
     from optiml_jax.checkpoints.orbax_params import is_orbax_dir
 
-    p = pathlib.Path(path)
+    p = check_reachable(user_path(path, setting), setting)
     if not p.exists():
-        raise FileNotFoundError(f"checkpoint path (CHECKPOINT_PATH / INITIAL_CHECKPOINT_PATH) {p} does not exist")
+        raise FileNotFoundError(f"checkpoint path ({setting}) {p} does not exist")
     if (p / CHECKPOINT_SUBDIR).is_dir():
         ref = CheckpointRef("training_run", p, p, step)
     elif p.parent.name == CHECKPOINT_SUBDIR and p.name.isdigit():
@@ -102,7 +104,7 @@ def resolve(path: str | os.PathLike, step: int | None = None) -> CheckpointRef:
 
 
 def available_steps(run_dir: str | os.PathLike) -> list[int]:
-    d = pathlib.Path(run_dir) / CHECKPOINT_SUBDIR
+    d = user_path(run_dir, "CHECKPOINT_PATH") / CHECKPOINT_SUBDIR
     return sorted(int(x.name) for x in d.iterdir() if x.name.isdigit()) if d.is_dir() else []
 
 

@@ -14,6 +14,7 @@ checkpoint saved on one mesh restores onto any other (8 devices -> 1 or 4, FSDP 
 from __future__ import annotations
 
 import logging
+import os
 import pathlib
 import shutil
 import time
@@ -22,15 +23,47 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 from optiml_jax.checkpoints import integrity as integrity_lib
 from optiml_jax.checkpoints.errors import (CheckpointMismatchError, CheckpointSaveError, CorruptCheckpointError,
                                            NoIntactCheckpointError, StorageError)
+from optiml_jax.paths import PathSettingError, check_reachable, is_url, user_path
 
 log = logging.getLogger(__name__)
 CHECKPOINT_SUBDIR = "checkpoints"
 QUARANTINE_SUBDIR = "checkpoints_corrupt"  # damaged checkpoints are moved here, never deleted
 INTEGRITY_KEY = "integrity"  # in each checkpoint's data item: array specs and checksums
+
+
+# Orbax's TensorStore layer sends gs:// to its GCS driver and every other path to its file driver, which needs a
+# local absolute path (orbax/checkpoint/_src/serialization/tensorstore_utils.py): no other URL can hold arrays.
+ORBAX_URL_SCHEMES = ("gs",)
+
+
+def orbax_dir_path(value: str | os.PathLike, setting: str) -> epath.Path:
+    """`value` (MODEL_DIR, CHECKPOINT_PATH, ...) as a path Orbax can read and write: local (absolute) or a URL of
+    `ORBAX_URL_SCHEMES`, its filesystem reachable; `PathSettingError` naming `setting` otherwise."""
+    path = user_path(value, setting)
+    if is_url(path) and os.fspath(path).split("://", 1)[0] not in ORBAX_URL_SCHEMES:
+        raise PathSettingError(f"{setting} = {os.fspath(path)!r}: Orbax {ocp.__version__} keeps checkpoints on local "
+                               f"paths and {', '.join(s + '://' for s in ORBAX_URL_SCHEMES)} only (TensorStore's file "
+                               "driver takes local absolute paths)")
+    if os.fspath(path).startswith("gs://"):
+        _check_gcs_client(path, setting)
+    return check_reachable(path, setting)
+
+
+def _check_gcs_client(path, setting: str) -> None:
+    """Orbax lists and deletes the steps of a gs:// directory through `google.cloud.storage` (its hierarchical-
+    namespace check, orbax/checkpoint/_src/path/step.py), imported only then: without the package a run would
+    fail at its first listing, after the devices were set up."""
+    try:
+        from google.cloud import storage  # noqa: F401
+    except ImportError as e:
+        raise PathSettingError(f"{setting} = {os.fspath(path)!r}: Orbax reads and writes gs:// checkpoints through "
+                               "google-cloud-storage, which is not installed here (pip install google-cloud-storage)"
+                               ) from e
 
 
 def set_replica_parallel_save(enabled: bool) -> None:
@@ -58,7 +91,7 @@ class TrainCheckpointManager:
     def __init__(self, model_dir: str | pathlib.Path, *, period: int, keep: int | None = 3,
                  async_save: bool = True, replica_parallel_save: bool = False, verify: bool = True):
         set_replica_parallel_save(replica_parallel_save)
-        self.directory = pathlib.Path(model_dir).absolute() / CHECKPOINT_SUBDIR
+        self.directory = user_path(model_dir, "MODEL_DIR") / CHECKPOINT_SUBDIR
         self.quarantine_directory = self.directory.parent / QUARANTINE_SUBDIR
         self.verify = verify
         options = ocp.CheckpointManagerOptions(
@@ -192,7 +225,10 @@ class TrainCheckpointManager:
             dst = self.quarantine_directory / f"{step}.{time.strftime('%Y%m%d-%H%M%S')}"
         if jax.process_index() == 0:
             self.quarantine_directory.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(src), str(dst))
+            if is_url(src):  # a bucket: the filesystem's own rename (gfile copies then deletes)
+                src.rename(dst)
+            else:
+                shutil.move(str(src), str(dst))
             (self.quarantine_directory / f"{dst.name}.reason.txt").write_text(reason + "\n")
         _barrier(f"optiml_set_aside_{step}")
         self._manager.reload()
@@ -245,7 +281,7 @@ def _barrier(name: str) -> None:
 
 def finalized_steps_on_disk(model_dir: str | pathlib.Path) -> list[int]:
     """Steps with a finalized directory in MODEL_DIR/checkpoints (a listing only: nothing is opened or verified)."""
-    d = pathlib.Path(model_dir) / CHECKPOINT_SUBDIR
+    d = user_path(model_dir, "MODEL_DIR") / CHECKPOINT_SUBDIR
     try:
         return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit() and p.is_dir())
     except OSError:
@@ -253,7 +289,7 @@ def finalized_steps_on_disk(model_dir: str | pathlib.Path) -> list[int]:
 
 
 def is_training_run_dir(path: str | pathlib.Path) -> bool:
-    return (pathlib.Path(path) / CHECKPOINT_SUBDIR).is_dir()
+    return (user_path(path, "CHECKPOINT_PATH") / CHECKPOINT_SUBDIR).is_dir()
 
 
 def restore_params_from_run(path: str | pathlib.Path, params_target: Any, step: int | None = None, *,
@@ -265,7 +301,7 @@ def restore_params_from_run(path: str | pathlib.Path, params_target: Any, step: 
     against the checksums recorded at save (when the checkpoint has them): `CorruptCheckpointError` names the
     step and path of a damaged one.
     """
-    path = pathlib.Path(path).absolute()
+    path = user_path(path, "INITIAL_CHECKPOINT_PATH")
     if path.parent.name == CHECKPOINT_SUBDIR and path.name.isdigit():
         run_dir, step = path.parent.parent, int(path.name)
     else:

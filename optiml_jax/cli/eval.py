@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import pathlib
 import sys
 
 def register_configurables() -> None:
@@ -74,7 +73,9 @@ def _main(argv: list[str] | None) -> int:
     check_settings_apply(bindings)
     launch.init_distributed(args)
     results = _REGISTERED["evaluate"]()  # EvalConfigError (nothing to evaluate, an unknown task, ...) -> exit 2
-    out = pathlib.Path(os.fspath(gin_query("EVAL_OUTPUT_DIR")))
+    from optiml_jax.paths import user_path
+
+    out = user_path(gin_query("EVAL_OUTPUT_DIR"), "EVAL_OUTPUT_DIR")
     for key in sorted(k for k in results if k == "seqio" or k.startswith("seqio_")):
         for task, values in results[key].items():
             shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 import gin
 
 import optiml_jax
+from optiml_jax.paths import user_path
+
 
 class GinConfigError(ValueError):
     """A gin file or binding is wrong; the message names the file/line or binding at fault."""
@@ -404,7 +406,7 @@ def setup(args: argparse.Namespace, bindings: Sequence[str], default_files: Sequ
 
 def write_configs(model_dir: str | pathlib.Path) -> None:
     """`config.gin` (everything parsed) and `operative_config.gin` (what was actually used so far)."""
-    model_dir = pathlib.Path(model_dir)
+    model_dir = user_path(model_dir, "MODEL_DIR")
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "config.gin").write_text(gin.config_str())
     (model_dir / "operative_config.gin").write_text(gin.operative_config_str())

@@ -85,11 +85,11 @@ def _main(argv: list[str] | None) -> int:
 
 def completed_run_summary(model_dir, step: int) -> str:
     """What rerunning a finished run prints: that it is complete, and its final evaluation table again."""
-    import pathlib
+    from optiml_jax.paths import user_path
 
     lines = [f"{model_dir} already holds the finished run (step {step}); nothing left to train. "
              "Raise --gin.TRAIN_STEPS to continue it, or choose a new --gin.MODEL_DIR."]
-    report = pathlib.Path(model_dir) / "eval" / f"step_{step}" / "report.md"
+    report = user_path(model_dir, "MODEL_DIR") / "eval" / f"step_{step}" / "report.md"
     if report.is_file():
         lines += ["", f"Final evaluation ({report}):", "", report.read_text()]
     return "\n".join(lines)

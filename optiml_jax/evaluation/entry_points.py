@@ -11,10 +11,12 @@ naming both runs both, into the same output_dir. `infer(checkpoint_path, prompts
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 from optiml_jax.evaluation.seqio_eval import EvalConfigError
 from optiml_jax.evaluation.vocabulary import resolve_tokenizer
+from optiml_jax.paths import check_reachable, user_path
 
 DEFAULT_BENCHMARKS = ("mini_bench",)
 
@@ -65,6 +67,8 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_path: str | Non
     from optiml_jax.evaluation.suites import build_suites
 
     suites = chosen_benchmarks(benchmarks, mixture_or_task_name)
+    # A bucket stays a bucket (optiml_jax.paths), and one that cannot be reached stops here, before any weights load.
+    output_dir = os.fspath(check_reachable(user_path(output_dir, "EVAL_OUTPUT_DIR"), "EVAL_OUTPUT_DIR"))
     seqio_shots = (seqio_shots,) if isinstance(seqio_shots, int) else tuple(seqio_shots)
     if not seqio_shots or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in seqio_shots):
         raise EvalConfigError(f"SEQIO_SHOTS = {seqio_shots!r}: must be non-negative shot counts, e.g. (0, 5)")

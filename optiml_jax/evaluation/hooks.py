@@ -29,6 +29,7 @@ from optiml_jax.evaluation.evaluator import run_evaluation
 from optiml_jax.evaluation.model import OPTModel
 from optiml_jax.evaluation.suites import build_suites
 from optiml_jax.models import ModelConfig
+from optiml_jax.paths import user_path
 
 
 def evaluate_params(config: ModelConfig, params: Any, *, vocabulary: Any, output_dir: str | os.PathLike | None,
@@ -86,15 +87,13 @@ class EvalCallback:
         self._vocab = None
 
     def __call__(self, config: ModelConfig, params: Any, step: int, model_dir: str | os.PathLike) -> dict:
-        import pathlib
-
         if self._vocab is None:
             from optiml_jax.evaluation.vocabulary import resolve_tokenizer
 
             self._vocab = resolve_tokenizer(self.tokenizer_path, None)
             self._tasks = build_suites(self.benchmarks, self.data_dir, max_examples=self.max_examples)
-        out = pathlib.Path(model_dir) / "eval" / f"step_{int(step)}"
-        before = pathlib.Path(model_dir) / "eval" / "step_0" / "results.json"
+        out = user_path(model_dir, "MODEL_DIR") / "eval" / f"step_{int(step)}"
+        before = user_path(model_dir, "MODEL_DIR") / "eval" / "step_0" / "results.json"
         if self.baseline_dir is None and step > 0 and before.is_file():
             self.baseline_dir = str(before.parent)  # a resumed run: the pre-training evaluation is on disk
         results = evaluate_params(config, params, vocabulary=self._vocab, output_dir=out, step=int(step),
@@ -110,11 +109,10 @@ class EvalCallback:
     def summary(self, results: dict, step: int) -> str:
         """Per-level scores before training (the baseline) and at `step`, as printed by the quickstart."""
         import json
-        import pathlib
 
         from optiml_jax.evaluation.report import markdown_table, reading
 
-        baseline = json.loads((pathlib.Path(self.baseline_dir) / "results.json").read_text())
+        baseline = json.loads((user_path(self.baseline_dir, "MODEL_DIR") / "results.json").read_text())
         head = f"Evaluation at step {int(step)} vs step {baseline.get('step')} (before training); scores x100"
         tables = [markdown_table(results, section, baseline, run_name=f"step {int(step)}",
                                  baseline_name="before") for section in ("levels", "collections")]

@@ -19,6 +19,7 @@ import pathlib
 from typing import Any, Sequence
 
 from optiml_jax.evaluation import aggregation, report
+from optiml_jax.paths import user_path
 
 log = logging.getLogger(__name__)
 RESULTS_FILE = "results.json"
@@ -33,7 +34,7 @@ def load_results(path_or_dict: str | os.PathLike | dict) -> dict:
     """A results dict from a dict, a results.json path, or a directory holding results.json."""
     if isinstance(path_or_dict, dict):
         return path_or_dict
-    p = pathlib.Path(path_or_dict)
+    p = user_path(path_or_dict, "BASELINE_RESULTS")
     if p.is_dir():
         p = p / RESULTS_FILE
     if not p.is_file():
@@ -67,7 +68,7 @@ def write_tensorboard(output_dir: pathlib.Path, results: dict) -> bool:
 
 def write_all(output_dir: str | os.PathLike, results: dict, predictions: Sequence[dict], *,
               baseline: str | os.PathLike | dict | None = None, title: str = "Evaluation") -> pathlib.Path:
-    out = pathlib.Path(output_dir)
+    out = user_path(output_dir, "EVAL_OUTPUT_DIR")
     out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(results, indent=2, sort_keys=True)
     (out / RESULTS_FILE).write_text(text)
@@ -75,7 +76,7 @@ def write_all(output_dir: str | os.PathLike, results: dict, predictions: Sequenc
     if step is not None:
         (out / f"results_step{step}.json").write_text(text)
     pred_name = "predictions.jsonl" if step is None else f"predictions_step{step}.jsonl"
-    with open(out / pred_name, "w") as f:
+    with (out / pred_name).open("w") as f:
         for row in predictions:
             f.write(json.dumps(row, sort_keys=True) + "\n")
     base = load_results(baseline) if baseline is not None else None

@@ -5,7 +5,8 @@ callback and the lm-eval adapter, so all four read a checkpoint with the same vo
 from __future__ import annotations
 
 import logging
-import pathlib
+
+from optiml_jax.paths import user_path
 
 log = logging.getLogger(__name__)
 
@@ -14,12 +15,12 @@ def resolve_tokenizer(tokenizer_path: str | None, checkpoint_path: str | None):
     """An OPTVocabulary from `tokenizer_path`, else from the checkpoint dir, else the mini-benchmark's."""
     from optiml_jax.vocabularies import OPTVocabulary
 
-    candidates = [tokenizer_path] if tokenizer_path else []
+    candidates = [user_path(tokenizer_path, "TOKENIZER_PATH")] if tokenizer_path else []
     if checkpoint_path:
-        p = pathlib.Path(checkpoint_path)
-        candidates += [str(p), str(p.parent)]
+        p = user_path(checkpoint_path, "CHECKPOINT_PATH")  # a bucket stays a URL (optiml_jax.paths)
+        candidates += [p, p.parent]
     for c in candidates:
-        if c and ((pathlib.Path(c) / "vocab.json").is_file() or (pathlib.Path(c) / "tokenizer.json").is_file()):
+        if (c / "vocab.json").is_file() or (c / "tokenizer.json").is_file():
             return OPTVocabulary(c)
     if tokenizer_path:
         raise FileNotFoundError(f"TOKENIZER_PATH={tokenizer_path}: no vocab.json + merges.txt or tokenizer.json")

@@ -11,6 +11,7 @@ import pathlib
 import sys
 from typing import Iterator
 
+from optiml_jax.paths import open_text, user_path
 from optiml_jax.sources.raw_examples import BenchDataError, raw_example
 
 COT_INSTRUCTION = "Answer the following question by reasoning step by step."
@@ -28,7 +29,7 @@ def cot_target(answer: str, rationale: str) -> str:
 
 def cot_files(data_dir: str | pathlib.Path) -> dict[str, pathlib.Path]:
     """{task name: tsv path} for `<name>_train.tsv` files in `data_dir`."""
-    data_dir = pathlib.Path(data_dir)
+    data_dir = user_path(data_dir, "COT_DATA_DIR")  # local or a bucket (optiml_jax.paths)
     if not data_dir.is_dir():
         raise BenchDataError("CoT data directory does not exist (set COT_DATA_DIR)", file=str(data_dir))
     files = {"cot_" + p.name[: -len("_train.tsv")]: p for p in sorted(data_dir.glob("*_train.tsv"))}
@@ -40,11 +41,11 @@ def cot_files(data_dir: str | pathlib.Path) -> dict[str, pathlib.Path]:
 def read_cot_tsv(path: str | pathlib.Path, task: str | None = None,
                  instruction: str = COT_INSTRUCTION) -> Iterator[dict]:
     """Raw examples of one CoT TSV; a row without exactly 3 fields raises naming file and line."""
-    path = pathlib.Path(path)
+    path = user_path(path, "COT_DATA_DIR")
     task = task or "cot_" + path.name.split("_train")[0]
     n = 0
     try:
-        f = open(path, encoding="utf-8", newline="")
+        f = open_text(path)
     except FileNotFoundError:
         raise BenchDataError("CoT file does not exist", file=str(path), task=task) from None
     with f:

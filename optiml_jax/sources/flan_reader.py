@@ -16,6 +16,7 @@ import pathlib
 import string
 from typing import Iterable, Iterator
 
+from optiml_jax.paths import user_path
 from optiml_jax.sources.raw_examples import BenchDataError, raw_example
 from optiml_jax.sources.template_choice import pick_template
 
@@ -29,7 +30,7 @@ def format_options(options: Iterable[str], prefix: str = OPTIONS_PREFIX, separat
 
 def load_patterns(path: str | pathlib.Path) -> dict[str, list[tuple[str, str]]]:
     """{dataset: [(input_template, target_template)]} from either FLAN file format."""
-    path = pathlib.Path(path)
+    path = user_path(path, "FLAN_TEMPLATES_FILE")  # local or a bucket (optiml_jax.paths)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pathlib
 from typing import Iterator
 
+from optiml_jax.paths import user_path
 from optiml_jax.sources.local_datasets import iter_rows
 from optiml_jax.sources.raw_examples import BenchDataError, raw_example
 
@@ -15,7 +16,7 @@ from optiml_jax.sources.raw_examples import BenchDataError, raw_example
 def read_src_tgt_jsonl(path: str | pathlib.Path, *, task: str, instruction: str = "",
                        src_key: str = "src", tgt_key: str = "tgt") -> Iterator[dict]:
     """metaseq JSONL rows -> raw examples; an empty `src` is allowed (full-sequence LM data)."""
-    path = pathlib.Path(path)
+    path = user_path(path, "JSONL file")
     if not path.is_file():
         raise BenchDataError("JSONL file does not exist", file=str(path), task=task)
     n = 0

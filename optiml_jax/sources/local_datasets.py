@@ -8,6 +8,7 @@ import json
 import pathlib
 from typing import Iterator
 
+from optiml_jax.paths import is_url, local_only, open_text, user_path
 from optiml_jax.sources.raw_examples import BenchDataError
 
 SPLIT_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".tsv")
@@ -15,7 +16,7 @@ SPLIT_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".tsv")
 
 def find_split_file(dataset_dir: str | pathlib.Path, split: str) -> pathlib.Path:
     """`<dir>/<split>.{jsonl,json,parquet,csv,tsv}`, or `<dir>` itself when it is a saved HF dataset/DatasetDict."""
-    d = pathlib.Path(dataset_dir)
+    d = user_path(dataset_dir, "local dataset directory")  # local or a bucket (optiml_jax.paths)
     if not d.exists():
         raise BenchDataError(f"local dataset directory does not exist (split {split!r})", file=str(d))
     if d.is_file():
@@ -31,13 +32,13 @@ def find_split_file(dataset_dir: str | pathlib.Path, split: str) -> pathlib.Path
 
 def iter_rows(path: str | pathlib.Path, split: str = "train") -> Iterator[dict]:
     """Yields dict rows; errors name the file and row."""
-    path = pathlib.Path(path)
+    path = user_path(path, "local dataset file")
     if path.is_dir():
-        yield from _iter_hf_disk(path, split)
+        yield from _iter_hf_disk(local_only(path, "local dataset directory", "datasets.load_from_disk"), split)
         return
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        with open(path, encoding="utf-8") as f:
+        with open_text(path) as f:
             for i, line in enumerate(f, start=1):
                 if not line.strip():
                     continue
@@ -60,10 +61,10 @@ def iter_rows(path: str | pathlib.Path, split: str = "train") -> Iterator[dict]:
         yield from data
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+        for batch in pq.ParquetFile(path.open("rb") if is_url(path) else path).iter_batches(batch_size=1024):
             yield from batch.to_pylist()
     elif suffix in (".csv", ".tsv"):
-        with open(path, encoding="utf-8", newline="") as f:
+        with open_text(path) as f:
             yield from csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
     else:
         raise BenchDataError(f"unsupported local dataset format {suffix!r}", file=str(path))

@@ -13,6 +13,7 @@ import json
 import pathlib
 from typing import Iterator
 
+from optiml_jax.paths import user_path
 from optiml_jax.sources.raw_examples import BenchDataError, raw_example
 
 
@@ -58,7 +59,7 @@ def _first_string(value, field: str, path: pathlib.Path, name: str) -> str:
 
 def load_task(path: str | pathlib.Path) -> NIv2Task:
     """Parses one task file; errors name the file and task."""
-    path = pathlib.Path(path)
+    path = user_path(path, "NIV2_DATA_DIR")
     name = task_name(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -89,7 +90,7 @@ def load_task(path: str | pathlib.Path) -> NIv2Task:
 
 def task_files(data_dir: str | pathlib.Path) -> list[pathlib.Path]:
     """The `task*.json` files of an NIv2 `tasks/` directory (or of its parent checkout)."""
-    data_dir = pathlib.Path(data_dir)
+    data_dir = user_path(data_dir, "NIV2_DATA_DIR")  # local or a bucket (optiml_jax.paths)
     if not data_dir.is_dir():
         raise BenchDataError("NIv2 data directory does not exist (set NIV2_DATA_DIR)", file=str(data_dir))
     if (data_dir / "tasks").is_dir():

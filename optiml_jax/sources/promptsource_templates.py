@@ -17,6 +17,7 @@ from typing import Any
 import jinja2
 import yaml
 
+from optiml_jax.paths import is_url, user_path
 from optiml_jax.sources.raw_examples import BenchDataError
 
 TEXT_VAR_LENGTH = 2048
@@ -58,7 +59,7 @@ def dataset_key(path: pathlib.Path, root: pathlib.Path) -> str:
 
 def load_templates_file(path: str | pathlib.Path, root: str | pathlib.Path | None = None) -> list[PSTemplate]:
     """Parses one templates.yaml; errors name the file and template."""
-    path = pathlib.Path(path)
+    path = user_path(path, "PROMPTSOURCE_TEMPLATES_DIR")
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_TemplateYamlLoader)  # noqa: S506 - SafeLoader subclass
     except FileNotFoundError:
@@ -67,7 +68,7 @@ def load_templates_file(path: str | pathlib.Path, root: str | pathlib.Path | Non
         raise BenchDataError(f"broken YAML: {e}", file=str(path)) from None
     if not isinstance(data, dict) or not isinstance(data.get("templates"), dict):
         raise BenchDataError("templates.yaml must have a 'templates' mapping", file=str(path))
-    key = dataset_key(path, pathlib.Path(root)) if root else str(data.get("dataset", path.parent.name))
+    key = dataset_key(path, user_path(root, "PROMPTSOURCE_TEMPLATES_DIR")) if root else str(data.get("dataset", path.parent.name))
     out = []
     for tid, t in data["templates"].items():
         if not isinstance(t, dict) or "jinja" not in t or not isinstance(t["jinja"], str):
@@ -82,16 +83,19 @@ def load_templates_file(path: str | pathlib.Path, root: str | pathlib.Path | Non
 
 
 def templates_files(root: str | pathlib.Path) -> list[pathlib.Path]:
-    root = pathlib.Path(root)
+    root = user_path(root, "PROMPTSOURCE_TEMPLATES_DIR")  # local or a bucket (optiml_jax.paths)
     if not root.is_dir():
         raise BenchDataError("PromptSource templates directory does not exist (set PROMPTSOURCE_TEMPLATES_DIR)",
                              file=str(root))
-    return sorted(root.rglob("templates.yaml"))
+    if is_url(root):  # epath has no recursive glob on a bucket: walk it
+        return sorted(top / "templates.yaml" for top, _dirs, files in root.walk() if "templates.yaml" in files)
+    return sorted(pathlib.Path(root).rglob("templates.yaml"))
 
 
 def load_all_templates(root: str | pathlib.Path) -> dict[str, list[PSTemplate]]:
     """{"dataset[/subset]": [templates]} for every templates.yaml under `root`."""
-    return {dataset_key(p, pathlib.Path(root)): load_templates_file(p, root) for p in templates_files(root)}
+    base = user_path(root, "PROMPTSOURCE_TEMPLATES_DIR")
+    return {dataset_key(p, base): load_templates_file(p, root) for p in templates_files(root)}
 
 
 def _most_frequent(items):

@@ -42,6 +42,7 @@ from typing import Callable, Iterable, Mapping
 
 import gin
 
+from optiml_jax.paths import user_path
 from optiml_jax.sources import cot_reader
 from optiml_jax.sources import niv2_reader
 from optiml_jax.tasks.catalog.entries import catalog_rows, load_catalog
@@ -125,7 +126,7 @@ class _Context:
 
 
 def _existing_dir(path, what: str, macro: str) -> pathlib.Path:
-    p = pathlib.Path(path)
+    p = user_path(path, macro)  # local or a bucket (optiml_jax.paths)
     if not p.is_dir():
         raise BenchDataError(f"{what} does not exist or is not a directory (set {macro})", file=str(p))
     return p
@@ -289,7 +290,7 @@ def jsonl_spec_sources(specs: Mapping[str, Mapping], ctx: _Context) -> dict[str,
                                  f"(unknown keys: {sorted(bad)})", task=name)
         readers = {}
         for split, path in spec.items():
-            path = pathlib.Path(path)
+            path = user_path(path, "EXTRA_JSONL_SOURCES")
             if not path.is_file():
                 raise BenchDataError(f"JSONL file for split {split!r} does not exist", file=str(path), task=name)
             readers[split] = functools.partial(read_src_tgt_jsonl, path, task=name, instruction=instruction)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pathlib
 import struct
 import time
@@ -30,6 +29,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+
+from optiml_jax.paths import open_file, user_path
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def job_peak_flops(peak_flops: float | None = None) -> tuple[float | None, str]:
 
 def read_event_records(path: pathlib.Path) -> list[bytes]:
     """The serialized records of a TFRecord-framed events file (a torn record at the end is left out)."""
-    data = pathlib.Path(path).read_bytes()
+    data = user_path(path, "MODEL_DIR").read_bytes()
     out, pos = [], 0
     while pos + 12 <= len(data):
         (n,) = struct.unpack("<Q", data[pos:pos + 8])
@@ -90,7 +91,7 @@ def read_scalar_events(logdir: pathlib.Path) -> list[tuple[int, str, float]]:
     from tensorboard.compat.proto import event_pb2
 
     out = []
-    for f in sorted(pathlib.Path(logdir).glob("events.out.tfevents.*")):
+    for f in sorted(user_path(logdir, "MODEL_DIR").glob("events.out.tfevents.*")):
         for rec in read_event_records(f):
             ev = event_pb2.Event.FromString(rec)
             for v in ev.summary.value:
@@ -111,15 +112,15 @@ def _cut_events_file(path: pathlib.Path, keep_step) -> int:
             dropped += 1
         else:
             kept.append(rec)
-    torn = path.stat().st_size != sum(len(r) + 16 for r in records)
+    torn = len(path.read_bytes()) != sum(len(r) + 16 for r in records)
     if dropped or torn:
         tmp = path.with_name(path.name + ".rewrite")
-        with open(tmp, "wb") as f:
+        with tmp.open("wb") as f:
             writer = RecordWriter(f)
             for rec in kept:
                 writer.write(rec)
             writer.flush()
-        os.replace(tmp, path)
+        tmp.replace(path)
     return dropped
 
 
@@ -144,7 +145,7 @@ def _cut_jsonl(path: pathlib.Path, keep_step) -> tuple[list[dict], int]:
     if dropped:
         tmp = path.with_name(path.name + ".rewrite")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(tmp, path)
+        tmp.replace(path)
     return kept, dropped
 
 
@@ -164,7 +165,7 @@ class _TensorBoardWriter:
         self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2
         logdir.mkdir(parents=True, exist_ok=True)
         name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{jax.process_index()}"
-        self._writer = RecordWriter(open(logdir / name, "ab"))
+        self._writer = RecordWriter(open_file(logdir / name, "ab"))
         self._writer.write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
@@ -186,7 +187,7 @@ class MetricsLogger:
     def __init__(self, model_dir: str | pathlib.Path, *, start_step: int, total_steps: int,
                  progress: bool = True, tensorboard: bool = True):
         self.enabled = jax.process_index() == 0
-        self.dir = pathlib.Path(model_dir) / "metrics"
+        self.dir = user_path(model_dir, "MODEL_DIR") / "metrics"
         self._jsonl = None
         self._tb = {}
         self._tensorboard = tensorboard
@@ -197,7 +198,7 @@ class MetricsLogger:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         self._resume(int(start_step))
-        self._jsonl = open(self.dir / "train.jsonl", "a")
+        self._jsonl = open_file(self.dir / "train.jsonl", "a")
         if progress:
             from tqdm.auto import tqdm
 
@@ -239,7 +240,7 @@ class MetricsLogger:
         if split == "train":
             self._jsonl.write(json.dumps(record) + "\n")
         else:
-            with open(self.dir / f"{split}.jsonl", "a") as f:
+            with (self.dir / f"{split}.jsonl").open("a") as f:
                 f.write(json.dumps(record) + "\n")
         writer = self._writer(split)
         if writer is not None:

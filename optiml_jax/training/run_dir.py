@@ -13,6 +13,11 @@ either all processes start or all stop.
 Storage checks (`check_storage`): MODEL_DIR and MODEL_DIR/checkpoints exist or can be created, a file can be
 written, synced and removed in each (every process probes checkpoints/, which each writes its own shards to),
 and the file system has room for at least one checkpoint (warning below room for `keep` + 1).
+
+A MODEL_DIR on a bucket (`gs://...`, any URL `optiml_jax.paths` accepts) goes through its filesystem (epath):
+object stores have no exclusive create, so there the lock is written when absent and read back (a run that
+starts in the same second as another may both pass; the token read back catches most), the heartbeat rewrites
+the record, and the free-space check is skipped (buckets report none).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import time
 import uuid
 
 from optiml_jax.checkpoints.errors import StorageError
+from optiml_jax.paths import is_url, user_path
 from optiml_jax.training.errors import RunLockedError
 
 log = logging.getLogger(__name__)
@@ -58,7 +64,8 @@ class RunLock:
     """`with RunLock(model_dir):` or acquire()/release(); see the module docstring."""
 
     def __init__(self, model_dir: str | os.PathLike, *, stale_after_s: float = 600.0, heartbeat_s: float = 30.0):
-        self.path = pathlib.Path(model_dir).absolute() / LOCK_FILE
+        self.path = user_path(model_dir, "MODEL_DIR") / LOCK_FILE
+        self.remote = is_url(self.path)
         self.stale_after_s, self.heartbeat_s = float(stale_after_s), float(heartbeat_s)
         self.token = uuid.uuid4().hex
         self._stop = threading.Event()
@@ -87,7 +94,7 @@ class RunLock:
     def stale_reason(self, other: dict) -> str | None:
         """Why `other` (a lock record) is stale, or None while its run may be alive."""
         try:
-            age = time.time() - self.path.stat().st_mtime
+            age = time.time() - _mtime(self.path)
         except FileNotFoundError:
             return "it is gone"
         if other.get("unreadable"):
@@ -115,6 +122,8 @@ class RunLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StorageError(f"cannot create MODEL_DIR {self.path.parent}: {e.strerror or e} (errno {e.errno})") from e
+        if self.remote:
+            return self._acquire_remote()
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -135,11 +144,34 @@ class RunLock:
                 json.dump(self._record(), f)
                 f.flush()
                 os.fsync(f.fileno())
-            self.held = True
-            self._thread = threading.Thread(target=self._heartbeat, name="optiml-run-lock", daemon=True)
-            self._thread.start()
+            self._start_heartbeat()
             return
         raise RunLockedError(f"could not take the run lock {self.path} (another run keeps re-creating it)")
+
+    def _start_heartbeat(self) -> None:
+        self.held = True
+        self._thread = threading.Thread(target=self._heartbeat, name="optiml-run-lock", daemon=True)
+        self._thread.start()
+
+    def _acquire_remote(self) -> None:
+        """The lock on a bucket (module docstring): write when absent, read the token back."""
+        other = self._read()
+        if other is not None:
+            reason = self.stale_reason(other)
+            if reason is None:
+                raise RunLockedError(
+                    f"MODEL_DIR {self.path.parent} is in use by another training run: {self.describe(other)}. "
+                    f"Wait for it to end, use another MODEL_DIR, or delete {self.path} if that run is dead.")
+            log.warning("took over the stale run lock %s of %s: %s", self.path, self.describe(other), reason)
+        try:
+            self.path.write_text(json.dumps(self._record()))
+        except OSError as e:
+            raise StorageError(f"cannot write the run lock {self.path}: {e}") from e
+        back = self._read() or {}
+        if back.get("token") != self.token:
+            raise RunLockedError(f"MODEL_DIR {self.path.parent}: another run wrote the lock {self.path} at the same "
+                                 f"time ({self.describe(back)})")
+        self._start_heartbeat()
 
     def _take_over(self, other: dict, reason: str) -> None:
         """Move a stale lock aside (atomic rename) and check it is the one judged stale before dropping it."""
@@ -166,7 +198,10 @@ class RunLock:
         warned = False
         while not self._stop.wait(self.heartbeat_s):
             try:
-                os.utime(self.path)
+                if self.remote:  # no utime on a bucket: rewrite the record (new mtime)
+                    self.path.write_text(json.dumps(self._record()))
+                else:
+                    os.utime(self.path)
             except OSError as e:
                 if not warned:
                     log.warning("run lock %s: cannot refresh its heartbeat (%s)", self.path, e)
@@ -199,15 +234,25 @@ def _human(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
+def _mtime(path) -> float:
+    """Modification time of a local file (os.stat) or of an object on a bucket (epath's stat)."""
+    if is_url(path):
+        return float(path.stat().mtime or 0)
+    return os.stat(path).st_mtime
+
+
 def probe_writable(directory: pathlib.Path, tag: str = "") -> None:
     """Create `directory` if needed, then write, sync and remove a small file in it; `StorageError` otherwise."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
         probe = directory / f".write_probe.{socket.gethostname()}.{os.getpid()}{tag}"
-        with open(probe, "wb") as f:
-            f.write(b"optiml_jax write probe\n")
-            f.flush()
-            os.fsync(f.fileno())
+        if is_url(probe):  # a bucket: the object is durable once the write returns
+            probe.write_bytes(b"optiml_jax write probe\n")
+        else:
+            with open(probe, "wb") as f:
+                f.write(b"optiml_jax write probe\n")
+                f.flush()
+                os.fsync(f.fileno())
         probe.unlink()
     except OSError as e:
         raise StorageError(f"{directory} is not writable: {e.strerror or e} (errno {e.errno}"
@@ -221,6 +266,8 @@ def check_storage(model_dir: pathlib.Path, checkpoint_dir: pathlib.Path, *, chec
         probe_writable(model_dir)
     probe_writable(checkpoint_dir, f".p{process_index}")
     warnings = []
+    if is_url(checkpoint_dir):
+        return warnings  # buckets report no free space (module docstring)
     try:
         free = shutil.disk_usage(checkpoint_dir).free
     except OSError:

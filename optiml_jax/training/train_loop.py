@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import numbers
+import os
 import pathlib
 import time
 from collections.abc import Callable, Mapping
@@ -33,6 +34,7 @@ import jax
 import numpy as np
 
 from optiml_jax.models import LlamaConfig, ModelConfig, OPTConfig
+from optiml_jax.paths import reachable_user_path
 from optiml_jax.checkpoints import training_runs as checkpointing
 from optiml_jax.training import metrics as metrics_lib, run_record, train_state
 from optiml_jax.checkpoints.errors import StorageError
@@ -69,7 +71,7 @@ def _load_initial_state(path, config, tx, partitioner) -> Any:
     (one of our runs, a converter Orbax dir, a Hugging Face dir, a metaseq checkpoint)."""
     from optiml_jax.checkpoints.resolve import load_checkpoint, load_training_params, resolve
 
-    ref = resolve(path)
+    ref = resolve(path, setting="INITIAL_CHECKPOINT_PATH")
     if ref.kind == "training_run":
         saved = ref.saved_config()
         if saved is not None:
@@ -164,7 +166,7 @@ def check_arguments(args: dict) -> None:
     name = args["mixture_or_task_name"]
     if not isinstance(name, str) or not name:
         raise _bad("mixture_or_task_name", name, "a task or mixture name")
-    if not isinstance(args["model_dir"], (str, pathlib.PurePath)) or not str(args["model_dir"]):
+    if not isinstance(args["model_dir"], (str, os.PathLike)) or not os.fspath(args["model_dir"]):
         raise _bad("model_dir", args["model_dir"], "a directory path")
     if not isinstance(args["model_config"], (OPTConfig, LlamaConfig)):
         raise _bad("model_config", args["model_config"], "an OPTConfig or LlamaConfig (gin: train.model_config = "
@@ -356,7 +358,8 @@ def train(
     `max_truncated_fraction`: warn when more of the first batch's examples are cut to the row length.
     """
     check_arguments(dict(locals()))
-    model_dir = pathlib.Path(model_dir).absolute()
+    model_dir = checkpointing.orbax_dir_path(model_dir, "MODEL_DIR")  # a URL stays a URL (optiml_jax.paths)
+    initial_checkpoint_path = reachable_user_path(initial_checkpoint_path, "INITIAL_CHECKPOINT_PATH")
     length = int(sum(task_feature_lengths.values()))
     part = partitioner() if callable(partitioner) and not isinstance(partitioner, Partitioner) else partitioner
     check_batch_splits(part, batch_size)

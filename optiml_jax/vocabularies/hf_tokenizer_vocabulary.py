@@ -37,6 +37,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from optiml_jax.paths import is_url, user_path
 from optiml_jax.vocabularies.tokenizer_files import OPTVocabularyError, padded_vocab_size
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -119,7 +120,8 @@ class HFTokenizerVocabulary(seqio.Vocabulary):
 
     def __init__(self, path: str | os.PathLike, *, pad_vocab_to_multiple_of: int = 1, pad_id: int | None = None):
         super().__init__(extra_ids=0)
-        self._path = pathlib.Path(path).expanduser().resolve()
+        self._path = user_path(path, "TOKENIZER_PATH")  # a bucket stays a URL (optiml_jax.paths)
+        self._path = self._path if is_url(self._path) else pathlib.Path(self._path).resolve()
         self._pad_vocab_to_multiple_of = pad_vocab_to_multiple_of
         self._pad_override = pad_id
         self._load()
@@ -131,7 +133,7 @@ class HFTokenizerVocabulary(seqio.Vocabulary):
         if not tokenizer_file.is_file():
             raise HFTokenizerError(f"{self._path}: {TOKENIZER_FILE} is missing")
         try:
-            self._tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer_file))
+            self._tokenizer = tokenizers.Tokenizer.from_str(tokenizer_file.read_text())  # local or a bucket
         except Exception as e:  # tokenizers raises bare Exceptions for malformed files
             raise HFTokenizerError(f"{self._path}: cannot load {TOKENIZER_FILE} ({e})") from e
         config = {}

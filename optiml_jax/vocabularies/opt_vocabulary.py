@@ -26,6 +26,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from optiml_jax.paths import is_url, user_path
 from optiml_jax.vocabularies import tokenizer_files
 from optiml_jax.vocabularies.tokenizer_files import (
     BOS_ID,
@@ -66,7 +67,8 @@ class OPTVocabulary(seqio.Vocabulary):
         literal_special_tokens: Iterable[str] = HF_OPT_LITERAL_SPECIAL_TOKENS,
     ):
         super().__init__(extra_ids=0)
-        self._path = pathlib.Path(path).expanduser().resolve()
+        self._path = user_path(path, "TOKENIZER_PATH")  # a bucket stays a URL (optiml_jax.paths)
+        self._path = self._path if is_url(self._path) else pathlib.Path(self._path).resolve()
         self._pad_vocab_to_multiple_of = pad_vocab_to_multiple_of
         self._literal_special_tokens = tuple(literal_special_tokens)
         self._load()

@@ -26,6 +26,7 @@ from typing import Iterable, Mapping, Sequence
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers
 
+from optiml_jax.paths import user_path
 from optiml_jax.vocabularies.special_tokens import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID  # noqa: F401 (re-exported)
 
 # Tokens whose literal appearance in input text is encoded as the token's id instead of being BPE-split.
@@ -145,7 +146,7 @@ def read_vocab_and_merges(path: str | os.PathLike) -> tuple[dict[str, int], list
     Raises:
       OPTVocabularyError: naming `path` and the missing or broken file.
     """
-    directory = pathlib.Path(path)
+    directory = user_path(path, "TOKENIZER_PATH")
     if not directory.is_dir():
         what = "is not a directory" if directory.exists() else "does not exist"
         raise _fail(directory, f"tokenizer directory {what} (need {VOCAB_FILE} + {MERGES_FILE}, or {TOKENIZER_FILE})")
