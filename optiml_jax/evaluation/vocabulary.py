@@ -11,8 +11,11 @@ log = logging.getLogger(__name__)
 
 
 def resolve_tokenizer(tokenizer_path: str | None, checkpoint_path: str | None):
-    """An OPTVocabulary from `tokenizer_path`, else from the checkpoint dir, else the mini-benchmark's."""
+    """The vocabulary of `tokenizer_path`, else of the checkpoint dir, else the mini-benchmark's. OPT's BPE gives
+    an `OPTVocabulary`, any other `tokenizer.json` (Llama 3, Qwen2, Mistral) an `HFTokenizerVocabulary` with its own
+    special ids (`optiml_jax.vocabularies.directories.load_vocabulary`)."""
     from optiml_jax.vocabularies import OPTVocabulary
+    from optiml_jax.vocabularies.directories import load_vocabulary
 
     candidates = [tokenizer_path] if tokenizer_path else []
     if checkpoint_path:
@@ -20,7 +23,7 @@ def resolve_tokenizer(tokenizer_path: str | None, checkpoint_path: str | None):
         candidates += [str(p), str(p.parent)]
     for c in candidates:
         if c and ((pathlib.Path(c) / "vocab.json").is_file() or (pathlib.Path(c) / "tokenizer.json").is_file()):
-            return OPTVocabulary(c)
+            return load_vocabulary(c)
     if tokenizer_path:
         raise FileNotFoundError(f"TOKENIZER_PATH={tokenizer_path}: no vocab.json + merges.txt or tokenizer.json")
     from optiml_jax.tasks.mini_bench.tokenizer import TOKENIZER_DIR
