@@ -52,6 +52,17 @@ def generation_config(config: Any, special_ids: Any = None) -> dict[str, Any]:
             "pad_token_id": ids.pad, "do_sample": False}
 
 
+def generation_stop_ids(directory: str | os.PathLike) -> tuple[int, ...]:
+    """The eos id(s) of a Hugging Face directory's `generation_config.json` (where `generate` stops); () without."""
+    path = pathlib.Path(directory) / GENERATION_CONFIG
+    try:
+        eos = json.loads(path.read_text()).get("eos_token_id")
+    except (OSError, ValueError, AttributeError):
+        return ()
+    eos = eos if isinstance(eos, list) else [eos]
+    return tuple(int(e) for e in eos if isinstance(e, int))
+
+
 def save_hf(config: Any, params: Any, directory: str | os.PathLike, *,
             max_shard_size: int | str | None = None, special_ids: Any = None) -> pathlib.Path:
     """Write a Hugging Face directory for `config`'s family (OPTConfig -> OPT, LlamaConfig -> its hf_model_type),

@@ -67,10 +67,13 @@ class OPTModel:
 
     @classmethod
     def from_checkpoint(cls, checkpoint_path: str | os.PathLike, vocabulary: Any = None, **kwargs) -> "OPTModel":
-        """Load an Orbax checkpoint (trainer/converter) or a Hugging Face OPT directory."""
+        """Load an Orbax checkpoint (trainer/converter) or a Hugging Face directory (OPT, Llama, Mistral, Qwen2; its
+        `generation_config.json` eos ids, if any, stop generation too)."""
+        from optiml_jax.checkpoints.families import generation_stop_ids
         from optiml_jax.checkpoints.resolve import load_checkpoint
 
         config, params = load_checkpoint(checkpoint_path)
+        kwargs.setdefault("stop_ids", generation_stop_ids(checkpoint_path))
         return cls(config, params, vocabulary, **kwargs)
 
     # ---- T5X BaseModel contract -------------------------------------------------------------------------
