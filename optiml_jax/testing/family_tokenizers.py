@@ -43,19 +43,33 @@ _SPECS = {
                               "{% endfor %}")),
 }
 FAMILY_STOP_TOKENS = {"llama3": ("<|eot_id|>",), "qwen2": (), "mistral": ()}
+# The families' own pre-tokenizer splits (transformers 5 rebuilds a Qwen2 tokenizer with this regex whatever
+# tokenizer.json says, so the test tokenizer must use it to tokenize as AutoTokenizer does); None: GPT-2's.
+_SPLITS = {
+    "llama3": (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+               r"|\s*[\r\n]+|\s+(?!\S)|\s+"),
+    "qwen2": (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+              r"|\s*[\r\n]+|\s+(?!\S)|\s+"),
+    "mistral": None,
+}
 
 
 def write_family_tokenizer(out_dir: str | os.PathLike, family: str, texts: Iterable[str], *,
                            bpe_size: int = 600) -> pathlib.Path:
     """Trains a byte-level BPE of about `bpe_size` ids on `texts` and writes a `family`-shaped tokenizer directory
     (see the module docstring) into `out_dir`; returns it."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     if family not in _SPECS:
         raise ValueError(f"family {family!r}: one of {FAMILIES}")
     spec = _SPECS[family]
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if _SPLITS[family] is None:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    else:
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(_SPLITS[family]), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=bpe_size + len(spec["start"]), special_tokens=list(spec["start"]),
                                   initial_alphabet=sorted(pre_tokenizers.ByteLevel.alphabet()), show_progress=False)
