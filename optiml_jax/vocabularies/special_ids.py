@@ -78,13 +78,23 @@ def opt_special_ids(vocab_size: int | None = None) -> SpecialIds:
     return SpecialIds(special_tokens.BOS_ID, (special_tokens.EOS_ID,), special_tokens.PAD_ID, vocab_size)
 
 
+def _id(vocabulary: Any, name: str) -> int | None:
+    """`vocabulary.<name>` or None: seqio's base `Vocabulary.bos_id` raises NotImplementedError, SentencePiece
+    reports a missing id as -1."""
+    try:
+        value = getattr(vocabulary, name, None)
+    except NotImplementedError:
+        return None
+    return None if value is None or int(value) < 0 else int(value)
+
+
 def _explicit_pad(vocabulary: Any) -> int | None:
     """The tokenizer's own pad token, when it has one (HFTokenizerVocabulary falls back to eos itself)."""
     special = getattr(vocabulary, "special_tokens", None)
     if isinstance(special, dict) and hasattr(vocabulary, "tokenizer"):
         text = special.get("pad_token")
         return None if text is None else vocabulary.tokenizer.token_to_id(text)
-    return getattr(vocabulary, "pad_id", None)
+    return _id(vocabulary, "pad_id")
 
 
 def special_ids_of(vocabulary: Any, *, stop_ids: Iterable[int] = ()) -> SpecialIds:
@@ -93,11 +103,11 @@ def special_ids_of(vocabulary: Any, *, stop_ids: Iterable[int] = ()) -> SpecialI
     `stop_ids`: more ids that end generation (a model's `generation_config.json`). A vocabulary without an eos id
     cannot end an example and is refused, naming it.
     """
-    eos = getattr(vocabulary, "eos_id", None)
+    eos = _id(vocabulary, "eos_id")
     if eos is None:
         raise ValueError(f"{vocabulary!r} has no eos_id: examples could not be ended (give the tokenizer an "
                          "eos_token in tokenizer_config.json)")
-    bos = getattr(vocabulary, "bos_id", None)
+    bos = _id(vocabulary, "bos_id")
     pad = _explicit_pad(vocabulary)
     override = getattr(vocabulary, "_pad_override", None)  # HFTokenizerVocabulary(pad_id=...)
     if override is not None:

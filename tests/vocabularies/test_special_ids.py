@@ -114,3 +114,11 @@ def test_load_vocabulary_picks_the_family(small_tokenizer_dir, tmp_path):
     llama = load_vocabulary(write_family_tokenizer(tmp_path / "l3", "llama3", ["hello world"] * 20, bpe_size=300))
     assert isinstance(llama, HFTokenizerVocabulary)
     assert special_ids_of(llama).bos == llama.tokenizer.token_to_id("<|begin_of_text|>")
+
+
+def test_seqio_vocabularies_without_a_bos():
+    """seqio's base Vocabulary raises NotImplementedError for bos_id: such a vocabulary is a family without a bos."""
+    import seqio
+
+    ids = special_ids_of(seqio.PassThroughVocabulary(64, eos_id=1))
+    assert (ids.bos, ids.eos, ids.pad, ids.vocab_size) == (None, (1,), 0, 64)
