@@ -112,7 +112,7 @@ def tiny(cmd: DocumentedCommand, data: dict, work: pathlib.Path) -> tuple[list[l
             a = f"{key}={SHARED}"
         elif macro == "NIV2_DATA_DIR":
             a = f"{key}={data['niv2']}"
-        elif macro == "OPT_TOKENIZER_DIR":
+        elif macro in ("TOKENIZER_DIR", "OPT_TOKENIZER_DIR"):
             a = f"{key}={data['tokenizer']}"
         elif macro in ("BATCH_SIZE", "TRAIN_STEPS", "TASK_FEATURE_LENGTHS", "MESH_SHAPE"):
             continue  # set below

@@ -10,7 +10,10 @@ copied beside the weights, where eval and infer find it.
 `orbax-to-hf --orbax_dir` takes anything the checkpoint resolver accepts (optiml_jax.checkpoints.resolve): a
 training MODEL_DIR (latest step, or `--step N`), one of its step dirs, or a converter Orbax dir.
 An --out_dir that exists and is not empty is refused unless --overwrite, which writes the new checkpoint beside
-it and only then replaces the old directory (a failed conversion leaves it as it was)."""
+it and only then replaces the old directory (a failed conversion leaves it as it was).
+`orbax-to-hf --tokenizer_dir D` copies D's tokenizer files into the export and writes `generation_config.json` with
+D's special ids (bos, eos stop ids, pad), so `transformers.AutoModelForCausalLM` + `AutoTokenizer` load the
+directory and `generate` stops where our generation stops; without it the model config's ids are written."""
 
 from __future__ import annotations
 
@@ -36,6 +39,24 @@ def check_out_dir(out_dir: str, overwrite: bool, *inputs: str) -> pathlib.Path:
         raise errors.fail(f"--out_dir {out} is not empty ({len(list(out.iterdir()))} entries); pass --overwrite "
                           "to replace it, or choose an empty or new directory")
     return out
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
+                   "chat_template.jinja")
+
+
+def export_tokenizer(tokenizer_dir: str, config) -> tuple[object, list[pathlib.Path]]:
+    """(special ids, tokenizer files) of `--tokenizer_dir`; a tokenizer with more ids than the model is an error."""
+    from optiml_jax.cli import errors
+    from optiml_jax.vocabularies.directories import load_vocabulary
+    from optiml_jax.vocabularies.special_ids import special_ids_of
+
+    ids = special_ids_of(load_vocabulary(tokenizer_dir))
+    if ids.vocab_size is not None and ids.vocab_size > config.vocab_size:
+        raise errors.fail(f"--tokenizer_dir {tokenizer_dir}: {ids.vocab_size} ids but the model's vocab_size is "
+                          f"{config.vocab_size}: not this model's tokenizer")
+    files = [pathlib.Path(tokenizer_dir) / f for f in TOKENIZER_FILES if (pathlib.Path(tokenizer_dir) / f).is_file()]
+    return ids, files
 
 
 def _replace(out: pathlib.Path, write) -> pathlib.Path:
@@ -81,6 +102,9 @@ def _main(argv: list[str] | None) -> int:
     to_hf.add_argument("--step", type=int, default=None, help="training runs: the step to export (default: latest)")
     to_hf.add_argument("--out_dir", required=True, help="Hugging Face directory to create")
     to_hf.add_argument("--max_shard_size", default=None, help="e.g. 2GB; default: one file up to 5 GB")
+    to_hf.add_argument("--tokenizer_dir", default=None,
+                       help="the run's tokenizer (OPT's BPE or any tokenizer.json): copied into --out_dir, its special "
+                            "ids written to generation_config.json")
     from_metaseq = {}
     for name, what in (("metaseq-to-orbax", "Orbax params checkpoint"), ("metaseq-to-hf", "Hugging Face directory")):
         m = from_metaseq[name] = sub.add_parser(name, help=f"metaseq OPT checkpoint (consolidated or model-parallel "
@@ -109,7 +133,14 @@ def _main(argv: list[str] | None) -> int:
     else:
         out = check_out_dir(args.out_dir, args.overwrite, args.orbax_dir)
         config, params = load_checkpoint(args.orbax_dir, args.step, scanned=False)
-        _replace(out, lambda d: save_hf(config, params, d, max_shard_size=args.max_shard_size))
+        ids, files = export_tokenizer(args.tokenizer_dir, config) if args.tokenizer_dir else (None, [])
+
+        def write(d):
+            save_hf(config, params, d, max_shard_size=args.max_shard_size, special_ids=ids)
+            for f in files:
+                shutil.copy(f, pathlib.Path(d) / f.name)
+
+        _replace(out, write)
     print(f"wrote {out} ({config.num_layers} layers, hidden {config.hidden_size}, {config.num_params():,} params)")
     return 0
 

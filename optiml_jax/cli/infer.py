@@ -20,23 +20,27 @@ import sys
 
 def prompt_truncations(prompts: list[str], checkpoint_path: str, tokenizer_path: str | None,
                        max_new_tokens: int) -> list[str]:
-    """One message per prompt that the model will cut from the left (it keeps `[</s>] + prompt` within
-    max_position_embeddings - max_new_tokens positions; see OPTModel.encode_prompt)."""
+    """One message per prompt that the model will cut from the left (it keeps `[bos] + prompt` (no bos for a family
+    without one) within max_position_embeddings - max_new_tokens positions; see OPTModel.encode_prompt)."""
     from optiml_jax.checkpoints.resolve import resolve
     from optiml_jax.evaluation.vocabulary import resolve_tokenizer
+    from optiml_jax.vocabularies.special_ids import special_ids_of
 
     config = resolve(checkpoint_path).saved_config()
     if config is None:
         return []
     vocab = resolve_tokenizer(tokenizer_path, checkpoint_path)
     room = config.max_position_embeddings - int(max_new_tokens)
+    bos = special_ids_of(vocab).bos
+    prefix = 0 if bos is None else 1
+    bos_note = "" if bos is None else f" (+ {vocab.tokenizer.id_to_token(bos)})"
     out = []
     for i, prompt in enumerate(prompts):
-        n = 1 + len(vocab.encode(prompt))
+        n = prefix + len(vocab.encode(prompt))
         if room >= 1 and n > room:
-            out.append(f"prompt {i + 1}: {n - 1} tokens (+ </s>) do not fit the model's {config.max_position_embeddings} "
+            out.append(f"prompt {i + 1}: {n - prefix} tokens{bos_note} do not fit the model's {config.max_position_embeddings} "
                        f"positions with MAX_NEW_TOKENS = {max_new_tokens} kept for the answer: truncated from the left, "
-                       f"dropping its first {n - room} tokens and keeping the last {room - 1}")
+                       f"dropping its first {n - room} tokens and keeping the last {room - prefix}")
     return out
 
 

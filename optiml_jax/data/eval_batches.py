@@ -15,13 +15,19 @@ from optiml_jax.data import packing
 from optiml_jax.data.stream import sequence_length
 from optiml_jax.data.task_cache import task_tokens
 from optiml_jax.data.tokenization import truncate_left
-from optiml_jax.tasks import mixtures
+from optiml_jax.tasks import mixtures, registry
+from optiml_jax.vocabularies.special_ids import special_ids_of
 
 
-def _pack_all(examples, length: int) -> tuple[list, np.ndarray]:
+def _special_ids(task_name: str):
+    """The bos / eos / pad of the task's vocabulary (the batches are the model family's sequences)."""
+    return special_ids_of(registry.get_task(task_name).vocabulary)
+
+
+def _pack_all(examples, length: int, ids=None) -> tuple[list, np.ndarray]:
     """Best-fit-decreasing with as many rows as needed; returns (examples, row of each)."""
     rows = np.full(len(examples), -1, np.int64)
-    lengths = np.array([len(i) for i, _ in examples], np.int64)
+    lengths = np.array([packing.segment_length(len(i), ids) for i, _ in examples], np.int64)
     n_rows = 0
     while (rows < 0).any():
         todo = np.flatnonzero(rows < 0)
@@ -40,7 +46,7 @@ def _shard_rows(task_name, split, length, shard, num_shards, max_examples, use_c
         ids, w = toks.example(j)
         ids, w, _ = truncate_left(ids, w, length)
         exs.append((ids, w))
-    exs, rows = _pack_all(exs, length)
+    exs, rows = _pack_all(exs, length, _special_ids(task_name))
     return exs, rows, (int(rows.max()) + 1 if len(rows) else 0)
 
 
@@ -56,7 +62,7 @@ def get_eval_batches(task_name: str, task_feature_lengths=2048, batch_size: int 
                   for s in range(num_shards)]
     n_batches = max(1, int(np.ceil(max(row_counts) / per_host)))
     exs, rows, _ = _shard_rows(task_name, split, length, shard_index, num_shards, max_examples, use_cached)
-    full = packing.write_rows(exs, rows, n_batches * per_host, length)
+    full = packing.write_rows(exs, rows, n_batches * per_host, length, _special_ids(task_name))
     return [{k: v[b * per_host:(b + 1) * per_host] for k, v in full.items()} for b in range(n_batches)]
 
 

@@ -73,7 +73,7 @@ def register_configured_bench(name: str, what: str) -> list[str]:
     if not _bench_configured():
         raise UnknownMixtureError(
             f"{what} = {name!r} is an OPT-IML Bench mixture, registered from your local copy of its data: add "
-            "--gin_file=gin/bench/opt_iml_bench.gin and set OPT_TOKENIZER_DIR and at least one of "
+            "--gin_file=gin/bench/opt_iml_bench.gin and set TOKENIZER_DIR (or its older name OPT_TOKENIZER_DIR) and at least one of "
             f"{', '.join(BENCH_SOURCE_MACROS)}")
     key = repr(sorted(_bench_bindings().items()))  # other data dirs in the same process register anew
     if _BENCH_REGISTERED.get("key") != key:

@@ -34,6 +34,7 @@ from optiml_jax.data.tokenization import tokenize_pieces, truncate_left
 from optiml_jax.tasks import mixtures, registry
 from optiml_jax.tasks.formatting import draw_delimiter, layout
 from optiml_jax.tasks.recipe import MixtureRecipe
+from optiml_jax.vocabularies.special_ids import special_ids_of
 
 
 def sequence_length(task_feature_lengths: int | Mapping[str, int]) -> int:
@@ -105,6 +106,7 @@ class TrainStream:
         self.vocabulary = next(iter(vocabs.values()))
         if not isinstance(task_feature_lengths, int):
             check_feature_lengths(mixture_or_task_name, task_feature_lengths, self.task_names)
+        self.special_ids = special_ids_of(self.vocabulary)  # bos / eos / pad of every packed row
         self._shards: dict[tuple[str, int], object] = {}
         # False: each task is read when first drawn (one batch to look at, not the whole mixture); the batches
         # are the same either way, only when the reading happens differs
@@ -222,7 +224,7 @@ class TrainStream:
                 break
         stats.examples += len(chosen)
         return packing.write_rows(chosen, np.concatenate(rows_of) if rows_of else np.zeros(0, np.int64),
-                                  self.group_rows, self.length)
+                                  self.group_rows, self.length, self.special_ids)
 
     def get_batch(self, step: int) -> dict[str, np.ndarray]:
         """This host's [batch_size // num_shards, length] batch for `step` (the batch contract)."""

@@ -15,9 +15,10 @@ Model args: `checkpoint` (anything `OPTModel.from_checkpoint` reads), `tokenizer
 merges.txt; default: the checkpoint dir), `batch_size` (prompts per compiled call), `max_length` (default:
 the model's max positions), `max_gen_toks` (default 256).
 
-Requests are tokenized exactly as the harness's Hugging Face backend does for OPT (context through
-`TemplateLM._encode_pair`, `</s>` prepended as OPT's tokenizer does), so per-request log-likelihoods agree
-with `--model hf` on the same exported weights. Requests that share a context are scored in one group:
+Requests are tokenized exactly as the harness's Hugging Face backend does (context through
+`TemplateLM._encode_pair`, the vocabulary's bos prepended as its tokenizer does: `</s>` for OPT, nothing for a
+family without a bos; end of text = the vocabulary's eos; the model's `special_ids`), so per-request
+log-likelihoods agree with `--model hf` on the same exported weights. Requests that share a context are scored in one group:
 the context is encoded once (KV-cache prefix sharing, see `scoring.score_shared_prompts`).
 Truncation: when context + continuation exceed `max_length`, the context is cut from the left so the
 whole sequence fits (the HF backend keeps one token more, which it never feeds).
@@ -31,8 +32,6 @@ from typing import Any
 import lm_eval.models  # noqa: F401  (registers the built-in backends first: get_model only imports them when empty)
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
-
-BOS_TEXT = "</s>"
 
 
 @register_model("optiml_jax", "optiml-jax")
@@ -64,11 +63,19 @@ class OptimlJaxLM(TemplateLM):
     # ---- tokenization (mirrors the HF backend with OPT's tokenizer) -----------------------------------------
     @property
     def eot_token_id(self) -> int:
-        return 2
+        return self.model.special_ids.eos_id
 
     @property
     def prefix_token_id(self) -> int:
-        return 2
+        """What a context-free request is scored after: the bos, else the eos (the HF backend's rule)."""
+        ids = self.model.special_ids
+        return ids.bos if ids.bos is not None else ids.eos_id
+
+    @property
+    def _bos_text(self) -> str | None:
+        bos = self.model.special_ids.bos
+        tokenizer = getattr(self.model.vocabulary, "tokenizer", None)
+        return None if bos is None or tokenizer is None else tokenizer.id_to_token(bos)
 
     @property
     def max_length(self) -> int:
@@ -76,8 +83,12 @@ class OptimlJaxLM(TemplateLM):
 
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
         ids = list(self.model.vocabulary.encode(string))
-        add = add_special_tokens if add_special_tokens is not None else not string.startswith(BOS_TEXT)
-        return [self.prefix_token_id] + ids if add else ids
+        bos = self.model.special_ids.bos
+        if bos is None:
+            return ids
+        text = self._bos_text
+        add = add_special_tokens if add_special_tokens is not None else not (text and string.startswith(text))
+        return [bos] + ids if add else ids
 
     def tok_decode(self, tokens: list[int]) -> str:
         return self.model.vocabulary.decode(list(tokens))

@@ -5,9 +5,11 @@ Why one class: every consumer (trainer-time evaluation, `python -m optiml_jax.ev
 optiml_jax.infer`, lm-evaluation-harness, SeqIO's Evaluator) must tokenize, truncate and score the same
 way, or numbers stop being comparable.
 
-Tokenization convention (same as the data path and Hugging Face's OPT tokenizer): a prompt is
-`[</s>] + encode(source)`; a target/option is `encode(target)`, scored as a continuation of the prompt.
-Prompts too long for the model are truncated from the left (the start of few-shot prompts goes first).
+Tokenization convention (same as the data path and Hugging Face's tokenizers): a prompt is
+`[bos] + encode(source)` (OPT: bos = `</s>`; a family without a bos, Qwen2: `encode(source)`); a target/option is
+`encode(target)`, scored as a continuation of the prompt; generation stops at any of the eos ids. The ids are the
+vocabulary's (`OPTModel.special_ids`, `optiml_jax.vocabularies.SpecialIds`), or the model config's when there is
+no vocabulary. Prompts too long for the model are truncated from the left (the start of few-shot prompts goes first).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from optiml_jax.evaluation import prediction, scoring
 from optiml_jax.models import ModelConfig, model_for
-from optiml_jax.vocabularies.special_tokens import BOS_ID
+from optiml_jax.vocabularies.special_ids import SpecialIds, special_ids_of, special_ids_of_config
 
 
 
@@ -36,11 +38,14 @@ class OPTModel:
       score_batch_size: prompts per compiled scoring call (each with all its options).
       predict_batch_size: prompts per generation call.
       max_new_tokens, temperature: generation defaults (paper: greedy, 256 tokens).
+      special_ids: bos / eos (stop) / pad ids; default: the vocabulary's, else the model config's.
+      stop_ids: more generation stop ids (a Hugging Face `generation_config.json`'s eos list).
     """
 
     def __init__(self, config: ModelConfig, params: Any, vocabulary: Any = None, mesh: Mesh | None = None, *,
                  score_batch_size: int = 8, predict_batch_size: int = 8,
-                 max_new_tokens: int = prediction.DEFAULT_MAX_NEW_TOKENS, temperature: float = 0.0):
+                 max_new_tokens: int = prediction.DEFAULT_MAX_NEW_TOKENS, temperature: float = 0.0,
+                 special_ids: SpecialIds | None = None, stop_ids: Sequence[int] = ()):
         self.config, params = scoring.prepare_params(config, params)
         if mesh is not None:
             params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
@@ -48,6 +53,12 @@ class OPTModel:
             params = jax.tree.map(jnp.asarray, params)
         self.params = params
         self.vocabulary = vocabulary
+        if special_ids is None:
+            special_ids = special_ids_of(vocabulary) if vocabulary is not None else special_ids_of_config(config)
+        self.special_ids = special_ids.with_stop_ids(stop_ids)
+        if self.special_ids.vocab_size is not None and self.special_ids.vocab_size > config.vocab_size:
+            raise ValueError(f"the vocabulary has {self.special_ids.vocab_size} ids but the model's embedding only "
+                             f"{config.vocab_size} (vocab_size): wrong tokenizer for this checkpoint?")
         self.mesh = mesh
         self.score_batch_size = int(score_batch_size)
         self.predict_batch_size = int(predict_batch_size)
@@ -56,10 +67,13 @@ class OPTModel:
 
     @classmethod
     def from_checkpoint(cls, checkpoint_path: str | os.PathLike, vocabulary: Any = None, **kwargs) -> "OPTModel":
-        """Load an Orbax checkpoint (trainer/converter) or a Hugging Face OPT directory."""
+        """Load an Orbax checkpoint (trainer/converter) or a Hugging Face directory (OPT, Llama, Mistral, Qwen2; its
+        `generation_config.json` eos ids, if any, stop generation too)."""
+        from optiml_jax.checkpoints.families import generation_stop_ids
         from optiml_jax.checkpoints.resolve import load_checkpoint
 
         config, params = load_checkpoint(checkpoint_path)
+        kwargs.setdefault("stop_ids", generation_stop_ids(checkpoint_path))
         return cls(config, params, vocabulary, **kwargs)
 
     # ---- T5X BaseModel contract -------------------------------------------------------------------------
@@ -67,7 +81,8 @@ class OPTModel:
         """Mean token cross-entropy over `decoder_loss_weights` -> (loss, {"loss", "num_tokens"})."""
         del dropout_rng  # evaluation is deterministic
         params = self._prepared(params)
-        scores, _, count = scoring.score_token_batch(self.config, params, batch, mesh=self.mesh)
+        scores, _, count = scoring.score_token_batch(self.config, params, batch, mesh=self.mesh,
+                                                     pad_id=self.special_ids.pad)
         total = float(np.sum(count))
         loss = -float(np.sum(scores)) / max(total, 1.0)
         return loss, {"loss": loss, "num_tokens": total}
@@ -78,7 +93,8 @@ class OPTModel:
         With `return_intermediates`, also {"is_greedy": bool [B], "num_tokens": float [B]}.
         """
         params = self._prepared(params)
-        scores, greedy, count = scoring.score_token_batch(self.config, params, batch, mesh=self.mesh)
+        scores, greedy, count = scoring.score_token_batch(self.config, params, batch, mesh=self.mesh,
+                                                          pad_id=self.special_ids.pad)
         if return_intermediates:
             return scores, {"is_greedy": greedy, "num_tokens": count}
         return scores
@@ -86,22 +102,24 @@ class OPTModel:
     def predict_batch_with_aux(self, params: Any, batch: dict[str, np.ndarray], rng: jax.Array | None = None, *,
                                max_new_tokens: int | None = None, temperature: float | None = None):
         """Decode continuations of the prompts in `batch["decoder_input_tokens"]` (non-pad tokens of each row,
-        left- or right-padded). Returns (tokens [B, max_new_tokens] padded with 1 after `</s>`,
-        {"lengths": [B] tokens before `</s>`})."""
+        left- or right-padded). Returns (tokens [B, max_new_tokens] padded with the pad id after the stop id,
+        {"lengths": [B] tokens before the stop id})."""
         if "decoder_input_tokens" not in batch:
             raise ValueError(f"predict batch lacks 'decoder_input_tokens'; has {sorted(batch)}")
         params = self._prepared(params)
         rows = np.asarray(batch["decoder_input_tokens"])
-        prompts = [[int(t) for t in row if t != self.config.pad_token_id] for row in rows]
+        prompts = [[int(t) for t in row if t != self.special_ids.pad] for row in rows]
         conts, raw = prediction.generate_tokens(
             self.config, params, prompts, max_new_tokens=max_new_tokens or self.max_new_tokens,
-            temperature=self.temperature if temperature is None else temperature, rng=rng, mesh=self.mesh)
+            temperature=self.temperature if temperature is None else temperature, rng=rng, mesh=self.mesh,
+            special_ids=self.special_ids)
         return raw, {"lengths": np.array([len(c) for c in conts], np.int32)}
 
     # ---- token-level helpers ------------------------------------------------------------------------------
     def encode_prompt(self, source: str, reserve: int = 0) -> list[int]:
-        """`[</s>] + encode(source)`, left-truncated so that `reserve` more tokens still fit the model."""
-        ids = [BOS_ID] + list(self._vocab().encode(source))
+        """`[bos] + encode(source)` (no bos for a family without one), left-truncated so that `reserve` more
+        tokens still fit the model."""
+        ids = self.special_ids.prompt_prefix + list(self._vocab().encode(source))
         room = self.config.max_position_embeddings - reserve
         if room < 1:
             raise ValueError(f"reserve={reserve} leaves no room in max_position_embeddings="
@@ -117,14 +135,14 @@ class OPTModel:
             chunk = order[start:start + self.score_batch_size]
             out = scoring.score_shared_prompts(self.config, self.params, [prompts[i] for i in chunk],
                                                [options[i] for i in chunk], mesh=self.mesh,
-                                               min_rows=self.score_batch_size)
+                                               min_rows=self.score_batch_size, pad_id=self.special_ids.pad)
             for i, r in zip(chunk, out):
                 results[i] = r
         return results
 
     def generate_token_batches(self, prompts: Sequence[Sequence[int]], *, max_new_tokens: int | None = None,
                                temperature: float | None = None, rng: jax.Array | None = None) -> list[list[int]]:
-        """Continuations (cut at `</s>`) of token prompts, in batches of `predict_batch_size` sorted by length."""
+        """Continuations (cut at the first stop id) of token prompts, in batches of `predict_batch_size` sorted by length."""
         max_new = max_new_tokens or self.max_new_tokens
         temp = self.temperature if temperature is None else temperature
         if temp > 0 and rng is None:
@@ -136,7 +154,8 @@ class OPTModel:
             step_rng = None if rng is None else jax.random.fold_in(rng, n)
             conts, _ = prediction.generate_tokens(self.config, self.params, [prompts[i] for i in chunk],
                                                   max_new_tokens=max_new, temperature=temp, rng=step_rng,
-                                                  mesh=self.mesh, min_rows=self.predict_batch_size)
+                                                  mesh=self.mesh, min_rows=self.predict_batch_size,
+                                                  special_ids=self.special_ids)
             for i, c in zip(chunk, conts):
                 results[i] = c
         return results

@@ -36,7 +36,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from optiml_jax.models import ModelConfig, lm_head_logits, lm_head_weight, model_for
 from optiml_jax.models.layout import to_layout
-from optiml_jax.vocabularies.special_tokens import PAD_ID
+from optiml_jax.vocabularies.special_ids import special_ids_of_config
 
 
 
@@ -103,11 +103,13 @@ def _score_tokens(config: ModelConfig, params: Any, inputs, targets, weights, se
     return scores, all_greedy, jnp.sum(weights, axis=-1)
 
 
-def score_token_batch(config: ModelConfig, params: Any, batch: dict[str, np.ndarray], *, mesh: Mesh | None = None):
+def score_token_batch(config: ModelConfig, params: Any, batch: dict[str, np.ndarray], *, mesh: Mesh | None = None,
+                      pad_id: int | None = None):
     """Summed target log-likelihood per row of a T5X decoder batch -> (scores, is_greedy, num_tokens) numpy [B].
 
-    `params` must come from `prepare_params`. Without segment ids, pad tokens (1) in the inputs are segment 0
-    and positions follow Hugging Face's rule (see optiml_jax.models.default_positions).
+    `params` must come from `prepare_params`. Without segment ids, pad tokens (`pad_id`, default the config's;
+    OPT: 1) in the inputs are segment 0 and positions follow Hugging Face's rule (see
+    optiml_jax.models.default_positions).
     """
     missing = [k for k in ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights") if k not in batch]
     if missing:
@@ -119,7 +121,8 @@ def score_token_batch(config: ModelConfig, params: Any, batch: dict[str, np.ndar
         segments = np.asarray(batch["decoder_segment_ids"], np.int32)
         positions = np.asarray(batch["decoder_positions"], np.int32)
     else:
-        segments = (inputs != config.pad_token_id).astype(np.int32)
+        pad_id = config.pad_token_id if pad_id is None else pad_id
+        segments = (inputs != pad_id).astype(np.int32)
         positions = np.maximum(np.cumsum(segments, axis=1) * segments - 1, 0).astype(np.int32)
     n = inputs.shape[0]
     pad_rows = (-n) % mesh_size(mesh)
@@ -195,11 +198,12 @@ def score_shared_prompts(
     *,
     mesh: Mesh | None = None,
     min_rows: int = 1,
+    pad_id: int | None = None,
 ) -> list[list[tuple[float, bool]]]:
     """Score every option of every prompt: returns [(summed log-prob, is_greedy), ...] per prompt.
 
     `params` must come from `prepare_params`. Each prompt needs >= 1 token (OPT prompts start with `</s>`);
-    each option >= 1 token. Callers keep `len(prompt) + len(option) <= config.max_position_embeddings`.
+    each option >= 1 token. `pad_id` fills the padding (masked out; default: the config's pad, else its eos). Callers keep `len(prompt) + len(option) <= config.max_position_embeddings`.
     One compiled call handles the whole group; lengths, option counts and the number of prompts (to at least
     `min_rows`) are padded to buckets so that few shapes are compiled.
     """
@@ -207,7 +211,7 @@ def score_shared_prompts(
         raise ValueError(f"{len(prompts)} prompts but {len(options)} option lists")
     for i, (p, opts) in enumerate(zip(prompts, options)):
         if len(p) < 1:
-            raise ValueError(f"prompt {i} is empty: start prompts with </s> (id 2)")
+            raise ValueError(f"prompt {i} is empty: start prompts with the vocabulary's bos (OPT: </s>)")
         if not opts or any(len(o) < 1 for o in opts):
             raise ValueError(f"prompt {i} has no options or an empty option")
         longest = len(p) + max(len(o) for o in opts)
@@ -219,9 +223,10 @@ def score_shared_prompts(
     rows += (-rows) % mesh_size(mesh)
     prefix_width = bucket_length(max(len(p) - 1 for p in prompts), minimum=16)
     chunk_width = bucket_length(1 + max(len(o) for opts in options for o in opts))
-    prefix = np.full((rows, prefix_width), PAD_ID, np.int32)
+    pad_id = special_ids_of_config(config).pad if pad_id is None else int(pad_id)
+    prefix = np.full((rows, prefix_width), pad_id, np.int32)
     prefix_len = np.zeros((rows,), np.int32)
-    chunk = np.full((rows * num_options, chunk_width), PAD_ID, np.int32)
+    chunk = np.full((rows * num_options, chunk_width), pad_id, np.int32)
     chunk_len = np.zeros((rows * num_options,), np.int32)
     for i, (p, opts) in enumerate(zip(prompts, options)):
         prefix[i, : len(p) - 1] = p[:-1]

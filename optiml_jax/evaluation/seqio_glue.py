@@ -12,12 +12,13 @@ prediction-with-aux and score metrics) run unchanged.
 Both adapters read each converted example's `decoder_target_tokens` and `decoder_loss_weights` (as the
 PrefixLM converter writes them for an inputs+targets task, with `loss_on_targets_only`; the decoder converter
 for a targets-only task): the tokens before the first weighted position are the prompt, the weighted ones are
-the target. The prompt gets OPT's leading `</s>` (SeqIO's converters shift with bos 0, which is OPT's unused
-`<s>`, so the shifted inputs are not used) and is left-truncated so that the continuation fits the model.
+the target. The prompt gets the vocabulary's bos (OPT: `</s>`; none for a family without one; SeqIO's converters
+shift with 0, which is OPT's unused `<s>`, so the shifted inputs are not used) and is left-truncated so that the
+continuation fits the model. Ids are the model's `special_ids` (its vocabulary's).
 
 Prediction greedily decodes the prompt. seqio.Evaluator stacks the per-example outputs with `np.array`, so every
-prediction is returned at one width: the continuation (cut before `</s>`) right-padded with `<pad>` (1), which
-`OPTVocabulary.decode` drops. Scoring sums the target's log-likelihood; prediction-with-aux adds T5X's
+prediction is returned at one width: the continuation (cut before the stop id) right-padded with the pad id
+(OPT: `<pad>` = 1), which the vocabulary's `decode` drops (or cuts at, where pad falls back to eos). Scoring sums the target's log-likelihood; prediction-with-aux adds T5X's
 `aux["scores"]`, the summed log-likelihood of each decoded continuation (with its `</s>` when one was emitted).
 
 k-shot: every adapter takes `kshot_prompts(dataset) -> builder or None`, the k-shot prompt builder of the task
@@ -31,22 +32,25 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from optiml_jax.vocabularies.special_tokens import BOS_ID, EOS_ID, PAD_ID
+from optiml_jax.vocabularies.special_ids import SpecialIds
 
 
-def split_prompt_and_target(features: dict[str, Any], pad_id: int = PAD_ID) -> tuple[list[int], list[int]]:
-    """(prompt ids with leading </s>, target ids) of one converted example."""
+def split_prompt_and_target(features: dict[str, Any], special_ids: SpecialIds) -> tuple[list[int], list[int]]:
+    """(prompt ids with the leading bos, if the family has one; target ids) of one converted example. An explicit
+    pad id before the target is dropped (SeqIO's own 0-padding lies after the target, so 0, a real token in
+    Llama's vocabulary, is kept)."""
     targets = np.asarray(features["decoder_target_tokens"]).tolist()
     weights = np.asarray(features["decoder_loss_weights"]).tolist()
     weighted = [i for i, w in enumerate(weights) if w > 0]
     if not weighted:
         raise ValueError("converted example has no weighted target tokens (decoder_loss_weights all 0)")
     start, end = weighted[0], weighted[-1] + 1
-    prompt = [t for t in targets[:start] if t not in (0, pad_id)]
-    return [BOS_ID] + prompt, [int(t) for t in targets[start:end]]
+    pad = None if special_ids.pad_from_eos else special_ids.pad
+    prompt = [t for t in targets[:start] if t != pad]
+    return special_ids.prompt_prefix + prompt, [int(t) for t in targets[start:end]]
 
 
-def pad_ragged(rows: Sequence[Sequence[int]], pad_id: int = PAD_ID, width: int | None = None) -> list[list[int]]:
+def pad_ragged(rows: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> list[list[int]]:
     """Token lists of different lengths -> lists of one width (right-padded), so `np.array(rows)` is 2-D."""
     width = max([len(r) for r in rows], default=0) if width is None else width
     too_long = [i for i, r in enumerate(rows) if len(r) > width]
@@ -85,7 +89,7 @@ def _prompts(model, dataset, reserve: int, kshot_prompts: KShotPromptsFor | None
     builder = kshot_prompts(dataset) if kshot_prompts is not None else None
     indices, prompts = [], []
     for index, features in _examples(dataset):
-        prompt, _ = split_prompt_and_target(features)
+        prompt, _ = split_prompt_and_target(features, model.special_ids)
         indices.append(index)
         prompts.append(_prompt(model, index, prompt, reserve, builder))
     return indices, prompts
@@ -105,7 +109,7 @@ def make_predict_fn(model, *, max_new_tokens: int | None = None, kshot_prompts: 
     def predict_fn(dataset, model_feature_shapes=None):
         del model_feature_shapes
         indices, _, conts, _ = _generate(model, dataset, max_new_tokens, kshot_prompts)
-        return list(zip(indices, pad_ragged(conts)))
+        return list(zip(indices, pad_ragged(conts, model.special_ids.pad)))
 
     return predict_fn
 
@@ -118,11 +122,12 @@ def make_predict_with_aux_fn(model, *, max_new_tokens: int | None = None,
     def predict_with_aux_fn(dataset, model_feature_shapes=None):
         del model_feature_shapes
         indices, prompts, conts, max_new = _generate(model, dataset, max_new_tokens, kshot_prompts)
-        # A continuation shorter than the limit stopped at `</s>`: that token is part of what was decoded.
-        decoded = [list(c) + [EOS_ID] if len(c) < max_new else list(c) for c in conts]
+        # A continuation shorter than the limit stopped at a stop id: that token is part of what was decoded.
+        # (With several stop ids the one emitted is not kept by the cut; the first, the example eos, is scored.)
+        decoded = [list(c) + [model.special_ids.eos_id] if len(c) < max_new else list(c) for c in conts]
         scored = model.score_token_options(prompts, [[d] for d in decoded])
         scores = [float(row[0][0]) for row in scored]
-        return list(zip(indices, pad_ragged(conts))), {"scores": scores}
+        return list(zip(indices, pad_ragged(conts, model.special_ids.pad))), {"scores": scores}
 
     return predict_with_aux_fn
 
@@ -135,7 +140,7 @@ def make_score_fn(model, *, kshot_prompts: KShotPromptsFor | None = None):
         builder = kshot_prompts(dataset) if kshot_prompts is not None else None
         indices, prompts, targets = [], [], []
         for index, features in _examples(dataset):
-            prompt, target = split_prompt_and_target(features)
+            prompt, target = split_prompt_and_target(features, model.special_ids)
             indices.append(index)
             prompts.append(_prompt(model, index, prompt, len(target), builder))
             targets.append(target)

@@ -12,8 +12,8 @@ returns a `KShotPrompts`: `prompts(index, zero_shot_prompt, room)` gives the k-s
   demonstration with its own instruction, before the example); the example's delimiter is drawn exactly as its
   zero-shot `inputs` were, so with no demonstrations the prompt is token for token the zero-shot one.
 - **tokens** (a plain SeqIO task, tokenized by its own preprocessors, no raw text): instance-level, each
-  demonstration its `inputs` then `targets` tokens (no `</s>`), joined by the separator's tokens, between the
-  leading `</s>` and the example's prompt.
+  demonstration its `inputs` then `targets` tokens (no eos), joined by the separator's tokens, between the
+  leading bos (OPT: `</s>`; nothing for a family without one) and the example's prompt.
 
 Both drop demonstrations from the end until the prompt fits `room` (the definition and the example are never the
 part that is cut); a zero-shot prompt that alone is too long is left-truncated by the adapters as before.
@@ -29,7 +29,7 @@ import numpy as np
 from optiml_jax.tasks import registry
 from optiml_jax.tasks.formatting import DEFAULT_SEPARATOR, draw_delimiter, layout, source_text
 from optiml_jax.tasks.metadata import TaskInfo
-from optiml_jax.vocabularies.special_tokens import BOS_ID, EOS_ID, PAD_ID
+from optiml_jax.vocabularies.special_ids import SpecialIds, special_ids_of
 
 
 class KShotConfigError(ValueError):
@@ -59,9 +59,10 @@ class KShotPrompts:
     vocabulary: Any = None
     format_seed: int = 0
     evaluated_raw: dict[int, dict] | None = None  # "text": the raw fields of each evaluated example, by index
+    special_ids: SpecialIds | None = None  # the task vocabulary's (the prompt's leading bos, if any)
 
     def __call__(self, index: int, prompt: Sequence[int], room: int) -> list[int]:
-        """The k-shot prompt (leading `</s>` included) of evaluated example `index`, whose zero-shot prompt is
+        """The k-shot prompt (leading bos included, if the family has one) of evaluated example `index`, whose zero-shot prompt is
         `prompt`; demonstrations are dropped from the end until it is at most `room` tokens."""
         demos = list(self.demonstrations)
         while True:
@@ -71,13 +72,14 @@ class KShotPrompts:
             demos.pop()
 
     def _build(self, index: int, prompt: list[int], demos: list) -> list[int]:
+        prefix = self.special_ids.prompt_prefix
         if self.layout == "tokens":
             middle = [t for d in demos for t in list(d) + list(self.separator_ids)]
-            return prompt[:1] + middle + prompt[1:]
+            return prompt[:len(prefix)] + middle + prompt[len(prefix):]
         example = self.evaluated_raw[int(index)]
         delimiter = draw_delimiter(self.task_name, example["id"], self.format_seed)
         pieces = layout(self.info, example, demos, delimiter=delimiter, separator=DEFAULT_SEPARATOR)
-        return [BOS_ID] + [int(t) for t in self.vocabulary.encode(source_text(pieces))]
+        return prefix + [int(t) for t in self.vocabulary.encode(source_text(pieces))]
 
 
 def _pick(n: int, shots: int, seed: int) -> np.ndarray:
@@ -102,15 +104,21 @@ def task_kshot_prompts(task, shots: int, *, split: str = "train", seed: int = 0,
                                f"has {len(rows)}")
     picked = [rows[int(i)] for i in _pick(len(rows), shots, seed)]
     vocabulary = task.output_features["targets"].vocabulary
+    ids = special_ids_of(vocabulary)
     if not text:
+        # eos and pad ids are not demonstration text. (The dataset is read without a sequence length, so SeqIO's
+        # 0-padding is absent; 0 is a real token in Llama's vocabulary and is kept.)
+        drop = set(ids.eos) | {ids.pad}
         demos = tuple(tuple(int(t) for f in ("inputs", "targets") if f in ex for t in np.asarray(ex[f]).tolist()
-                       if t not in (EOS_ID, PAD_ID, 0)) for ex in picked)
+                       if t not in drop) for ex in picked)
         return KShotPrompts(task.name, "tokens", "instance", demos,
-                            separator_ids=tuple(int(t) for t in vocabulary.encode(DEFAULT_SEPARATOR)))
+                            separator_ids=tuple(int(t) for t in vocabulary.encode(DEFAULT_SEPARATOR)),
+                            special_ids=ids)
     info = view.info
     evaluated_raw = {i: _decode_raw(ex) for i, ex in enumerate(evaluated.as_numpy_iterator())}
     first = next(iter(evaluated_raw.values()), None)
     task_level = info.instruction_type == "task" and first is not None and first["instruction"].strip()
     return KShotPrompts(task.name, "text", "task" if task_level else "instance",
                         tuple(_decode_raw(ex) for ex in picked), info=info, vocabulary=vocabulary,
-                        format_seed=view.raw.format_seed if view.raw else 0, evaluated_raw=evaluated_raw)
+                        format_seed=view.raw.format_seed if view.raw else 0, evaluated_raw=evaluated_raw,
+                        special_ids=ids)

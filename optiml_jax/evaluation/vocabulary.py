@@ -12,16 +12,19 @@ log = logging.getLogger(__name__)
 
 
 def resolve_tokenizer(tokenizer_path: str | None, checkpoint_path: str | None):
-    """An OPTVocabulary from `tokenizer_path`, else from the checkpoint dir, else the mini-benchmark's."""
+    """The vocabulary of `tokenizer_path`, else of the checkpoint dir, else the mini-benchmark's. OPT's BPE gives
+    an `OPTVocabulary`, any other `tokenizer.json` (Llama 3, Qwen2, Mistral) an `HFTokenizerVocabulary` with its own
+    special ids (`optiml_jax.vocabularies.directories.load_vocabulary`)."""
     from optiml_jax.vocabularies import OPTVocabulary
+    from optiml_jax.vocabularies.directories import load_vocabulary
 
     candidates = [user_path(tokenizer_path, "TOKENIZER_PATH")] if tokenizer_path else []
     if checkpoint_path:
         p = user_path(checkpoint_path, "CHECKPOINT_PATH")  # a bucket stays a URL (optiml_jax.paths)
         candidates += [p, p.parent]
     for c in candidates:
-        if (c / "vocab.json").is_file() or (c / "tokenizer.json").is_file():
-            return OPTVocabulary(c)
+        if c and ((c / "vocab.json").is_file() or (c / "tokenizer.json").is_file()):
+            return load_vocabulary(c)
     if tokenizer_path:
         raise FileNotFoundError(f"TOKENIZER_PATH={tokenizer_path}: no vocab.json + merges.txt or tokenizer.json")
     if checkpoint_path:

@@ -56,7 +56,8 @@ from optiml_jax.tasks.catalog.splits import get_split, trainable_tasks
 from optiml_jax.tasks import mixtures, registry
 from optiml_jax.tasks.instance_splits import carve_pool
 from optiml_jax.tasks.metadata import LEVELS, GeneralizationSplit, TaskInfo
-from optiml_jax.vocabularies import OPTVocabulary
+from optiml_jax.vocabularies.directories import load_vocabulary
+from optiml_jax.vocabularies.tokenizer_files import OPTVocabularyError
 
 log = logging.getLogger(__name__)
 
@@ -327,16 +328,19 @@ def register_opt_iml_bench(niv2_data_dir: str | None = None, cot_data_dir: str |
                            flan_templates_file: str | None = None, flan_data_dir: str | None = None,
                            tfds_sources: Mapping[str, Mapping] | None = None,
                            jsonl_sources: Mapping[str, Mapping] | None = None,
-                           tokenizer_dir: str = gin.REQUIRED, split_name: str = "opt_iml_paper",
+                           tokenizer_dir: str | None = None, split_name: str = "opt_iml_paper",
                            eval_examples: int = EVAL_EXAMPLES, template_seed: int = 0,
                            mixture_prefix: str | None = MIXTURE_PREFIX, counts_file: str | None = None,
-                           replace: bool = True) -> list[str]:
+                           replace: bool = True, opt_tokenizer_dir: str | None = None) -> list[str]:
     """Registers every catalog task found in the configured sources (see the module docstring); returns the names.
+
+    `tokenizer_dir` (gin: `TOKENIZER_DIR`; `opt_tokenizer_dir` / `OPT_TOKENIZER_DIR` is its older name): OPT's BPE or
+    any model family's `tokenizer.json`; the tasks are tokenized, and their examples end, in its ids.
 
     `replace=True` makes registration repeatable in one process (re-running with other directories); the
     split is registered with the task registry so `python -m optiml_jax.tasks list` shows levels.
     """
-    vocab = OPTVocabulary(tokenizer_dir)
+    vocab = _vocabulary(tokenizer_dir, opt_tokenizer_dir)
     catalog = load_catalog()
     split = get_split(split_name, catalog)
     ctx = _Context({t.name: t for t in catalog}, catalog_rows(), split, eval_examples, template_seed)
@@ -377,12 +381,26 @@ def register_opt_iml_bench(niv2_data_dir: str | None = None, cot_data_dir: str |
     return list(found)
 
 
+def _vocabulary(tokenizer_dir, opt_tokenizer_dir=None):
+    """The run's vocabulary: OPT's BPE, or any family's tokenizer.json (`load_vocabulary`); TOKENIZER_DIR or its
+    older name OPT_TOKENIZER_DIR (both set to different directories is an error)."""
+    if tokenizer_dir is not None and opt_tokenizer_dir is not None and str(tokenizer_dir) != str(opt_tokenizer_dir):
+        raise OPTVocabularyError(f"TOKENIZER_DIR = {tokenizer_dir!r} and OPT_TOKENIZER_DIR = {opt_tokenizer_dir!r} "
+                                 "disagree: set one of them")
+    tokenizer_dir = tokenizer_dir if tokenizer_dir is not None else opt_tokenizer_dir
+    if tokenizer_dir is None:
+        raise OPTVocabularyError("OPT-IML Bench needs a tokenizer: set TOKENIZER_DIR (or OPT_TOKENIZER_DIR) to OPT's "
+                                 "vocab.json + merges.txt or to a directory with the model's tokenizer.json")
+    return load_vocabulary(tokenizer_dir)
+
+
 @gin.configurable
-def register_jsonl_tasks(sources: dict = gin.REQUIRED, tokenizer_dir: str = gin.REQUIRED,
-                         split_name: str = "opt_iml_paper", replace: bool = False) -> list[str]:
+def register_jsonl_tasks(sources: dict = gin.REQUIRED, tokenizer_dir: str | None = None,
+                         split_name: str = "opt_iml_paper", replace: bool = False,
+                         opt_tokenizer_dir: str | None = None) -> list[str]:
     """{catalog task name: {"train": path.jsonl, "test": ..., "instruction": ...}} of metaseq src/tgt files ->
     registered tasks, with the split policy of `register_opt_iml_bench` (held-out tasks get no train split)."""
-    vocab = OPTVocabulary(tokenizer_dir)
+    vocab = _vocabulary(tokenizer_dir, opt_tokenizer_dir)
     catalog = load_catalog()
     ctx = _Context({t.name: t for t in catalog}, catalog_rows(), get_split(split_name, catalog), EVAL_EXAMPLES, 0)
     found = jsonl_spec_sources(sources, ctx)

@@ -7,7 +7,7 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from optiml_jax.vocabularies.special_tokens import BOS_ID, EOS_ID, PAD_ID
+from optiml_jax.vocabularies.special_ids import SpecialIds, opt_special_ids
 
 FEATURES = ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights", "decoder_segment_ids",
             "decoder_positions")
@@ -23,13 +23,17 @@ def segments(batch: Mapping[str, np.ndarray], row: int) -> Iterator[tuple[np.nda
 
 
 def assert_batch_contract(batch: Mapping[str, np.ndarray], *, batch_size: int | None = None,
-                          length: int | None = None, ends_with_eos: bool = True) -> None:
-    """Raises AssertionError unless `batch` is a packed decoder batch in the T5X feature convention with OPT's ids:
+                          length: int | None = None, ends_with_eos: bool = True,
+                          special_ids: SpecialIds | None = None) -> None:
+    """Raises AssertionError unless `batch` is a packed decoder batch in the T5X feature convention with the ids of
+    `special_ids` (the run's vocabulary's, `special_ids_of(vocab)`; default OPT's: bos = eos = </s>, pad <pad>):
     int32 tokens/segments/positions and float32 weights of one [batch, length] shape; segments numbered 1, 2, ...
     from the left of each row and contiguous, padding (segment 0) only at the end with token <pad> and weight 0;
-    positions 0.. within each segment; inputs = targets shifted right within the segment, starting with </s>;
-    label weights in [0, 1]; and (unless `ends_with_eos=False`) each segment's last target is </s> with weight 1.
+    positions 0.. within each segment; inputs = targets shifted right within the segment, starting with the bos
+    (a family without one: the example's first token, input only); label weights in [0, 1]; and (unless
+    `ends_with_eos=False`) each segment's last target is the eos with weight 1.
     """
+    ids = special_ids or opt_special_ids()
     missing = set(FEATURES) - set(batch)
     assert not missing, f"batch lacks features {sorted(missing)}"
     shape = np.shape(batch["decoder_target_tokens"])
@@ -45,8 +49,8 @@ def assert_batch_contract(batch: Mapping[str, np.ndarray], *, batch_size: int | 
     seg = np.asarray(batch["decoder_segment_ids"])
     w = np.asarray(batch["decoder_loss_weights"])
     pad = seg == 0
-    assert (np.asarray(batch["decoder_target_tokens"])[pad] == PAD_ID).all(), "padding targets must be <pad> (1)"
-    assert (np.asarray(batch["decoder_input_tokens"])[pad] == PAD_ID).all(), "padding inputs must be <pad> (1)"
+    assert (np.asarray(batch["decoder_target_tokens"])[pad] == ids.pad).all(), f"padding targets must be {ids.pad}"
+    assert (np.asarray(batch["decoder_input_tokens"])[pad] == ids.pad).all(), f"padding inputs must be {ids.pad}"
     assert (w[pad] == 0).all(), "padding must have loss weight 0"
     assert ((w >= 0) & (w <= 1)).all(), "loss weights must lie in [0, 1]"
     for r in range(shape[0]):
@@ -60,7 +64,9 @@ def assert_batch_contract(batch: Mapping[str, np.ndarray], *, batch_size: int | 
         for k, (tgt, inp, wt) in enumerate(segments(batch, r), 1):
             p = pos[s == k]
             assert (p == np.arange(len(p))).all(), f"row {r} segment {k}: positions {p.tolist()} do not restart at 0"
-            assert inp[0] == BOS_ID, f"row {r} segment {k}: first input token {inp[0]}, expected </s> ({BOS_ID})"
+            if ids.bos is not None:
+                assert inp[0] == ids.bos, f"row {r} segment {k}: first input token {inp[0]}, expected bos {ids.bos}"
             assert (inp[1:] == tgt[:-1]).all(), f"row {r} segment {k}: inputs are not the targets shifted right"
             if ends_with_eos:
-                assert tgt[-1] == EOS_ID and wt[-1] == 1, f"row {r} segment {k}: must end with </s> as a label"
+                assert tgt[-1] == ids.eos_id and wt[-1] == 1, (
+                    f"row {r} segment {k}: must end with eos {ids.eos_id} as a label")

@@ -94,3 +94,19 @@ def check_same_architecture(expected: OPTConfig | LlamaConfig, found: OPTConfig 
              for f in fields if getattr(expected, f) != getattr(found, f)]
     if diffs:
         raise ValueError(f"checkpoint {where} does not match the configured model: " + "; ".join(diffs))
+
+
+def check_vocabulary_fits(stream, model_config, mixture_or_task_name: str) -> None:
+    """A mixture whose vocabulary has more ids than the model's embedding rows is an error before any device work
+    (its tokens would index past the embedding): one line naming the vocabulary and `vocab_size`. Streams without
+    a vocabulary (the synthetic one) are not checked."""
+    from optiml_jax.training.errors import ConfigValueError
+
+    ids = getattr(stream, "special_ids", None)
+    if ids is None or ids.vocab_size is None or ids.vocab_size <= model_config.vocab_size:
+        return
+    where = getattr(getattr(stream, "vocabulary", None), "path", None) or repr(getattr(stream, "vocabulary", None))
+    raise ConfigValueError(f"MIXTURE_OR_TASK_NAME = {mixture_or_task_name!r}: its tasks' vocabulary ({where}) has "
+                           f"{ids.vocab_size} ids but the model's vocab_size is {model_config.vocab_size} (gin: "
+                           "train.model_config): use the model's own tokenizer or a model with vocab_size >= "
+                           f"{ids.vocab_size}")

@@ -17,7 +17,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from optiml_jax.vocabularies.special_tokens import EOS_ID, PAD_ID
+from optiml_jax.vocabularies.special_ids import opt_special_ids
+
+_OPT = opt_special_ids()  # the synthetic rows are OPT sequences (bos = eos = </s>, pad <pad>)
 
 FIRST_CONTENT_ID = 4
 SYNTHETIC_NAME = "synthetic"  # the only MIXTURE_OR_TASK_NAME this stream accepts: it reads no task
@@ -61,8 +63,8 @@ class SyntheticStream:
         rng = np.random.default_rng([self.seed, step, row])
         length = self.sequence_length
         feats = {
-            "decoder_input_tokens": np.full(length, PAD_ID, np.int32),
-            "decoder_target_tokens": np.full(length, PAD_ID, np.int32),
+            "decoder_input_tokens": np.full(length, _OPT.pad, np.int32),
+            "decoder_target_tokens": np.full(length, _OPT.pad, np.int32),
             "decoder_loss_weights": np.zeros(length, np.float32),
             "decoder_segment_ids": np.zeros(length, np.int32),
             "decoder_positions": np.zeros(length, np.int32),
@@ -75,10 +77,10 @@ class SyntheticStream:
                 break
             source = rng.integers(FIRST_CONTENT_ID, FIRST_CONTENT_ID + self.content_vocab, n)
             target = (source[::-1] - FIRST_CONTENT_ID + 1) % self.content_vocab + FIRST_CONTENT_ID
-            targets = np.concatenate([source, target, [EOS_ID]]).astype(np.int32)
+            targets = np.concatenate([source, target, [_OPT.eos_id]]).astype(np.int32)
             sl = slice(pos, pos + example_len)
             feats["decoder_target_tokens"][sl] = targets
-            feats["decoder_input_tokens"][sl] = np.concatenate([[EOS_ID], targets[:-1]])
+            feats["decoder_input_tokens"][sl] = np.concatenate([[_OPT.bos], targets[:-1]])
             feats["decoder_loss_weights"][pos + n: pos + example_len] = 1.0
             feats["decoder_segment_ids"][sl] = segment
             feats["decoder_positions"][sl] = np.arange(example_len)

@@ -39,7 +39,7 @@ from optiml_jax.checkpoints import training_runs as checkpointing
 from optiml_jax.training import metrics as metrics_lib, run_record, train_state
 from optiml_jax.checkpoints.errors import StorageError
 from optiml_jax.training.errors import ConfigValueError, NonFiniteError, RunLockedError
-from optiml_jax.training.model_config import check_same_architecture
+from optiml_jax.training.model_config import check_same_architecture, check_vocabulary_fits
 from optiml_jax.training.optimizer import make_optimizer, make_schedule
 from optiml_jax.training.partitioning import Partitioner, make_partitioner
 from optiml_jax.training.run_dir import RunLock, check_storage
@@ -398,6 +398,7 @@ def train(
                                "nothing would be trained on")
     for line in data_record_lines(data_record):
         log.info("%s", line)
+    check_vocabulary_fits(stream, model_config, mixture_or_task_name)
 
     # MODEL_DIR: lock it, check it can take checkpoints, then restore or initialise.
     lock = RunLock(model_dir, stale_after_s=lock_stale_after_s)

@@ -189,3 +189,37 @@ def test_cli_round_trip_through_orbax(tmp_path):
     cfg_b, from_hf = load_params(tmp_path / "hf")
     assert cfg_a == cfg_b == config
     _assert_trees_equal(from_orbax, from_hf)
+
+
+def test_orbax_to_hf_with_the_run_s_tokenizer_loads_in_transformers(tmp_path):
+    """`orbax-to-hf --tokenizer_dir`: the export carries the tokenizer files and its special ids in
+    generation_config.json (Qwen2-shaped tokenizer: no bos, eos = pad = <|endoftext|>); a tokenizer with more ids
+    than the model is refused."""
+    import dataclasses
+
+    import transformers
+
+    from optiml_jax.cli.convert import main
+    from optiml_jax.testing.family_tokenizers import write_family_tokenizer
+
+    tok_dir = write_family_tokenizer(tmp_path / "tok", "qwen2", ["hello world, the fox"] * 30, bpe_size=300)
+    n_ids = transformers.AutoTokenizer.from_pretrained(tok_dir).__len__()
+    config = dataclasses.replace(LlamaConfig(**CONFIGS["qwen2"]), vocab_size=n_ids + 3)
+    hf_model(config, seed=2).save_pretrained(tmp_path / "hf")
+    assert main(["hf-to-orbax", "--hf_dir", str(tmp_path / "hf"), "--out_dir", str(tmp_path / "orbax")]) == 0
+    assert main(["orbax-to-hf", "--orbax_dir", str(tmp_path / "orbax"), "--out_dir", str(tmp_path / "out"),
+                 "--tokenizer_dir", str(tok_dir)]) == 0
+    out = tmp_path / "out"
+    assert (out / "tokenizer.json").is_file()
+    tok = transformers.AutoTokenizer.from_pretrained(out)
+    eos = tok.convert_tokens_to_ids("<|endoftext|>")
+    gen = json.loads((out / "generation_config.json").read_text())
+    assert (gen["bos_token_id"], gen["eos_token_id"], gen["pad_token_id"]) == (None, eos, eos)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(out)
+    assert hf.generation_config.eos_token_id == eos
+    small = tmp_path / "small_orbax"
+    hf_model(dataclasses.replace(config, vocab_size=n_ids - 10), seed=2).save_pretrained(tmp_path / "hf_small")
+    assert main(["hf-to-orbax", "--hf_dir", str(tmp_path / "hf_small"), "--out_dir", str(small)]) == 0
+    assert main(["orbax-to-hf", "--orbax_dir", str(small), "--out_dir", str(tmp_path / "out2"),
+                 "--tokenizer_dir", str(tok_dir)]) == 2
+    assert not (tmp_path / "out2").exists()

@@ -14,12 +14,14 @@ def test_generate_tokens_matches_greedy_reference_and_cuts_at_eos(tiny_model):
     for p, cont, row in zip(prompts, conts, raw):
         ref = np.asarray(greedy_reference(config, params, np.array([p]), max_new_tokens=5))[0]
         np.testing.assert_array_equal(row, ref)
-        assert cont == prediction.cut_at_eos(ref)
+        assert cont == prediction.cut_at_eos(ref, 2, 1)
 
 
 def test_cut_at_eos():
-    assert prediction.cut_at_eos([5, 6, 2, 7, 1]) == [5, 6]
-    assert prediction.cut_at_eos([1, 5, 6]) == [5, 6]
+    assert prediction.cut_at_eos([5, 6, 2, 7, 1], 2, 1) == [5, 6]
+    assert prediction.cut_at_eos([1, 5, 6], 2, 1) == [5, 6]
+    # several stop ids (Llama 3 instruct: <|end_of_text|>, <|eot_id|>): the first one met ends the continuation
+    assert prediction.cut_at_eos([5, 128009, 7, 128001], (128001, 128009), 128001) == [5]
 
 
 def test_predict_batch_with_aux_reads_padded_prompts(tiny_model):
@@ -29,7 +31,7 @@ def test_predict_batch_with_aux_reads_padded_prompts(tiny_model):
     out_r, _ = tiny_model.predict_batch_with_aux(None, {"decoder_input_tokens": right}, max_new_tokens=4)
     np.testing.assert_array_equal(out_l, out_r)
     assert out_l.shape == (2, 4)
-    assert list(aux["lengths"]) == [len(prediction.cut_at_eos(r)) for r in out_l]
+    assert list(aux["lengths"]) == [len(prediction.cut_at_eos(r, 2, 1)) for r in out_l]
 
 
 def test_text_generation_decodes_what_token_generation_produces(tiny_model, mini_vocab):

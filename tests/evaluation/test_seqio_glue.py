@@ -64,7 +64,10 @@ class _RaggedModel:
     real model's are once some prompts stop at </s> early."""
 
     def __init__(self, config, continuations):
+        from optiml_jax.vocabularies.special_ids import special_ids_of_config
+
         self.config, self.max_new_tokens, self.continuations = config, 8, continuations
+        self.special_ids = special_ids_of_config(config)  # OPTModel's without a vocabulary
 
     def generate_token_batches(self, prompts, max_new_tokens=None):
         assert len(prompts) == len(self.continuations)
@@ -90,7 +93,7 @@ def test_ragged_predictions_reach_the_metric_fns(task_name, tiny_config, mini_vo
 def test_pad_ragged():
     from optiml_jax.evaluation.seqio_glue import pad_ragged
 
-    rows = pad_ragged([[5, 6, 7], [], [9]])
+    rows = pad_ragged([[5, 6, 7], [], [9]], 1)
     assert np.array(rows).shape == (3, 3) and rows[1] == [1, 1, 1] and rows[2] == [9, 1, 1]
     with pytest.raises(ValueError, match="longer"):
-        pad_ragged([[5, 6]], width=1)
+        pad_ragged([[5, 6]], 1, width=1)

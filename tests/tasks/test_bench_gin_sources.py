@@ -139,3 +139,29 @@ def test_issue_inspect_command_on_real_niv2(shared_data):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "===== example 0 [task062-" in r.stdout
     assert "natural language instructions" in r.stdout and "--- target:" in r.stdout
+
+
+def test_bench_registers_in_the_ids_of_any_tokenizer_dir(tmp_path):
+    """TOKENIZER_DIR may be any model family's tokenizer.json (here Llama 3-shaped): the bench's tasks are
+    tokenized with it and their examples end with its eos; OPT_TOKENIZER_DIR keeps working for OPT's BPE."""
+    from optiml_jax.data.task_cache import task_tokens
+    from optiml_jax.testing.family_tokenizers import write_family_tokenizer
+    from optiml_jax.vocabularies import HFTokenizerVocabulary, OPTVocabulary
+
+    niv2 = tmp_path / "tasks"
+    write_niv2_task(niv2, "task001_quoref_question_generation", n=6, tag="quo")
+    tok = write_family_tokenizer(tmp_path / "llama3", "llama3", ["Answer the request about quo."] * 50, bpe_size=300)
+    name = "niv2_task001_quoref_question_generation"
+    assert main(["list", "--no_catalog", "--gin_file", str(BENCH_GIN),
+                 *gin_bindings(NIV2_DATA_DIR=str(niv2), TOKENIZER_DIR=str(tok))]) == 0
+    vocab = registry.get_task(name).vocabulary
+    assert isinstance(vocab, HFTokenizerVocabulary)
+    ids, _ = task_tokens(name, "train").example(0)
+    assert ids[-1] == vocab.tokenizer.token_to_id("<|end_of_text|>")
+    gin.clear_config()
+    assert main(["list", "--no_catalog", "--gin_file", str(BENCH_GIN),
+                 *gin_bindings(NIV2_DATA_DIR=str(niv2), OPT_TOKENIZER_DIR=str(MINI_TOKENIZER))]) == 0
+    assert isinstance(registry.get_task(name).vocabulary, OPTVocabulary)
+    with pytest.raises(SystemExit, match="TOKENIZER_DIR"):
+        gin.clear_config()
+        main(["list", "--no_catalog", "--gin_file", str(BENCH_GIN), *gin_bindings(NIV2_DATA_DIR=str(niv2))])

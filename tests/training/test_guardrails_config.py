@@ -177,3 +177,17 @@ def test_every_command_documents_its_exit_codes(module, capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "exit codes:" in out and "2    usage or configuration error" in out and "--verbose" in out
+
+
+def test_a_vocabulary_larger_than_the_model_is_an_error_and_creates_nothing(train_kwargs, tiny_config):
+    import optiml_jax.tasks.registrations  # noqa: F401 (mini_bench_*: a 2048-id vocabulary)
+    from optiml_jax.data.stream import get_train_stream
+
+    run = pathlib.Path(train_kwargs["model_dir"])
+    small = tiny_config(vocab_size=1024)
+    with pytest.raises(ConfigValueError, match=r"MIXTURE_OR_TASK_NAME = 'mini_bench_eval_fully_supervised': its "
+                                               r"tasks' vocabulary \(.*\) has 2048 ids but the model's vocab_size is "
+                                               r"1024"):
+        train(**{**train_kwargs, "mixture_or_task_name": "mini_bench_eval_fully_supervised", "model_config": small,
+                 "stream_factory": get_train_stream})
+    assert not run.exists()

@@ -49,6 +49,9 @@ def test_a_generic_run_file_with_an_unknown_mixture_exits_2_naming_it_and_create
 
 
 def test_an_opt_iml_bench_name_without_the_bench_file_says_which_file_and_macros_to_add(tmp_path, capsys):
+    import seqio
+
+    seqio.MixtureRegistry.remove("opt_iml_bench_train")  # as in a fresh process (an earlier test may have registered it)
     model_dir = tmp_path / "run"
     code, err = _train(["--gin_file=gin/runs/quickstart.gin", f"--gin.MODEL_DIR={model_dir}",
                         "--gin.MIXTURE_OR_TASK_NAME=opt_iml_bench_train"], capsys)
