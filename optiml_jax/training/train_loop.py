@@ -39,6 +39,7 @@ from optiml_jax.training.errors import ConfigValueError, NonFiniteError, RunLock
 from optiml_jax.training.model_config import check_same_architecture
 from optiml_jax.training.optimizer import make_optimizer, make_schedule
 from optiml_jax.training.partitioning import Partitioner, make_partitioner
+from optiml_jax.training.preemption import Preempted, PreemptionWatch, parse_runtime
 from optiml_jax.training.run_dir import RunLock, check_storage
 from optiml_jax.training.synthetic_data import synthetic_stream
 from optiml_jax.training.trainer import Trainer, process_batch_slice
@@ -109,7 +110,7 @@ MACRO_OF = {
     "num_microbatches": "NUM_MICROBATCHES", "loss_chunk_size": "LOSS_CHUNK_SIZE",
     "checkpoint_period": "CHECKPOINT_PERIOD", "keep_checkpoints": "KEEP_CHECKPOINTS", "eval_period": "EVAL_PERIOD",
     "log_period": "LOG_PERIOD", "on_nonfinite": "ON_NONFINITE", "peak_flops": "PEAK_FLOPS",
-    "verify_checkpoints": "VERIFY_CHECKPOINTS",
+    "verify_checkpoints": "VERIFY_CHECKPOINTS", "max_runtime": "MAX_RUNTIME",
 }
 
 
@@ -331,6 +332,9 @@ def train(
     progress: bool = True,
     setup_callback: Callable[[pathlib.Path], None] | None = None,
     lock_stale_after_s: float = 600.0,
+    max_runtime: float | str | None = None,
+    max_runtime_margin_s: float = 30.0,
+    preemption_check_period: int = 1,
 ) -> TrainResult:
     """Train `model_config` on the mixture for `train_steps` steps of `batch_size` sequences.
 
@@ -348,8 +352,12 @@ def train(
     train.jsonl records from before a restart), were skipped: then it stops like 'stop'.
     `verify_checkpoints`: record per-array checksums with every checkpoint and verify them on restore.
     `max_truncated_fraction`: warn when more of the first batch's examples are cut to the row length.
+    SIGTERM/SIGINT/SIGUSR1, or `max_runtime` (gin MAX_RUNTIME: seconds, '2h30m', '04:00:00') less
+    `max_runtime_margin_s` and the slowest step and save, end the run at one step all processes agree on
+    (checked every `preemption_check_period` steps) after saving it: `Preempted` (exit 143; training/preemption.py).
     """
     check_arguments(dict(locals()))
+    preemption = _preemption_settings(max_runtime, max_runtime_margin_s, preemption_check_period)
     model_dir = pathlib.Path(model_dir).absolute()
     length = int(sum(task_feature_lengths.values()))
     part = partitioner() if callable(partitioner) and not isinstance(partitioner, Partitioner) else partitioner
@@ -444,7 +452,7 @@ def train(
             eval_period=eval_period, eval_batches=eval_batches, eval_callback=eval_callback, on_nonfinite=on_nonfinite,
             max_consecutive_nonfinite=max_consecutive_nonfinite, max_nonfinite_fraction=max_nonfinite_fraction,
             flops_per_step=flops_per_step, peak=peak, written_config=written_config, model_dir=model_dir,
-            set_aside=set_aside, start_warnings=start_warnings)
+            set_aside=set_aside, start_warnings=start_warnings, preemption=preemption)
     finally:
         if ckpt is not None:
             ckpt.close()
@@ -457,7 +465,15 @@ def train(
 def _loop(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_step, restored_from, train_steps,
           batch_size, length, checkpoint_period, log_period, eval_period, eval_batches, eval_callback, on_nonfinite,
           max_consecutive_nonfinite, max_nonfinite_fraction, flops_per_step, peak, written_config, model_dir,
-          set_aside, start_warnings) -> TrainResult:
+          set_aside, start_warnings, preemption=None) -> TrainResult:
+    with PreemptionWatch(**(preemption or {})) as watch:
+        return _steps(**{k: v for k, v in locals().items() if k != "preemption"})
+
+
+def _steps(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_step, restored_from, train_steps,
+           batch_size, length, checkpoint_period, log_period, eval_period, eval_batches, eval_callback, on_nonfinite,
+           max_consecutive_nonfinite, max_nonfinite_fraction, flops_per_step, peak, written_config, model_dir,
+           set_aside, start_warnings, watch) -> TrainResult:
     history: list[dict] = []
     pending: list[tuple[int, Any]] = []
     last_saved = restored_from
@@ -532,13 +548,20 @@ def _loop(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_s
         clock["steps"] += 1
         done = step + 1
         save_due = done % max(checkpoint_period, 1) == 0 or done == train_steps
+        stop = watch.stop_reason(step) if done < train_steps else None  # the same answer on every process
         if last_saved is not None:
             ckpt.check_for_errors()  # a background save that failed ends the run now, naming path and OS error
-        if save_due:
+        if save_due or stop:
             flush(keep_newest=False)
             if done != last_saved:
+                began = time.monotonic()
                 ckpt.save(done, state, data_state(done), force=True)
+                watch.save_took(time.monotonic() - began)
                 last_saved = done
+            if stop:
+                ckpt.wait_until_finished()
+                raise Preempted(f"{stop}: stopped after step {done} of {train_steps} and saved checkpoint {done} in "
+                                f"{ckpt.directory}; rerun the same command to resume", step=done, reason=stop)
         elif done % max(log_period, 1) == 0:
             flush(keep_newest=True)
         if eval_period and evals and done % eval_period == 0 and done != train_steps:
@@ -560,6 +583,19 @@ def _loop(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_s
                        history=history, eval_results=eval_results, task_eval_results=eval_callbacks_results,
                        restored_from=restored_from, skipped_steps=list(skipped["run"]),
                        skipped_total=int(skipped["total"]), set_aside=set_aside, warnings=start_warnings)
+
+
+def _preemption_settings(max_runtime, margin_s, check_period) -> dict:
+    """PreemptionWatch's arguments from train()'s, each error naming its macro/binding."""
+    try:
+        max_runtime_s = parse_runtime(max_runtime)
+    except ValueError as e:
+        raise ConfigValueError(f"{e} ({_name('max_runtime')})") from None
+    if not _is_real(margin_s) or not margin_s >= 0:
+        raise _bad("max_runtime_margin_s", margin_s, "a number of seconds >= 0")
+    if not _is_int(check_period) or check_period < 1:
+        raise _bad("preemption_check_period", check_period, "an integer >= 1")
+    return {"max_runtime_s": max_runtime_s, "margin_s": float(margin_s), "check_period": int(check_period)}
 
 
 def step_ranges(steps: list[int]) -> str:

@@ -1,0 +1,202 @@
+"""Preemption: SIGTERM / SIGINT / SIGUSR1 and MAX_RUNTIME end a run at one agreed step, saved, exit 143; rerunning
+the same command finishes with exactly the losses of an uninterrupted run."""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from optiml_jax.training.preemption import Preempted, parse_runtime
+from optiml_jax.training.synthetic_data import synthetic_stream
+from optiml_jax.training.train_loop import train
+from optiml_jax.training.errors import ConfigValueError
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _steps_on_disk(model_dir):
+    d = pathlib.Path(model_dir) / "checkpoints"
+    return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.is_dir() else []
+
+
+def _signalling_stream(signum, at_step):
+    """The synthetic stream, which sends `signum` to this process while the batch of `at_step` is read (the
+    trainer is then in the middle of that step)."""
+    def factory(**kw):
+        stream = synthetic_stream(**kw)
+        get_batch = stream.get_batch
+
+        def get(step):
+            if step == at_step:
+                os.kill(os.getpid(), signum)
+            return get_batch(step)
+
+        stream.get_batch = get
+        return stream
+    return factory
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_signal_mid_run_saves_the_step_reached_and_the_rerun_matches(train_kwargs, tmp_path, signum):
+    kw = {**train_kwargs, "train_steps": 6, "checkpoint_period": 100}
+    ref = train(**{**kw, "model_dir": str(tmp_path / "ref")})
+    with pytest.raises(Preempted, match=rf"{signal.Signals(signum).name}: stopped after step 3 of 6 and saved "
+                                        r"checkpoint 3 in .*; rerun the same command to resume") as e:
+        train(**{**kw, "stream_factory": _signalling_stream(signum, 2)})
+    assert e.value.step == 3
+    assert _steps_on_disk(kw["model_dir"]) == [3]  # no periodic checkpoint was due: the signal's save
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored after the run
+    resumed = train(**kw)
+    assert resumed.restored_from == 3
+    got = [json.loads(x)["loss"] for x in (pathlib.Path(kw["model_dir"]) / "metrics" / "train.jsonl").read_text()
+           .splitlines()]
+    assert got == [r["loss"] for r in ref.history]  # bitwise, steps 0-5 once each
+
+
+def test_parse_runtime():
+    assert parse_runtime(None) is None
+    assert parse_runtime(90) == 90.0
+    assert parse_runtime("90m") == 5400.0
+    assert parse_runtime("2h30m") == 9000.0
+    assert parse_runtime("04:00:00") == 14400.0
+    assert parse_runtime("1-00:00:10") == 86410.0
+    for bad in ("soon", "0", "3x", 0, -5, True, "10m soon"):
+        with pytest.raises(ValueError, match="MAX_RUNTIME"):
+            parse_runtime(bad)
+
+
+def test_bad_max_runtime_is_a_config_error_naming_the_macro(train_kwargs):
+    with pytest.raises(ConfigValueError, match=r"MAX_RUNTIME = 'soon'.*MAX_RUNTIME \(train.max_runtime\)"):
+        train(**{**train_kwargs, "max_runtime": "soon"})
+    assert not pathlib.Path(train_kwargs["model_dir"]).exists()
+
+
+def test_max_runtime_stops_before_the_budget_runs_out(train_kwargs):
+    """A budget already nearly spent by the time the loop runs (the import of the module started the clock)
+    stops after the first step, saved."""
+    from optiml_jax.training import preemption
+
+    spent = time.monotonic() - preemption.PROCESS_START
+    with pytest.raises(Preempted, match="MAX_RUNTIME: stopped after step 1 of 50") as e:
+        train(**{**train_kwargs, "train_steps": 50, "checkpoint_period": 100, "max_runtime": spent + 1000,
+                 "max_runtime_margin_s": 999})
+    assert _steps_on_disk(train_kwargs["model_dir"]) == [1] and e.value.reason == "MAX_RUNTIME"
+
+
+# ---------------------------------------------------------------- the command, as a scheduler sees it
+def _command(model_dir, steps=24, extra=()):
+    return [sys.executable, "-m", "optiml_jax.train", "--gin_file=gin/runs/quickstart.gin", "--no_progress",
+            f"--gin.MODEL_DIR={model_dir}", f"--gin.TRAIN_STEPS={steps}", "--gin.CHECKPOINT_PERIOD=1000",
+            "--gin.LOG_PERIOD=1", "--gin.BATCH_SIZE=4", "--gin.TASK_FEATURE_LENGTHS={'targets': 32}",
+            "--gin.DROPOUT_RATE=0.1", "--gin.WARMUP_STEPS=3", "--gin.train.eval_streams={}",
+            "--gin.train.eval_callback=None", *extra]
+
+
+def _env(devices=2):
+    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+
+
+def _losses(model_dir) -> dict[int, list[float]]:
+    out: dict[int, list[float]] = {}
+    for line in (pathlib.Path(model_dir) / "metrics" / "train.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        out.setdefault(rec["step"], []).append(rec["loss"])
+    return out
+
+
+def _wait_for_step(procs, jsonl, step, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline and all(p.poll() is None for p in procs):
+        if jsonl.is_file():
+            steps = [json.loads(x)["step"] for x in jsonl.read_text().splitlines() if x.strip()]
+            if steps and max(steps) >= step:
+                return max(steps)
+        time.sleep(0.02)
+    raise AssertionError("the run finished or stalled before it could be signalled")
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_command_exits_143_and_the_rerun_finishes_bitwise(tmp_path):
+    ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
+    ref = subprocess.Popen(_command(ref_dir), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    victim = subprocess.Popen(_command(run_dir), cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    _wait_for_step([victim], run_dir / "metrics" / "train.jsonl", 5)
+    victim.send_signal(signal.SIGTERM)
+    out, err = victim.communicate(timeout=120)
+    assert victim.returncode == 143, err[-3000:]
+    saved = _steps_on_disk(run_dir)
+    assert len(saved) == 1 and 6 <= saved[0] < 24, saved  # the step it reached, with no periodic save due
+    assert f"SIGTERM: stopped after step {saved[0]} of 24 and saved checkpoint {saved[0]}" in err
+    assert "rerun the same command to resume" in err and "error:" not in err
+    assert not (run_dir / "run.lock").exists()  # released: the rerun takes it without a stale-lock warning
+    assert sorted(_losses(run_dir)) == list(range(saved[0]))
+
+    _, ref_err = ref.communicate(timeout=300)
+    assert ref.returncode == 0, ref_err[-3000:]
+    resumed = subprocess.run(_command(run_dir), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"restored {run_dir / 'checkpoints'} step {saved[0]}" in resumed.stderr
+    ref_losses, run_losses = _losses(ref_dir), _losses(run_dir)
+    assert sorted(run_losses) == list(range(24)) and all(len(v) == 1 for v in run_losses.values())
+    assert run_losses == ref_losses  # bitwise
+
+
+@pytest.mark.slow
+def test_a_second_signal_exits_at_once_leaving_the_last_intact_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    victim = subprocess.Popen(_command(run_dir, steps=400, extra=["--gin.CHECKPOINT_PERIOD=4"]), cwd=REPO,
+                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_step([victim], run_dir / "metrics" / "train.jsonl", 5)
+    victim.send_signal(signal.SIGINT)
+    victim.send_signal(signal.SIGINT)
+    _, err = victim.communicate(timeout=120)
+    assert victim.returncode == 143, err[-3000:]
+    assert "SIGINT again: exiting now without saving" in err
+    resumed = subprocess.run(_command(run_dir, steps=12, extra=["--gin.CHECKPOINT_PERIOD=4"]), cwd=REPO,
+                             env=_env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "restored" in resumed.stderr
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_of_two_processes_stops_both_at_the_same_saved_step(tmp_path):
+    port = _free_port()
+    run_dir = tmp_path / "mp"
+    procs = [subprocess.Popen(_command(run_dir, extra=[f"--coordinator_address=127.0.0.1:{port}",
+                                                       "--num_processes=2", f"--process_id={i}",
+                                                       "--cpu_collectives=gloo"]),
+                              cwd=REPO, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    _wait_for_step(procs, run_dir / "metrics" / "train.jsonl", 5)
+    procs[1].send_signal(signal.SIGTERM)  # not the process that writes the metrics
+    outs = [p.communicate(timeout=180) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 143, err[-3000:]
+    saved = _steps_on_disk(run_dir)
+    assert len(saved) == 1 and saved[0] < 24, saved
+    assert f"SIGTERM: stopped after step {saved[0]} of 24" in outs[1][1]
+    assert f"SIGTERM (on another process): stopped after step {saved[0]} of 24" in outs[0][1]
+    # Both processes wrote their shards of that step: it restores on one process and finishes like a single run.
+    resumed = subprocess.run(_command(run_dir), cwd=REPO, env=_env(4), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    single = subprocess.run(_command(tmp_path / "single"), cwd=REPO, env=_env(4), capture_output=True, text=True,
+                            timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    got, want = _losses(run_dir), _losses(tmp_path / "single")
+    assert sorted(got) == list(range(24))
+    np.testing.assert_allclose([got[s][0] for s in range(24)], [want[s][0] for s in range(24)], rtol=2e-5)
