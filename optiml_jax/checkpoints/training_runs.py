@@ -136,6 +136,9 @@ class TrainCheckpointManager:
         except Exception as e:  # noqa: BLE001 (TensorStore, pytree and OS errors alike mean a damaged checkpoint)
             if record is None:  # written before integrity records: cannot tell damage from a config change
                 raise
+            if _caused_by(e, "IndivisibleError"):  # the configured mesh cannot hold the arrays: not damage
+                raise CheckpointMismatchError(f"{where} cannot be placed on the configured mesh (a MESH_SHAPE that "
+                                              f"does not divide the model): {_first_line(e)}") from e
             raise CorruptCheckpointError(f"{where} cannot be restored: {type(e).__name__}: {_first_line(e)}",
                                          step=step, path=str(self.step_directory(step))) from e
         if record is None:
@@ -214,6 +217,16 @@ class TrainCheckpointManager:
 def _first_line(e: BaseException) -> str:
     lines = [x for x in str(e).splitlines() if x.strip()]
     return lines[0].strip() if lines else type(e).__name__
+
+
+def _caused_by(e: BaseException, type_name: str) -> bool:
+    seen, cur = set(), e
+    while cur is not None and id(cur) not in seen:
+        if type(cur).__name__ == type_name:
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def _os_error(e: BaseException) -> str:

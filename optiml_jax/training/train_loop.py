@@ -285,6 +285,12 @@ def build_trainer(*, model_config: ModelConfig, partitioner: Partitioner | Calla
     tx = make_optimizer(schedule, adam_b1, adam_b2, adam_eps, weight_decay, clip_grad_norm=clip_grad_norm)
     written_config = model_config  # what model_config.json records: the architecture, not this mesh's kernel name
     model_config = model_config.replace(attention_backend=part.attention_backend_for(model_config.attention_backend))
+    misfits = train_state.mesh_misfits(model_config, tx, part)
+    if misfits:  # a configuration error, before any checkpoint is read (a restore would call them damaged)
+        raise ConfigValueError(
+            f"MESH_SHAPE gives {dict(part.mesh.shape)}, which does not divide the model: {'; '.join(misfits[:3])}"
+            f"{f' and {len(misfits) - 3} more' if len(misfits) > 3 else ''}. Use a MESH_SHAPE whose axes divide "
+            "these sizes (or partitioning rules that do not split them).")
     shardings = train_state.state_shardings(model_config, tx, part)
     trainer = Trainer(model_config, tx, schedule, part, shardings, seed=seed, num_microbatches=num_microbatches,
                       loss_normalization=loss_normalization, loss_chunk_size=loss_chunk_size)
@@ -420,20 +426,24 @@ def train(
             if error is not None:
                 raise error
             raise StorageError(f"{model_dir}: another process found MODEL_DIR or checkpoints/ unwritable (see its log)")
-        if jax.process_index() == 0:
-            (model_dir / "model_config.json").write_text(written_config.to_json())
         ckpt = checkpointing.TrainCheckpointManager(model_dir, period=checkpoint_period, keep=keep_checkpoints,
                                                     async_save=async_checkpoints, verify=verify_checkpoints)
-        found = ckpt.restore_latest_intact(abstract)
+        run_shape = {"batch_size": batch_size, "task_feature_lengths": dict(task_feature_lengths),
+                     "train_steps": train_steps}  # saved with the data position of every checkpoint
+        found = ckpt.restore_latest_intact(abstract)  # another model: refused here, before model_config.json
         set_aside: list[dict] = []
         if found is not None:
             state, data_state, start_step, set_aside = found
+            start_warnings += check_resume(data_state, run_shape, start_step, ckpt.directory)
             restored_from = start_step
-            log.info("restored %s step %d (data position %s)", ckpt.directory, start_step, data_state)
+            log.info("restored %s step %d (data position %s)", ckpt.directory, start_step,
+                     {k: v for k, v in data_state.items() if k != "stream"})
         elif initial_checkpoint_path:
             state, start_step, restored_from = _load_initial_state(initial_checkpoint_path, model_config, tx, part), 0, None
         else:
             state, start_step, restored_from = train_state.init_state(model_config, tx, part, seed), 0, None
+        if jax.process_index() == 0:  # only now: a refused resume leaves MODEL_DIR as it was
+            (model_dir / "model_config.json").write_text(written_config.to_json())
         trainer = Trainer(model_config, tx, schedule, part, train_state.state_shardings(model_config, tx, part),
                           seed=seed, num_microbatches=num_microbatches, loss_normalization=loss_normalization,
                           loss_chunk_size=loss_chunk_size)
@@ -452,7 +462,7 @@ def train(
             eval_period=eval_period, eval_batches=eval_batches, eval_callback=eval_callback, on_nonfinite=on_nonfinite,
             max_consecutive_nonfinite=max_consecutive_nonfinite, max_nonfinite_fraction=max_nonfinite_fraction,
             flops_per_step=flops_per_step, peak=peak, written_config=written_config, model_dir=model_dir,
-            set_aside=set_aside, start_warnings=start_warnings, preemption=preemption)
+            set_aside=set_aside, start_warnings=start_warnings, preemption=preemption, run_shape=run_shape)
     finally:
         if ckpt is not None:
             ckpt.close()
@@ -465,7 +475,7 @@ def train(
 def _loop(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_step, restored_from, train_steps,
           batch_size, length, checkpoint_period, log_period, eval_period, eval_batches, eval_callback, on_nonfinite,
           max_consecutive_nonfinite, max_nonfinite_fraction, flops_per_step, peak, written_config, model_dir,
-          set_aside, start_warnings, preemption=None) -> TrainResult:
+          set_aside, start_warnings, preemption=None, run_shape=None) -> TrainResult:
     with PreemptionWatch(**(preemption or {})) as watch:
         return _steps(**{k: v for k, v in locals().items() if k != "preemption"})
 
@@ -473,7 +483,7 @@ def _loop(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_s
 def _steps(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_step, restored_from, train_steps,
            batch_size, length, checkpoint_period, log_period, eval_period, eval_batches, eval_callback, on_nonfinite,
            max_consecutive_nonfinite, max_nonfinite_fraction, flops_per_step, peak, written_config, model_dir,
-           set_aside, start_warnings, watch) -> TrainResult:
+           set_aside, start_warnings, watch, run_shape) -> TrainResult:
     history: list[dict] = []
     pending: list[tuple[int, Any]] = []
     last_saved = restored_from
@@ -483,7 +493,7 @@ def _steps(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_
 
     def data_state(next_step: int) -> dict:
         extra = stream.state() if hasattr(stream, "state") else {}
-        return {"step": int(next_step), "stream": extra}
+        return {"step": int(next_step), "examples": int(next_step) * batch_size, **(run_shape or {}), "stream": extra}
 
     def flush(keep_newest: bool) -> None:
         """Fetch queued step metrics, stop on non-finite ones (or past the skip cap), log them."""
@@ -583,6 +593,30 @@ def _steps(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_
                        history=history, eval_results=eval_results, task_eval_results=eval_callbacks_results,
                        restored_from=restored_from, skipped_steps=list(skipped["run"]),
                        skipped_total=int(skipped["total"]), set_aside=set_aside, warnings=start_warnings)
+
+
+def check_resume(data_state: dict, run_shape: dict, step: int, directory) -> list[str]:
+    """A resume with another BATCH_SIZE or TASK_FEATURE_LENGTHS than the checkpoint's is refused (the stream is
+    step-indexed: its batches would skip or repeat examples); another TRAIN_STEPS re-shapes the learning-rate
+    schedule, which is said in one line (returned as a start-up warning). Checkpoints written before these
+    records are not checked."""
+    where = f"the checkpoint of step {step} in {directory}"
+    examples = data_state.get("examples")
+    for arg in ("batch_size", "task_feature_lengths"):
+        if arg in data_state and data_state[arg] != run_shape[arg]:
+            raise ConfigValueError(
+                f"{_name(arg)} = {run_shape[arg]!r} but {where} was trained with {data_state[arg]!r}: resuming would "
+                f"skip or repeat examples (data position: step {step}"
+                f"{f', {examples} examples' if examples is not None else ''}). Resume with "
+                f"{MACRO_OF[arg]} = {data_state[arg]!r}, or train into a new MODEL_DIR with INITIAL_CHECKPOINT_PATH "
+                f"= {pathlib.Path(directory).parent}.")
+    old = data_state.get("train_steps")
+    if old is None or old == run_shape["train_steps"]:
+        return []
+    msg = (f"TRAIN_STEPS changed on resume at step {step}: the run now ends at step {run_shape['train_steps']} "
+           f"(was {old}); the learning-rate schedule is re-shaped to end there")
+    log.warning(msg)
+    return [msg]
 
 
 def _preemption_settings(max_runtime, margin_s, check_period) -> dict:

@@ -43,6 +43,7 @@ def _signalling_stream(signum, at_step):
     return factory
 
 
+@pytest.mark.slow  # three short runs, 14 s
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
 def test_signal_mid_run_saves_the_step_reached_and_the_rerun_matches(train_kwargs, tmp_path, signum):
     kw = {**train_kwargs, "train_steps": 6, "checkpoint_period": 100}
@@ -58,6 +59,21 @@ def test_signal_mid_run_saves_the_step_reached_and_the_rerun_matches(train_kwarg
     got = [json.loads(x)["loss"] for x in (pathlib.Path(kw["model_dir"]) / "metrics" / "train.jsonl").read_text()
            .splitlines()]
     assert got == [r["loss"] for r in ref.history]  # bitwise, steps 0-5 once each
+
+
+def test_watch_turns_a_signal_into_a_stop_and_restores_the_handlers():
+    from optiml_jax.training.preemption import PreemptionWatch
+
+    before = signal.getsignal(signal.SIGTERM)
+    with PreemptionWatch() as watch:
+        assert watch.stop_reason(0) is None
+        os.kill(os.getpid(), signal.SIGTERM)  # would end pytest without the watch's handler
+        assert watch.stop_reason(1) == "SIGTERM" and watch.stop_reason(2) == "SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) is before
+    with PreemptionWatch(max_runtime_s=1e9, margin_s=0) as watch:
+        assert watch.stop_reason(0) is None
+    with PreemptionWatch(max_runtime_s=1e9, margin_s=1e9) as watch:
+        assert watch.stop_reason(0) == "MAX_RUNTIME"
 
 
 def test_parse_runtime():
@@ -78,6 +94,7 @@ def test_bad_max_runtime_is_a_config_error_naming_the_macro(train_kwargs):
     assert not pathlib.Path(train_kwargs["model_dir"]).exists()
 
 
+@pytest.mark.slow  # 7 s
 def test_max_runtime_stops_before_the_budget_runs_out(train_kwargs):
     """A budget already nearly spent by the time the loop runs (the import of the module started the clock)
     stops after the first step, saved."""
