@@ -108,8 +108,8 @@ def test_max_runtime_stops_before_the_budget_runs_out(train_kwargs):
 
 
 # ---------------------------------------------------------------- the command, as a scheduler sees it
-def _command(model_dir, steps=24, extra=()):
-    return [sys.executable, "-m", "optiml_jax.train", "--gin_file=gin/runs/quickstart.gin", "--no_progress",
+def _command(model_dir, steps=24, extra=(), gin_file="gin/runs/quickstart.gin"):
+    return [sys.executable, "-m", "optiml_jax.train", f"--gin_file={gin_file}", "--no_progress",
             f"--gin.MODEL_DIR={model_dir}", f"--gin.TRAIN_STEPS={steps}", "--gin.CHECKPOINT_PERIOD=1000",
             "--gin.LOG_PERIOD=1", "--gin.BATCH_SIZE=4", "--gin.TASK_FEATURE_LENGTHS={'targets': 32}",
             "--gin.DROPOUT_RATE=0.1", "--gin.WARMUP_STEPS=3", "--gin.train.eval_streams={}",
@@ -197,31 +197,44 @@ def _free_port():
 def test_sigterm_to_one_of_two_processes_stops_both_at_the_same_saved_step(tmp_path):
     port = _free_port()
     run_dir = tmp_path / "mp"
+    synthetic = "gin/runs/smoke_synthetic.gin"  # the global batch does not depend on the process count
     logs = [tmp_path / f"p{i}.log" for i in range(2)]
     files = [open(x, "w") for x in logs]
-    procs = [subprocess.Popen(_command(run_dir, extra=[f"--coordinator_address=127.0.0.1:{port}",
-                                                       "--num_processes=2", f"--process_id={i}",
-                                                       "--cpu_collectives=gloo"]),
+    constant_lr = ["--gin.LR_DECAY='constant'"]  # the schedule does not depend on TRAIN_STEPS: a shorter reference
+    procs = [subprocess.Popen(_command(run_dir, steps=2000, gin_file=synthetic,
+                                       extra=[*constant_lr, f"--coordinator_address=127.0.0.1:{port}",
+                                              "--num_processes=2",
+                                              f"--process_id={i}", "--cpu_collectives=gloo"]),
                               cwd=REPO, env=_env(2), stdout=subprocess.DEVNULL, stderr=files[i])
              for i in range(2)]
-    _wait_for_step(procs, run_dir / "metrics" / "train.jsonl", 5)
-    procs[1].send_signal(signal.SIGTERM)  # not the process that writes the metrics
-    for p, f in zip(procs, files):
-        p.wait(timeout=180)
-        f.close()
-    outs = [(None, x.read_text()) for x in logs]
-    for p, (_, err) in zip(procs, outs):
+    try:
+        _wait_for_step(procs, run_dir / "metrics" / "train.jsonl", 5, timeout=600)
+        procs[1].send_signal(signal.SIGTERM)  # not the process that writes the metrics
+        for p in procs:
+            p.wait(timeout=300)
+    finally:
+        for p, f in zip(procs, files):
+            if p.poll() is None:
+                p.kill()
+            f.close()
+    errs = [x.read_text() for x in logs]
+    for p, err in zip(procs, errs):
         assert p.returncode == 143, err[-3000:]
     saved = _steps_on_disk(run_dir)
-    assert len(saved) == 1 and saved[0] < 24, saved
-    assert f"SIGTERM: stopped after step {saved[0]} of 24" in outs[1][1]
-    assert f"SIGTERM (on another process): stopped after step {saved[0]} of 24" in outs[0][1]
-    # Both processes wrote their shards of that step: it restores on one process and finishes like a single run.
-    resumed = subprocess.run(_command(run_dir), cwd=REPO, env=_env(4), capture_output=True, text=True, timeout=300)
+    assert len(saved) == 1 and saved[0] < 2000, saved
+    assert f"SIGTERM: stopped after step {saved[0]} of 2000 and saved checkpoint {saved[0]}" in errs[1]
+    assert f"SIGTERM (on another process): stopped after step {saved[0]} of 2000" in errs[0]
+    # Both processes wrote their shards of that step: one process restores it and goes on like a single run.
+    end = saved[0] + 4
+    resumed = subprocess.run(_command(run_dir, steps=end, gin_file=synthetic, extra=constant_lr),
+                             cwd=REPO, env=_env(4),
+                             capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    single = subprocess.run(_command(tmp_path / "single"), cwd=REPO, env=_env(4), capture_output=True, text=True,
-                            timeout=300)
+    assert f"step {saved[0]}" in resumed.stderr and "TRAIN_STEPS changed on resume" in resumed.stderr
+    single = subprocess.run(_command(tmp_path / "single", steps=end, gin_file=synthetic, extra=constant_lr),
+                            cwd=REPO,
+                            env=_env(4), capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
     got, want = _losses(run_dir), _losses(tmp_path / "single")
-    assert sorted(got) == list(range(24))
-    np.testing.assert_allclose([got[s][0] for s in range(24)], [want[s][0] for s in range(24)], rtol=2e-5)
+    assert sorted(got) == sorted(want) == list(range(end)) and all(len(v) == 1 for v in got.values())
+    np.testing.assert_allclose([got[s][0] for s in range(end)], [want[s][0] for s in range(end)], rtol=2e-5)
