@@ -14,14 +14,16 @@ from optiml_jax.training.train_loop import train
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory):
     """2 steps, checkpoints at steps 1 and 2, on one device."""
-    import sys
+    import jax
 
-    sys.path.insert(0, str(pathlib.Path(__file__).parent))
-    from conftest import _partitioner, _tiny_config
+    from optiml_jax.training.model_config import opt_config
+    from optiml_jax.training.partitioning import Partitioner, make_mesh, standard_rules
 
     d = tmp_path_factory.mktemp("base") / "run"
+    config = opt_config("tiny", vocab_size=512, dtype="float32", dropout_rate=0.0)  # as conftest's tiny_config
+    part = Partitioner(make_mesh((1, 1, 1), jax.devices()[:1]), standard_rules("data_parallel"))
     kw = dict(model_dir=str(d), mixture_or_task_name="synthetic", task_feature_lengths={"targets": 32},
-              train_steps=2, batch_size=6, model_config=_tiny_config(), partitioner=_partitioner(),
+              train_steps=2, batch_size=6, model_config=config, partitioner=part,
               learning_rate=1e-3, warmup_steps=1, checkpoint_period=1, progress=False, peak_flops=1e11)
     train(**kw)
     return d, kw
