@@ -39,7 +39,8 @@ from optiml_jax.training.errors import ConfigValueError, NonFiniteError, RunLock
 from optiml_jax.training.model_config import check_same_architecture
 from optiml_jax.training.optimizer import make_optimizer, make_schedule
 from optiml_jax.training.partitioning import Partitioner, make_partitioner
-from optiml_jax.training.preemption import Preempted, PreemptionWatch, parse_runtime
+from optiml_jax.training.preemption import Preempted, PreemptionWatch, watch_settings
+from optiml_jax.training.resume_checks import check_resume, mesh_fit_error
 from optiml_jax.training.run_dir import RunLock, check_storage
 from optiml_jax.training.synthetic_data import synthetic_stream
 from optiml_jax.training.trainer import Trainer, process_batch_slice
@@ -110,7 +111,7 @@ MACRO_OF = {
     "num_microbatches": "NUM_MICROBATCHES", "loss_chunk_size": "LOSS_CHUNK_SIZE",
     "checkpoint_period": "CHECKPOINT_PERIOD", "keep_checkpoints": "KEEP_CHECKPOINTS", "eval_period": "EVAL_PERIOD",
     "log_period": "LOG_PERIOD", "on_nonfinite": "ON_NONFINITE", "peak_flops": "PEAK_FLOPS",
-    "verify_checkpoints": "VERIFY_CHECKPOINTS", "max_runtime": "MAX_RUNTIME",
+    "verify_checkpoints": "VERIFY_CHECKPOINTS",
 }
 
 
@@ -285,12 +286,7 @@ def build_trainer(*, model_config: ModelConfig, partitioner: Partitioner | Calla
     tx = make_optimizer(schedule, adam_b1, adam_b2, adam_eps, weight_decay, clip_grad_norm=clip_grad_norm)
     written_config = model_config  # what model_config.json records: the architecture, not this mesh's kernel name
     model_config = model_config.replace(attention_backend=part.attention_backend_for(model_config.attention_backend))
-    misfits = train_state.mesh_misfits(model_config, tx, part)
-    if misfits:  # a configuration error, before any checkpoint is read (a restore would call them damaged)
-        raise ConfigValueError(
-            f"MESH_SHAPE gives {dict(part.mesh.shape)}, which does not divide the model: {'; '.join(misfits[:3])}"
-            f"{f' and {len(misfits) - 3} more' if len(misfits) > 3 else ''}. Use a MESH_SHAPE whose axes divide "
-            "these sizes (or partitioning rules that do not split them).")
+    mesh_fit_error(model_config, tx, part)  # before any checkpoint is read: a restore would call them damaged
     shardings = train_state.state_shardings(model_config, tx, part)
     trainer = Trainer(model_config, tx, schedule, part, shardings, seed=seed, num_microbatches=num_microbatches,
                       loss_normalization=loss_normalization, loss_chunk_size=loss_chunk_size)
@@ -363,7 +359,7 @@ def train(
     (checked every `preemption_check_period` steps) after saving it: `Preempted` (exit 143; training/preemption.py).
     """
     check_arguments(dict(locals()))
-    preemption = _preemption_settings(max_runtime, max_runtime_margin_s, preemption_check_period)
+    preemption = watch_settings(max_runtime, max_runtime_margin_s, preemption_check_period)
     model_dir = pathlib.Path(model_dir).absolute()
     length = int(sum(task_feature_lengths.values()))
     part = partitioner() if callable(partitioner) and not isinstance(partitioner, Partitioner) else partitioner
@@ -455,14 +451,16 @@ def train(
         logger = metrics_lib.MetricsLogger(model_dir, start_step=start_step, total_steps=train_steps,
                                            progress=progress)
         log.info("mesh %s, rules %d, peak %s FLOP/s (%s)", dict(part.mesh.shape), len(part.rules), peak, peak_source)
-        result = _loop(
-            trainer=trainer, state=state, stream=stream, evals=evals, first_batches=first_batches, ckpt=ckpt,
-            logger=logger, start_step=start_step, restored_from=restored_from, train_steps=train_steps,
-            batch_size=batch_size, length=length, checkpoint_period=checkpoint_period, log_period=log_period,
-            eval_period=eval_period, eval_batches=eval_batches, eval_callback=eval_callback, on_nonfinite=on_nonfinite,
-            max_consecutive_nonfinite=max_consecutive_nonfinite, max_nonfinite_fraction=max_nonfinite_fraction,
-            flops_per_step=flops_per_step, peak=peak, written_config=written_config, model_dir=model_dir,
-            set_aside=set_aside, start_warnings=start_warnings, preemption=preemption, run_shape=run_shape)
+        with PreemptionWatch(**preemption) as watch:  # SIGTERM & co. -> save the step reached, Preempted (143)
+            result = _loop(
+                trainer=trainer, state=state, stream=stream, evals=evals, first_batches=first_batches, ckpt=ckpt,
+                logger=logger, start_step=start_step, restored_from=restored_from, train_steps=train_steps,
+                batch_size=batch_size, length=length, checkpoint_period=checkpoint_period, log_period=log_period,
+                eval_period=eval_period, eval_batches=eval_batches, eval_callback=eval_callback,
+                on_nonfinite=on_nonfinite,
+                max_consecutive_nonfinite=max_consecutive_nonfinite, max_nonfinite_fraction=max_nonfinite_fraction,
+                flops_per_step=flops_per_step, peak=peak, written_config=written_config, model_dir=model_dir,
+                set_aside=set_aside, start_warnings=start_warnings, watch=watch, run_shape=run_shape)
     finally:
         if ckpt is not None:
             ckpt.close()
@@ -475,15 +473,7 @@ def train(
 def _loop(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_step, restored_from, train_steps,
           batch_size, length, checkpoint_period, log_period, eval_period, eval_batches, eval_callback, on_nonfinite,
           max_consecutive_nonfinite, max_nonfinite_fraction, flops_per_step, peak, written_config, model_dir,
-          set_aside, start_warnings, preemption=None, run_shape=None) -> TrainResult:
-    with PreemptionWatch(**(preemption or {})) as watch:
-        return _steps(**{k: v for k, v in locals().items() if k != "preemption"})
-
-
-def _steps(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_step, restored_from, train_steps,
-           batch_size, length, checkpoint_period, log_period, eval_period, eval_batches, eval_callback, on_nonfinite,
-           max_consecutive_nonfinite, max_nonfinite_fraction, flops_per_step, peak, written_config, model_dir,
-           set_aside, start_warnings, watch, run_shape) -> TrainResult:
+          set_aside, start_warnings, watch, run_shape) -> TrainResult:
     history: list[dict] = []
     pending: list[tuple[int, Any]] = []
     last_saved = restored_from
@@ -593,43 +583,6 @@ def _steps(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_
                        history=history, eval_results=eval_results, task_eval_results=eval_callbacks_results,
                        restored_from=restored_from, skipped_steps=list(skipped["run"]),
                        skipped_total=int(skipped["total"]), set_aside=set_aside, warnings=start_warnings)
-
-
-def check_resume(data_state: dict, run_shape: dict, step: int, directory) -> list[str]:
-    """A resume with another BATCH_SIZE or TASK_FEATURE_LENGTHS than the checkpoint's is refused (the stream is
-    step-indexed: its batches would skip or repeat examples); another TRAIN_STEPS re-shapes the learning-rate
-    schedule, which is said in one line (returned as a start-up warning). Checkpoints written before these
-    records are not checked."""
-    where = f"the checkpoint of step {step} in {directory}"
-    examples = data_state.get("examples")
-    for arg in ("batch_size", "task_feature_lengths"):
-        if arg in data_state and data_state[arg] != run_shape[arg]:
-            raise ConfigValueError(
-                f"{_name(arg)} = {run_shape[arg]!r} but {where} was trained with {data_state[arg]!r}: resuming would "
-                f"skip or repeat examples (data position: step {step}"
-                f"{f', {examples} examples' if examples is not None else ''}). Resume with "
-                f"{MACRO_OF[arg]} = {data_state[arg]!r}, or train into a new MODEL_DIR with INITIAL_CHECKPOINT_PATH "
-                f"= {pathlib.Path(directory).parent}.")
-    old = data_state.get("train_steps")
-    if old is None or old == run_shape["train_steps"]:
-        return []
-    msg = (f"TRAIN_STEPS changed on resume at step {step}: the run now ends at step {run_shape['train_steps']} "
-           f"(was {old}); the learning-rate schedule is re-shaped to end there")
-    log.warning(msg)
-    return [msg]
-
-
-def _preemption_settings(max_runtime, margin_s, check_period) -> dict:
-    """PreemptionWatch's arguments from train()'s, each error naming its macro/binding."""
-    try:
-        max_runtime_s = parse_runtime(max_runtime)
-    except ValueError as e:
-        raise ConfigValueError(f"{e} ({_name('max_runtime')})") from None
-    if not _is_real(margin_s) or not margin_s >= 0:
-        raise _bad("max_runtime_margin_s", margin_s, "a number of seconds >= 0")
-    if not _is_int(check_period) or check_period < 1:
-        raise _bad("preemption_check_period", check_period, "an integer >= 1")
-    return {"max_runtime_s": max_runtime_s, "margin_s": float(margin_s), "check_period": int(check_period)}
 
 
 def step_ranges(steps: list[int]) -> str:

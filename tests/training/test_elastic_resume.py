@@ -6,7 +6,8 @@ checkpoint is resharded, never recomputed: checked here array by array, and by t
 verifies). The losses after a resume are those of an uninterrupted run on the new mesh up to float32 reduction
 order: the same step on another mesh sums the gradients over other shards in another order, and the state the
 resumed run starts from was trained on the old mesh. Bound, tested: |relative difference| <= 1e-5 per logged loss
-(observed: 9e-8 on this 2-core CPU; the issue saw up to 4e-6 going from 8-way FSDP to 1 or 4 devices). On the *same* mesh a resume is bitwise (test_train_resume.py, test_preemption.py).
+(observed: 9e-8 on this 2-core CPU; the issue saw up to 4e-6 going from 8-way FSDP to 1 or 4 devices). On the
+*same* mesh a resume is bitwise (test_train_resume.py, test_preemption.py).
 """
 
 import json

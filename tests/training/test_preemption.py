@@ -89,7 +89,7 @@ def test_parse_runtime():
 
 
 def test_bad_max_runtime_is_a_config_error_naming_the_macro(train_kwargs):
-    with pytest.raises(ConfigValueError, match=r"MAX_RUNTIME = 'soon'.*MAX_RUNTIME \(train.max_runtime\)"):
+    with pytest.raises(ConfigValueError, match=r"MAX_RUNTIME = .soon.*\(train.max_runtime\)"):
         train(**{**train_kwargs, "max_runtime": "soon"})
     assert not pathlib.Path(train_kwargs["model_dir"]).exists()
 
