@@ -238,3 +238,18 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_the_same_saved_step(tmp_p
     got, want = _losses(run_dir), _losses(tmp_path / "single")
     assert sorted(got) == sorted(want) == list(range(end)) and all(len(v) == 1 for v in got.values())
     np.testing.assert_allclose([got[s][0] for s in range(end)], [want[s][0] for s in range(end)], rtol=2e-5)
+
+
+@pytest.mark.slow
+def test_max_runtime_on_the_command_line_saves_and_exits_143_before_the_budget(tmp_path):
+    run_dir, budget = tmp_path / "run", 150
+    began = time.monotonic()
+    run = subprocess.run(_command(run_dir, steps=100000, gin_file="gin/runs/smoke_synthetic.gin",
+                                  extra=[f"--gin.MAX_RUNTIME='{budget}s'", "--gin.train.max_runtime_margin_s=10"]),
+                         cwd=REPO, env=_env(), capture_output=True, text=True, timeout=budget + 120)
+    elapsed = time.monotonic() - began
+    assert run.returncode == 143, run.stderr[-3000:]
+    saved = _steps_on_disk(run_dir)
+    assert len(saved) == 1 and f"MAX_RUNTIME: stopped after step {saved[0]} of 100000" in run.stderr
+    assert elapsed < budget, elapsed  # the whole command, interpreter start to exit, within the budget
+    assert sorted(_losses(run_dir)) == list(range(saved[0]))
