@@ -483,7 +483,7 @@ def _loop(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_s
 
     def data_state(next_step: int) -> dict:
         extra = stream.state() if hasattr(stream, "state") else {}
-        return {"step": int(next_step), "examples": int(next_step) * batch_size, **(run_shape or {}), "stream": extra}
+        return {"step": int(next_step), "examples": int(next_step) * batch_size, **run_shape, "stream": extra}
 
     def flush(keep_newest: bool) -> None:
         """Fetch queued step metrics, stop on non-finite ones (or past the skip cap), log them."""
