@@ -48,12 +48,13 @@ def _signalling_stream(signum, at_step):
 def test_signal_mid_run_saves_the_step_reached_and_the_rerun_matches(train_kwargs, tmp_path, signum):
     kw = {**train_kwargs, "train_steps": 6, "checkpoint_period": 100}
     ref = train(**{**kw, "model_dir": str(tmp_path / "ref")})
+    before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(Preempted, match=rf"{signal.Signals(signum).name}: stopped after step 3 of 6 and saved "
                                         r"checkpoint 3 in .*; rerun the same command to resume") as e:
         train(**{**kw, "stream_factory": _signalling_stream(signum, 2)})
     assert e.value.step == 3
     assert _steps_on_disk(kw["model_dir"]) == [3]  # no periodic checkpoint was due: the signal's save
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored after the run
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers restored after the run
     resumed = train(**kw)
     assert resumed.restored_from == 3
     got = [json.loads(x)["loss"] for x in (pathlib.Path(kw["model_dir"]) / "metrics" / "train.jsonl").read_text()
