@@ -27,3 +27,8 @@ class NoIntactCheckpointError(RuntimeError):
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint is intact but was written for another model or optimizer than the one configured."""
+
+
+class CheckpointVanishedError(FileNotFoundError):
+    """A checkpoint was removed while it was being read (a run training beside the reader pruned it): not damage.
+    Readers of a run's latest step retry with the newest step; a step asked for by number is this error (exit 2)."""

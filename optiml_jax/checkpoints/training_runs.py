@@ -26,8 +26,8 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from optiml_jax.checkpoints import integrity as integrity_lib
-from optiml_jax.checkpoints.errors import (CheckpointMismatchError, CheckpointSaveError, CorruptCheckpointError,
-                                           NoIntactCheckpointError, StorageError)
+from optiml_jax.checkpoints.errors import (CheckpointMismatchError, CheckpointSaveError, CheckpointVanishedError,
+                                           CorruptCheckpointError, NoIntactCheckpointError, StorageError)
 from optiml_jax.paths import PathSettingError, check_reachable, is_url, user_path
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,9 @@ class TrainCheckpointManager:
         except Exception as e:  # noqa: BLE001 (TensorStore, pytree and OS errors alike mean a damaged checkpoint)
             if record is None:  # written before integrity records: cannot tell damage from a config change
                 raise
+            if _caused_by(e, "IndivisibleError"):  # the configured mesh cannot hold the arrays: not damage
+                raise CheckpointMismatchError(f"{where} cannot be placed on the configured mesh (a MESH_SHAPE that "
+                                              f"does not divide the model): {_first_line(e)}") from e
             raise CorruptCheckpointError(f"{where} cannot be restored: {type(e).__name__}: {_first_line(e)}",
                                          step=step, path=str(self.step_directory(step))) from e
         if record is None:
@@ -252,6 +255,16 @@ def _first_line(e: BaseException) -> str:
     return lines[0].strip() if lines else type(e).__name__
 
 
+def _caused_by(e: BaseException, type_name: str) -> bool:
+    seen, cur = set(), e
+    while cur is not None and id(cur) not in seen:
+        if type(cur).__name__ == type_name:
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 def _os_error(e: BaseException) -> str:
     """The OS error at the root of an (Orbax-wrapped) exception, else its first line."""
     seen = set()
@@ -303,13 +316,32 @@ def restore_params_from_run(path: str | pathlib.Path, params_target: Any, step: 
     """
     path = user_path(path, "INITIAL_CHECKPOINT_PATH")
     if path.parent.name == CHECKPOINT_SUBDIR and path.name.isdigit():
-        run_dir, step = path.parent.parent, int(path.name)
-    else:
-        run_dir = path
+        return _restore_params(path.parent.parent, int(path.name), params_target, verify)
+    if step is not None:
+        return _restore_params(path, int(step), params_target, verify)
+    # The latest step of a run that may be training right now: the trainer can prune (or replace) the step this
+    # reader picked while it reads. A step that vanished is not damage: take the newest one that is there now.
+    tried: list[int] = []
+    while True:
+        manager = ocp.CheckpointManager(path / CHECKPOINT_SUBDIR, options=ocp.CheckpointManagerOptions(read_only=True))
+        step = manager.latest_step()
+        manager.close()
+        if step is None:
+            raise FileNotFoundError(f"INITIAL_CHECKPOINT_PATH={path}: no finalized checkpoint under "
+                                    f"{path / CHECKPOINT_SUBDIR}" + (f" (steps {tried} were removed while being "
+                                                                     "read)" if tried else ""))
+        try:
+            return _restore_params(path, int(step), params_target, verify)
+        except CheckpointVanishedError:
+            if step in tried or len(tried) >= 10:
+                raise
+            tried.append(step)
+            log.warning("checkpoint step %d of %s was removed while being read (the run is training and pruned "
+                        "it); reading the newest step now", step, path)
+
+
+def _restore_params(run_dir: pathlib.Path, step: int, params_target: Any, verify: bool) -> tuple[Any, int]:
     manager = ocp.CheckpointManager(run_dir / CHECKPOINT_SUBDIR, options=ocp.CheckpointManagerOptions(read_only=True))
-    step = manager.latest_step() if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"INITIAL_CHECKPOINT_PATH={path}: no finalized checkpoint under {run_dir / CHECKPOINT_SUBDIR}")
     restore_args = jax.tree.map(lambda s: ocp.ArrayRestoreArgs(sharding=s.sharding, dtype=s.dtype), params_target)
     args = ocp.args.Composite(state=ocp.args.PyTreeRestore(
         item={"params": params_target}, restore_args={"params": restore_args}, partial_restore=True))
@@ -318,6 +350,10 @@ def restore_params_from_run(path: str | pathlib.Path, params_target: Any, step: 
         restored = manager.restore(int(step), args=args)
         data = dict(manager.restore(int(step), args=ocp.args.Composite(data=ocp.args.JsonRestore()))["data"])
     except Exception as e:  # noqa: BLE001
+        if not (run_dir / CHECKPOINT_SUBDIR / str(step)).is_dir():  # removed meanwhile (pruned), not damaged
+            raise CheckpointVanishedError(f"{where} was removed while being read (a run training into "
+                                          f"{run_dir} pruned it); it now has steps "
+                                          f"{finalized_steps_on_disk(run_dir)}") from e
         raise CorruptCheckpointError(f"{where} cannot be restored: {type(e).__name__}: {_first_line(e)}", step=step,
                                      path=str(run_dir / CHECKPOINT_SUBDIR / str(step))) from e
     finally:

@@ -10,7 +10,9 @@ Exit codes (the README's "Exit codes" section and every command's --help list th
   4    MODEL_DIR is in use by another training run (its lock file names it)
   5    storage: MODEL_DIR or checkpoints/ not writable, too little free space, a checkpoint save failed, a damaged
        checkpoint asked for by eval/infer/convert, or no intact checkpoint is left to resume from
-  130  interrupted (Ctrl-C)
+  130  interrupted (Ctrl-C) outside the training loop
+  143  training stopped on SIGTERM / SIGINT / SIGUSR1 or MAX_RUNTIME after saving the step it reached: rerun the
+       same command to resume
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ EXIT_NONFINITE = 3
 EXIT_BUSY = 4
 EXIT_STORAGE = 5
 EXIT_INTERRUPTED = 130
+EXIT_PREEMPTED = 143  # = optiml_jax.training.preemption.EXIT_PREEMPTED
 
 EXIT_CODES_HELP = """exit codes:
   0    success
@@ -37,6 +40,7 @@ EXIT_CODES_HELP = """exit codes:
   4    MODEL_DIR is in use by another training run
   5    storage error (not writable, no space, a save failed, a damaged checkpoint, no intact checkpoint left)
   130  interrupted
+  143  train: stopped on SIGTERM/SIGINT/SIGUSR1 or MAX_RUNTIME, the step reached saved (rerun to resume)
 Errors you caused print one line; add --verbose for the traceback."""
 
 log = logging.getLogger(__name__)
@@ -75,7 +79,10 @@ def _exit_code(e: BaseException) -> int | None:
     from optiml_jax.checkpoints.errors import CorruptCheckpointError, NoIntactCheckpointError, StorageError
     from optiml_jax.checkpoints.hf import CheckpointError
     from optiml_jax.training.errors import ConfigValueError, NonFiniteError, RunLockedError
+    from optiml_jax.training.preemption import Preempted
 
+    if isinstance(e, Preempted):
+        return EXIT_PREEMPTED
     if isinstance(e, KeyboardInterrupt):
         return EXIT_INTERRUPTED
     if isinstance(e, NonFiniteError):
@@ -132,6 +139,8 @@ def run_command(body: Callable[[], int], argv: Sequence[str] | None = None) -> i
             traceback.print_exc()
         if code == EXIT_INTERRUPTED:
             print("interrupted", file=sys.stderr)
+        elif code == EXIT_PREEMPTED:
+            print(one_line(e), file=sys.stderr)  # not an error: the run is saved and resumes
         else:
             hint = "" if verbose else " (--verbose for the traceback)"
             print(f"error: {one_line(e)}{hint}", file=sys.stderr)

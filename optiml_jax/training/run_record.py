@@ -11,31 +11,38 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 import sys
 import time
 
 RUN_RECORD = "run.json"
 
 
+def _dir(model_dir):
+    """MODEL_DIR as the path layer gives it (a gs:// URL stays a URL): never folded through pathlib."""
+    from optiml_jax.paths import user_path
+
+    return model_dir if hasattr(model_dir, "joinpath") and not isinstance(model_dir, str) else user_path(
+        model_dir, "MODEL_DIR")
+
+
 def read_run_record(model_dir) -> dict:
-    path = pathlib.Path(model_dir) / RUN_RECORD
+    path = _dir(model_dir) / RUN_RECORD
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {"launches": []}
 
 
-def _write(model_dir: pathlib.Path, record: dict) -> None:
+def _write(model_dir, record: dict) -> None:
     path = model_dir / RUN_RECORD
-    tmp = path.with_name(f".{RUN_RECORD}.{os.getpid()}.tmp")
+    tmp = model_dir / f".{RUN_RECORD}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(record, indent=1, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def start_launch(model_dir, *, data: dict, settings: dict, start_step: int, process_count: int) -> int:
     """Append this launch to run.json; returns its index (for `end_launch`)."""
-    model_dir = pathlib.Path(model_dir)
+    model_dir = _dir(model_dir)
     record = read_run_record(model_dir)
     launches = record.setdefault("launches", [])
     launches.append({"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": list(sys.argv),
@@ -48,7 +55,7 @@ def start_launch(model_dir, *, data: dict, settings: dict, start_step: int, proc
 
 def end_launch(model_dir, index: int, *, data: dict, final_step: int) -> None:
     """Record where the launch ended and every task its stream read by then."""
-    model_dir = pathlib.Path(model_dir)
+    model_dir = _dir(model_dir)
     record = read_run_record(model_dir)
     launches = record.get("launches", [])
     if not 0 <= index < len(launches):

@@ -42,6 +42,8 @@ from optiml_jax.training.errors import ConfigValueError, NonFiniteError, RunLock
 from optiml_jax.training.model_config import check_same_architecture, check_vocabulary_fits
 from optiml_jax.training.optimizer import make_optimizer, make_schedule
 from optiml_jax.training.partitioning import Partitioner, make_partitioner
+from optiml_jax.training.preemption import Preempted, PreemptionWatch, watch_settings
+from optiml_jax.training.resume_checks import check_resume, mesh_fit_error
 from optiml_jax.training.run_dir import RunLock, check_storage
 from optiml_jax.training.trainer import Trainer, process_batch_slice
 
@@ -292,6 +294,7 @@ def build_trainer(*, model_config: ModelConfig, partitioner: Partitioner | Calla
     tx = make_optimizer(schedule, adam_b1, adam_b2, adam_eps, weight_decay, clip_grad_norm=clip_grad_norm)
     written_config = model_config  # what model_config.json records: the architecture, not this mesh's kernel name
     model_config = model_config.replace(attention_backend=part.attention_backend_for(model_config.attention_backend))
+    mesh_fit_error(model_config, tx, part)  # before any checkpoint is read: a restore would call them damaged
     shardings = train_state.state_shardings(model_config, tx, part)
     trainer = Trainer(model_config, tx, schedule, part, shardings, seed=seed, num_microbatches=num_microbatches,
                       loss_normalization=loss_normalization, loss_chunk_size=loss_chunk_size)
@@ -339,6 +342,9 @@ def train(
     progress: bool = True,
     setup_callback: Callable[[pathlib.Path], None] | None = None,
     lock_stale_after_s: float = 600.0,
+    max_runtime: float | str | None = None,
+    max_runtime_margin_s: float = 30.0,
+    preemption_check_period: int = 1,
 ) -> TrainResult:
     """Train `model_config` on the mixture for `train_steps` steps of `batch_size` sequences.
 
@@ -356,8 +362,12 @@ def train(
     train.jsonl records from before a restart), were skipped: then it stops like 'stop'.
     `verify_checkpoints`: record per-array checksums with every checkpoint and verify them on restore.
     `max_truncated_fraction`: warn when more of the first batch's examples are cut to the row length.
+    SIGTERM/SIGINT/SIGUSR1, or `max_runtime` (gin MAX_RUNTIME: seconds, '2h30m', '04:00:00') less
+    `max_runtime_margin_s` and the slowest step and save, end the run at one step all processes agree on
+    (checked every `preemption_check_period` steps) after saving it: `Preempted` (exit 143; training/preemption.py).
     """
     check_arguments(dict(locals()))
+    preemption = watch_settings(max_runtime, max_runtime_margin_s, preemption_check_period)
     model_dir = checkpointing.orbax_dir_path(model_dir, "MODEL_DIR")  # a URL stays a URL (optiml_jax.paths)
     initial_checkpoint_path = reachable_user_path(initial_checkpoint_path, "INITIAL_CHECKPOINT_PATH")
     length = int(sum(task_feature_lengths.values()))
@@ -429,20 +439,24 @@ def train(
             if error is not None:
                 raise error
             raise StorageError(f"{model_dir}: another process found MODEL_DIR or checkpoints/ unwritable (see its log)")
-        if jax.process_index() == 0:
-            (model_dir / "model_config.json").write_text(written_config.to_json())
         ckpt = checkpointing.TrainCheckpointManager(model_dir, period=checkpoint_period, keep=keep_checkpoints,
                                                     async_save=async_checkpoints, verify=verify_checkpoints)
-        found = ckpt.restore_latest_intact(abstract)
+        run_shape = {"batch_size": batch_size, "task_feature_lengths": dict(task_feature_lengths),
+                     "train_steps": train_steps}  # saved with the data position of every checkpoint
+        found = ckpt.restore_latest_intact(abstract)  # another model: refused here, before model_config.json
         set_aside: list[dict] = []
         if found is not None:
             state, data_state, start_step, set_aside = found
+            start_warnings += check_resume(data_state, run_shape, start_step, ckpt.directory)
             restored_from = start_step
-            log.info("restored %s step %d (data position %s)", ckpt.directory, start_step, data_state)
+            log.info("restored %s step %d (data position %s)", ckpt.directory, start_step,
+                     {k: v for k, v in data_state.items() if k != "stream"})
         elif initial_checkpoint_path:
             state, start_step, restored_from = _load_initial_state(initial_checkpoint_path, model_config, tx, part), 0, None
         else:
             state, start_step, restored_from = train_state.init_state(model_config, tx, part, seed), 0, None
+        if jax.process_index() == 0:  # only now: a refused resume leaves MODEL_DIR as it was
+            (model_dir / "model_config.json").write_text(written_config.to_json())
         trainer = Trainer(model_config, tx, schedule, part, train_state.state_shardings(model_config, tx, part),
                           seed=seed, num_microbatches=num_microbatches, loss_normalization=loss_normalization,
                           loss_chunk_size=loss_chunk_size)
@@ -461,14 +475,21 @@ def train(
         logger = metrics_lib.MetricsLogger(model_dir, start_step=start_step, total_steps=train_steps,
                                            progress=progress)
         log.info("mesh %s, rules %d, peak %s FLOP/s (%s)", dict(part.mesh.shape), len(part.rules), peak, peak_source)
-        result = _loop(
-            trainer=trainer, state=state, stream=stream, evals=evals, first_batches=first_batches, ckpt=ckpt,
-            logger=logger, start_step=start_step, restored_from=restored_from, train_steps=train_steps,
-            batch_size=batch_size, length=length, checkpoint_period=checkpoint_period, log_period=log_period,
-            eval_period=eval_period, eval_batches=eval_batches, eval_callback=eval_callback, on_nonfinite=on_nonfinite,
-            max_consecutive_nonfinite=max_consecutive_nonfinite, max_nonfinite_fraction=max_nonfinite_fraction,
-            flops_per_step=flops_per_step, peak=peak, written_config=written_config, model_dir=model_dir,
-            set_aside=set_aside, start_warnings=start_warnings)
+        try:
+            with PreemptionWatch(**preemption) as watch:  # SIGTERM & co. -> save the step reached, Preempted (143)
+                result = _loop(
+                    trainer=trainer, state=state, stream=stream, evals=evals, first_batches=first_batches, ckpt=ckpt,
+                    logger=logger, start_step=start_step, restored_from=restored_from, train_steps=train_steps,
+                    batch_size=batch_size, length=length, checkpoint_period=checkpoint_period, log_period=log_period,
+                    eval_period=eval_period, eval_batches=eval_batches, eval_callback=eval_callback,
+                    on_nonfinite=on_nonfinite,
+                    max_consecutive_nonfinite=max_consecutive_nonfinite, max_nonfinite_fraction=max_nonfinite_fraction,
+                    flops_per_step=flops_per_step, peak=peak, written_config=written_config, model_dir=model_dir,
+                    set_aside=set_aside, start_warnings=start_warnings, watch=watch, run_shape=run_shape)
+        except Preempted as stop:
+            if launch is not None:
+                run_record.end_launch(model_dir, launch, data=describe_stream(stream), final_step=stop.step)
+            raise
         if launch is not None:
             run_record.end_launch(model_dir, launch, data=describe_stream(stream), final_step=result.final_step)
     finally:
@@ -483,7 +504,7 @@ def train(
 def _loop(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_step, restored_from, train_steps,
           batch_size, length, checkpoint_period, log_period, eval_period, eval_batches, eval_callback, on_nonfinite,
           max_consecutive_nonfinite, max_nonfinite_fraction, flops_per_step, peak, written_config, model_dir,
-          set_aside, start_warnings) -> TrainResult:
+          set_aside, start_warnings, watch, run_shape) -> TrainResult:
     history: list[dict] = []
     pending: list[tuple[int, Any]] = []
     last_saved = restored_from
@@ -493,7 +514,7 @@ def _loop(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_s
 
     def data_state(next_step: int) -> dict:
         extra = stream.state() if hasattr(stream, "state") else {}
-        return {"step": int(next_step), "stream": extra}
+        return {"step": int(next_step), "examples": int(next_step) * batch_size, **run_shape, "stream": extra}
 
     def flush(keep_newest: bool) -> None:
         """Fetch queued step metrics, stop on non-finite ones (or past the skip cap), log them."""
@@ -557,13 +578,20 @@ def _loop(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_s
         clock["steps"] += 1
         done = step + 1
         save_due = done % max(checkpoint_period, 1) == 0 or done == train_steps
+        stop = watch.stop_reason(step) if done < train_steps else None  # the same answer on every process
         if last_saved is not None:
             ckpt.check_for_errors()  # a background save that failed ends the run now, naming path and OS error
-        if save_due:
+        if save_due or stop:
             flush(keep_newest=False)
             if done != last_saved:
+                began = time.monotonic()
                 ckpt.save(done, state, data_state(done), force=True)
+                watch.save_took(time.monotonic() - began)
                 last_saved = done
+            if stop:
+                ckpt.wait_until_finished()
+                raise Preempted(f"{stop}: stopped after step {done} of {train_steps} and saved checkpoint {done} in "
+                                f"{ckpt.directory}; rerun the same command to resume", step=done, reason=stop)
         elif done % max(log_period, 1) == 0:
             flush(keep_newest=True)
         if eval_period and evals and done % eval_period == 0 and done != train_steps:

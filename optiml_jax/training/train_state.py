@@ -52,6 +52,35 @@ def abstract_state(config: ModelConfig, tx: optax.GradientTransformation, partit
     return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
 
 
+def mesh_misfits(config: ModelConfig, tx: optax.GradientTransformation, partitioner: Partitioner) -> list[str]:
+    """Parameters whose shape the mesh cannot split evenly under the rules ('decoder/...: axis 0 (heads, size 4)
+    over tensor=3'), first the distinct (logical axis, size, mesh axes) cases.
+
+    Why: JAX refuses such a sharding only when an array is placed; at restore time that surfaced as a checkpoint
+    that "cannot be restored" and healthy checkpoints were set aside as damaged. Checked before anything is read
+    or written, it is the configuration error it is."""
+    boxed = jax.eval_shape(lambda: _boxed_state(model_for(config), tx, jax.random.key(0))).params
+    logical = nn.get_partition_spec(boxed)
+    shapes = nn.unbox(boxed)
+    seen, out = set(), []
+    flat, _ = jax.tree_util.tree_flatten_with_path(shapes)
+    specs = jax.tree.leaves(logical, is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec) or x is None)
+    for (path, leaf), spec in zip(flat, specs):
+        if spec is None:
+            continue
+        mesh_spec = partitioner.sharding(spec).spec
+        for axis, (name, mesh_axes) in enumerate(zip(tuple(spec), tuple(mesh_spec))):
+            axes = () if mesh_axes is None else (mesh_axes if isinstance(mesh_axes, tuple) else (mesh_axes,))
+            ways = int(np.prod([partitioner.mesh.shape[a] for a in axes])) if axes else 1
+            size = leaf.shape[axis]
+            if size % ways and (name, size, axes) not in seen:
+                seen.add((name, size, axes))
+                where = " x ".join(f"{a}={partitioner.mesh.shape[a]}" for a in axes)
+                out.append(f"{jax.tree_util.keystr(path, simple=True, separator='/')}: axis {axis} ({name}, size "
+                           f"{size}) over {where}")
+    return out
+
+
 def init_state(config: ModelConfig, tx: optax.GradientTransformation, partitioner: Partitioner, seed: int) -> TrainState:
     """Randomly initialised state, created directly in its sharded layout."""
     model = model_for(config)

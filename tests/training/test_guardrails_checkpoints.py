@@ -14,6 +14,8 @@ import jax
 import numpy as np
 import pytest
 
+from optiml_jax.training.synthetic_data import synthetic_stream
+
 from optiml_jax.checkpoints import integrity
 from optiml_jax.checkpoints import training_runs as checkpointing
 from optiml_jax.checkpoints.errors import CheckpointMismatchError, CorruptCheckpointError, NoIntactCheckpointError
@@ -33,7 +35,8 @@ def pristine(tmp_path_factory):
     from optiml_jax.training.partitioning import Partitioner, make_mesh, standard_rules
 
     d = tmp_path_factory.mktemp("pristine") / "run"
-    kwargs = dict(model_dir=str(d), mixture_or_task_name="synthetic", task_feature_lengths={"targets": 32},
+    kwargs = dict(model_dir=str(d), mixture_or_task_name="synthetic", stream_factory=synthetic_stream,
+              task_feature_lengths={"targets": 32},
                   train_steps=4, batch_size=4,
                   model_config=opt_config("tiny", vocab_size=512, dtype="float32", dropout_rate=0.0),
                   partitioner=Partitioner(make_mesh((1, 1, 1), jax.devices()[:1]), standard_rules("data_parallel")),
