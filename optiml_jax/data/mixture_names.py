@@ -77,7 +77,8 @@ def register_configured_bench(name: str, what: str) -> list[str]:
             f"{', '.join(BENCH_SOURCE_MACROS)}")
     key = repr(sorted(_bench_bindings().items()))  # other data dirs in the same process register anew
     if _BENCH_REGISTERED.get("key") != key:
-        _BENCH_REGISTERED.update(key=key, tasks=register_opt_iml_bench())
+        with gin.unlock_config():  # registering imports readers that define gin configurables; gin may be locked
+            _BENCH_REGISTERED.update(key=key, tasks=register_opt_iml_bench())
     tasks = _BENCH_REGISTERED["tasks"]
     if not tasks:
         raise UnknownMixtureError(

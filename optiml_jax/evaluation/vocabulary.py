@@ -35,5 +35,7 @@ def resolve_tokenizer(tokenizer_path: str | None, checkpoint_path: str | None):
                                     "TOKENIZER_PATH to the OPT tokenizer (vocab.json + merges.txt)")
     from optiml_jax.tasks.mini_bench.tokenizer import TOKENIZER_DIR
 
-    log.info("no tokenizer next to the checkpoint: using the mini-benchmark tokenizer %s", TOKENIZER_DIR)
+    log.warning("no tokenizer next to the checkpoint %s (a run dir keeps its own since #21) and TOKENIZER_PATH is unset: "
+                "using the mini-benchmark tokenizer %s; set TOKENIZER_PATH if the model was trained with another",
+                checkpoint_path, TOKENIZER_DIR)
     return OPTVocabulary(TOKENIZER_DIR)

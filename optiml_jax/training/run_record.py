@@ -64,3 +64,26 @@ def end_launch(model_dir, index: int, *, data: dict, final_step: int) -> None:
                             "data": data})
     record["data"] = data
     _write(model_dir, record)
+
+
+TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def keep_tokenizer(model_dir, data: dict) -> list[str]:
+    """Copy the files of the tokenizer the run trains with into MODEL_DIR (beside model_config.json), so eval, infer
+    and export of the run read the ids it was trained in, not a default. Returns the names copied."""
+    from optiml_jax.paths import user_path
+
+    source = data.get("tokenizer")
+    if not source:
+        return []
+    src = user_path(source, "tokenizer")
+    if not src.is_dir():
+        return []
+    model_dir = _dir(model_dir)
+    copied = []
+    for name in TOKENIZER_FILES:
+        if (src / name).is_file():
+            (model_dir / name).write_bytes((src / name).read_bytes())
+            copied.append(name)
+    return copied

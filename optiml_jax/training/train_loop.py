@@ -464,6 +464,7 @@ def train(
             setup_callback(model_dir)
         launch = None
         if jax.process_index() == 0:
+            run_record.keep_tokenizer(model_dir, data_record)
             launch = run_record.start_launch(
                 model_dir, data=data_record, start_step=start_step, process_count=jax.process_count(),
                 settings={"mixture_or_task_name": mixture_or_task_name, "task_feature_lengths": dict(task_feature_lengths),

@@ -45,12 +45,13 @@ def _decoded_tags(batch, vocab) -> set[str]:
 
 
 def test_no_held_out_data_reaches_the_training_stream(bench_data):
-    gin.parse_config_files_and_bindings([str(BENCH_GIN)], bench_data)
-    # the real-run stream factory: registers the gin-configured bench, then builds get_train_stream(...)
-    from optiml_jax.data.stream import opt_iml_bench_stream
+    # the one training stream: the bench mixture's name registers the gin-configured bench, then it is read
+    from optiml_jax.data.stream import get_train_stream
 
-    stream = opt_iml_bench_stream(mixture_or_task_name="opt_iml_bench_train", task_feature_lengths=256,
-                                  batch_size=4, seed=3)
+    gin.parse_config_files_and_bindings([str(BENCH_GIN)], bench_data)
+
+    stream = get_train_stream(mixture_or_task_name="opt_iml_bench_train", task_feature_lengths=256,
+                              batch_size=4, seed=3)
     trainable = {"niv2_" + s for s in NIV2_TRAIN} | {"cot_creak", "skg_spider"}
     assert set(stream.task_names) == trainable
     # exclusion is the mixture builder's doing: the shared-source task has data to train on, held-out ones do not

@@ -107,6 +107,12 @@ def test_the_bench_composed_after_the_quickstart_registers_on_demand_and_trains_
     assert record["data"]["mixture_or_task_name"] == "opt_iml_bench_train"
     assert set(record["data"]["tasks_read"]) == {"niv2_task001_quoref_question_generation",
                                                  "niv2_task002_quoref_answer_generation"}
+    # the run keeps the tokenizer it trained with: eval/infer of MODEL_DIR read it there, not a default
+    from optiml_jax.data.task_cache import vocabulary_key
+    from optiml_jax.evaluation.vocabulary import resolve_tokenizer
+
+    assert (model_dir / "vocab.json").read_bytes() == (pathlib.Path(MINI_TOKENIZER) / "vocab.json").read_bytes()
+    assert pathlib.Path(vocabulary_key(resolve_tokenizer(None, str(model_dir)))) == model_dir
 
 
 def test_a_misspelled_task_feature_lengths_key_is_an_error_naming_it(tmp_path, capsys):

@@ -23,7 +23,8 @@ def fsdp_run(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("fsdp") / "run"
     config = opt_config("tiny", vocab_size=512, dtype="float32", dropout_rate=0.0)
-    result = train(model_dir=str(d), mixture_or_task_name="synthetic", task_feature_lengths={"targets": 32},
+    result = train(model_dir=str(d), mixture_or_task_name="synthetic", stream_factory=synthetic_stream,
+                   task_feature_lengths={"targets": 32},
                    train_steps=4, batch_size=8, model_config=config,
                    partitioner=Partitioner(make_mesh((1, 8, 1)), standard_rules("fsdp")), learning_rate=1e-3,
                    warmup_steps=1, checkpoint_period=2, progress=False, peak_flops=1e11)
