@@ -68,7 +68,7 @@ class TrainStream:
                  shard_index: int = 0, num_shards: int = 1, *, split: str = "train",
                  metaicl: MetaICLConfig | None = None, recipe: MixtureRecipe | None = None,
                  cache_dir: str | None = None, use_cached: bool = False, max_carry: int | None = None,
-                 packing_group_rows: int = 1, read_all_tasks_first: bool = True):
+                 packing_group_rows: int = 1, read_all_tasks_first: bool = False):
         if batch_size % num_shards:
             raise ValueError(f"global batch_size {batch_size} is not divisible by num_shards {num_shards}")
         if not 0 <= shard_index < num_shards:
@@ -106,8 +106,9 @@ class TrainStream:
         # step -> this host's group states before it (step 0: nothing drawn yet)
         self._states: dict[int, tuple[carry_packer.GroupState, ...]] = {
             0: tuple(carry_packer.GroupState() for _ in self.groups)}
-        # False: each task is read when first drawn (one batch to look at, not the whole mixture); the batches
-        # are the same either way, only when the reading happens differs
+        # False (default): each task is read when first drawn, so a 2,000-task mixture starts after reading what
+        # its first step draws (with `cache_dir`, a restart or another host loads only those files); True reads
+        # every task before the first batch. The batches are the same either way
         self._materialized = not read_all_tasks_first
 
     @property
@@ -156,7 +157,7 @@ class TrainStream:
 
     def materialize(self) -> None:
         """Read every task of the mixture (this host's data shards) now, once: its seqio pipeline runs here, so
-        later steps cost packing only. The first `get_batch` calls it."""
+        later steps cost packing only. The first `get_batch` calls it when `read_all_tasks_first`."""
         for name in self.task_names:
             for g in self.groups:
                 self._tokens(name, g)
