@@ -3,18 +3,21 @@
 The global batch of a step is a pure function of (mixture rates, seed, step, packing groups), *not* of how
 many hosts read it (Levanter's rule): the batch's rows are cut into G = batch_size / packing_group_rows packing
 groups, group g is packed from data shard g of G (SeqIO `ShardInfo(g, G)` over each task's capped examples)
-with all randomness from `np.random.default_rng([seed, step, g])`, and a host computes only the groups of the
-rows it feeds (hosts must divide G). Nothing is carried between steps, so resuming at a checkpoint's step
-reproduces the exact batches, any step can be computed out of order, and a run restarted on a different
-number of hosts continues with the same global batches.
+with all randomness from seeds of (seed, g, draw index), and a host computes only the groups of the
+rows it feeds (hosts must divide G).
 
 Every task's examples come from its own seqio pipeline (`task.get_dataset`, read once per process by
 `optiml_jax.data.task_cache`): any `seqio.Task` or `seqio.Mixture` trains, with SeqIO's mixing rates.
 
-Per step and group: draw (task, example) pairs by the mixture rates in rounds sized to the free space, place
-each round best-fit-decreasing into the group's rows, and stop when no row can take the shortest example seen
-or after `max_rounds`. Examples drawn but not placed are counted (`StepStats.unplaced`), not used: this keeps
-steps independent. Overlong examples are cut on the left and counted (`StepStats.truncated`).
+Per group and step (`optiml_jax.data.carry_packer`): the group draws (task, example) pairs by the mixture rates
+from its own draw sequence (draw k of group g: `np.random.default_rng([seed, 1, g, k // DRAW_BLOCK])`), places each
+best-fit into the group's rows, and carries a draw that fits no row to the next step: no drawn example is lost, so
+the packed examples' tasks are the sampler's draws at the mixture rates (seqio's rates are shares of *examples*).
+What a group carries between steps (its next draw index and its carried draws) is the stream's `state()`, stored
+with each checkpoint; `restore(state, step)` continues from it bitwise, and without it a step's state is recomputed
+by replaying from the nearest known step (any step can still be computed, in any order). The state is per group,
+so a run restarted on a different number of hosts continues with the same global batches. Overlong examples are
+cut on the left and counted (`StepStats.truncated`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Mapping
 import gin
 import numpy as np
 
-from optiml_jax.data import packing
+from optiml_jax.data import carry_packer, packing
 from optiml_jax.data.mixture_names import ensure_registered
 from optiml_jax.data.demonstrations import MetaICLConfig, draw_num_shots, token_space_demonstrations
 from optiml_jax.data.task_cache import task_tokens, vocabulary_key
@@ -56,14 +59,20 @@ def check_feature_lengths(name: str, task_feature_lengths: Mapping[str, int], ta
                          f"is not a feature of {name!r}, whose tasks have features {sorted(features)}")
 
 
+DRAW_BLOCK = 512  # draws generated per RNG call (a group's draw k comes from block k // DRAW_BLOCK)
+STATE_VERSION = 1
+_KEEP_RECENT_STATES = 64  # step states kept for out-of-order calls; older ones every _KEEP_RECENT_STATES-th step
+
+
 @dataclasses.dataclass
 class StepStats:
-    examples: int = 0
-    truncated: int = 0
-    unplaced: int = 0
+    examples: int = 0  # placed this step (carried-in ones included)
+    truncated: int = 0  # of this step's new draws
+    unplaced: int = 0  # drawn and carried to the next step (never dropped)
     efficiency: float = 0.0
     per_task: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # placed examples
-    drawn: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # every draw, placed or not
+    drawn: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # this step's new draws
+    placed_tokens: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # tokens of per_task
 
 
 class TrainStream:
@@ -72,8 +81,8 @@ class TrainStream:
     def __init__(self, mixture_or_task_name: str, task_feature_lengths, batch_size: int, seed: int = 0,
                  shard_index: int = 0, num_shards: int = 1, *, split: str = "train",
                  metaicl: MetaICLConfig | None = None, recipe: MixtureRecipe | None = None,
-                 cache_dir: str | None = None, use_cached: bool = False, max_rounds: int = 12,
-                 packing_group_rows: int = 1, read_all_tasks_first: bool = True):
+                 cache_dir: str | None = None, use_cached: bool = False, max_carry: int | None = None,
+                 packing_group_rows: int = 1, read_all_tasks_first: bool = False):
         if batch_size % num_shards:
             raise ValueError(f"global batch_size {batch_size} is not divisible by num_shards {num_shards}")
         if not 0 <= shard_index < num_shards:
@@ -95,7 +104,9 @@ class TrainStream:
         self.length = sequence_length(task_feature_lengths)
         self.metaicl = metaicl or MetaICLConfig()
         self.recipe = recipe or MixtureRecipe()
-        self.cache_dir, self.use_cached, self.max_rounds = cache_dir, bool(use_cached), max_rounds
+        self.cache_dir, self.use_cached = cache_dir, bool(use_cached)
+        # the most draws a group carries to its next step (each waits at most this many steps)
+        self.max_carry = int(max_carry) if max_carry is not None else max(8, packing_group_rows)
         rates = mixtures.resolve_rates(mixture_or_task_name, recipe)
         self.task_names = sorted(t for t, r in rates.items() if r > 0)
         self.probs = np.array([rates[t] for t in self.task_names], np.float64)
@@ -108,8 +119,13 @@ class TrainStream:
             check_feature_lengths(mixture_or_task_name, task_feature_lengths, self.task_names)
         self.special_ids = special_ids_of(self.vocabulary)  # bos / eos / pad of every packed row
         self._shards: dict[tuple[str, int], object] = {}
-        # False: each task is read when first drawn (one batch to look at, not the whole mixture); the batches
-        # are the same either way, only when the reading happens differs
+        self._blocks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        # step -> this host's group states before it (step 0: nothing drawn yet)
+        self._states: dict[int, tuple[carry_packer.GroupState, ...]] = {
+            0: tuple(carry_packer.GroupState() for _ in self.groups)}
+        # False (default): each task is read when first drawn, so a 2,000-task mixture starts after reading what
+        # its first step draws (with `cache_dir`, a restart or another host loads only those files); True reads
+        # every task before the first batch. The batches are the same either way
         self._materialized = not read_all_tasks_first
 
     @property
@@ -171,60 +187,124 @@ class TrainStream:
 
     def materialize(self) -> None:
         """Read every task of the mixture (this host's data shards) now, once: its seqio pipeline runs here, so
-        later steps cost packing only. The first `get_batch` calls it."""
+        later steps cost packing only. The first `get_batch` calls it when `read_all_tasks_first`."""
         for name in self.task_names:
             for g in self.groups:
                 self._tokens(name, g)
         self._materialized = True
 
+    def _draw(self, group: int, k: int) -> tuple[int, float, int]:
+        """Draw k of a group: (task index, uniform for the example, shots)."""
+        b = k // DRAW_BLOCK
+        block = self._blocks.get((group, b))
+        if block is None:
+            rng = np.random.default_rng([self.seed, 1, group, b])
+            block = (rng.choice(len(self.task_names), size=DRAW_BLOCK, p=self.probs), rng.random(DRAW_BLOCK),
+                     draw_num_shots(rng, self.metaicl, DRAW_BLOCK))
+            if len(self._blocks) > 4 * len(self.groups) + 64:
+                self._blocks.clear()
+            self._blocks[(group, b)] = block
+        i = k % DRAW_BLOCK
+        return int(block[0][i]), float(block[1][i]), int(block[2][i])
+
+    def _example(self, group: int, k: int):
+        """(task name, ids, weights, truncated) of a group's draw k (the same every time it is asked for)."""
+        t, u, shots = self._draw(group, k)
+        name = self.task_names[t]
+        toks = self._tokens(name, group)
+        j = min(int(u * len(toks)), len(toks) - 1)
+        if shots:
+            ids, w = self._metaicl_example(np.random.default_rng([self.seed, 2, group, k]), name, group, j, shots)
+        else:
+            ids, w = toks.example(j)
+        ids, w, cut = truncate_left(ids, w, self.length)
+        return name, ids, w, cut
+
+    def _remember(self, step: int, states) -> None:
+        self._states[step] = tuple(states)
+        newest = max(self._states)
+        for s in [s for s in self._states if s < newest - _KEEP_RECENT_STATES and s % _KEEP_RECENT_STATES]:
+            del self._states[s]
+
+    def _states_before(self, step: int) -> tuple[carry_packer.GroupState, ...]:
+        """This host's group states before `step`: remembered, or replayed from the nearest earlier known step."""
+        if step in self._states:
+            return self._states[step]
+        known = max(s for s in self._states if s <= step)
+        states = self._states[known]
+        for s in range(known, step):
+            states = tuple(self._pack_group(s, g, st, None)[1] for g, st in zip(self.groups, states))
+            self._remember(s + 1, states)
+        return states
+
     def get_batch_with_stats(self, step: int) -> tuple[dict[str, np.ndarray], StepStats]:
         """This host's rows for `step`: its packing groups, in order, and their summed statistics."""
         if not self._materialized:
             self.materialize()
+        step = int(step)
         stats = StepStats()
-        parts = [self._pack_group(int(step), g, stats) for g in self.groups]
+        parts, after = [], []
+        for g, st in zip(self.groups, self._states_before(step)):
+            batch, new_state = self._pack_group(step, g, st, stats)
+            parts.append(batch)
+            after.append(new_state)
+        self._remember(step + 1, after)
         batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         stats.efficiency = packing.efficiency(batch)
         return batch, stats
 
-    def _pack_group(self, step: int, group: int, stats: StepStats) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng([self.seed, step, group])
-        free = np.full(self.group_rows, self.length, np.int64)
-        chosen: list[tuple[np.ndarray, np.ndarray]] = []
-        rows_of: list[np.ndarray] = []
-        mean_len, min_len = 64.0, self.length
-        for _ in range(self.max_rounds):
-            if free.max() < min_len:
-                break
-            m = max(4, int(np.ceil(free.sum() / mean_len)))
-            tasks = rng.choice(len(self.task_names), size=m, p=self.probs)
-            u = rng.random(m)
-            shots = draw_num_shots(rng, self.metaicl, m)
-            drawn = []
-            for t, ui, k in zip(tasks, u, shots):
-                name = self.task_names[t]
-                toks = self._tokens(name, group)
-                j = min(int(ui * len(toks)), len(toks) - 1)
-                ids, w = self._metaicl_example(rng, name, group, j, int(k)) if k else toks.example(j)
-                ids, w, cut = truncate_left(ids, w, self.length)
-                stats.truncated += cut
-                stats.drawn[name] += 1
-                drawn.append((ids, w, name))
-            lengths = np.array([len(d[0]) for d in drawn])
-            mean_len = 0.5 * mean_len + 0.5 * float(lengths.mean())
-            min_len = min(min_len, int(lengths.min()))
-            rows = packing.best_fit_decreasing(lengths, free)
-            for (ids, w, name), r in zip(drawn, rows):
-                if r >= 0:
-                    chosen.append((ids, w))
-                    stats.per_task[name] += 1
-            rows_of.append(rows[rows >= 0])
-            stats.unplaced += int((rows < 0).sum())
-            if (rows < 0).all():
-                break
-        stats.examples += len(chosen)
-        return packing.write_rows(chosen, np.concatenate(rows_of) if rows_of else np.zeros(0, np.int64),
-                                  self.group_rows, self.length, self.special_ids)
+    def _pack_group(self, step: int, group: int, state: carry_packer.GroupState, stats: StepStats | None):
+        """(rows of `group` at `step`, its state after it); rows only when `stats` is given (else a replay)."""
+        names: dict[int, tuple[str, bool]] = {}
+
+        def example(k):
+            name, ids, w, cut = self._example(group, k)
+            names[k] = (name, cut)
+            return ids, w
+
+        done = carry_packer.pack_step(state, example, self.group_rows, self.length, self.max_carry)
+        if stats is None:
+            return None, done.state
+        for k in done.new_draws:
+            name, cut = names[k]
+            stats.drawn[name] += 1
+            stats.truncated += cut
+        for k, (ids, _), _ in done.placed:
+            stats.per_task[names[k][0]] += 1
+            stats.placed_tokens[names[k][0]] += len(ids)
+        stats.examples += len(done.placed)
+        stats.unplaced += len(done.state.carry)
+        rows = np.array([r for _, _, r in done.placed], np.int64)
+        return packing.write_rows([ex for _, ex, _ in done.placed], rows, self.group_rows, self.length,
+                                  self.special_ids), done.state
+
+    def carried_tasks(self, step: int) -> collections.Counter:
+        """Tasks of the draws this host's groups carry into `step` (drawn, not yet packed)."""
+        out = collections.Counter()
+        for g, st in zip(self.groups, self._states_before(step)):
+            out.update(self.task_names[self._draw(g, k)[0]] for k in st.carry)
+        return out
+
+    def state(self) -> dict:
+        """What a checkpoint stores to resume bitwise: the group states before the newest steps computed, of every
+        group (gathered from all hosts), keyed by step. Several steps, so that a trainer that computes a batch or
+        two ahead of the step it saves at still finds the one it needs."""
+        newest = sorted(self._states)[-4:]
+        local = np.stack([carry_packer.encode_states(self._states[s], self.max_carry) for s in newest])
+        every = _gather_groups(local)
+        return {"version": STATE_VERSION, "seed": self.seed, "num_groups": self.num_groups, "max_carry": self.max_carry,
+                "steps": {str(s): every[i].tolist() for i, s in enumerate(newest)}}
+
+    def restore(self, state: dict | None, step: int) -> bool:
+        """Continue from a checkpoint's `state()` at `step`; returns whether it held that step (else later batches
+        are replayed from the nearest known step: the same batches, computed more slowly)."""
+        ok = (bool(state) and state.get("version") == STATE_VERSION and state.get("seed") == self.seed
+              and state.get("num_groups") == self.num_groups and state.get("max_carry") == self.max_carry
+              and str(step) in state.get("steps", {}))
+        if ok:
+            every = carry_packer.decode_states(state["steps"][str(step)])
+            self._states[int(step)] = tuple(every[g] for g in self.groups)
+        return ok
 
     def get_batch(self, step: int) -> dict[str, np.ndarray]:
         """This host's [batch_size // num_shards, length] batch for `step` (the batch contract)."""
@@ -252,3 +332,15 @@ def get_train_stream(mixture_or_task_name: str = gin.REQUIRED, task_feature_leng
     return TrainStream(mixture_or_task_name, task_feature_lengths, batch_size, seed, shard_index, num_shards,
                        split=split, metaicl=metaicl, recipe=recipe, cache_dir=cache_dir, use_cached=use_cached,
                        packing_group_rows=packing_group_rows)
+
+
+def _gather_groups(local: np.ndarray) -> np.ndarray:
+    """[steps, groups of this host, ...] -> [steps, every group, ...] (hosts hold consecutive groups, in order)."""
+    import jax
+
+    if jax.process_count() == 1:
+        return local
+    from jax.experimental import multihost_utils
+
+    every = np.asarray(multihost_utils.process_allgather(local))  # [hosts, steps, groups per host, ...]
+    return np.concatenate(list(every), axis=1)

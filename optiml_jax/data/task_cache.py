@@ -16,6 +16,8 @@ seqio's TFRecord cache (`seqio.cache_tasks_main`), and with `cache_dir` the arra
 
 from __future__ import annotations
 
+import collections
+import pathlib
 import threading
 import zlib
 
@@ -27,6 +29,9 @@ from optiml_jax.tasks import registry
 _MEMORY: dict[tuple, TaskTokens] = {}
 READ_BATCH = 1024
 _LOCK = threading.Lock()
+# how often this process read each task from the disk cache, and through its seqio pipeline (tests count them)
+DISK_READS: collections.Counter = collections.Counter()
+PIPELINE_READS: collections.Counter = collections.Counter()
 
 
 def vocabulary_key(vocabulary) -> str:
@@ -104,6 +109,24 @@ def _read_dataset(view: registry.TaskView, split: str, use_cached: bool) -> Task
     return tokens.with_raw(tuple(raw) if has_raw else None)
 
 
+def cache_file(task_name: str, split: str, *, use_cached: bool = False, cache_dir: str) -> pathlib.Path:
+    """The token cache file of a task's split under `cache_dir`. Its name holds a digest of the registration's
+    content (vocabulary, metadata, format seed, preprocessors), not of this process's object ids, so every host
+    and every restart finds the same file and a changed registration never reads a stale one."""
+    view = registry.get_task(task_name)
+    disk_key = (task_name, split, bool(use_cached), vocabulary_key(view.vocabulary), repr(view.info),
+                view.raw.format_seed if view.raw else None, tuple(getattr(p, "__name__", repr(p))
+                                                                  for p in view.seqio_task.preprocessors))
+    return cache_path(cache_dir, disk_key)
+
+
+def forget_in_memory() -> None:
+    """Drop every split this process holds (as a restarted process would start): the next read is from the
+    disk cache or the task's pipeline again."""
+    with _LOCK:
+        _MEMORY.clear()
+
+
 def split_tokens(task_name: str, split: str, *, use_cached: bool = False, cache_dir: str | None = None) -> TaskTokens:
     """The whole split of a task, tokenized through its seqio pipeline (memoized; optionally on disk)."""
     view = registry.get_task(task_name)
@@ -111,14 +134,13 @@ def split_tokens(task_name: str, split: str, *, use_cached: bool = False, cache_
     with _LOCK:
         if key in _MEMORY:
             return _MEMORY[key]
-    # the disk cache key names the registration by its content, not by this process's object ids
-    disk_key = (task_name, split, bool(use_cached), vocabulary_key(view.vocabulary), repr(view.info),
-                view.raw.format_seed if view.raw else None, tuple(getattr(p, "__name__", repr(p))
-                                                                  for p in view.seqio_task.preprocessors))
-    path = cache_path(cache_dir, disk_key) if cache_dir else None
+    path = cache_file(task_name, split, use_cached=use_cached, cache_dir=cache_dir) if cache_dir else None
     tokens = load_tokens(path) if path else None
-    if tokens is None:
+    if tokens is not None:
+        DISK_READS[task_name] += 1
+    else:
         tokens = _read_dataset(view, split, use_cached)
+        PIPELINE_READS[task_name] += 1
         if path:
             save_tokens(path, tokens)
     with _LOCK:

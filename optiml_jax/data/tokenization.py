@@ -127,7 +127,8 @@ def save_tokens(path: pathlib.Path, tokens: TaskTokens) -> None:
     import json
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    # a name of its own: several processes or hosts may write the same entry of a shared cache at once
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{os.urandom(4).hex()}.tmp.npz")
     extra = {}
     if tokens.label_starts is not None:
         extra["label_starts"] = tokens.label_starts

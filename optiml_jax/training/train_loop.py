@@ -14,7 +14,7 @@ Stream factories (the `stream_factory` / `eval_streams` callables) are called as
     factory(mixture_or_task_name=..., task_feature_lengths=..., batch_size=<global>, seed=...,
             shard_index=..., num_shards=...)
 and return an object with `get_batch(step)` (docs/ARCHITECTURE.md "Batch contract") and optionally
-`state() -> dict` (stored with each checkpoint).
+`state() -> dict` (stored with each checkpoint) and `restore(state, step) -> bool` (given it back on resume).
 """
 
 from __future__ import annotations
@@ -394,7 +394,9 @@ def train(
     first_batches: dict[int, Any] = {}
     if hasattr(stream, "get_batch_with_stats"):
         existing = checkpointing.finalized_steps_on_disk(model_dir)
-        probe = existing[-1] if existing else 0
+        # a stream that resumes from its checkpointed state (`restore`) probes step 0: before the restore below,
+        # the checkpoint's step would be replayed from the start
+        probe = existing[-1] if existing and not hasattr(stream, "restore") else 0
         batch0, stats0 = stream.get_batch_with_stats(probe)
         first_batches[probe] = batch0
         msg = check_truncation(stats0, step=probe, length=length, task_feature_lengths=task_feature_lengths,
@@ -449,6 +451,9 @@ def train(
             state, data_state, start_step, set_aside = found
             start_warnings += check_resume(data_state, run_shape, start_step, ckpt.directory)
             restored_from = start_step
+            if hasattr(stream, "restore") and not stream.restore(data_state.get("stream"), start_step):
+                log.warning("checkpoint step %d has no stream state for this stream; its batches are replayed "
+                            "from step 0 (the same batches, computed more slowly)", start_step)
             log.info("restored %s step %d (data position %s)", ckpt.directory, start_step,
                      {k: v for k, v in data_state.items() if k != "stream"})
         elif initial_checkpoint_path:

@@ -50,7 +50,7 @@ def test_reading_tasks_when_first_drawn_gives_the_same_batches(small_mixture):
     lazy = TrainStream(small_mixture, 64, 1, seed=2, read_all_tasks_first=False)
     batch, stats = lazy.get_batch_with_stats(0)
     assert lazy.tasks_read == sorted(stats.drawn)  # only what step 0 drew
-    eager = TrainStream(small_mixture, 64, 1, seed=2)
+    eager = TrainStream(small_mixture, 64, 1, seed=2, read_all_tasks_first=True)
     for step in (0, 3):
         a, b = eager.get_batch(step), lazy.get_batch(step)
         for k in a:

@@ -70,6 +70,7 @@ def test_user_seqio_module_trains_and_resumes_bitwise_after_sigkill(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     restored = re.search(r"restored \S+ step (\d+)", resumed.stderr)
     assert restored and 4 <= int(restored[1]) <= killed_after, resumed.stderr[-3000:]
+    assert "replayed from step 0" not in resumed.stderr  # it continued from the stream state in the checkpoint
     ref_losses, run_losses = _losses(ref_dir), _losses(run_dir)
     assert sorted(ref_losses) == sorted(run_losses) == list(range(STEPS))
     for step, values in run_losses.items():

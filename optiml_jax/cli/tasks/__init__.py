@@ -1,4 +1,4 @@
-"""`python -m optiml_jax.tasks <subcommand>`: list, inspect, report and leakage-check registered tasks.
+"""`python -m optiml_jax.tasks <subcommand>`: list, inspect, report, leakage-check and cache registered tasks.
 
 One module per subcommand: to add one, write `optiml_jax/cli/tasks/<name>_command.py` with `HELP`,
 `add_arguments(parser)` and `run(args) -> int`, and add its name to `SUBCOMMANDS`. Every subcommand takes the
@@ -12,7 +12,7 @@ import importlib
 import logging
 import sys
 
-SUBCOMMANDS = ("list", "inspect", "report", "leakage")
+SUBCOMMANDS = ("list", "inspect", "report", "leakage", "cache")
 DEFAULT_MODULES = ("optiml_jax.tasks.registrations",)
 
 
@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser, modules = build_parser()
     try:
         args, bindings = gin_setup.parse_command_line(parser, list(sys.argv[1:] if argv is None else argv))
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # `cache --workers` reruns it per worker
         setup(args, bindings)
         args.gin_bindings = bindings  # what the command line bound (run_settings names it in a conflict)
     except gin_setup.GinConfigError as e:
