@@ -18,6 +18,8 @@ directory and `generate` stops where our generation stops; without it the model 
 from __future__ import annotations
 
 import argparse
+
+from optiml_jax.paths import local_only
 import os
 import pathlib
 import shutil
@@ -28,9 +30,9 @@ def check_out_dir(out_dir: str, overwrite: bool, *inputs: str) -> pathlib.Path:
     """The output directory, refused when it holds files (unless `overwrite`) or is/contains an input."""
     from optiml_jax.cli import errors
 
-    out = pathlib.Path(out_dir).absolute()
+    out = pathlib.Path(local_only(out_dir, "--out_dir", "convert (it writes with safetensors/Orbax here)"))
     for given in inputs:
-        src = pathlib.Path(given).absolute()
+        src = pathlib.Path(local_only(given, "the input", "convert"))
         if src == out or out in src.parents:
             raise errors.fail(f"--out_dir {out} is (or contains) the input {src}; write somewhere else")
     if out.exists() and not out.is_dir():
@@ -129,7 +131,7 @@ def _main(argv: list[str] | None) -> int:
         _replace(out, lambda d: save_orbax(config, params, d))
     elif args.command.startswith("metaseq-to-"):
         config = _convert_metaseq(args)
-        out = pathlib.Path(args.out_dir).absolute()
+        out = pathlib.Path(local_only(args.out_dir, "--out_dir", "convert"))
     else:
         out = check_out_dir(args.out_dir, args.overwrite, args.orbax_dir)
         config, params = load_checkpoint(args.orbax_dir, args.step, scanned=False)

@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from optiml_jax.tasks.formatting import Piece
+from optiml_jax.paths import local_only
 
 FORMAT_VERSION = 2  # bump when formatting or tokenization changes, to invalidate disk caches
 
@@ -120,7 +121,8 @@ class TaskTokens:
 
 def cache_path(cache_dir: str | os.PathLike, key: tuple) -> pathlib.Path:
     digest = hashlib.sha256(repr((FORMAT_VERSION,) + tuple(key)).encode()).hexdigest()[:20]
-    return pathlib.Path(cache_dir) / f"{key[0]}.{key[1]}.{digest}.npz"
+    return pathlib.Path(local_only(cache_dir, "the token cache dir", "the token cache (numpy .npz files)")) / \
+        f"{key[0]}.{key[1]}.{digest}.npz"
 
 
 def save_tokens(path: pathlib.Path, tokens: TaskTokens) -> None:

@@ -103,10 +103,13 @@ def run(args) -> int:
                   eval_tasks_without_eval_split=no_data)
     import pathlib
 
+    from optiml_jax.paths import local_only
+
     if args.out:
-        prefix = pathlib.Path(args.out)
+        prefix = pathlib.Path(local_only(args.out, "--out", "the leakage report"))
     else:
-        out_dir = pathlib.Path(args.out_dir or pathlib.Path("leakage_reports") / f"{args.train}_vs_{split.name}")
+        out_dir = pathlib.Path(local_only(args.out_dir or pathlib.Path("leakage_reports") / f"{args.train}_vs_{split.name}",
+                                          "--out_dir", "the leakage report"))
         prefix = out_dir / "leakage_report"
     jp, mp = leakage.write_report(report, prefix)
     for p in report["pairs"]:

@@ -34,15 +34,16 @@ from optiml_jax.evaluation.suites.bbh import bbh_tasks
 from optiml_jax.evaluation.suites.mmlu import mmlu_tasks
 from optiml_jax.evaluation.suites.niv2 import niv2_tasks
 from optiml_jax.evaluation.suites.raft import raft_tasks
+from optiml_jax.paths import user_path
 
 SUITES = ("mini_bench", "mini_bench_validation", "mmlu", "bbh", "raft", "niv2_held_out", "niv2_all",
           "promptsource_held_out", "flan_held_out")
 
 
-def _need(data_dir: str | os.PathLike | None, sub: str, suite: str) -> pathlib.Path:
+def _need(data_dir: str | os.PathLike | None, sub: str, suite: str):
     if data_dir is None:
         raise ValueError(f"suite {suite!r} reads files: set DATA_DIR (e.g. --gin.DATA_DIR=../shared/data)")
-    p = pathlib.Path(data_dir) / sub
+    p = user_path(data_dir, "DATA_DIR") / sub  # a bucket stays a URL (optiml_jax.paths)
     if not p.exists():
         raise FileNotFoundError(f"suite {suite!r}: {p} does not exist (DATA_DIR={data_dir})")
     return p

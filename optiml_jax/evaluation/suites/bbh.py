@@ -14,6 +14,7 @@ import pathlib
 from typing import Sequence
 
 from optiml_jax.sources.raw_examples import BenchDataError
+from optiml_jax.paths import user_path
 from optiml_jax.evaluation.eval_tasks import EvalTask
 from optiml_jax.evaluation.metrics import extract_cot_answer
 from optiml_jax.tasks.metadata import TaskInfo
@@ -53,7 +54,7 @@ def read_bbh_examples(path: pathlib.Path, task: str) -> list[dict]:
 def bbh_tasks(root: str | os.PathLike, *, tasks: Sequence[str] | None = None, max_examples: int | None = None,
               level: str | None = "fully_held_out") -> list[EvalTask]:
     """One EvalTask per BBH subtask found in both `root/bbh` and `root/cot-prompts`."""
-    root = pathlib.Path(root)
+    root = user_path(root, "DATA_DIR")  # local, or a URL read through its filesystem
     data, prompts = root / "bbh", root / "cot-prompts"
     names = sorted(p.stem for p in data.glob("*.json")) if tasks is None else list(tasks)
     if not names:

@@ -14,6 +14,7 @@ import pathlib
 from typing import Sequence
 
 from optiml_jax.sources.raw_examples import BenchDataError
+from optiml_jax.paths import open_text, user_path
 from optiml_jax.evaluation.eval_tasks import EvalTask
 from optiml_jax.tasks.metadata import TaskInfo
 
@@ -31,7 +32,7 @@ def _subject_files(folder: pathlib.Path, split: str) -> dict[str, pathlib.Path]:
 
 def read_mmlu_csv(path: pathlib.Path, subject: str) -> list[dict]:
     """Raw examples of one subject file; bad rows raise BenchDataError naming file and row."""
-    with open(path, newline="", encoding="utf-8") as f:
+    with open_text(path) as f:
         reader = csv.DictReader(f)
         if tuple(reader.fieldnames or ()) != COLUMNS:
             raise BenchDataError(f"expected header {','.join(COLUMNS)}, got {reader.fieldnames}", file=str(path),
@@ -66,7 +67,7 @@ def mmlu_tasks(root: str | os.PathLike, *, subjects: Sequence[str] | None = None
     """One EvalTask per subject (parent task "mmlu"); demonstrations = the subject's dev rows.
 
     `level`: the paper puts MMLU in the partially supervised level (Table 15)."""
-    root = pathlib.Path(root)
+    root = user_path(root, "DATA_DIR")  # local, or a URL read through its filesystem
     dev, test = _subject_files(root / "dev", "dev"), _subject_files(root / eval_split, eval_split)
     if not test:
         raise FileNotFoundError(f"MMLU: no {eval_split} CSV files under {root / eval_split}")

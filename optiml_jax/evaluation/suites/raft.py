@@ -14,6 +14,7 @@ import pathlib
 from typing import Sequence
 
 from optiml_jax.sources.raw_examples import BenchDataError
+from optiml_jax.paths import open_text, user_path
 from optiml_jax.evaluation.eval_tasks import EvalTask
 from optiml_jax.tasks.metadata import TaskInfo
 
@@ -31,7 +32,7 @@ def read_raft_task(folder: pathlib.Path) -> tuple[list[str], list[dict]]:
         f"Classify the {' and '.join(c.lower() for c in columns)} as one of: {', '.join(labels)}.")
     out = []
     path = folder / "train.csv"
-    with open(path, newline="", encoding="utf-8") as f:
+    with open_text(path) as f:
         for i, row in enumerate(csv.DictReader(f)):
             raw = (row.get(label_col) or "").strip()
             label = labels[int(raw) - 1] if raw.isdigit() and 1 <= int(raw) <= len(labels) else raw
@@ -46,7 +47,7 @@ def read_raft_task(folder: pathlib.Path) -> tuple[list[str], list[dict]]:
 
 def raft_tasks(root: str | os.PathLike, *, tasks: Sequence[str] | None = None, num_eval: int = 10,
                level: str | None = "fully_held_out") -> list[EvalTask]:
-    root = pathlib.Path(root)
+    root = user_path(root, "DATA_DIR")  # local, or a URL read through its filesystem
     names = sorted(p.name for p in root.iterdir() if (p / "train.csv").is_file()) if tasks is None else list(tasks)
     if not names:
         raise FileNotFoundError(f"RAFT: no <task>/train.csv under {root}")
