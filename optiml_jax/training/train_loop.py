@@ -388,6 +388,7 @@ def train(
     stream = _make_stream(stream_factory, "the training stream", seed=seed, **stream_kwargs)
     log.info("process %d of %d feeds data shard %d of %d", jax.process_index(), jax.process_count(), shard_index,
              num_shards)
+    check_vocabulary_fits(stream, model_config, mixture_or_task_name)  # no batch needed: before reading any
     evals = {split: _make_stream(f, f"eval split {split!r}", seed=seed + 1, **stream_kwargs)
              for split, f in (eval_streams or {}).items()}
     start_warnings: list[str] = []
@@ -410,7 +411,6 @@ def train(
                                "nothing would be trained on")
     for line in data_record_lines(data_record):
         log.info("%s", line)
-    check_vocabulary_fits(stream, model_config, mixture_or_task_name)
 
     # MODEL_DIR: lock it, check it can take checkpoints, then restore or initialise.
     lock = RunLock(model_dir, stale_after_s=lock_stale_after_s)

@@ -129,7 +129,7 @@ def test_unknown_mixture_is_one_line_with_the_closest_names_and_creates_nothing(
     assert not run.exists()
 
 
-def test_rows_too_short_for_any_example_are_an_error_and_create_nothing(train_kwargs):
+def test_rows_too_short_for_any_example_are_an_error_and_create_nothing(train_kwargs, tiny_config):
     import optiml_jax.tasks.registrations  # noqa: F401
     from optiml_jax.data.stream import get_train_stream
 
@@ -138,7 +138,8 @@ def test_rows_too_short_for_any_example_are_an_error_and_create_nothing(train_kw
                                                r"of the \d+ examples drawn for step 0 is longer than a row"):
         # a 5-task mixture of the mini-benchmark: the guardrail is the stream's, whatever the mixture's size
         train(**{**train_kwargs, "mixture_or_task_name": "mini_bench_eval_fully_supervised",
-                 "stream_factory": get_train_stream, "task_feature_lengths": {"targets": 4}})
+                 "stream_factory": get_train_stream, "task_feature_lengths": {"targets": 4},
+                 "model_config": tiny_config(vocab_size=2048)})  # the mini-benchmark's ids fit
     assert not run.exists()
 
 
