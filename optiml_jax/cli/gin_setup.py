@@ -98,10 +98,34 @@ def add_gin_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folders with seqio.cache_tasks_main outputs, comma separated")
 
 
+# Flags only one command takes: given to another command, the error names the command that reads it.
+COMMAND_FLAGS = {
+    "train": ("--no_progress",),
+    "infer": ("--prompt", "--prompts_file", "--jsonl"),
+    "plan": ("--num_devices", "--device_kind", "--headroom", "--matmul_efficiency", "--attention_efficiency",
+             "--flag_min_mib", "--no_eval", "--generate", "--generate_batch", "--generate_prompt_length",
+             "--generate_new_tokens", "--compile_for", "--json", "--hlo_out"),
+}
+
+
 def parse_command_line(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
-    """(args, gin bindings): `--gin.X` bindings first, then `--gin_bindings` in the order given."""
+    """(args, gin bindings): `--gin.X` bindings first, then `--gin_bindings` in the order given. A flag this command
+    does not take is one error line naming it (and the command that takes it), not argparse's usage screen."""
     rest, bindings = split_argv(argv)
-    args = parser.parse_args(rest)
+    args, unknown = parser.parse_known_args(rest)
+    if unknown:
+        problems = []
+        flags = [u for u in unknown if u.startswith("-")] or unknown  # a value after an unknown flag is its value
+        for flag in flags:
+            name = flag.split("=", 1)[0]
+            owners = [c for c, flags in COMMAND_FLAGS.items() if name in flags]
+            if owners:
+                problems.append(f"{name} is a flag of `python -m optiml_jax.{owners[0]}`, not of `{parser.prog}`")
+            elif name.startswith("-"):
+                problems.append(f"{name} is not a flag of `{parser.prog}` (--help lists them)")
+            else:
+                problems.append(f"unexpected argument {flag!r}")
+        raise GinConfigError("; ".join(problems))
     return args, bindings + list(args.gin_bindings)
 
 

@@ -227,3 +227,11 @@ def test_eval_use_cached_tasks_without_a_cache_is_one_line_naming_the_task(tmp_p
 def test_a_malformed_binding_is_exit_2_naming_its_macro(tmp_path, capsys):
     code, err = _eval(["--gin.CHECKPOINT_PATH=/x", f"--gin.EVAL_OUTPUT_DIR={tmp_path}", "--gin.SHOTS=(0, 5"], capsys)
     assert code == 2 and "the binding of SHOTS is not valid gin" in err and "internal error" not in err, err
+
+
+def test_a_flag_of_another_command_is_one_line_naming_that_command(tmp_path, capsys):
+    # before: argparse's 13-line usage screen, naming neither the flag's command nor what to do
+    code, err = _eval(["--no_progress", "--gin.CHECKPOINT_PATH=/x", f"--gin.EVAL_OUTPUT_DIR={tmp_path}"], capsys)
+    assert code == 2 and "--no_progress is a flag of `python -m optiml_jax.train`" in err and "usage:" not in err, err
+    code, err = _train(["--gin_file=gin/runs/smoke_synthetic.gin", "--prompt", "hi"], capsys)
+    assert code == 2 and "--prompt is a flag of `python -m optiml_jax.infer`" in err and "'hi'" not in err, err
