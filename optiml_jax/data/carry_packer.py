@@ -49,8 +49,10 @@ def best_fit_row(n: int, free: np.ndarray) -> int:
 
 
 def pack_step(state: GroupState, example: Callable[[int], Example], num_rows: int, length: int,
-              max_carry: int) -> GroupStep:
-    """One step of one packing group; `example(k)` is draw k's (ids, weights), at most `length` long."""
+              max_carry: int, occupies: Callable[[int], int] = lambda n: n) -> GroupStep:
+    """One step of one packing group; `example(k)` is draw k's (ids, weights), at most `length` long.
+    `occupies(n)`: the row positions an example of n ids takes (n, or n - 1 for a vocabulary without a bos, whose first
+    id is input only: `packing.segment_length`)."""
     if max_carry < 1:
         raise ValueError(f"max_carry must be >= 1, got {max_carry}")
     free = np.full(num_rows, length, np.int64)
@@ -59,11 +61,12 @@ def pack_step(state: GroupState, example: Callable[[int], Example], num_rows: in
     new_draws: list[int] = []
 
     def offer(k: int, ex: Example) -> None:
-        r = best_fit_row(len(ex[0]), free)
+        n = occupies(len(ex[0]))
+        r = best_fit_row(n, free)
         if r < 0:
             carry.append(k)
         else:
-            free[r] -= len(ex[0])
+            free[r] -= n
             placed.append((k, ex, r))
 
     for k in state.carry:
@@ -71,7 +74,7 @@ def pack_step(state: GroupState, example: Callable[[int], Example], num_rows: in
     cursor = state.cursor
     while len(carry) < max_carry and free.max() > 0:
         ex = example(cursor)
-        if len(ex[0]) > length:
+        if occupies(len(ex[0])) > length:
             raise ValueError(f"draw {cursor} has {len(ex[0])} tokens, more than the row's {length}")
         new_draws.append(cursor)
         offer(cursor, ex)

@@ -262,7 +262,8 @@ class TrainStream:
             names[k] = (name, cut)
             return ids, w
 
-        done = carry_packer.pack_step(state, example, self.group_rows, self.length, self.max_carry)
+        done = carry_packer.pack_step(state, example, self.group_rows, self.length, self.max_carry,
+                                      occupies=lambda n: packing.segment_length(n, self.special_ids))
         if stats is None:
             return None, done.state
         for k in done.new_draws:

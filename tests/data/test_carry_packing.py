@@ -113,3 +113,20 @@ def test_tasks_report_flags_a_share_off_by_3_sigma_and_prints_token_shares(two_l
     assert float(rows[LONG][4]) > 0.7 > float(rows[LONG][3])  # the long task holds most of the tokens
     assert "!" not in rows[LONG] and "!" not in rows[SHORT]
     assert "shares of examples" in out
+
+
+def test_a_vocabulary_without_bos_packs_by_the_positions_its_examples_occupy():
+    """Without a bos an example's first id is input only (its segment is one shorter): two 5-id examples fill an
+    8-position row together, which they cannot with a bos."""
+    import numpy as np
+
+    from optiml_jax.data import carry_packer
+
+    def example(k):
+        return np.arange(5, dtype=np.int32), np.ones(5, np.float32)
+
+    start = carry_packer.GroupState(0, ())
+    with_bos = carry_packer.pack_step(start, example, num_rows=1, length=8, max_carry=1)
+    no_bos = carry_packer.pack_step(start, example, num_rows=1, length=8, max_carry=1, occupies=lambda n: n - 1)
+    assert [k for k, _, _ in with_bos.placed] == [0] and with_bos.state.carry == (1,)
+    assert [k for k, _, _ in no_bos.placed] == [0, 1]
