@@ -74,7 +74,18 @@ def test_data(tmp_path_factory):
         for stem in ("task001_quoref_question_generation", "task002_quoref_answer_generation"):
             write_niv2_task(niv2, stem, n=24)
     tokenizer = SHARED / "opt_tokenizer" if (SHARED / "opt_tokenizer").is_dir() else pathlib.Path(MINI_TOKENIZER)
-    return {"root": root, "mini": mini, "opt": opt, "niv2": niv2, "tokenizer": tokenizer, "metaseq": metaseq}
+    # DATA_DIR (the suites' files): ../shared's MMLU/BBH/RAFT, and NIv2 with one task of a held-out category (the
+    # shared sample has none of the paper's three, so `niv2_held_out` would find nothing)
+    data_dir = root / "data"
+    for sub in ("mmlu", "bbh", "raft"):
+        if (SHARED / sub).is_dir():
+            (data_dir / sub).parent.mkdir(parents=True, exist_ok=True)
+            (data_dir / sub).symlink_to(SHARED / sub)
+    shutil.copytree(niv2, data_dir / "niv2" / "tasks")
+    held_out = write_niv2_task(data_dir / "niv2" / "tasks", "task190_snli_classification", n=6)
+    held_out.write_text(held_out.read_text().replace('"Categories": ["Misc."]', '"Categories": ["Textual Entailment"]'))
+    return {"root": root, "mini": mini, "opt": opt, "niv2": niv2, "tokenizer": tokenizer, "metaseq": metaseq,
+            "data_dir": data_dir}
 
 
 def _free_port() -> int:
@@ -109,7 +120,7 @@ def tiny(cmd: DocumentedCommand, data: dict, work: pathlib.Path) -> tuple[list[l
         elif macro == "CHECKPOINT_PATH":
             a = f"{key}={data['mini']}"
         elif macro == "DATA_DIR":
-            a = f"{key}={SHARED}"
+            a = f"{key}={data['data_dir']}"
         elif macro == "NIV2_DATA_DIR":
             a = f"{key}={data['niv2']}"
         elif macro in ("TOKENIZER_DIR", "OPT_TOKENIZER_DIR"):
