@@ -110,3 +110,27 @@ def check_vocabulary_fits(stream, model_config, mixture_or_task_name: str) -> No
                            f"{ids.vocab_size} ids but the model's vocab_size is {model_config.vocab_size} (gin: "
                            "train.model_config): use the model's own tokenizer or a model with vocab_size >= "
                            f"{ids.vocab_size}")
+
+
+def with_vocabulary_ids(model_config, stream):
+    """The model config with the special ids of the run's vocabulary (`stream.special_ids`), so model_config.json,
+    the in-training evaluation and export carry the ids the run trains in, not the config class's defaults (OPT's
+    hub values for OPTConfig, Llama 3's for LlamaConfig). A stream without a vocabulary (synthetic) changes nothing.
+    A Llama-family tokenizer without a pad token keeps `pad_token_id=None` (its pad is the eos fallback, which must not
+    mark eos tokens as padding); OPT always has one."""
+    ids = getattr(stream, "special_ids", None)
+    if ids is None:
+        return model_config
+    eos = ids.eos_id if isinstance(model_config, OPTConfig) or len(ids.eos) == 1 else tuple(ids.eos)
+    if isinstance(model_config, OPTConfig):
+        new = dict(bos_token_id=ids.bos if ids.bos is not None else ids.eos_id, eos_token_id=eos, pad_token_id=ids.pad)
+    else:
+        new = dict(bos_token_id=ids.bos, eos_token_id=eos, pad_token_id=None if ids.pad_from_eos else ids.pad)
+    changed = {k: (getattr(model_config, k), v) for k, v in new.items() if getattr(model_config, k) != v}
+    if changed:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "model config special ids replaced by the run's vocabulary's (the ids it trains in): %s",
+            ", ".join(f"{k} {old!r} -> {v!r}" for k, (old, v) in changed.items()))
+    return model_config.replace(**new)

@@ -39,7 +39,7 @@ from optiml_jax.checkpoints import training_runs as checkpointing
 from optiml_jax.training import metrics as metrics_lib, run_record, train_state
 from optiml_jax.checkpoints.errors import StorageError
 from optiml_jax.training.errors import ConfigValueError, NonFiniteError, RunLockedError
-from optiml_jax.training.model_config import check_same_architecture, check_vocabulary_fits
+from optiml_jax.training.model_config import check_same_architecture, check_vocabulary_fits, with_vocabulary_ids
 from optiml_jax.training.optimizer import make_optimizer, make_schedule
 from optiml_jax.training.partitioning import Partitioner, make_partitioner
 from optiml_jax.training.preemption import Preempted, PreemptionWatch, watch_settings
@@ -389,6 +389,7 @@ def train(
     log.info("process %d of %d feeds data shard %d of %d", jax.process_index(), jax.process_count(), shard_index,
              num_shards)
     check_vocabulary_fits(stream, model_config, mixture_or_task_name)  # no batch needed: before reading any
+    written_config = with_vocabulary_ids(written_config, stream)  # model_config.json, evaluation, export
     evals = {split: _make_stream(f, f"eval split {split!r}", seed=seed + 1, **stream_kwargs)
              for split, f in (eval_streams or {}).items()}
     start_warnings: list[str] = []

@@ -192,3 +192,21 @@ def test_a_vocabulary_larger_than_the_model_is_an_error_and_creates_nothing(trai
         train(**{**train_kwargs, "mixture_or_task_name": "mini_bench_eval_fully_supervised", "model_config": small,
                  "stream_factory": get_train_stream})
     assert not run.exists()
+
+
+def test_the_model_config_carries_the_special_ids_of_the_run_s_vocabulary():
+    """model_config.json, the in-training evaluation and export take the ids of the vocabulary the run trains in,
+    not the config class's defaults (OPT's 2/2/1, Llama 3's 128000/128001)."""
+    from types import SimpleNamespace
+
+    from optiml_jax.training.model_config import llama_config, opt_config, with_vocabulary_ids
+    from optiml_jax.vocabularies.special_ids import SpecialIds
+
+    qwen_like = SimpleNamespace(special_ids=SpecialIds(bos=None, eos=(9, 11), pad=9, vocab_size=64, pad_from_eos=True))
+    llama = with_vocabulary_ids(llama_config("tiny", vocab_size=64), qwen_like)
+    assert (llama.bos_token_id, llama.eos_token_id, llama.pad_token_id) == (None, (9, 11), None)
+    own_pad = SimpleNamespace(special_ids=SpecialIds(bos=5, eos=(6,), pad=7, vocab_size=64))
+    opt = with_vocabulary_ids(opt_config("tiny", vocab_size=64), own_pad)
+    assert (opt.bos_token_id, opt.eos_token_id, opt.pad_token_id) == (5, 6, 7)
+    untouched = opt_config("tiny", vocab_size=64)
+    assert with_vocabulary_ids(untouched, SimpleNamespace()) == untouched  # the synthetic stream has no vocabulary
