@@ -96,10 +96,10 @@ SEQIO_TASK_MACROS = ("SEQIO_SHOTS", "EVAL_SPLIT", "TASK_FEATURE_LENGTHS", "USE_C
 
 
 def check_settings_apply(bindings) -> None:
-    from optiml_jax.cli.gin_setup import GinConfigError, _binding_names
+    from optiml_jax.cli.gin_setup import GinConfigError, binding_names
     from optiml_jax.evaluation.entry_points import chosen_benchmarks
 
-    given = _binding_names(bindings)
+    given = binding_names(bindings)
     task = gin_query("MIXTURE_OR_TASK_NAME")
     suites = chosen_benchmarks(gin_query("BENCHMARKS"), task)
     if not suites:

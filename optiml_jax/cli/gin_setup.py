@@ -275,7 +275,7 @@ def macro_usage() -> tuple[set[str], set[str]]:
     return defined, referenced
 
 
-def _binding_names(bindings: Sequence[str]) -> set[str]:
+def binding_names(bindings: Sequence[str]) -> set[str]:
     names = set()
     for b in bindings:
         for line in str(b).splitlines():
@@ -315,7 +315,7 @@ def check_macros_are_read(bindings: Sequence[str] = (), read_by_code: Sequence[s
     unread = sorted(defined - read)
     if not unread:
         return
-    on_command_line = _binding_names(bindings)
+    on_command_line = binding_names(bindings)
     problems = []
     for name in unread:
         where = "on the command line" if name in on_command_line else "in a gin file"

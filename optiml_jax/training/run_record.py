@@ -18,11 +18,10 @@ RUN_RECORD = "run.json"
 
 
 def _dir(model_dir):
-    """MODEL_DIR as the path layer gives it (a gs:// URL stays a URL): never folded through pathlib."""
+    """MODEL_DIR through the path layer (a gs:// URL stays a URL): never folded through pathlib."""
     from optiml_jax.paths import user_path
 
-    return model_dir if hasattr(model_dir, "joinpath") and not isinstance(model_dir, str) else user_path(
-        model_dir, "MODEL_DIR")
+    return user_path(model_dir, "MODEL_DIR")
 
 
 def read_run_record(model_dir) -> dict:
