@@ -35,7 +35,26 @@ def resolve_tokenizer(tokenizer_path: str | None, checkpoint_path: str | None):
                                     "TOKENIZER_PATH to the OPT tokenizer (vocab.json + merges.txt)")
     from optiml_jax.tasks.mini_bench.tokenizer import TOKENIZER_DIR
 
+    fallback = OPTVocabulary(TOKENIZER_DIR)
+    config = _saved_config(checkpoint_path)
+    if config is not None and config.vocab_size != fallback.vocab_size:
+        raise FileNotFoundError(
+            f"no tokenizer next to the checkpoint {checkpoint_path} (vocab_size {config.vocab_size}) and TOKENIZER_PATH "
+            f"is unset: set TOKENIZER_PATH to the tokenizer it was trained with (the mini-benchmark's, the only "
+            f"default, has {fallback.vocab_size} ids)")
     log.warning("no tokenizer next to the checkpoint %s (a run dir keeps its own since #21) and TOKENIZER_PATH is unset: "
                 "using the mini-benchmark tokenizer %s; set TOKENIZER_PATH if the model was trained with another",
                 checkpoint_path, TOKENIZER_DIR)
-    return OPTVocabulary(TOKENIZER_DIR)
+    return fallback
+
+
+def _saved_config(checkpoint_path):
+    """The checkpoint's model config when it records one (None: unknown, e.g. no checkpoint path)."""
+    if not checkpoint_path:
+        return None
+    from optiml_jax.checkpoints.resolve import resolve
+
+    try:
+        return resolve(checkpoint_path).saved_config()
+    except (OSError, ValueError):
+        return None

@@ -235,3 +235,19 @@ def test_a_flag_of_another_command_is_one_line_naming_that_command(tmp_path, cap
     assert code == 2 and "--no_progress is a flag of `python -m optiml_jax.train`" in err and "usage:" not in err, err
     code, err = _train(["--gin_file=gin/runs/smoke_synthetic.gin", "--prompt", "hi"], capsys)
     assert code == 2 and "--prompt is a flag of `python -m optiml_jax.infer`" in err and "'hi'" not in err, err
+
+
+def test_a_checkpoint_without_its_tokenizer_is_not_given_the_mini_benchmark_s(tmp_path, capsys):
+    """The mini-benchmark tokenizer is the default only for a model of its size: a 50272-id OPT without a tokenizer
+    beside it is exit 2 asking for TOKENIZER_PATH (before: read with the mini-benchmark's 2048 ids, silently)."""
+    import jax
+
+    from optiml_jax.checkpoints import save_hf_opt
+    from optiml_jax.cli import infer
+    from optiml_jax.models import OPTConfig, init_params
+
+    config = OPTConfig.preset("tiny", dropout_rate=0.0)
+    save_hf_opt(config, init_params(config, jax.random.key(0)), tmp_path / "hf")
+    code = infer.main([f"--gin.CHECKPOINT_PATH={tmp_path / 'hf'}", "--prompt", "hi", "--gin.MAX_NEW_TOKENS=1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "set TOKENIZER_PATH" in err and "vocab_size 50272" in err, err
