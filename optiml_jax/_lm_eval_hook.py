@@ -18,6 +18,10 @@ import importlib.abc
 import importlib.machinery
 import sys
 import warnings
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # MODEL_TARGET, which lm-eval imports by name: visible to the layer contract
+    from optiml_jax.evaluation import lm_eval_adapter
 
 MODEL_TARGET = "optiml_jax.evaluation.lm_eval_adapter:OptimlJaxLM"
 MODEL_NAMES = ("optiml_jax", "optiml-jax")

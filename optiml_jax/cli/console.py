@@ -33,18 +33,18 @@ class _DropKnownNoise(logging.Filter):
         return not any(m in record.getMessage() for m in _QUIET_MESSAGES)
 
 
-def _import_quietly(module: str) -> None:
-    """Import `module` with file descriptor 2 pointed at /dev/null: TensorFlow's import-time lines come from absl's
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with file descriptor 2 pointed at /dev/null: TensorFlow's import-time lines come from absl's
     C++ logger (the cudart probe, 'All log messages before absl::InitializeLog()'), which no Python setting and
     not TF_CPP_MIN_LOG_LEVEL reaches. An import error is still raised as usual."""
-    if module in sys.modules:
+    if "tensorflow" in sys.modules:
         return
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        __import__(module)
+        import tensorflow  # noqa: F401
     except ImportError:
         pass  # a command that needs it reports the import error itself, with the real message
     finally:
@@ -59,7 +59,7 @@ def setup_console(level: int = logging.INFO, verbose: bool = False, *, tensorflo
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
         if tensorflow:
-            _import_quietly("tensorflow")
+            _import_tensorflow_quietly()
     handler = _TqdmHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     handler.addFilter(_DropKnownNoise())

@@ -18,7 +18,6 @@ any device work. Configurables are registered here with `gin.external_configurab
 from __future__ import annotations
 
 import argparse
-import importlib
 import pathlib
 import re
 from collections.abc import Sequence
@@ -26,6 +25,8 @@ from collections.abc import Sequence
 import gin
 
 import optiml_jax
+from optiml_jax import lazy_imports
+from optiml_jax.cli import gin_internals
 from optiml_jax.paths import user_path
 
 
@@ -150,7 +151,7 @@ def apply_data_flags(args: argparse.Namespace) -> None:
 def import_user_module(module: str, origin: str) -> None:
     """Imports a task-registration module; a failure names the flag or macro that asked for it."""
     try:
-        importlib.import_module(module)
+        lazy_imports.import_user_module(module)
     except ImportError as e:
         raise GinConfigError(f"{origin}={module}: cannot import it ({e})") from e
 
@@ -181,31 +182,15 @@ def configured_train():
 
 def unset_required() -> list[str]:
     """Every binding still set to `%gin.REQUIRED` (macros by name, other bindings as scope/selector.param)."""
-    from gin import config as gin_internal
-
     missing = []
-    for (scope, selector), bindings in gin_internal._CONFIG.items():  # noqa: SLF001 (gin has no public iterator)
+    for scope, selector, bindings in gin_internals.parsed_bindings():
         for name, value in bindings.items():
-            if (isinstance(value, gin_internal.ConfigurableReference)
-                    and value.configurable.wrapped == gin_internal._retrieve_constant  # noqa: SLF001
-                    and value.scoped_configurable_fn() is gin.REQUIRED):
+            if gin_internals.is_required(value):
                 if selector == "gin.macro":
                     missing.append(scope)
                 else:
                     missing.append(f"{scope + '/' if scope else ''}{selector}.{name}")
     return sorted(missing)
-
-
-def _prepend_search_paths(paths: list[str]) -> None:
-    """Our folders go *before* gin's default '' prefix: otherwise gin's Python-package reader tries
-    `include 'models/x.gin'` as package `models` and crashes on namespace packages (e.g. tests/models)."""
-    from gin import config as gin_internal
-
-    prefixes = gin_internal._LOCATION_PREFIXES  # noqa: SLF001 (gin only offers append)
-    for p in reversed(paths):
-        if p in prefixes:
-            prefixes.remove(p)
-        prefixes.insert(0, p)
 
 
 def _resolve_gin_file(name: str, paths: list[str]) -> str:
@@ -247,11 +232,10 @@ UNSUPPORTED_T5X_MACROS = {
 
 def _macro_references(value, out: set[str]) -> None:
     """Names of the macros `%NAME` inside a bound value (nested lists, tuples, dicts, sets)."""
-    from gin import config as gin_internal
-
-    if isinstance(value, gin_internal.ConfigurableReference):
-        if value.selector == "gin.macro":
-            out.add(value.scoped_selector.rsplit("/", 1)[0])
+    if gin_internals.is_reference(value):
+        name = gin_internals.macro_name(value)
+        if name:
+            out.add(name)
     elif isinstance(value, dict):
         for k, v in value.items():
             _macro_references(k, out)
@@ -264,10 +248,8 @@ def _macro_references(value, out: set[str]) -> None:
 def macro_usage() -> tuple[set[str], set[str]]:
     """(macros defined, macros some binding refers to) in the parsed configuration. A macro's own value counts as
     a binding, so `A = %B` reads B (and A is read only if something refers to A)."""
-    from gin import config as gin_internal
-
     defined, referenced = set(), set()
-    for (scope, selector), bindings in gin_internal._CONFIG.items():  # noqa: SLF001 (gin has no public iterator)
+    for scope, selector, bindings in gin_internals.parsed_bindings():
         if selector == "gin.macro":
             defined.add(scope)
         for value in bindings.values():
@@ -393,7 +375,7 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (), search_pat
     gin.clear_config()  # also unlocks a config an earlier command in this process finalized (a notebook's)
     register_configurables()
     paths = [str(pathlib.Path(p).absolute()) for p in search_paths] + [str(p) for p in gin_search_paths()]
-    _prepend_search_paths(paths)
+    gin_internals.prepend_search_paths(paths)
     files = [_resolve_gin_file(str(f), paths) for f in gin_files]
     try:
         gin.parse_config_files_and_bindings(files, list(bindings), finalize_config=False, skip_unknown=False)

@@ -7,6 +7,8 @@ blocked attention with a recomputing VJP, `optiml_jax.kernels.xla_attention`; wh
 register lazily: importing this package stays cheap and never imports Pallas.
 """
 
+from typing import TYPE_CHECKING
+
 from optiml_jax.kernels.backends import (
     available_backends,
     dot_product_attention,
@@ -16,6 +18,7 @@ from optiml_jax.kernels.backends import (
     resolve_backend,
 )
 from optiml_jax.kernels.reference import attention_mask, reference_attention
+from optiml_jax.lazy_imports import lazy_attributes
 
 # Public names of the heavy modules, imported on first use (importing this package never imports Pallas):
 #   from optiml_jax.kernels import flash_attention   # the function; its module is `pallas_attention`
@@ -30,14 +33,9 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, globals(), _LAZY)
+if TYPE_CHECKING:  # the deferred imports, visible to the layer contract (optiml_jax/lazy_imports.py)
+    from optiml_jax.kernels import decode_attention, pallas_attention, peer_backends, xla_attention
 
 register_lazy_backend("pallas", "optiml_jax.kernels.pallas_attention")
 register_lazy_backend("xla", "optiml_jax.kernels.xla_attention")

@@ -13,6 +13,7 @@ from typing import Callable, Protocol
 import jax
 
 from optiml_jax.kernels.reference import reference_attention
+from optiml_jax.lazy_imports import import_deferred
 
 
 class AttentionFn(Protocol):
@@ -51,9 +52,7 @@ def resolve_backend(name: str) -> str:
 def get_backend(name: str) -> AttentionFn:
     name = resolve_backend(name)
     if name not in _BACKENDS and name in _LAZY:
-        import importlib
-
-        importlib.import_module(_LAZY[name])
+        import_deferred(_LAZY[name])  # declared by register_lazy_backend's caller
     if name not in _BACKENDS:
         raise ValueError(f"Unknown attention backend {name!r}; available: {available_backends()}")
     return _BACKENDS[name]

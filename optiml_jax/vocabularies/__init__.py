@@ -14,9 +14,9 @@ with the model's chat template.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from optiml_jax.lazy_imports import lazy_attributes
 from optiml_jax.vocabularies.bpe_training import MIN_VOCAB_SIZE, train_opt_style_bpe
 from optiml_jax.vocabularies.tokenizer_files import (
     BOS_ID,
@@ -32,7 +32,7 @@ from optiml_jax.vocabularies.tokenizer_files import (
     read_vocab_and_merges,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the deferred imports, visible to the layer contract (optiml_jax/lazy_imports.py)
     from optiml_jax.vocabularies.hf_tokenizer_vocabulary import HFTokenizerVocabulary
     from optiml_jax.vocabularies.opt_vocabulary import OPTVocabulary
 
@@ -40,12 +40,7 @@ _LAZY = {"OPTVocabulary": "optiml_jax.vocabularies.opt_vocabulary",
          "HFTokenizerVocabulary": "optiml_jax.vocabularies.hf_tokenizer_vocabulary"}
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, globals(), _LAZY)
 
 
 __all__ = [

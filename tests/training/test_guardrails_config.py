@@ -58,6 +58,7 @@ def test_macros_read_by_some_binding_or_the_data_side_are_fine(tmp_path):
                                    ["runs/quickstart.gin", "mixtures/optiml_final.gin"]])
 def test_every_shipped_configuration_reads_all_its_macros(files):
     from optiml_jax.cli import eval as eval_cli
+    from optiml_jax.cli import gin_internals
 
     eval_cli.register_configurables()
     required = {"MODEL_DIR": "'/x'", "MIXTURE_OR_TASK_NAME": "'m'", "TASK_FEATURE_LENGTHS": "{'targets': 8}",
@@ -65,7 +66,7 @@ def test_every_shipped_configuration_reads_all_its_macros(files):
                 "EVAL_OUTPUT_DIR": "'/o'"}
     gin.clear_config()
     paths = [str(p) for p in gin_setup.gin_search_paths()]
-    gin_setup._prepend_search_paths(paths)
+    gin_internals.prepend_search_paths(paths)
     gin.parse_config_files_and_bindings([gin_setup._resolve_gin_file(f, paths) for f in files], [],
                                         finalize_config=False)
     defined, _ = gin_setup.macro_usage()

@@ -1,16 +1,19 @@
 """`python -m optiml_jax.tasks <subcommand>`: list, inspect, report, leakage-check and cache registered tasks.
 
 One module per subcommand: to add one, write `optiml_jax/cli/tasks/<name>_command.py` with `HELP`,
-`add_arguments(parser)` and `run(args) -> int`, and add its name to `SUBCOMMANDS`. Every subcommand takes the
+`add_arguments(parser)` and `run(args) -> int`, and add it to `SUBCOMMANDS` and `build_parser`'s imports. Every subcommand takes the
 flags of `optiml_jax.cli.gin_setup` (`--gin_file`, `--gin.X=V`, `--module_import`, ...).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # DEFAULT_MODULES is imported by name (--module_import): visible to the layer contract
+    import optiml_jax.tasks.registrations
 
 SUBCOMMANDS = ("list", "inspect", "report", "leakage", "cache")
 DEFAULT_MODULES = ("optiml_jax.tasks.registrations",)
@@ -40,9 +43,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 
     parser = errors.with_exit_codes(argparse.ArgumentParser(prog="python -m optiml_jax.tasks", description=__doc__))
     sub = parser.add_subparsers(dest="command", required=True)
+    from optiml_jax.cli.tasks import cache_command, inspect_command, leakage_command, list_command, report_command
+
+    commands = {"list": list_command, "inspect": inspect_command, "report": report_command,
+                "leakage": leakage_command, "cache": cache_command}
     modules = {}
     for name in SUBCOMMANDS:
-        modules[name] = importlib.import_module(f"optiml_jax.cli.tasks.{name}_command")
+        modules[name] = commands[name]
         p = sub.add_parser(name, help=modules[name].HELP, description=modules[name].HELP)
         errors.with_exit_codes(p)
         gin_setup.add_gin_arguments(p)

@@ -21,7 +21,9 @@ def _bound(macro: str):
         value = gin.query_parameter(f"{macro}/macro.value")
     except (ValueError, KeyError):
         return None
-    return None if isinstance(value, gin.config.ConfigurableReference) else value
+    from optiml_jax.cli import gin_internals
+
+    return None if gin_internals.is_reference(value) else value
 
 
 def _origin(macro: str, bindings: Sequence[str], gin_files: Sequence[str]) -> str:
