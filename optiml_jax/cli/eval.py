@@ -22,7 +22,6 @@ them, else the mini-benchmark tokenizer; a metaseq checkpoint needs it).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -56,14 +55,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    p = argparse.ArgumentParser(prog="python -m optiml_jax.eval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    from optiml_jax.cli import errors, gin_setup, launch
+    from optiml_jax.cli import gin_setup, launch
 
-    errors.with_exit_codes(p)
-    gin_setup.add_gin_arguments(p)
-    errors.add_verbose_argument(p)
-    launch.add_launcher_arguments(p)
+    p = launch.command_parser("python -m optiml_jax.eval", __doc__)
     from optiml_jax.cli.console import setup_console
 
     setup_console()

@@ -12,7 +12,6 @@ left; the command says so on stderr, with how many tokens were dropped.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -67,14 +66,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    p = argparse.ArgumentParser(prog="python -m optiml_jax.infer", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
     from optiml_jax.cli import errors, gin_setup, launch
 
-    errors.with_exit_codes(p)
-    gin_setup.add_gin_arguments(p)
-    errors.add_verbose_argument(p)
-    launch.add_launcher_arguments(p)
+    p = launch.command_parser("python -m optiml_jax.infer", __doc__)
     p.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
     p.add_argument("--prompts_file", help="a file with one prompt per line")
     p.add_argument("--jsonl", action="store_true", help="print {'prompt', 'generation'} JSON lines")

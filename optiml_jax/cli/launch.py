@@ -34,6 +34,20 @@ def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
                         help="log to stderr (absl/T5X flag; this is where every command logs)")
 
 
+def command_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """The parser every run command (train, eval, infer) starts from: documented exit codes, the gin flags,
+    --verbose and the launcher flags above; the command adds its own."""
+    from optiml_jax.cli import errors, gin_setup
+
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    errors.with_exit_codes(parser)
+    gin_setup.add_gin_arguments(parser)
+    errors.add_verbose_argument(parser)
+    add_launcher_arguments(parser)
+    return parser
+
+
 def init_distributed(args: argparse.Namespace) -> None:
     """jax.distributed.initialize() when the flags ask for it (before any other JAX call)."""
     import jax

@@ -23,16 +23,9 @@ import sys
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    from optiml_jax.cli import gin_setup
+    from optiml_jax.cli import gin_setup, launch
 
-    from optiml_jax.cli import errors, launch
-
-    p = argparse.ArgumentParser(prog="python -m optiml_jax.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    errors.with_exit_codes(p)
-    gin_setup.add_gin_arguments(p)
-    errors.add_verbose_argument(p)
-    launch.add_launcher_arguments(p)
+    p = launch.command_parser("python -m optiml_jax.train", __doc__)
     p.add_argument("--no_progress", action="store_true", help="no tqdm bar (logs only)")
     return gin_setup.parse_command_line(p, argv)
 

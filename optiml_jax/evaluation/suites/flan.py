@@ -73,17 +73,10 @@ def template_tasks(task: hoc.HeldOutTask, patterns: Sequence[tuple[str, str]], e
     out = []
     for k, template in enumerate(original_templates(list(patterns))):
         label = f"t{k}"
-        rendered, errors = {}, []
-        for split, rows in ((eval_split, eval_rows), ("train", train_rows)):
-            rendered[split] = []
-            for i, r in enumerate(rows):
-                try:
-                    rendered[split].append(render_row(template, label, r, task=name, example_id=hoc.row_id(r, i),
-                                                      split=split, file=file))
-                except BenchDataError as e:
-                    if on_template_error == "raise":
-                        raise
-                    errors.append((f"{split} example {hoc.row_id(r, i)}", e))
+        rendered, errors = hoc.render_rows(
+            lambda r, example_id, split: render_row(template, label, r, task=name, example_id=example_id,
+                                                    split=split, file=file),
+            ((eval_split, eval_rows), ("train", train_rows)), on_template_error)
         if errors:
             failures = failures if failures is not None else []
             failures.append(template_failures.TemplateFailure(
@@ -150,21 +143,9 @@ def flan_held_out_tasks(templates_file: str | os.PathLike | None = None,
         if task.reader_key not in patterns:
             raise BenchDataError(f"the FLAN templates file has no patterns for {task.reader_key!r}",
                                  file=str(templates_file), task=task.info.name)
-        eval_split = hoc.choose_eval_split(data, task.info.name, eval_splits)
-        rows = hoc.read_split_rows(data, eval_split, max_examples)
-        if not rows:
-            raise BenchDataError(f"the {eval_split} split has no rows", file=str(data), task=task.info.name)
+        eval_split, rows = hoc.evaluation_rows(data, task.info.name, eval_splits, max_examples)
         out.extend(template_tasks(task, patterns[task.reader_key], rows, eval_split,
                                   hoc.demonstration_rows(data, max_demonstrations), file=str(data),
                                   on_template_error=on_template_error, failures=failures))
-    hoc.log_skipped(SUITE, skipped, len({t.name for t in out}))
-    template_failures.report(SUITE, failures)
-    if not out and failures:
-        raise BenchDataError(f"suite {SUITE!r}: every template failed to render ({template_failures.summary(failures)})",
-                             file=str(dataset_dir))
-    if not out:
-        raise BenchDataError(f"suite {SUITE!r}: none of the {len(skipped)} held-out FLAN tasks has local data "
-                             "(expected <FLAN_DATA_DIR>/<task without flan_>/validation.jsonl, "
-                             "e.g. rte/validation.jsonl)",
-                             file=str(dataset_dir))
-    return out
+    return hoc.finish_suite(SUITE, "FLAN", out, skipped, failures, dataset_dir,
+                            "<FLAN_DATA_DIR>/<task without flan_>/validation.jsonl, e.g. rte/validation.jsonl")

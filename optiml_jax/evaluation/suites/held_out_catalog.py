@@ -14,6 +14,7 @@ import logging
 import pathlib
 from typing import Sequence
 
+from optiml_jax.sources import template_failures
 from optiml_jax.sources.local_datasets import find_split_file, iter_rows
 from optiml_jax.sources.raw_examples import BenchDataError
 from optiml_jax.tasks.metadata import TaskInfo
@@ -102,6 +103,22 @@ def row_id(row: dict, index: int) -> str:
     return str(index)
 
 
+def render_rows(render, splits, on_template_error: str) -> tuple[dict[str, list], list[tuple[str, Exception]]]:
+    """Each `(split, rows)` rendered by `render(row, example_id, split)`: {split: rendered rows}, and the failed
+    rows as ("<split> example <id>", error) when `on_template_error` is 'drop' ('raise' raises the first)."""
+    rendered, errors = {}, []
+    for split, rows in splits:
+        rendered[split] = []
+        for i, r in enumerate(rows):
+            try:
+                rendered[split].append(render(r, row_id(r, i), split))
+            except BenchDataError as e:
+                if on_template_error == "raise":
+                    raise
+                errors.append((f"{split} example {row_id(r, i)}", e))
+    return rendered, errors
+
+
 def skip_missing(suite: str, task: HeldOutTask, where: pathlib.Path) -> None:
     log.info("%s: skipping %s (%s, %s): no local data at %s", suite, task.info.name, task.level,
                 task.info.category, where)
@@ -112,3 +129,29 @@ def log_skipped(suite: str, skipped: Sequence[str], built: int) -> None:
     if skipped:
         log.warning("%s: %d held-out task(s) evaluated, %d skipped for lack of local data: %s", suite, built,
                     len(skipped), ", ".join(skipped))
+
+
+def evaluation_rows(dataset_dir: pathlib.Path, task: str, eval_splits: Sequence[str],
+                    max_examples: int | None) -> tuple[str, list[dict]]:
+    """The evaluation split of `dataset_dir` (`choose_eval_split`) and its first `max_examples` rows; an empty
+    split is an error naming the folder and the task."""
+    split = choose_eval_split(dataset_dir, task, eval_splits)
+    rows = read_split_rows(dataset_dir, split, max_examples)
+    if not rows:
+        raise BenchDataError(f"the {split} split has no rows", file=str(dataset_dir), task=task)
+    return split, rows
+
+
+def finish_suite(suite: str, collection: str, built: list, skipped: Sequence[str], failures: list,
+                 dataset_dir: pathlib.Path, expected_layout: str) -> list:
+    """Log what was skipped and which templates failed; a suite that built nothing is an error saying why (every
+    template failed, or no held-out task had local data: `expected_layout` says where the files go)."""
+    log_skipped(suite, skipped, len({t.name for t in built}))
+    template_failures.report(suite, failures)
+    if not built and failures:
+        raise BenchDataError(f"suite {suite!r}: every template failed to render ({template_failures.summary(failures)})",
+                             file=str(dataset_dir))
+    if not built:
+        raise BenchDataError(f"suite {suite!r}: none of the {len(skipped)} held-out {collection} tasks has local "
+                             f"data (expected {expected_layout})", file=str(dataset_dir))
+    return built

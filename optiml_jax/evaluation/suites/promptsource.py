@@ -88,17 +88,10 @@ def template_tasks(task: hoc.HeldOutTask, templates: Sequence[PSTemplate], eval_
     out, used_names = [], set()
     for template in templates:
         renderer = TemplateRenderer(seed)  # per template: the `choice` filter draws the same way on every run
-        rendered, errors = {}, []
-        for split, rows in ((eval_split, eval_rows), ("train", train_rows)):
-            rendered[split] = []
-            for i, r in enumerate(rows):
-                try:
-                    rendered[split].append(render_row(renderer, template, r, task=name,
-                                                      example_id=hoc.row_id(r, i), split=split))
-                except BenchDataError as e:
-                    if on_template_error == "raise":
-                        raise
-                    errors.append((f"{split} example {hoc.row_id(r, i)}", e))
+        rendered, errors = hoc.render_rows(
+            lambda r, example_id, split: render_row(renderer, template, r, task=name, example_id=example_id,
+                                                    split=split),
+            ((eval_split, eval_rows), ("train", train_rows)), on_template_error)
         if errors:
             failures = failures if failures is not None else []
             failures.append(template_failures.TemplateFailure(
@@ -158,19 +151,9 @@ def promptsource_held_out_tasks(templates_dir: str | os.PathLike | None = None,
         templates = [t for t in load_templates_file(templates_file) if t.original_task]
         if not templates:
             raise BenchDataError("no original-task templates", file=str(templates_file), task=task.info.name)
-        eval_split = hoc.choose_eval_split(data, task.info.name, eval_splits)
-        rows = hoc.read_split_rows(data, eval_split, max_examples)
-        if not rows:
-            raise BenchDataError(f"the {eval_split} split has no rows", file=str(data), task=task.info.name)
+        eval_split, rows = hoc.evaluation_rows(data, task.info.name, eval_splits, max_examples)
         out.extend(template_tasks(task, templates, rows, eval_split, hoc.demonstration_rows(data, max_demonstrations),
                                   seed, on_template_error=on_template_error, failures=failures))
-    hoc.log_skipped(SUITE, skipped, len({t.name for t in out}))
-    template_failures.report(SUITE, failures)
-    if not out and failures:
-        raise BenchDataError(f"suite {SUITE!r}: every template failed to render ({template_failures.summary(failures)})",
-                             file=str(dataset_dir))
-    if not out:
-        raise BenchDataError(f"suite {SUITE!r}: none of the {len(skipped)} held-out PromptSource tasks has local "
-                             "data (expected <PROMPTSOURCE_DATA_DIR>/<dataset>[/<subset>]/validation.jsonl, e.g. "
-                             "super_glue/cb/validation.jsonl)", file=str(dataset_dir))
-    return out
+    return hoc.finish_suite(SUITE, "PromptSource", out, skipped, failures, dataset_dir,
+                            "<PROMPTSOURCE_DATA_DIR>/<dataset>[/<subset>]/validation.jsonl, e.g. "
+                            "super_glue/cb/validation.jsonl")
