@@ -22,9 +22,8 @@ them, else the mini-benchmark tokenizer; a metaseq checkpoint needs it).
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
+
 
 def register_configurables() -> None:
     import gin

@@ -34,10 +34,10 @@ from datetime import datetime
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-import seqio
 import tensorflow as tf
 
 from optiml_jax.paths import is_url, user_path
+from optiml_jax.vocabularies.file_vocabulary import FileVocabulary
 from optiml_jax.vocabularies.tokenizer_files import OPTVocabularyError, padded_vocab_size
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -108,7 +108,7 @@ def render_chat_template(template: str, messages: Sequence[dict], *, add_generat
     return env.from_string(template).render(messages=chat, add_generation_prompt=add_generation_prompt, **variables)
 
 
-class HFTokenizerVocabulary(seqio.Vocabulary):
+class HFTokenizerVocabulary(FileVocabulary):
     """A Hugging Face fast tokenizer directory as a SeqIO vocabulary (see the module docstring).
 
     Args:
@@ -117,6 +117,8 @@ class HFTokenizerVocabulary(seqio.Vocabulary):
         rows may be more than the tokenizer's ids; 1 = no padding).
       pad_id: override the pad id (default: the pad token's id, else the eos id).
     """
+
+    _TF_DECODE_NAME = "hf_tokenizer_decode"
 
     def __init__(self, path: str | os.PathLike, *, pad_vocab_to_multiple_of: int = 1, pad_id: int | None = None):
         super().__init__(extra_ids=0)
@@ -257,37 +259,15 @@ class HFTokenizerVocabulary(seqio.Vocabulary):
             ragged = tf.RaggedTensor.from_uniform_row_length(ragged, dim, validate=False)
         return ragged
 
-    def _decode_rows_np(self, ids: np.ndarray) -> np.ndarray:
-        ids = np.asarray(ids)
-        rows = ids.reshape(int(np.prod(ids.shape[:-1], dtype=np.int64)), ids.shape[-1])
-        return np.array([self._decode(row.tolist()).encode("utf-8") for row in rows], dtype=object)
-
-    def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
-        texts = tf.numpy_function(self._decode_rows_np, [ids], tf.string, stateful=False, name="hf_tokenizer_decode")
-        return tf.reshape(texts, tf.shape(ids)[:-1])
-
     # ----------------------------------------------------------------------------------------------- identity
-    def _key(self) -> tuple:
-        return (str(self._path), self._pad_vocab_to_multiple_of, self._pad_override)
-
-    def __eq__(self, other) -> bool:
-        if not isinstance(other, HFTokenizerVocabulary):
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __getstate__(self) -> dict:
+    def _settings(self) -> dict:
         return {"path": str(self._path), "pad_vocab_to_multiple_of": self._pad_vocab_to_multiple_of,
                 "pad_id": self._pad_override}
 
-    def __setstate__(self, state: dict) -> None:
-        super().__init__(extra_ids=0)
-        self._path = pathlib.Path(state["path"])
-        self._pad_vocab_to_multiple_of = state["pad_vocab_to_multiple_of"]
-        self._pad_override = state["pad_id"]
-        self._load()
+    def _restore(self, settings: dict) -> None:
+        self._path = pathlib.Path(settings["path"])
+        self._pad_vocab_to_multiple_of = settings["pad_vocab_to_multiple_of"]
+        self._pad_override = settings["pad_id"]
 
     def __repr__(self) -> str:
         return f"HFTokenizerVocabulary({str(self._path)!r})"

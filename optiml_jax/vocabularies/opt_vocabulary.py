@@ -23,23 +23,14 @@ import pathlib
 from typing import Iterable, Sequence
 
 import numpy as np
-import seqio
 import tensorflow as tf
 
 from optiml_jax.paths import is_url, user_path
 from optiml_jax.vocabularies import tokenizer_files
-from optiml_jax.vocabularies.tokenizer_files import (
-    BOS_ID,
-    DEFAULT_PAD_VOCAB_TO_MULTIPLE_OF,
-    EOS_ID,
-    HF_OPT_LITERAL_SPECIAL_TOKENS,
-    PAD_ID,
-    SPECIAL_TOKENS,
-    UNK_ID,
-)
+from optiml_jax.vocabularies.file_vocabulary import FileVocabulary
 
 
-class OPTVocabulary(seqio.Vocabulary):
+class OPTVocabulary(FileVocabulary):
     """OPT's tokenizer (byte-level BPE read from `path`) for SeqIO tasks and mixtures.
 
     Args:
@@ -59,12 +50,14 @@ class OPTVocabulary(seqio.Vocabulary):
     the padding multiple and the literal special tokens. Pickling stores those and re-reads the files on load.
     """
 
+    _TF_DECODE_NAME = "opt_bpe_decode"
+
     def __init__(
         self,
         path: str | os.PathLike,
         *,
-        pad_vocab_to_multiple_of: int = DEFAULT_PAD_VOCAB_TO_MULTIPLE_OF,
-        literal_special_tokens: Iterable[str] = HF_OPT_LITERAL_SPECIAL_TOKENS,
+        pad_vocab_to_multiple_of: int = tokenizer_files.DEFAULT_PAD_VOCAB_TO_MULTIPLE_OF,
+        literal_special_tokens: Iterable[str] = tokenizer_files.HF_OPT_LITERAL_SPECIAL_TOKENS,
     ):
         super().__init__(extra_ids=0)
         self._path = user_path(path, "TOKENIZER_PATH")  # a bucket stays a URL (optiml_jax.paths)
@@ -104,19 +97,19 @@ class OPTVocabulary(seqio.Vocabulary):
 
     @property
     def bos_id(self) -> int:
-        return BOS_ID
+        return tokenizer_files.BOS_ID
 
     @property
     def eos_id(self) -> int:
-        return EOS_ID
+        return tokenizer_files.EOS_ID
 
     @property
     def pad_id(self) -> int:
-        return PAD_ID
+        return tokenizer_files.PAD_ID
 
     @property
     def unk_id(self) -> int:
-        return UNK_ID
+        return tokenizer_files.UNK_ID
 
     @property
     def _base_vocab_size(self) -> int:
@@ -136,7 +129,7 @@ class OPTVocabulary(seqio.Vocabulary):
             i = int(i)
             if i < 0:
                 raise ValueError(f"{self}: cannot decode negative token id {i}")
-            if i >= len(SPECIAL_TOKENS) and i < self._num_entries:
+            if i >= len(tokenizer_files.SPECIAL_TOKENS) and i < self._num_entries:
                 kept.append(i)
         return kept
 
@@ -173,50 +166,24 @@ class OPTVocabulary(seqio.Vocabulary):
             ragged = tf.RaggedTensor.from_uniform_row_length(ragged, dim, validate=False)
         return ragged
 
-    def _decode_rows_np(self, ids: np.ndarray) -> np.ndarray:
-        ids = np.asarray(ids)
-        rows = ids.reshape(int(np.prod(ids.shape[:-1], dtype=np.int64)), ids.shape[-1])
-        out = [self._decode(row.tolist()).encode("utf-8") for row in rows]
-        return np.array(out, dtype=object)
-
     def decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
         """int ids of shape [..., length] -> strings of shape [...], each cut at its first EOS (SeqIO semantics)."""
         if isinstance(ids, tf.RaggedTensor):
-            raise TypeError(f"{self}: decode_tf takes a dense tensor (pad with pad_id={PAD_ID})")
+            raise TypeError(f"{self}: decode_tf takes a dense tensor (pad with pad_id={tokenizer_files.PAD_ID})")
         ids = tf.convert_to_tensor(ids)
         if ids.shape.rank == 0:
             raise ValueError(f"{self}: decode_tf needs ids of shape [..., length], got a scalar")
         return super().decode_tf(ids)
 
-    def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
-        texts = tf.numpy_function(self._decode_rows_np, [ids], tf.string, stateful=False, name="opt_bpe_decode")
-        return tf.reshape(texts, tf.shape(ids)[:-1])
-
     # ----------------------------------------------------------------------------------------------- identity
-    def _key(self) -> tuple:
-        return (str(self._path), self._pad_vocab_to_multiple_of, self._literal_special_tokens)
+    def _settings(self) -> dict:
+        return {"path": str(self._path), "pad_vocab_to_multiple_of": self._pad_vocab_to_multiple_of,
+                "literal_special_tokens": self._literal_special_tokens}
 
-    def __eq__(self, other) -> bool:
-        if not isinstance(other, OPTVocabulary):
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __getstate__(self) -> dict:
-        return {
-            "path": str(self._path),
-            "pad_vocab_to_multiple_of": self._pad_vocab_to_multiple_of,
-            "literal_special_tokens": self._literal_special_tokens,
-        }
-
-    def __setstate__(self, state: dict) -> None:
-        super().__init__(extra_ids=0)
-        self._path = pathlib.Path(state["path"])
-        self._pad_vocab_to_multiple_of = state["pad_vocab_to_multiple_of"]
-        self._literal_special_tokens = tuple(state["literal_special_tokens"])
-        self._load()
+    def _restore(self, settings: dict) -> None:
+        self._path = pathlib.Path(settings["path"])
+        self._pad_vocab_to_multiple_of = settings["pad_vocab_to_multiple_of"]
+        self._literal_special_tokens = tuple(settings["literal_special_tokens"])
 
     def __repr__(self) -> str:
         return (
@@ -236,4 +203,4 @@ def _as_text(value, path: pathlib.Path) -> str:
         raise ValueError(f"OPTVocabulary({str(path)!r}): input string is not valid UTF-8: {bytes(value)[:60]!r}") from e
 
 
-__all__ = ["OPTVocabulary", "BOS_ID", "PAD_ID", "EOS_ID", "UNK_ID"]
+__all__ = ["OPTVocabulary"]
