@@ -354,14 +354,25 @@ def load_hf_opt(directory: str | os.PathLike, *, scanned: bool = False) -> tuple
     if problems:
         raise CheckpointError(directory, problems)
 
+    lm_head_key = stored.get("lm_head.weight", (None,))[0]
+    params, lm_head = read_params(files, {stored[k][0]: specs[k] for k in specs}, lm_head_key, config.num_layers,
+                                  scanned)
+    if lm_head is not None and not np.array_equal(lm_head, params["decoder"]["embed_tokens"]["embedding"]):
+        raise CheckpointError(directory, ["lm_head.weight differs from decoder.embed_tokens.weight: OPT ties them, "
+                                          "and untied heads are not supported"])
+    return config, params
+
+
+def read_params(files: "_CheckpointFiles", wanted: dict[str, TensorSpec], tied_head_key: str | None,
+                num_layers: int, scanned: bool) -> tuple[dict, np.ndarray | None]:
+    """Every family's reader loop: the tensors `wanted` (stored key -> spec) read one at a time, converted to our
+    layout and placed in a params tree (per layer, or stacked [num_layers, ...] when `scanned`); the tied LM head,
+    when stored, is returned beside the tree for the caller to compare with the embedding."""
     params: dict = {}
     stacked: dict[tuple[str, ...], np.ndarray] = {}
-    wanted = {stored[k][0]: specs[k] for k in specs}
-    lm_head_key = stored.get("lm_head.weight", (None,))[0]
-    read_keys = set(wanted) | ({lm_head_key} if lm_head_key else set())
     lm_head = None
-    for raw_key, array in files.iter_tensors(read_keys):
-        if raw_key == lm_head_key:
+    for raw_key, array in files.iter_tensors(set(wanted) | ({tied_head_key} if tied_head_key else set())):
+        if raw_key == tied_head_key:
             lm_head = array
             continue
         spec = wanted[raw_key]
@@ -369,17 +380,14 @@ def load_hf_opt(directory: str | os.PathLike, *, scanned: bool = False) -> tuple
         if scanned and spec.layer is not None:
             rest = spec.path[2:]
             if rest not in stacked:
-                stacked[rest] = np.empty((config.num_layers, *value.shape), np.float32)
+                stacked[rest] = np.empty((num_layers, *value.shape), np.float32)
             stacked[rest][spec.layer] = value
         else:
             _set(params, spec.path, value)
         del array
-    if lm_head is not None and not np.array_equal(lm_head, params["decoder"]["embed_tokens"]["embedding"]):
-        raise CheckpointError(directory, ["lm_head.weight differs from decoder.embed_tokens.weight: OPT ties them, "
-                                          "and untied heads are not supported"])
     for rest, value in stacked.items():
         _set(params, ("decoder", "layers", *rest), value)
-    return config, params
+    return params, lm_head
 
 
 # ---------------------------------------------------------------------------------------- writing

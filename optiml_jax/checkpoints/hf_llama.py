@@ -43,7 +43,7 @@ from optiml_jax.checkpoints.hf import (
     TensorSpec,
     _CheckpointFiles,
     _copy,
-    _set,
+    read_params,
     _transpose,
     write_hf_checkpoint,
 )
@@ -266,28 +266,10 @@ def load_hf_llama(directory: str | os.PathLike, *, scanned: bool = False) -> tup
     if problems:
         raise _error(directory, problems)
 
-    params: dict = {}
-    stacked: dict[tuple[str, ...], np.ndarray] = {}
-    lm_head = None
-    for key, array in files.iter_tensors(set(specs) | ({tied_head} if tied_head else set())):
-        if key == tied_head:
-            lm_head = array
-            continue
-        spec = specs[key]
-        value = np.ascontiguousarray(spec.to_ours(array))
-        if scanned and spec.layer is not None:
-            rest = spec.path[2:]
-            if rest not in stacked:
-                stacked[rest] = np.empty((config.num_layers, *value.shape), np.float32)
-            stacked[rest][spec.layer] = value
-        else:
-            _set(params, spec.path, value)
-        del array
+    params, lm_head = read_params(files, specs, tied_head, config.num_layers, scanned)
     if lm_head is not None and not np.array_equal(lm_head, params["decoder"]["embed_tokens"]["embedding"]):
         raise _error(directory, ["lm_head.weight differs from model.embed_tokens.weight but config.json says "
                                  "tie_word_embeddings=true"])
-    for rest, value in stacked.items():
-        _set(params, ("decoder", "layers", *rest), value)
     return config, params
 
 
