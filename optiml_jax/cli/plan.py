@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     target = _target(args)
     _fake_devices(0 if target == "tpu" else args.num_devices)
-    from optiml_jax.training import planning
+    from optiml_jax.training import plan_report, planning
     from optiml_jax.training.device_specs import get_device_spec
 
     try:
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                                attention_efficiency=args.attention_efficiency,
                                flag_min_bytes=int(args.flag_min_mib * 2**20), eval_steps=not args.no_eval,
                                generation=generation, target=target)
-    print(planning.format_plan(plan))
+    print(plan_report.format_plan(plan))
     if args.hlo_out:
         with open(args.hlo_out, "w") as f:
             f.write(plan.compiled_train_step.as_text())

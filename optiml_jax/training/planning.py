@@ -345,37 +345,79 @@ def plan_train(setup, *, batch_size: int, length: int, device: DeviceSpec, headr
     `tpu_aot`: kernels lower to Mosaic, memory and collectives come from the TPU compiler).
     """
     on_tpu = target == "tpu"
-    if on_tpu:
-        from optiml_jax.training import tpu_aot
-
-        kernels = tpu_aot.mosaic_kernels
-    else:
-        import contextlib
-
-        kernels = contextlib.nullcontext
+    kernels = _kernel_context(on_tpu)
     part, trainer, config = setup.partitioner, setup.trainer, setup.model_config
-    mesh = part.mesh
-    n = mesh.size
+    mesh, n = part.mesh, part.mesh.size
     state = train_state.abstract_state(config, setup.tx, part)
     batch = abstract_batch(part, batch_size, length)
     with kernels():
         compiled = _compile(trainer.train_step, state, batch, options=({} if on_tpu else compiler_options))
-    compiled_mem = _memory_stats(compiled)
     summary = hlo_collectives.analyse_hlo(compiled.as_text(), n)
+    shape = _RunShape.of(setup, batch_size)
+    memory, act = _memory_section(setup, state, batch, shape, length, compiled, summary)
+    fits = fit_report(memory["analytic"]["total"], memory["compiled"]["total"], device, headroom,
+                      compiled_is_target=on_tpu)
+    flops, table, est = _time_section(setup, state, shape, batch_size, length, device, summary, on_tpu,
+                                      matmul_efficiency, attention_efficiency, memory["spec"]["params"])
+    flags = _flags(setup, state, shape, act, flag_min_bytes)
+    notes = _notes(state, device, summary, on_tpu)
+    evals = _eval_sections(setup, state, batch, kernels, on_tpu, eval_steps, generation)
+    run = {"batch_size": batch_size, "length": length, "rows_per_device": shape.rows,
+           "data_shards": part.data_shard_count, "tensor_parallel": shape.tensor,
+           "num_microbatches": trainer.num_microbatches,
+           "loss_chunk_size": trainer.loss_chunk_size, "remat_policy": config.remat_policy,
+           "scan_layers": config.scan_layers, "attention_backend": config.attention_backend,
+           "compute_dtype": config.dtype, "num_params": config.num_params(), "rules": [list(r) for r in part.rules],
+           "compiled_for": target, "custom_calls": summary.custom_calls}
+    return Plan(
+        device=device.to_dict(), mesh={"shape": dict(mesh.shape), "devices": n}, run=run, memory=memory, fits=fits,
+        flops=flops, collectives=[dataclasses.asdict(r) for r in table], estimate=est, flags=flags, eval_steps=evals,
+        notes=notes, planner={"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024},
+        compiled_train_step=compiled)
 
-    data_shards = part.data_shard_count
-    tensor = int(np.prod([mesh.shape[a] for a in part.mesh_axes("activation_heads")])) or 1
-    embed_sharded = int(np.prod([mesh.shape[a] for a in set(part.mesh_axes("activation_embed"))
-                                 | set(part.mesh_axes("activation_length"))])) or 1
-    rows = math.ceil(batch_size / data_shards / max(trainer.num_microbatches, 1))
+
+def _kernel_context(on_tpu: bool):
+    """What kernels lower under: Mosaic for an abstract TPU topology, nothing special on CPU."""
+    if on_tpu:
+        from optiml_jax.training import tpu_aot
+
+        return tpu_aot.mosaic_kernels
+    import contextlib
+
+    return contextlib.nullcontext
+
+
+@dataclasses.dataclass(frozen=True)
+class _RunShape:
+    """How the mesh splits one step: rows per device, tensor-parallel ways, ways the embedding is split."""
+
+    rows: int
+    tensor: int
+    embed_sharded: int
+
+    @classmethod
+    def of(cls, setup, batch_size: int) -> "_RunShape":
+        part, trainer = setup.partitioner, setup.trainer
+        mesh = part.mesh
+        tensor = int(np.prod([mesh.shape[a] for a in part.mesh_axes("activation_heads")])) or 1
+        embed_sharded = int(np.prod([mesh.shape[a] for a in set(part.mesh_axes("activation_embed"))
+                                     | set(part.mesh_axes("activation_length"))])) or 1
+        rows = math.ceil(batch_size / part.data_shard_count / max(trainer.num_microbatches, 1))
+        return cls(rows, tensor, embed_sharded)
+
+
+def _memory_section(setup, state, batch, shape: _RunShape, length: int, compiled, summary) -> tuple[dict, dict]:
+    """Per-device bytes: exact from the sharding specs, analytic activations, and XLA's memory analysis."""
+    part, trainer, config = setup.partitioner, setup.trainer, setup.model_config
+    compiled_mem = _memory_stats(compiled)
     params_b = _tree_bytes(state.params, shard_bytes)
     opt_b = _tree_bytes(state.opt_state, shard_bytes)
     grads_b = params_b  # float32 gradients, sharded like the parameters (the optimizer consumes them so)
     accum_b = grads_b if trainer.num_microbatches > 1 else 0  # the scan's float32 accumulator beside them
     batch_b = _tree_bytes(batch, shard_bytes)
-    act = activation_bytes(config, rows, length, tensor, embed_sharded, trainer.loss_chunk_size)
-    fsdp = any(mesh.shape[a] > 1 for a in part.mesh_axes("embed"))  # parameters gathered per layer (FSDP)
-    gathered = 2 * (2 if config.dtype == "bfloat16" else 4) * _layer_params(config) // tensor if fsdp else 0
+    act = activation_bytes(config, shape.rows, length, shape.tensor, shape.embed_sharded, trainer.loss_chunk_size)
+    fsdp = any(part.mesh.shape[a] > 1 for a in part.mesh_axes("embed"))  # parameters gathered per layer (FSDP)
+    gathered = 2 * (2 if config.dtype == "bfloat16" else 4) * _layer_params(config) // shape.tensor if fsdp else 0
     workspace = gathered + params_b  # gathered layer weights + the optimizer's float32 update tree
     analytic_total = (params_b + opt_b + grads_b + accum_b + batch_b + act["layers"] + act["recompute_working_set"]
                       + act["embeddings"] + act["logits"] + workspace)
@@ -389,12 +431,18 @@ def plan_train(setup, *, batch_size: int, length: int, device: DeviceSpec, headr
             "temp_over_analytic_non_state": compiled_mem["temp"] / max(analytic_total - params_b - opt_b - batch_b, 1)},
         "largest_compiled_arrays": [{"array": str(a), "count": c, "bytes": a.bytes} for a, c in summary.arrays],
     }
-    fits = fit_report(analytic_total, compiled_mem["total"], device, headroom, compiled_is_target=on_tpu)
+    return memory, act
 
+
+def _time_section(setup, state, shape: _RunShape, batch_size: int, length: int, device: DeviceSpec, summary,
+                  on_tpu: bool, matmul_efficiency, attention_efficiency, params_b: int):
+    """FLOPs per step, the collective table and the estimated step time / MFU."""
+    mesh, config = setup.partitioner.mesh, setup.model_config
+    n = mesh.size
     tokens = batch_size * length
     split = {k: v * tokens for k, v in flop_split_per_token(config, length).items()}
     model_flops, hw_flops = split["model"], split["matmul"] + split["attention"]
-    hbm = hbm_bytes_per_step(config, tokens / n * tensor, params_b / 4, tensor)
+    hbm = hbm_bytes_per_step(config, tokens / n * shape.tensor, params_b / 4, shape.tensor)
     table = collective_table(summary, device=device, mesh=mesh, compute_dtype="n/a" if on_tpu else config.dtype,
                              param_keys=_param_collective_keys(state.params, mesh, config.scan_layers,
                                                                config.num_layers))
@@ -402,52 +450,56 @@ def plan_train(setup, *, batch_size: int, length: int, device: DeviceSpec, headr
                              attention_efficiency)
     est["tokens_per_s"] = tokens / est["step_s"]
     est["tokens_per_s_per_device"] = tokens / est["step_s"] / n
-    est["mfu"] = model_flops / (est["step_s"] * n * device.peak_flops)
-    est["mfu_perfect_overlap"] = model_flops / (est["step_s_perfect_overlap"] * n * device.peak_flops)
-    est["mfu_no_overlap"] = model_flops / (est["step_s_no_overlap"] * n * device.peak_flops)
+    for key, step in (("mfu", "step_s"), ("mfu_perfect_overlap", "step_s_perfect_overlap"),
+                      ("mfu_no_overlap", "step_s_no_overlap")):
+        est[key] = model_flops / (est[step] * n * device.peak_flops)
+    flops = {"model_flops_per_step": model_flops, "hardware_flops_per_step": hw_flops,
+             "hardware_matmul_flops_per_step": split["matmul"], "hardware_attention_flops_per_step": split["attention"],
+             "memory_bound_hbm_bytes_per_device": hbm,
+             "model_flops_per_device": model_flops / n, "model_flops_per_token": flops_per_token(config, length),
+             "convention": "model: 6N + 12*L*H*Q*T per token (metrics.flops_per_token); hardware adds remat"}
+    return flops, table, est
 
+
+def _flags(setup, state, shape: _RunShape, act: dict, flag_min_bytes: int) -> list[dict]:
+    """Logical-axis rules that leave a large tensor (or the saved residual stream) replicated."""
+    part, config = setup.partitioner, setup.model_config
     logical = train_state.state_logical_specs(config, setup.tx).params
-    flags = _replication_flags(state.params, logical, mesh, flag_min_bytes)
-    if tensor > 1 and embed_sharded == 1 and act["layers"] >= flag_min_bytes and config.remat_policy != "none":
+    flags = _replication_flags(state.params, logical, part.mesh, flag_min_bytes)
+    if (shape.tensor > 1 and shape.embed_sharded == 1 and act["layers"] >= flag_min_bytes
+            and config.remat_policy != "none"):
         flags.append({"tensor": "saved layer inputs (activation_batch, activation_length, activation_embed)",
                       "replicated_over": list(part.mesh_axes("activation_heads")), "per_device_bytes": act["layers"],
                       "message": f"the residual stream kept for backward ({act['layers'] / GiB:.1f} GiB per device) is "
                                  f"replicated over {list(part.mesh_axes('activation_heads'))}: no rule maps "
                                  "activation_embed or activation_length to a mesh axis (sequence "
                                  "parallelism over 'tensor' would split it; the model does not support it yet)"})
-    global_params = _tree_bytes(state.params, global_bytes)
+    return flags
+
+
+def _notes(state, device: DeviceSpec, summary, on_tpu: bool) -> list[str]:
     notes = [TPU_NOTE if on_tpu else CPU_NOTE]
     if summary.unknown_trip_loops:
         notes.append(f"{summary.unknown_trip_loops} while loops without a known trip count were counted once")
+    global_params = _tree_bytes(state.params, global_bytes)
     if global_params > device.hbm_bytes:
         notes.append(f"float32 parameters are {global_params / GiB:.1f} GiB in all: evaluation that replicates them "
                      "(evaluation.model.OPTModel with a mesh, the multi-process eval callback) cannot fit one device")
+    return notes
 
+
+def _eval_sections(setup, state, batch, kernels, on_tpu: bool, eval_steps: bool, generation: dict | None) -> dict:
+    """The eval step's and (optionally) generation's compiled memory and collectives."""
     evals = {}
     if eval_steps:
         with kernels():
-            compiled_eval = _compile(trainer.eval_step, state.params, batch, options={} if on_tpu else None)
+            compiled_eval = _compile(setup.trainer.eval_step, state.params, batch, options={} if on_tpu else None)
         evals["eval_step"] = {"memory": _memory_stats(compiled_eval),
-                              "collective_bytes": _collective_totals(compiled_eval, n)}
+                              "collective_bytes": _collective_totals(compiled_eval, setup.partitioner.mesh.size)}
     if generation:
         with kernels():
             evals["generate"] = _plan_generation(setup, state.params, options={} if on_tpu else None, **generation)
-    run = {"batch_size": batch_size, "length": length, "rows_per_device": rows, "data_shards": data_shards,
-           "tensor_parallel": tensor, "num_microbatches": trainer.num_microbatches,
-           "loss_chunk_size": trainer.loss_chunk_size, "remat_policy": config.remat_policy,
-           "scan_layers": config.scan_layers, "attention_backend": config.attention_backend,
-           "compute_dtype": config.dtype, "num_params": config.num_params(), "rules": [list(r) for r in part.rules],
-           "compiled_for": target, "custom_calls": summary.custom_calls}
-    return Plan(
-        device=device.to_dict(), mesh={"shape": dict(mesh.shape), "devices": n}, run=run, memory=memory, fits=fits,
-        flops={"model_flops_per_step": model_flops, "hardware_flops_per_step": hw_flops,
-               "hardware_matmul_flops_per_step": split["matmul"], "hardware_attention_flops_per_step": split["attention"],
-               "memory_bound_hbm_bytes_per_device": hbm,
-               "model_flops_per_device": model_flops / n, "model_flops_per_token": flops_per_token(config, length),
-               "convention": "model: 6N + 12*L*H*Q*T per token (metrics.flops_per_token); hardware adds remat"},
-        collectives=[dataclasses.asdict(r) for r in table], estimate=est, flags=flags, eval_steps=evals, notes=notes,
-        planner={"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024},
-        compiled_train_step=compiled)
+    return evals
 
 
 def _collective_totals(compiled, n: int) -> dict:
@@ -471,59 +523,3 @@ def _plan_generation(setup, params, *, batch: int = 8, prompt_length: int = 256,
     return {"batch": rows, "prompt_length": prompt_length, "max_new_tokens": max_new_tokens,
             "memory": _memory_stats(compiled), "collective_bytes_prefill_and_one_decode_step":
                 _collective_totals(compiled, part.mesh.size)}
-
-
-def format_plan(plan: Plan) -> str:
-    """The human-readable report the CLI prints."""
-    def g(b: float) -> str:
-        for unit, size in (("GiB", GiB), ("MiB", 2**20), ("KiB", 2**10)):
-            if abs(b) >= size:
-                return f"{b / size:8.2f} {unit}"
-        return f"{b:8.0f} B  "
-
-    m, f, e, r = plan.memory, plan.fits, plan.estimate, plan.run
-    lines = [f"Plan: {r['num_params'] / 1e9:.2f}B params, batch {r['batch_size']} x {r['length']}, mesh "
-             f"{plan.mesh['shape']} ({plan.mesh['devices']} x {plan.device['name']}), remat {r['remat_policy']}, "
-             f"attention {r['attention_backend'].split('[')[0]}, {r['rows_per_device']} rows/device",
-             "", "Per-device memory          from sharding specs + analytic    compiled ("
-                 + ("TPU compiler" if r.get("compiled_for") == "tpu" else "XLA:CPU") + " memory_analysis)"]
-    spec, an, co = m["spec"], m["analytic"], m["compiled"]
-    lines += [f"  parameters (f32)         {g(spec['params'])}",
-              f"  optimizer state          {g(spec['opt_state'])}",
-              f"  gradients (f32)          {g(spec['grads'] + spec['grad_accumulator'])}",
-              f"  batch                    {g(spec['batch'])}            arguments {g(co['argument'])}",
-              f"  saved activations        {g(an['layers'] + an['embeddings'])}",
-              f"  remat working set        {g(an['recompute_working_set'])}",
-              f"  logits + gradient        {g(an['logits'])}",
-              f"  weights in flight/update {g(an['gathered_weights_and_update_workspace'])}            temp      "
-              f"{g(co['temp'])}",
-              f"  total                    {g(an['total'])}            total     {g(co['total'])}",
-              f"  HBM {g(f['hbm_bytes'])}, usable with {f['headroom']:.0%} headroom {g(f['usable_bytes'])}: "
-              f"{'FITS' if f['fits'] else 'DOES NOT FIT'} by {f['basis']} (analytic {f['analytic_fraction_of_hbm']:.0%} "
-              f"of HBM, compiled {f['compiled_fraction_of_hbm']:.0%})",
-              "  largest compiled arrays: " + ", ".join(f"{a['array']} x{a['count']}" for a in
-                                                         m["largest_compiled_arrays"][:5]),
-              "", f"FLOPs per step: model {plan.flops['model_flops_per_step']:.3e}, hardware (with remat) "
-                  f"{plan.flops['hardware_flops_per_step']:.3e}", "",
-              "Collectives per device per step (ring model; device bytes at the compute dtype)"]
-    for c in plan.collectives:
-        lines.append(f"  {c['kind']:<18} {c['category']:<21} group {c['group_size']:>4} "
-                     f"{'inter-node' if c['spans_nodes'] else 'intra-node/ICI'} x{c['executions']:<5} compiled "
-                     f"{g(c['compiled_bytes'])} device {g(c['device_bytes'])} -> {c['seconds'] * 1e3:9.1f} ms")
-    lines += ["", f"Estimated step: {e['step_s']:.3f} s (compute {e['compute_s']:.3f} s = matmuls "
-                  f"{e['matmul_s']:.3f} at {e['matmul_efficiency']:.0%} of peak + attention {e['attention_s']:.3f} at "
-                  f"{e['attention_efficiency']:.0%} + memory-bound {e['memory_bound_s']:.3f}; activation comm "
-                  f"{e['activation_comm_s']:.3f} s exposed, "
-                  f"parameter comm {e['parameter_comm_s']:.3f} s overlapped); bounds {e['step_s_perfect_overlap']:.3f}"
-                  f"-{e['step_s_no_overlap']:.3f} s",
-              f"  {e['tokens_per_s']:,.0f} tokens/s ({e['tokens_per_s_per_device']:,.0f} per device), MFU "
-              f"{e['mfu']:.1%} (bounds {e['mfu_no_overlap']:.1%}-{e['mfu_perfect_overlap']:.1%})"]
-    for name, ev in plan.eval_steps.items():
-        lines.append(f"{name}: compiled total {g(ev['memory']['total'])} per device")
-    if plan.flags:
-        lines += ["", "Flags:"] + [f"  ! {fl['message']}" for fl in plan.flags[:12]]
-        if len(plan.flags) > 12:
-            lines.append(f"  ... {len(plan.flags) - 12} more (see the JSON)")
-    lines += ["", "Notes:"] + [f"  - {note}" for note in plan.notes]
-    lines.append(f"  - planner peak RSS {plan.planner['peak_rss_bytes'] / GiB:.2f} GiB")
-    return "\n".join(lines)

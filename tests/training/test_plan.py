@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from optiml_jax.training import hlo_collectives, planning, train_loop, train_state
+from optiml_jax.training import hlo_collectives, plan_report, planning, train_loop, train_state
 from optiml_jax.training.device_specs import DEVICES, get_device_spec, spec_for_device_kind
 from optiml_jax.training.model_config import opt_config
 from optiml_jax.training.partitioning import Partitioner, make_mesh, standard_rules
@@ -77,7 +77,7 @@ def test_fit_verdicts(tiny):
     tiny_hbm = dataclasses.replace(get_device_spec("h100"), hbm_bytes=plan.memory["analytic"]["total"] // 2)
     verdict = planning.fit_report(plan.memory["analytic"]["total"], plan.memory["compiled"]["total"], tiny_hbm, 0.1)
     assert not verdict["fits"] and not verdict["fits_compiled_upper_bound"]
-    text = planning.format_plan(dataclasses.replace(plan, fits=verdict))
+    text = plan_report.format_plan(dataclasses.replace(plan, fits=verdict))
     assert "DOES NOT FIT" in text
 
 
