@@ -156,50 +156,9 @@ def _counted_loop_bound(condition: list[tuple[str, str, str]]) -> int | None:
 
 def analyse_hlo(text: str, num_devices: int, top_arrays: int = 10) -> HloSummary:
     """Collectives (with loop multipliers) and the largest materialised arrays of a compiled module."""
-    computations: dict[str, list[tuple[str, str, str]]] = {}  # name -> [(instr, shape, op+attrs)]
-    order, entry, current = [], None, None
-    for line in text.splitlines():
-        m = _COMPUTATION.match(line)
-        if m:
-            current = m.group(2)
-            computations[current], entry = [], (current if m.group(1) else entry)
-            order.append(current)
-            continue
-        if current is None or line.strip() in ("", "}"):
-            continue
-        m = _INSTRUCTION.match(line)
-        if m:
-            shape, rest = _split_shape(m.group(2))
-            computations[current].append((m.group(1), shape, rest))
-    edges: dict[str, list[tuple[str, int, bool]]] = defaultdict(list)
-    fused, unknown = set(), 0
-    for comp, instrs in computations.items():
-        for _, _, rest in instrs:
-            opcode = rest.split("(", 1)[0]
-            trip = _TRIP.search(rest)
-            count = int(trip.group(1)) if trip else None
-            if opcode == "while" and count is None:
-                cond = re.search(r"\bcondition=%?([\w.\-]+)", rest)
-                count = _counted_loop_bound(computations.get(cond.group(1), [])) if cond else None
-            for kind, callee in _CALLED.findall(rest):
-                if opcode == "fusion" or kind == "to_apply":
-                    fused.add(callee)
-                factor, known = 1, True
-                if opcode == "while" and kind in ("body", "condition"):
-                    factor, known = (count, True) if count is not None else (1, False)
-                edges[comp].append((callee, factor, known))
-            for _, names in _CALLED_LIST.findall(rest):
-                for callee in re.findall(r"%?([\w.\-]+)", names):
-                    edges[comp].append((callee, 1, True))
-            if opcode == "while" and count is None:
-                unknown += 1
-    mult: dict[str, int] = defaultdict(int)
-    known_trip: dict[str, bool] = defaultdict(lambda: True)
-    mult[entry or (order[-1] if order else "")] = 1
-    for comp in reversed(order):  # callers are printed after their callees
-        for callee, factor, known in edges.get(comp, ()):
-            mult[callee] += mult[comp] * factor
-            known_trip[callee] = known_trip[callee] and known_trip[comp] and known
+    computations, order, entry = _parse_computations(text)
+    edges, fused, unknown = _call_edges(computations)
+    mult, known_trip = _multipliers(order, entry, edges)
     collectives, sizes, counts, custom = [], {}, defaultdict(int), defaultdict(int)
     for comp, instrs in computations.items():
         for name, shape, rest in instrs:
@@ -223,3 +182,64 @@ def analyse_hlo(text: str, num_devices: int, top_arrays: int = 10) -> HloSummary
                     counts[key] += 1
     biggest = sorted(sizes.values(), key=lambda a: -a.bytes)[:top_arrays]
     return HloSummary(collectives, [(a, counts[str(a)]) for a in biggest], unknown, dict(custom))
+
+
+def _parse_computations(text: str) -> tuple[dict[str, list[tuple[str, str, str]]], list[str], str | None]:
+    """{computation: [(instruction, shape, op + attributes)]}, the computations in print order, the ENTRY one."""
+    computations: dict[str, list[tuple[str, str, str]]] = {}
+    order, entry, current = [], None, None
+    for line in text.splitlines():
+        m = _COMPUTATION.match(line)
+        if m:
+            current = m.group(2)
+            computations[current], entry = [], (current if m.group(1) else entry)
+            order.append(current)
+            continue
+        if current is None or line.strip() in ("", "}"):
+            continue
+        m = _INSTRUCTION.match(line)
+        if m:
+            shape, rest = _split_shape(m.group(2))
+            computations[current].append((m.group(1), shape, rest))
+    return computations, order, entry
+
+
+def _call_edges(computations) -> tuple[dict[str, list[tuple[str, int, bool]]], set[str], int]:
+    """Caller -> [(callee, times per call, trip count known)], the fused computations (not materialised), and
+    how many while loops have no known trip count."""
+    edges: dict[str, list[tuple[str, int, bool]]] = defaultdict(list)
+    fused, unknown = set(), 0
+    for comp, instrs in computations.items():
+        for _, _, rest in instrs:
+            opcode = rest.split("(", 1)[0]
+            trip = _TRIP.search(rest)
+            count = int(trip.group(1)) if trip else None
+            if opcode == "while" and count is None:
+                cond = re.search(r"\bcondition=%?([\w.\-]+)", rest)
+                count = _counted_loop_bound(computations.get(cond.group(1), [])) if cond else None
+            for kind, callee in _CALLED.findall(rest):
+                if opcode == "fusion" or kind == "to_apply":
+                    fused.add(callee)
+                factor, known = 1, True
+                if opcode == "while" and kind in ("body", "condition"):
+                    factor, known = (count, True) if count is not None else (1, False)
+                edges[comp].append((callee, factor, known))
+            for _, names in _CALLED_LIST.findall(rest):
+                for callee in re.findall(r"%?([\w.\-]+)", names):
+                    edges[comp].append((callee, 1, True))
+            if opcode == "while" and count is None:
+                unknown += 1
+    return edges, fused, unknown
+
+
+def _multipliers(order: list[str], entry: str | None, edges) -> tuple[dict[str, int], dict[str, bool]]:
+    """How many times each computation runs per execution of the entry, and whether every loop on the way has a
+    known trip count."""
+    mult: dict[str, int] = defaultdict(int)
+    known_trip: dict[str, bool] = defaultdict(lambda: True)
+    mult[entry or (order[-1] if order else "")] = 1
+    for comp in reversed(order):  # callers are printed after their callees
+        for callee, factor, known in edges.get(comp, ()):
+            mult[callee] += mult[comp] * factor
+            known_trip[callee] = known_trip[callee] and known_trip[comp] and known
+    return mult, known_trip
