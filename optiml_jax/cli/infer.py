@@ -20,7 +20,7 @@ import sys
 def prompt_truncations(prompts: list[str], checkpoint_path: str, tokenizer_path: str | None,
                        max_new_tokens: int) -> list[str]:
     """One message per prompt that the model will cut from the left (it keeps `[bos] + prompt` (no bos for a family
-    without one) within max_position_embeddings - max_new_tokens positions; see OPTModel.encode_prompt)."""
+    without one) within max_position_embeddings - max_new_tokens positions; see DecoderOnlyModel.encode_prompt)."""
     from optiml_jax.checkpoints.resolve import resolve
     from optiml_jax.evaluation.vocabulary import resolve_tokenizer
     from optiml_jax.vocabularies.special_ids import special_ids_of

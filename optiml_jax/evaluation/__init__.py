@@ -1,9 +1,9 @@
-"""Zero- and few-shot evaluation (paper section 4.1 / 5): rank classification and greedy generation on JAX OPT,
+"""Zero- and few-shot evaluation (paper section 4.1 / 5): rank classification and greedy generation on any of our decoders,
 the paper's aggregation (task -> category -> generalization level / collection), reports, and adapters for
 SeqIO's Evaluator and lm-evaluation-harness.
 
-    from optiml_jax.evaluation import OPTModel, mini_bench_tasks, run_evaluation
-    model = OPTModel.from_checkpoint(path, OPTVocabulary(tokenizer_dir))
+    from optiml_jax.evaluation import DecoderOnlyModel, mini_bench_tasks, run_evaluation
+    model = DecoderOnlyModel.from_checkpoint(path, OPTVocabulary(tokenizer_dir))
     results = run_evaluation(model, mini_bench_tasks(), shots=(0, 5), output_dir="eval_out", step=1000)
 
     # a SeqIO task's own metric_fns through seqio.Evaluator (outputs in eval_out/inference_eval/)
@@ -14,14 +14,25 @@ SeqIO's Evaluator and lm-evaluation-harness.
 from optiml_jax.evaluation.eval_tasks import EvalTask, mini_bench_tasks, pick_demonstrations, tasks_from_raw
 from optiml_jax.evaluation.evaluator import evaluate_task, evaluate_tasks, run_evaluation
 from optiml_jax.evaluation.hooks import CompositeCallback, EvalCallback, SeqioEvalCallback, evaluate_params
-from optiml_jax.evaluation.model import OPTModel
+from optiml_jax.evaluation.model import DecoderOnlyModel
 from optiml_jax.evaluation.outputs import load_results
+
+# Renamed names: one release of a clear error pointing to the new one (the class serves every family, not OPT).
+RENAMED = {"OPTModel": "DecoderOnlyModel"}
+
+
+def __getattr__(name: str):
+    if name in RENAMED:
+        raise ImportError(f"optiml_jax.evaluation.{name} was renamed {RENAMED[name]} (it evaluates every model "
+                             f"family): from optiml_jax.evaluation import {RENAMED[name]}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CompositeCallback",
     "EvalCallback",
     "EvalTask",
-    "OPTModel",
+    "DecoderOnlyModel",
     "SeqioEvalCallback",
     "evaluate_params",
     "evaluate_task",

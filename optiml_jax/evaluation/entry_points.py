@@ -63,7 +63,7 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_path: str | Non
     """
     from optiml_jax.checkpoints.resolve import checkpoint_step
     from optiml_jax.evaluation.evaluator import run_evaluation
-    from optiml_jax.evaluation.model import OPTModel
+    from optiml_jax.evaluation.model import DecoderOnlyModel
     from optiml_jax.evaluation.suites import build_suites
 
     suites = chosen_benchmarks(benchmarks, mixture_or_task_name)
@@ -88,7 +88,7 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_path: str | Non
 
         eval_tasks(mixture_or_task_name, split)  # an unknown task or one without metric_fns: before loading weights
     vocab = resolve_tokenizer(tokenizer_path, checkpoint_path)
-    model = OPTModel.from_checkpoint(checkpoint_path, vocab, score_batch_size=score_batch_size,
+    model = DecoderOnlyModel.from_checkpoint(checkpoint_path, vocab, score_batch_size=score_batch_size,
                                      predict_batch_size=predict_batch_size, max_new_tokens=max_new_tokens)
     if suites and model.config.vocab_size < vocab.vocab_size:
         raise ValueError(f"tokenizer {getattr(vocab, 'path', '?')} has {vocab.vocab_size} ids but the checkpoint's "
@@ -123,9 +123,9 @@ def infer(checkpoint_path: str, prompts: Sequence[str], *, tokenizer_path: str |
     """Generations for `prompts` (text in, text out)."""
     import jax
 
-    from optiml_jax.evaluation.model import OPTModel
+    from optiml_jax.evaluation.model import DecoderOnlyModel
 
     vocab = resolve_tokenizer(tokenizer_path, checkpoint_path)
-    model = OPTModel.from_checkpoint(checkpoint_path, vocab, predict_batch_size=batch_size,
+    model = DecoderOnlyModel.from_checkpoint(checkpoint_path, vocab, predict_batch_size=batch_size,
                                      max_new_tokens=max_new_tokens, temperature=temperature)
     return model.generate_texts(list(prompts), rng=jax.random.key(seed) if temperature > 0 else None)

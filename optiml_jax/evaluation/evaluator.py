@@ -1,4 +1,4 @@
-"""Zero- and k-shot evaluation of `EvalTask`s with an `OPTModel`: prompts, rank classification or generation,
+"""Zero- and k-shot evaluation of `EvalTask`s with an `DecoderOnlyModel`: prompts, rank classification or generation,
 per-example metrics, and one score record per (task, template, shots).
 
 `run_evaluation(model, tasks, shots, output_dir, step)` is what the trainer calls every EVAL_PERIOD steps

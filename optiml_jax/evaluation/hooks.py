@@ -26,7 +26,7 @@ import jax
 from jax.sharding import Mesh, NamedSharding
 
 from optiml_jax.evaluation.evaluator import run_evaluation
-from optiml_jax.evaluation.model import OPTModel
+from optiml_jax.evaluation.model import DecoderOnlyModel
 from optiml_jax.evaluation.suites import build_suites
 from optiml_jax.models import ModelConfig
 from optiml_jax.paths import user_path
@@ -41,7 +41,7 @@ def evaluate_params(config: ModelConfig, params: Any, *, vocabulary: Any, output
 
     `tasks` (a list of EvalTask) overrides `benchmarks`. Dropout is off; the config's compute dtype is kept.
     """
-    model = OPTModel(config.replace(dropout_rate=0.0), params, vocabulary, mesh, score_batch_size=batch_size,
+    model = DecoderOnlyModel(config.replace(dropout_rate=0.0), params, vocabulary, mesh, score_batch_size=batch_size,
                      predict_batch_size=batch_size, max_new_tokens=max_new_tokens)
     if tasks is None:
         tasks = build_suites(benchmarks, data_dir, max_examples=max_examples)
@@ -178,7 +178,7 @@ class SeqioEvalCallback:
 
         evaluator = self.evaluator(model_dir)
         vocabulary = evaluator.eval_tasks[0].output_features["targets"].vocabulary
-        model = OPTModel(config.replace(dropout_rate=0.0), params, vocabulary, self.mesh or params_mesh(params),
+        model = DecoderOnlyModel(config.replace(dropout_rate=0.0), params, vocabulary, self.mesh or params_mesh(params),
                          score_batch_size=self.batch_size, predict_batch_size=self.batch_size,
                          max_new_tokens=self.max_new_tokens)
         return run_seqio_evaluation(model, evaluator, int(step), max_new_tokens=self.max_new_tokens, shots=self.shots,

@@ -11,7 +11,7 @@ CLI with the same arguments:
     import optiml_jax.evaluation.lm_eval_adapter, lm_eval
     lm_eval.simple_evaluate(model="optiml_jax", model_args="checkpoint=/path/ckpt", tasks=[...])
 
-Model args: `checkpoint` (anything `OPTModel.from_checkpoint` reads), `tokenizer` (dir with vocab.json +
+Model args: `checkpoint` (anything `DecoderOnlyModel.from_checkpoint` reads), `tokenizer` (dir with vocab.json +
 merges.txt; default: the checkpoint dir), `batch_size` (prompts per compiled call), `max_length` (default:
 the model's max positions), `max_gen_toks` (default 256).
 
@@ -36,13 +36,13 @@ from lm_eval.api.registry import register_model
 
 @register_model("optiml_jax", "optiml-jax")
 class OptimlJaxLM(TemplateLM):
-    """An `OPTModel` behind lm-eval's `loglikelihood`, `loglikelihood_rolling` and `generate_until`."""
+    """An `DecoderOnlyModel` behind lm-eval's `loglikelihood`, `loglikelihood_rolling` and `generate_until`."""
 
     def __init__(self, checkpoint: str | None = None, tokenizer: str | None = None, batch_size: int | str = 8,
                  max_length: int | None = None, max_gen_toks: int = 256, model: Any = None, **kwargs):
         super().__init__()
         from optiml_jax.evaluation.vocabulary import resolve_tokenizer
-        from optiml_jax.evaluation.model import OPTModel
+        from optiml_jax.evaluation.model import DecoderOnlyModel
 
         kwargs.pop("device", None)  # CPU/accelerator placement is JAX's; accepted for CLI compatibility
         kwargs.pop("max_batch_size", None)
@@ -55,7 +55,7 @@ class OptimlJaxLM(TemplateLM):
             if checkpoint is None:
                 raise ValueError("optiml_jax lm-eval model needs model_args checkpoint=<dir>")
             vocab = resolve_tokenizer(tokenizer, checkpoint)
-            self.model = OPTModel.from_checkpoint(checkpoint, vocab, score_batch_size=bs, predict_batch_size=bs,
+            self.model = DecoderOnlyModel.from_checkpoint(checkpoint, vocab, score_batch_size=bs, predict_batch_size=bs,
                                                   max_new_tokens=int(max_gen_toks))
         self._max_length = int(max_length or self.model.config.max_position_embeddings)
         self.max_gen_toks = int(max_gen_toks)

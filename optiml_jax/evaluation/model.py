@@ -1,5 +1,6 @@
-"""`OPTModel`: T5X's `DecoderOnlyModel` contract (`loss_fn`, `score_batch`, `predict_batch_with_aux`) over a
-JAX OPT, plus text-level helpers that the evaluator, the CLIs and the lm-eval adapter share.
+"""`DecoderOnlyModel`: T5X's decoder-only model contract (`loss_fn`, `score_batch`, `predict_batch_with_aux`) over a
+decoder of any family (OPT, Llama, Mistral, Qwen2), plus text-level helpers that the evaluator, the CLIs and
+the lm-eval adapter share.
 
 Why one class: every consumer (trainer-time evaluation, `python -m optiml_jax.eval`, `python -m
 optiml_jax.infer`, lm-evaluation-harness, SeqIO's Evaluator) must tokenize, truncate and score the same
@@ -8,7 +9,7 @@ way, or numbers stop being comparable.
 Tokenization convention (same as the data path and Hugging Face's tokenizers): a prompt is
 `[bos] + encode(source)` (OPT: bos = `</s>`; a family without a bos, Qwen2: `encode(source)`); a target/option is
 `encode(target)`, scored as a continuation of the prompt; generation stops at any of the eos ids. The ids are the
-vocabulary's (`OPTModel.special_ids`, `optiml_jax.vocabularies.SpecialIds`), or the model config's when there is
+vocabulary's (`DecoderOnlyModel.special_ids`, `optiml_jax.vocabularies.SpecialIds`), or the model config's when there is
 no vocabulary. Prompts too long for the model are truncated from the left (the start of few-shot prompts goes first).
 """
 
@@ -28,7 +29,7 @@ from optiml_jax.vocabularies.special_ids import SpecialIds, special_ids_of, spec
 
 
 
-class OPTModel:
+class DecoderOnlyModel:
     """A decoder-only model for evaluation (T5X `BaseModel` style).
 
     Args:
@@ -66,7 +67,7 @@ class OPTModel:
         self.temperature = float(temperature)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint_path: str | os.PathLike, vocabulary: Any = None, **kwargs) -> "OPTModel":
+    def from_checkpoint(cls, checkpoint_path: str | os.PathLike, vocabulary: Any = None, **kwargs) -> "DecoderOnlyModel":
         """Load an Orbax checkpoint (trainer/converter) or a Hugging Face directory (OPT, Llama, Mistral, Qwen2; its
         `generation_config.json` eos ids, if any, stop generation too)."""
         from optiml_jax.checkpoints.families import generation_stop_ids
@@ -193,5 +194,5 @@ class OPTModel:
 
     def _vocab(self):
         if self.vocabulary is None:
-            raise ValueError("this OPTModel has no vocabulary: pass one (e.g. OPTVocabulary(dir)) for text input")
+            raise ValueError("this DecoderOnlyModel has no vocabulary: pass one (e.g. OPTVocabulary(dir)) for text input")
         return self.vocabulary

@@ -1,4 +1,4 @@
-"""A SeqIO task's or mixture's own `metric_fns`, run by `seqio.Evaluator` on an `OPTModel` (T5X's infer_eval).
+"""A SeqIO task's or mixture's own `metric_fns`, run by `seqio.Evaluator` on an `DecoderOnlyModel` (T5X's infer_eval).
 
     from optiml_jax.evaluation import seqio_eval
     evaluator = seqio_eval.make_evaluator("my_task", split="validation",

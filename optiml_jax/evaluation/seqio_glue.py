@@ -1,4 +1,4 @@
-"""Adapters that let `seqio.Evaluator` drive an `OPTModel`, so a SeqIO task's own `metric_fns` (prediction,
+"""Adapters that let `seqio.Evaluator` drive an `DecoderOnlyModel`, so a SeqIO task's own `metric_fns` (prediction,
 prediction-with-aux and score metrics) run unchanged.
 
     evaluator = seqio.Evaluator("my_task", feature_converter=seqio.PrefixLMFeatureConverter(pack=False),
@@ -65,7 +65,7 @@ def _examples(dataset) -> Iterable[tuple[int, dict]]:
 
 
 def _fit(prompt: list[int], reserve: int, max_positions: int) -> list[int]:
-    """Left-truncate (as `OPTModel.encode_prompt` does) so that `reserve` more tokens fit the model."""
+    """Left-truncate (as `DecoderOnlyModel.encode_prompt` does) so that `reserve` more tokens fit the model."""
     room = max_positions - reserve
     if room < 1:
         raise ValueError(f"{reserve} continuation/target tokens leave no room for a prompt in "

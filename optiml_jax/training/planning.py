@@ -484,7 +484,7 @@ def _notes(state, device: DeviceSpec, summary, on_tpu: bool) -> list[str]:
     global_params = _tree_bytes(state.params, global_bytes)
     if global_params > device.hbm_bytes:
         notes.append(f"float32 parameters are {global_params / GiB:.1f} GiB in all: evaluation that replicates them "
-                     "(evaluation.model.OPTModel with a mesh, the multi-process eval callback) cannot fit one device")
+                     "(evaluation.model.DecoderOnlyModel with a mesh, the multi-process eval callback) cannot fit one device")
     return notes
 
 

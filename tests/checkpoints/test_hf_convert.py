@@ -80,7 +80,7 @@ def _assert_trees_equal(a, b):
 
 
 def test_pytorch_bin_plain_and_sharded_without_model_prefix(tmp_path):
-    """The original facebook/opt-* checkpoints are OPTModel state dicts ('decoder.*') in pytorch_model.bin."""
+    """The original facebook/opt-* checkpoints are DecoderOnlyModel state dicts ('decoder.*') in pytorch_model.bin."""
     config = OPTConfig(**CONFIGS["pre_ln"])
     model = hf_model(config, seed=5)
     model.save_pretrained(tmp_path / "ref")

@@ -2,7 +2,7 @@
 examples, an evaluation prompt, rank-classification scores, greedy generations and the eval loss of a tiny OPT
 equal what main's code computed before the change.
 
-How the pinned values were obtained: a script calling exactly these functions (`packing.pack`, `OPTModel`'s
+How the pinned values were obtained: a script calling exactly these functions (`packing.pack`, `DecoderOnlyModel`'s
 `encode_prompt`, `score_options`, `generate_token_batches`, `loss_fn`) on the same inputs was run with main's code at
 34d9d6c, before the change, on the project's 2-core CPU machine; it printed these values, and printed them again with
 this branch's code. Re-pinned when the mini-benchmark's data (and so its BPE) changed for disjoint splits (#21): the
@@ -50,12 +50,12 @@ def packed_batch():
 
 def tiny_opt_model():
     import optiml_jax.tasks.mini_bench.registration as mb
-    from optiml_jax.evaluation import OPTModel
+    from optiml_jax.evaluation import DecoderOnlyModel
     from optiml_jax.models import OPTConfig, init_params
 
     cfg = OPTConfig.preset("tiny", vocab_size=mb.VOCABULARY.vocab_size, dropout_rate=0.0)
     params = jax.tree.map(lambda x: x * 10, init_params(cfg.replace(init_std=0.02), jax.random.key(7)))
-    return OPTModel(cfg, params, mb.VOCABULARY, max_new_tokens=6, score_batch_size=4, predict_batch_size=4)
+    return DecoderOnlyModel(cfg, params, mb.VOCABULARY, max_new_tokens=6, score_batch_size=4, predict_batch_size=4)
 
 
 def test_opt_packed_batch_is_main_s(mini_bench):

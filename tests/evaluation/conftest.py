@@ -32,9 +32,9 @@ def tiny_params(tiny_config):
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_config, tiny_params, mini_vocab):
-    from optiml_jax.evaluation import OPTModel
+    from optiml_jax.evaluation import DecoderOnlyModel
 
-    return OPTModel(tiny_config, tiny_params, mini_vocab, max_new_tokens=6, score_batch_size=4, predict_batch_size=4)
+    return DecoderOnlyModel(tiny_config, tiny_params, mini_vocab, max_new_tokens=6, score_batch_size=4, predict_batch_size=4)
 
 
 def write_hf_tokenizer_files(tokenizer_dir: pathlib.Path, out_dir: pathlib.Path) -> None:

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from optiml_jax.evaluation import OPTModel
+from optiml_jax.evaluation import DecoderOnlyModel
 from optiml_jax.checkpoints.resolve import checkpoint_step, load_checkpoint
 
 
@@ -19,9 +19,9 @@ def test_hf_and_orbax_and_training_run_checkpoints(hf_export, tmp_path, tiny_mod
     from optiml_jax.checkpoints import save_orbax
     from optiml_jax.checkpoints.training_runs import TrainCheckpointManager
 
-    _same_logits(OPTModel.from_checkpoint(hf_export, tiny_model.vocabulary), tiny_model)
+    _same_logits(DecoderOnlyModel.from_checkpoint(hf_export, tiny_model.vocabulary), tiny_model)
     save_orbax(tiny_config, tiny_params, tmp_path / "orbax")
-    _same_logits(OPTModel.from_checkpoint(tmp_path / "orbax", tiny_model.vocabulary), tiny_model)
+    _same_logits(DecoderOnlyModel.from_checkpoint(tmp_path / "orbax", tiny_model.vocabulary), tiny_model)
 
     run = tmp_path / "run"
     manager = TrainCheckpointManager(run, period=1, async_save=False)
@@ -32,7 +32,7 @@ def test_hf_and_orbax_and_training_run_checkpoints(hf_export, tmp_path, tiny_mod
     (run / "model_config.json").write_text(tiny_config.to_json())
     config, params = load_checkpoint(run)
     assert config == tiny_config and checkpoint_step(run) == 5
-    _same_logits(OPTModel(config, params, tiny_model.vocabulary), tiny_model)
+    _same_logits(DecoderOnlyModel(config, params, tiny_model.vocabulary), tiny_model)
     assert checkpoint_step(run / "checkpoints" / "5") == 5
 
 

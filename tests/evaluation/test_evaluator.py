@@ -118,3 +118,12 @@ def test_eval_callback_reports_before_vs_after(tiny_config, tiny_params, tmp_pat
     assert after["step"] == 10 and (tmp_path / "eval" / "step_0" / "results.json").is_file()
     report_text = (tmp_path / "eval" / "step_10" / "report.md").read_text()
     assert "baseline step 0" in report_text and "Δ" in report_text
+
+
+def test_the_old_model_name_is_one_clear_error_naming_the_new_one():
+    """OPTModel serves every family, so it is DecoderOnlyModel now (T5X's name); the old import says so."""
+    import optiml_jax.evaluation as evaluation
+
+    with pytest.raises(ImportError, match="OPTModel was renamed DecoderOnlyModel"):
+        from optiml_jax.evaluation import OPTModel  # noqa: F401
+    assert evaluation.DecoderOnlyModel.__name__ == "DecoderOnlyModel"

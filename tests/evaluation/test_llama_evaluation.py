@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from optiml_jax.checkpoints.hf_llama import save_hf_llama
-from optiml_jax.evaluation import OPTModel
+from optiml_jax.evaluation import DecoderOnlyModel
 from optiml_jax.models import LlamaConfig, greedy_reference, init_model_params, model_for
 
 
@@ -20,7 +20,7 @@ def llama_model(tmp_path_factory, mini_vocab):
     params = jax.tree.map(lambda x: x * 4, init_model_params(config, jax.random.key(3)))  # well-separated scores
     out = tmp_path_factory.mktemp("hf_llama")
     save_hf_llama(config, params, out)
-    return OPTModel.from_checkpoint(out, mini_vocab, score_batch_size=4, predict_batch_size=4, max_new_tokens=5)
+    return DecoderOnlyModel.from_checkpoint(out, mini_vocab, score_batch_size=4, predict_batch_size=4, max_new_tokens=5)
 
 
 def test_checkpoint_loads_as_the_llama_family(llama_model):

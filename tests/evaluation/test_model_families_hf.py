@@ -25,7 +25,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from hf_llama_peers import hf_model  # noqa: E402
 
 from optiml_jax.checkpoints.families import GENERATION_CONFIG, save_hf  # noqa: E402
-from optiml_jax.evaluation import OPTModel  # noqa: E402
+from optiml_jax.evaluation import DecoderOnlyModel  # noqa: E402
 from optiml_jax.evaluation.vocabulary import resolve_tokenizer  # noqa: E402
 from optiml_jax.models import LlamaConfig  # noqa: E402
 from optiml_jax.testing.family_tokenizers import write_family_tokenizer  # noqa: E402
@@ -80,7 +80,7 @@ def family_dir(request, tmp_path_factory):
 def our_model(family_dir):
     _, hf_dir, _, _ = family_dir
     vocab = resolve_tokenizer(None, str(hf_dir))  # the tokenizer beside the checkpoint
-    return OPTModel.from_checkpoint(hf_dir, vocab, score_batch_size=2, predict_batch_size=2, max_new_tokens=MAX_NEW)
+    return DecoderOnlyModel.from_checkpoint(hf_dir, vocab, score_batch_size=2, predict_batch_size=2, max_new_tokens=MAX_NEW)
 
 
 def test_prompts_and_scores_equal_transformers(family_dir, our_model):

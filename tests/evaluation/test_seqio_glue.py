@@ -60,14 +60,14 @@ def test_seqio_evaluator_with_our_adapters(task_name, tiny_model, mini_vocab):
 
 
 class _RaggedModel:
-    """Stands in for OPTModel where the adapters call it: continuations of different lengths (one empty), as a
+    """Stands in for DecoderOnlyModel where the adapters call it: continuations of different lengths (one empty), as a
     real model's are once some prompts stop at </s> early."""
 
     def __init__(self, config, continuations):
         from optiml_jax.vocabularies.special_ids import special_ids_of_config
 
         self.config, self.max_new_tokens, self.continuations = config, 8, continuations
-        self.special_ids = special_ids_of_config(config)  # OPTModel's without a vocabulary
+        self.special_ids = special_ids_of_config(config)  # DecoderOnlyModel's without a vocabulary
 
     def generate_token_batches(self, prompts, max_new_tokens=None):
         assert len(prompts) == len(self.continuations)

@@ -44,7 +44,7 @@ def test_fine_tune_export_and_generate_in_the_family_s_ids(family, train_kwargs,
     transformers = pytest.importorskip("transformers")
     from optiml_jax.checkpoints.families import save_hf
     from optiml_jax.checkpoints.resolve import load_checkpoint
-    from optiml_jax.evaluation import OPTModel
+    from optiml_jax.evaluation import DecoderOnlyModel
     from optiml_jax.models import LlamaConfig
 
     mixture, tok_dir, vocab = _register(family, tmp_path)
@@ -80,7 +80,7 @@ def test_fine_tune_export_and_generate_in_the_family_s_ids(family, train_kwargs,
 
     # export the trained parameters with the run's ids and the tokenizer: transformers generates what we generate
     trained_config, params = load_checkpoint(result.model_dir)
-    ours = OPTModel(trained_config, params, vocab, max_new_tokens=6, predict_batch_size=1)
+    ours = DecoderOnlyModel(trained_config, params, vocab, max_new_tokens=6, predict_batch_size=1)
     prompt = "Multiply the two numbers and give the product.\n\nInput: What is 3 * 4?"
     (cont,) = ours.generate_token_batches([ours.encode_prompt(prompt, reserve=6)], max_new_tokens=6)
     out = save_hf(trained_config, params, tmp_path / "export", special_ids=ours.special_ids)
