@@ -2,21 +2,21 @@
 
     python -m optiml_jax.eval --gin_file=gin/runs/eval.gin \
         --gin.CHECKPOINT_PATH=/tmp/optiml_quickstart --gin.EVAL_OUTPUT_DIR=/tmp/eval_out \
-        [--gin.BENCHMARKS="['mini_bench','mmlu']" --gin.DATA_DIR=../shared/data --gin.SHOTS="(0, 5)"
+        [--gin.SUITES="['mini_bench','mmlu']" --gin.DATA_DIR=../shared/data --gin.SHOTS="(0, 5)"
          --gin.BASELINE_RESULTS=/tmp/eval_before/results.json]
 
     python -m optiml_jax.eval --gin.CHECKPOINT_PATH=/tmp/optiml_quickstart --gin.EVAL_OUTPUT_DIR=/tmp/eval_out \
         --gin.MIXTURE_OR_TASK_MODULE=my_tasks --gin.MIXTURE_OR_TASK_NAME=my_task \
         [--gin.TASK_FEATURE_LENGTHS="{'inputs': 512, 'targets': 64}" --gin.EVAL_SPLIT=validation]
 
-Suites (BENCHMARKS) write EVAL_OUTPUT_DIR/results.json, predictions JSONL, TensorBoard summaries and report.md
+Suites (SUITES) write EVAL_OUTPUT_DIR/results.json, predictions JSONL, TensorBoard summaries and report.md
 (see optiml_jax.evaluation.outputs). A SeqIO task or mixture (MIXTURE_OR_TASK_NAME, registered by the module
 in MIXTURE_OR_TASK_MODULE or --module_import) is evaluated by seqio.Evaluator with the task's own metric_fns
 on EVAL_SPLIT; seqio's loggers write EVAL_OUTPUT_DIR/inference_eval/ (<task>-metrics.jsonl,
-<task>-<step>.jsonl, TensorBoard under <task>/). BENCHMARKS=None (default): the mini-benchmark unless
+<task>-<step>.jsonl, TensorBoard under <task>/). SUITES=None (default): the mini-benchmark unless
 MIXTURE_OR_TASK_NAME is set; both set: both run. CHECKPOINT_PATH: a training MODEL_DIR (latest step) or step dir, an
 Orbax params dir from the converter, a Hugging Face OPT directory, or a metaseq checkpoint (.pt file or a dir of
-*-model_part-<i>.pt). TOKENIZER_PATH: a directory with vocab.json + merges.txt (default: CHECKPOINT_PATH when it has
+*-model_part-<i>.pt). TOKENIZER_DIR: a directory with vocab.json + merges.txt (default: CHECKPOINT_PATH when it has
 them, else the mini-benchmark tokenizer; a metaseq checkpoint needs it).
 """
 
@@ -90,17 +90,17 @@ SEQIO_TASK_MACROS = ("SEQIO_SHOTS", "EVAL_SPLIT", "TASK_FEATURE_LENGTHS", "USE_C
 
 def check_settings_apply(bindings) -> None:
     from optiml_jax.cli.gin_setup import GinConfigError, binding_names
-    from optiml_jax.evaluation.entry_points import chosen_benchmarks
+    from optiml_jax.evaluation.entry_points import chosen_suites
 
     given = binding_names(bindings)
     task = gin_query("MIXTURE_OR_TASK_NAME")
-    suites = chosen_benchmarks(gin_query("BENCHMARKS"), task)
+    suites = chosen_suites(gin_query("SUITES"), task)
     if not suites:
         unused = [m for m in SUITE_MACROS if m in given]
         if unused:
             raise GinConfigError(
                 f"{', '.join(unused)} set, but no evaluation suite runs (MIXTURE_OR_TASK_NAME = {task!r} is evaluated "
-                "by its own metric_fns and BENCHMARKS is unset): set BENCHMARKS to run the suites too, or use "
+                "by its own metric_fns and SUITES is unset): set SUITES to run the suites too, or use "
                 "SEQIO_SHOTS for the task's k-shot evaluation")
     if not task:
         unused = [m for m in SEQIO_TASK_MACROS if m in given]

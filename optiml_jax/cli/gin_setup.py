@@ -222,7 +222,7 @@ MACROS_READ_BY_CODE = {
 # command ("EVAL_OUTPUT_DIR is read by `python -m optiml_jax.eval`").
 COMMAND_RUN_FILES = {"train": "runs/train.gin", "eval": "runs/eval.gin", "infer": "runs/infer.gin"}
 # Macros renamed so that every command says the same thing the same way (one release of a clear error).
-RENAMED_MACROS = {"USE_CACHED": "USE_CACHED_TASKS"}
+RENAMED_MACROS = {"USE_CACHED": "USE_CACHED_TASKS", "BENCHMARKS": "SUITES", "TOKENIZER_PATH": "TOKENIZER_DIR"}
 # T5X macros this project does not implement: what to set instead.
 UNSUPPORTED_T5X_MACROS = {
     "EVAL_STEPS": "set train.eval_batches (eval-loss batches per split) and EVAL_PERIOD (steps between evals)",

@@ -17,7 +17,7 @@ import logging
 import sys
 
 
-def prompt_truncations(prompts: list[str], checkpoint_path: str, tokenizer_path: str | None,
+def prompt_truncations(prompts: list[str], checkpoint_path: str, tokenizer_dir: str | None,
                        max_new_tokens: int) -> list[str]:
     """One message per prompt that the model will cut from the left (it keeps `[bos] + prompt` (no bos for a family
     without one) within max_position_embeddings - max_new_tokens positions; see DecoderOnlyModel.encode_prompt)."""
@@ -28,7 +28,7 @@ def prompt_truncations(prompts: list[str], checkpoint_path: str, tokenizer_path:
     config = resolve(checkpoint_path).saved_config()
     if config is None:
         return []
-    vocab = resolve_tokenizer(tokenizer_path, checkpoint_path)
+    vocab = resolve_tokenizer(tokenizer_dir, checkpoint_path)
     room = config.max_position_embeddings - int(max_new_tokens)
     bos = special_ids_of(vocab).bos
     prefix = 0 if bos is None else 1
@@ -90,7 +90,7 @@ def _main(argv: list[str] | None) -> int:
     import gin
 
     bound = gin.get_bindings("infer", resolve_references=True)
-    for message in prompt_truncations(prompts, bound["checkpoint_path"], bound.get("tokenizer_path"),
+    for message in prompt_truncations(prompts, bound["checkpoint_path"], bound.get("tokenizer_dir"),
                                       int(bound.get("max_new_tokens", 256))):
         print(f"warning: {message}", file=sys.stderr)
     outputs = eval_cli._REGISTERED["infer"](prompts=prompts)

@@ -4,8 +4,8 @@
 step dir, a converter Orbax dir, a Hugging Face OPT dir) and evaluates
   * a SeqIO task or mixture (`mixture_or_task_name`) with its own metric_fns through seqio.Evaluator, T5X style:
     output_dir/inference_eval/ (<task>-metrics.jsonl, <task>-<step>.jsonl, TensorBoard), and/or
-  * the project's suites (`benchmarks`): results.json, predictions, TensorBoard and report.md in output_dir.
-`benchmarks=None` (the default) means the mini-benchmark when no task is named and nothing else when one is;
+  * the project's suites (`suites`): results.json, predictions, TensorBoard and report.md in output_dir.
+`suites=None` (the default) means the mini-benchmark when no task is named and nothing else when one is;
 naming both runs both, into the same output_dir. `infer(checkpoint_path, prompts, ...)` returns generations.
 """
 
@@ -18,18 +18,18 @@ from optiml_jax.evaluation.seqio_eval import EvalConfigError
 from optiml_jax.evaluation.vocabulary import resolve_tokenizer
 from optiml_jax.paths import check_reachable, user_path
 
-DEFAULT_BENCHMARKS = ("mini_bench",)
+DEFAULT_SUITES = ("mini_bench",)
 
 
-def chosen_benchmarks(benchmarks: Sequence[str] | None, mixture_or_task_name: str | None) -> tuple[str, ...]:
+def chosen_suites(suites: Sequence[str] | None, mixture_or_task_name: str | None) -> tuple[str, ...]:
     """The suites to run: as given, or (None) the mini-benchmark unless a SeqIO task/mixture is named."""
-    if benchmarks is None:
-        return () if mixture_or_task_name else DEFAULT_BENCHMARKS
-    if isinstance(benchmarks, str):
-        benchmarks = (benchmarks,)
-    chosen = tuple(benchmarks)
+    if suites is None:
+        return () if mixture_or_task_name else DEFAULT_SUITES
+    if isinstance(suites, str):
+        suites = (suites,)
+    chosen = tuple(suites)
     if not chosen and not mixture_or_task_name:
-        raise EvalConfigError("nothing to evaluate: BENCHMARKS is empty and MIXTURE_OR_TASK_NAME is unset")
+        raise EvalConfigError("nothing to evaluate: SUITES is empty and MIXTURE_OR_TASK_NAME is unset")
     return chosen
 
 
@@ -45,8 +45,8 @@ def check_seqio_caches(name: str) -> None:
             "--seqio_additional_cache_dirs=DIR, or set USE_CACHED_TASKS = False")
 
 
-def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_path: str | None = None,
-             benchmarks: Sequence[str] | None = None, shots: Sequence[int] = (0, 5),
+def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_dir: str | None = None,
+             suites: Sequence[str] | None = None, shots: Sequence[int] = (0, 5),
              data_dir: str | None = None, max_examples: int | None = None, baseline_results: str | None = None,
              max_new_tokens: int = 256, rank_normalization: str = "none", score_batch_size: int = 8,
              predict_batch_size: int = 8, seed: int = 0, step: int | None = None, title: str = "Evaluation",
@@ -66,7 +66,7 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_path: str | Non
     from optiml_jax.evaluation.model import DecoderOnlyModel
     from optiml_jax.evaluation.suites import build_suites
 
-    suites = chosen_benchmarks(benchmarks, mixture_or_task_name)
+    chosen = chosen_suites(suites, mixture_or_task_name)
     # A bucket stays a bucket (optiml_jax.paths), and one that cannot be reached stops here, before any weights load.
     output_dir = os.fspath(check_reachable(user_path(output_dir, "EVAL_OUTPUT_DIR"), "EVAL_OUTPUT_DIR"))
     seqio_shots = (seqio_shots,) if isinstance(seqio_shots, int) else tuple(seqio_shots)
@@ -87,12 +87,12 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_path: str | Non
             check_seqio_caches(mixture_or_task_name)
 
         eval_tasks(mixture_or_task_name, split)  # an unknown task or one without metric_fns: before loading weights
-    vocab = resolve_tokenizer(tokenizer_path, checkpoint_path)
+    vocab = resolve_tokenizer(tokenizer_dir, checkpoint_path)
     model = DecoderOnlyModel.from_checkpoint(checkpoint_path, vocab, score_batch_size=score_batch_size,
                                      predict_batch_size=predict_batch_size, max_new_tokens=max_new_tokens)
-    if suites and model.config.vocab_size < vocab.vocab_size:
+    if chosen and model.config.vocab_size < vocab.vocab_size:
         raise ValueError(f"tokenizer {getattr(vocab, 'path', '?')} has {vocab.vocab_size} ids but the checkpoint's "
-                         f"embedding has {model.config.vocab_size}: wrong TOKENIZER_PATH?")
+                         f"embedding has {model.config.vocab_size}: wrong TOKENIZER_DIR?")
     step = checkpoint_step(checkpoint_path) if step is None else step
     seqio_results = {}
     if mixture_or_task_name:
@@ -103,11 +103,11 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_path: str | Non
                 model, mixture_or_task_name, output_dir=output_dir, step=0 if step is None else step, split=split,
                 task_feature_lengths=task_feature_lengths, max_new_tokens=max_new_tokens, num_examples=max_examples,
                 use_cached=use_cached, seed=seed, shots=k, demonstration_split=demonstration_split)
-    if suites:
+    if chosen:
         from optiml_jax.sources import template_failures
 
         template_failures.drain()  # only this evaluation's drops go into its results.json
-        tasks = build_suites(suites, data_dir, max_examples=max_examples)
+        tasks = build_suites(chosen, data_dir, max_examples=max_examples)
         results = run_evaluation(model, tasks, shots, output_dir, step, seed=seed,
                                  rank_normalization=rank_normalization, max_new_tokens=max_new_tokens,
                                  baseline=baseline_results, title=title, template_failures=template_failures.drain())
@@ -118,14 +118,14 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_path: str | Non
     return results
 
 
-def infer(checkpoint_path: str, prompts: Sequence[str], *, tokenizer_path: str | None = None,
+def infer(checkpoint_path: str, prompts: Sequence[str], *, tokenizer_dir: str | None = None,
           max_new_tokens: int = 256, temperature: float = 0.0, seed: int = 0, batch_size: int = 8) -> list[str]:
     """Generations for `prompts` (text in, text out)."""
     import jax
 
     from optiml_jax.evaluation.model import DecoderOnlyModel
 
-    vocab = resolve_tokenizer(tokenizer_path, checkpoint_path)
+    vocab = resolve_tokenizer(tokenizer_dir, checkpoint_path)
     model = DecoderOnlyModel.from_checkpoint(checkpoint_path, vocab, predict_batch_size=batch_size,
                                      max_new_tokens=max_new_tokens, temperature=temperature)
     return model.generate_texts(list(prompts), rng=jax.random.key(seed) if temperature > 0 else None)

@@ -2,7 +2,7 @@
 
     from optiml_jax.evaluation.hooks import evaluate_params
     results = evaluate_params(config, state.params, vocabulary=VOCABULARY, output_dir=MODEL_DIR / "eval",
-                              step=step, benchmarks=("mini_bench",), shots=(0, 5), max_examples=20)
+                              step=step, suites=("mini_bench",), shots=(0, 5), max_examples=20)
 
 Trainer callbacks, all `callback(config, params, step, model_dir) -> results` (bind one to `train.eval_callback`):
   EvalCallback        the project's suites -> MODEL_DIR/eval/step_<N>/ (results.json, report.md, ...)
@@ -33,18 +33,18 @@ from optiml_jax.paths import user_path
 
 
 def evaluate_params(config: ModelConfig, params: Any, *, vocabulary: Any, output_dir: str | os.PathLike | None,
-                    step: int | None, benchmarks: Sequence[str] = ("mini_bench",), shots: Sequence[int] = (0, 5),
+                    step: int | None, suites: Sequence[str] = ("mini_bench",), shots: Sequence[int] = (0, 5),
                     data_dir: str | None = None, max_examples: int | None = None, max_new_tokens: int = 256,
                     baseline: str | os.PathLike | dict | None = None, mesh: Mesh | None = None,
                     batch_size: int = 8, title: str = "Evaluation", tasks=None) -> dict:
     """Evaluate `params` (e.g. the train state's) -> the results dict; writes outputs when `output_dir` is set.
 
-    `tasks` (a list of EvalTask) overrides `benchmarks`. Dropout is off; the config's compute dtype is kept.
+    `tasks` (a list of EvalTask) overrides `suites`. Dropout is off; the config's compute dtype is kept.
     """
     model = DecoderOnlyModel(config.replace(dropout_rate=0.0), params, vocabulary, mesh, score_batch_size=batch_size,
                      predict_batch_size=batch_size, max_new_tokens=max_new_tokens)
     if tasks is None:
-        tasks = build_suites(benchmarks, data_dir, max_examples=max_examples)
+        tasks = build_suites(suites, data_dir, max_examples=max_examples)
     return run_evaluation(model, tasks, shots, output_dir, step, max_new_tokens=max_new_tokens, baseline=baseline,
                           title=title)
 
@@ -70,16 +70,16 @@ class EvalCallback:
     first evaluated step (the model before training when the trainer calls it at step 0) as the baseline of
     every later report, so the final report.md is the quickstart's "before vs after" table.
 
-    Gin: `train.eval_callback = @EvalCallback()` with `EvalCallback.benchmarks`, `.shots`, ... bound.
+    Gin: `train.eval_callback = @EvalCallback()` with `EvalCallback.suites`, `.shots`, ... bound.
     """
 
-    def __init__(self, benchmarks: Sequence[str] = ("mini_bench",), shots: Sequence[int] = (0, 5),
+    def __init__(self, suites: Sequence[str] = ("mini_bench",), shots: Sequence[int] = (0, 5),
                  max_examples: int | None = 20, max_new_tokens: int = 32, data_dir: str | None = None,
-                 tokenizer_path: str | None = None, batch_size: int = 8, mesh: Mesh | None = None,
+                 tokenizer_dir: str | None = None, batch_size: int = 8, mesh: Mesh | None = None,
                  print_summary: bool = True):
-        self.benchmarks, self.shots = tuple(benchmarks), tuple(shots)
+        self.suites, self.shots = tuple(suites), tuple(shots)
         self.max_examples, self.max_new_tokens = max_examples, max_new_tokens
-        self.data_dir, self.tokenizer_path = data_dir, tokenizer_path
+        self.data_dir, self.tokenizer_dir = data_dir, tokenizer_dir
         self.batch_size, self.mesh = batch_size, mesh
         self.print_summary = print_summary
         self.baseline_dir: str | None = None
@@ -90,8 +90,8 @@ class EvalCallback:
         if self._vocab is None:
             from optiml_jax.evaluation.vocabulary import resolve_tokenizer
 
-            self._vocab = resolve_tokenizer(self.tokenizer_path, None)
-            self._tasks = build_suites(self.benchmarks, self.data_dir, max_examples=self.max_examples)
+            self._vocab = resolve_tokenizer(self.tokenizer_dir, None)
+            self._tasks = build_suites(self.suites, self.data_dir, max_examples=self.max_examples)
         out = user_path(model_dir, "MODEL_DIR") / "eval" / f"step_{int(step)}"
         before = user_path(model_dir, "MODEL_DIR") / "eval" / "step_0" / "results.json"
         if self.baseline_dir is None and step > 0 and before.is_file():

@@ -25,7 +25,7 @@ import gin
 
 from optiml_jax.tasks.metadata import TaskInfo
 
-BENCHMARKS = ("crossfit", "exmix", "flan", "niv2", "promptsource", "t5", "unifiedskg")
+COLLECTIONS = ("crossfit", "exmix", "flan", "niv2", "promptsource", "t5", "unifiedskg")
 PAPER_PROPORTIONS = {"crossfit": 4, "exmix": 2, "flan": 20, "niv2": 25, "promptsource": 45, "t5": 2, "unifiedskg": 2}
 
 
@@ -42,9 +42,9 @@ class MixtureRecipe:
     dialogue_share: float = 0.0
 
     def __post_init__(self):
-        unknown = set(self.proportions) - set(BENCHMARKS)
+        unknown = set(self.proportions) - set(COLLECTIONS)
         if unknown:
-            raise ValueError(f"MixtureRecipe.proportions: unknown benchmark(s) {sorted(unknown)}; use {BENCHMARKS}")
+            raise ValueError(f"MixtureRecipe.proportions: unknown benchmark(s) {sorted(unknown)}; use {COLLECTIONS}")
         if any(v < 0 for v in self.proportions.values()) or self.eps <= 0:
             raise ValueError("MixtureRecipe: proportions must be >= 0 and eps > 0")
         fixed = self.pretraining_share + self.dialogue_share + self.reasoning_share
@@ -58,7 +58,7 @@ class MixtureRecipe:
         """Each collection's intended share before renormalization for missing collections."""
         total_p = sum(self.proportions.values())
         rest = 1.0 - self.pretraining_share - self.dialogue_share
-        shares = {b: rest * self.proportions.get(b, 0) / total_p if total_p else 0.0 for b in BENCHMARKS}
+        shares = {b: rest * self.proportions.get(b, 0) / total_p if total_p else 0.0 for b in COLLECTIONS}
         r = self.reasoning_share
         src = self.reasoning_taken_from
         if r and src is not None and shares.get(src, 0) >= r:

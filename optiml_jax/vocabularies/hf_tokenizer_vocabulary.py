@@ -122,7 +122,7 @@ class HFTokenizerVocabulary(FileVocabulary):
 
     def __init__(self, path: str | os.PathLike, *, pad_vocab_to_multiple_of: int = 1, pad_id: int | None = None):
         super().__init__(extra_ids=0)
-        self._path = user_path(path, "TOKENIZER_PATH")  # a bucket stays a URL (optiml_jax.paths)
+        self._path = user_path(path, "TOKENIZER_DIR")  # a bucket stays a URL (optiml_jax.paths)
         self._path = self._path if is_url(self._path) else pathlib.Path(self._path).resolve()
         self._pad_vocab_to_multiple_of = pad_vocab_to_multiple_of
         self._pad_override = pad_id

@@ -60,7 +60,7 @@ class OPTVocabulary(FileVocabulary):
         literal_special_tokens: Iterable[str] = tokenizer_files.HF_OPT_LITERAL_SPECIAL_TOKENS,
     ):
         super().__init__(extra_ids=0)
-        self._path = user_path(path, "TOKENIZER_PATH")  # a bucket stays a URL (optiml_jax.paths)
+        self._path = user_path(path, "TOKENIZER_DIR")  # a bucket stays a URL (optiml_jax.paths)
         self._path = self._path if is_url(self._path) else pathlib.Path(self._path).resolve()
         self._pad_vocab_to_multiple_of = pad_vocab_to_multiple_of
         self._literal_special_tokens = tuple(literal_special_tokens)

@@ -146,7 +146,7 @@ def read_vocab_and_merges(path: str | os.PathLike) -> tuple[dict[str, int], list
     Raises:
       OPTVocabularyError: naming `path` and the missing or broken file.
     """
-    directory = user_path(path, "TOKENIZER_PATH")
+    directory = user_path(path, "TOKENIZER_DIR")
     if not directory.is_dir():
         what = "is not a directory" if directory.exists() else "does not exist"
         raise _fail(directory, f"tokenizer directory {what} (need {VOCAB_FILE} + {MERGES_FILE}, or {TOKENIZER_FILE})")

@@ -128,7 +128,7 @@ def test_eval_infer_and_orbax_read_a_metaseq_dir_directly(tmp_path, shared_data)
     # Without a tokenizer the mini-benchmark's would be silently wrong: refused.
     assert infer.main([f"--gin.CHECKPOINT_PATH={tmp_path / 'ms'}", "--prompt", "Hello"]) == 2
     tok = shared_data / "opt_tokenizer"
-    assert infer.main([f"--gin.CHECKPOINT_PATH={tmp_path / 'ms'}", f"--gin.TOKENIZER_PATH={tok}",
+    assert infer.main([f"--gin.CHECKPOINT_PATH={tmp_path / 'ms'}", f"--gin.TOKENIZER_DIR={tok}",
                        "--gin.MAX_NEW_TOKENS=3", "--prompt", "Hello"]) == 0
     from optiml_jax.cli import convert
 

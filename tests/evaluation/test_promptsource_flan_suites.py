@@ -300,7 +300,7 @@ def test_eval_cli_promptsource_held_out(hf_export, tmp_path):
     _write_promptsource(tmp_path / "templates", rows_root=tmp_path / "rows")
     try:
         rc = eval_cli.main(["--gin_file=runs/eval.gin", f"--gin.CHECKPOINT_PATH={hf_export}",
-                            f"--gin.EVAL_OUTPUT_DIR={tmp_path / 'out'}", "--gin.BENCHMARKS=('promptsource_held_out',)",
+                            f"--gin.EVAL_OUTPUT_DIR={tmp_path / 'out'}", "--gin.SUITES=('promptsource_held_out',)",
                             f"--gin.PROMPTSOURCE_TEMPLATES_DIR={tmp_path / 'templates'}",
                             f"--gin.PROMPTSOURCE_DATA_DIR={tmp_path / 'rows'}", "--gin.SHOTS=(0,)",
                             "--gin.MAX_NEW_TOKENS=3"])

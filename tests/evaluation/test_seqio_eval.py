@@ -121,7 +121,7 @@ def test_eval_cli_runs_the_tasks_metric_fns(cli_run, task_dir, tiny_model, mini_
     rc, out, calls = cli_run
     assert rc == 0
     assert TASK in seqio.TaskRegistry.names()  # MIXTURE_OR_TASK_MODULE was imported
-    # The task was evaluated, not the mini-benchmark (BENCHMARKS unset -> suites only without a task).
+    # The task was evaluated, not the mini-benchmark (SUITES unset -> suites only without a task).
     assert not (out / "results.json").exists() and not (out / "report.md").exists()
 
     by_metric = {c["metric"]: c for c in calls}
@@ -191,14 +191,14 @@ def test_targets_only_task_uses_the_decoder_converter(task_dir):
 
 
 def test_benchmarks_and_task_choice():
-    from optiml_jax.evaluation.entry_points import chosen_benchmarks
+    from optiml_jax.evaluation.entry_points import chosen_suites
     from optiml_jax.evaluation.seqio_eval import EvalConfigError
 
-    assert chosen_benchmarks(None, None) == ("mini_bench",)
-    assert chosen_benchmarks(None, "my_task") == ()
-    assert chosen_benchmarks(["mini_bench", "mmlu"], "my_task") == ("mini_bench", "mmlu")  # both run
+    assert chosen_suites(None, None) == ("mini_bench",)
+    assert chosen_suites(None, "my_task") == ()
+    assert chosen_suites(["mini_bench", "mmlu"], "my_task") == ("mini_bench", "mmlu")  # both run
     with pytest.raises(EvalConfigError, match="nothing to evaluate"):
-        chosen_benchmarks([], None)
+        chosen_suites([], None)
 
 
 def test_eval_cli_names_what_is_wrong_with_the_task(task_dir, tmp_path, capsys):
@@ -223,13 +223,13 @@ def test_eval_cli_names_what_is_wrong_with_the_task(task_dir, tmp_path, capsys):
         assert "no 'test' split" in capsys.readouterr().err
     finally:
         seqio.TaskRegistry.remove(name)
-    assert eval_cli.main(base + ["--gin.BENCHMARKS=[]"]) == 2
+    assert eval_cli.main(base + ["--gin.SUITES=[]"]) == 2
     assert "nothing to evaluate" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_eval_module_in_a_fresh_process_with_benchmarks_too(hf_export, tmp_path):
-    """`python -m optiml_jax.eval` as a user runs it: the task module on PYTHONPATH, BENCHMARKS and
+    """`python -m optiml_jax.eval` as a user runs it: the task module on PYTHONPATH, SUITES and
     MIXTURE_OR_TASK_NAME both set -> both evaluated into one EVAL_OUTPUT_DIR."""
     task_dir = _write_task_dir(tmp_path / "task")
     out = tmp_path / "out"
@@ -238,7 +238,7 @@ def test_eval_module_in_a_fresh_process_with_benchmarks_too(hf_export, tmp_path)
     cmd = [sys.executable, "-m", "optiml_jax.eval", f"--gin.CHECKPOINT_PATH={hf_export}",
            f"--gin.EVAL_OUTPUT_DIR={out}", f"--gin.MIXTURE_OR_TASK_MODULE={MODULE}",
            f"--gin.MIXTURE_OR_TASK_NAME={TASK}", f"--gin.TASK_FEATURE_LENGTHS={LENGTHS}",
-           f"--gin.MAX_NEW_TOKENS={MAX_NEW}", "--gin.BENCHMARKS=['mini_bench']", "--gin.MAX_EXAMPLES=2",
+           f"--gin.MAX_NEW_TOKENS={MAX_NEW}", "--gin.SUITES=['mini_bench']", "--gin.MAX_EXAMPLES=2",
            "--gin.SHOTS=(0,)"]
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -169,7 +169,7 @@ def test_evaluate_records_the_dropped_templates_in_results_json_and_report(ps_di
         gin.bind_parameter("promptsource_held_out_tasks.on_template_error", "drop")
         gin.bind_parameter("promptsource_held_out_tasks.templates_dir", str(ps_dir))
         gin.bind_parameter("promptsource_held_out_tasks.dataset_dir", str(ps_dir))
-        results = evaluate(str(hf_export), str(out), benchmarks=["promptsource_held_out"], shots=(0,))
+        results = evaluate(str(hf_export), str(out), suites=["promptsource_held_out"], shots=(0,))
     finally:
         gin.clear_config()
     on_disk = json.loads((out / "results.json").read_text())

@@ -100,7 +100,7 @@ def test_the_bench_composed_after_the_quickstart_registers_on_demand_and_trains_
     model_dir = tmp_path / "run"
     code, err = _train(["--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/bench/train_opt_iml_bench.gin",
                         f"--gin.NIV2_DATA_DIR={niv2}", f"--gin.OPT_TOKENIZER_DIR={MINI_TOKENIZER}",
-                        f"--gin.MODEL_DIR={model_dir}", "--gin.EvalCallback.benchmarks=()", "--gin.EVAL_PERIOD=0",
+                        f"--gin.MODEL_DIR={model_dir}", "--gin.EvalCallback.suites=()", "--gin.EVAL_PERIOD=0",
                         "--gin.train.eval_streams={}", "--gin.train.eval_callback=None", *SMALL], capsys)
     assert code == 0, err
     record = json.loads((model_dir / "run.json").read_text())
@@ -164,6 +164,17 @@ def test_eval_takes_train_s_macro_for_seqio_caches_and_names_the_old_one(tmp_pat
     # the new name is read (the run gets as far as the checkpoint, which does not exist)
     code, err = _eval(base + ["--gin.USE_CACHED_TASKS=False", "--gin.MIXTURE_OR_TASK_NAME=mini_bench_flan_add"], capsys)
     assert code in (2, 5) and "/nonexistent/ckpt" in err and "USE_CACHED" not in err, err
+
+
+@pytest.mark.parametrize("old, new, value", [("BENCHMARKS", "SUITES", "['mini_bench']"),
+                                             ("TOKENIZER_PATH", "TOKENIZER_DIR", "'/tok'")])
+def test_eval_s_renamed_macros_name_the_new_one(tmp_path, capsys, old, new, value):
+    """One word per concept (#25): the suites are SUITES, a tokenizer is a TOKENIZER_DIR in every command."""
+    base = ["--gin.CHECKPOINT_PATH=/nonexistent/ckpt", f"--gin.EVAL_OUTPUT_DIR={tmp_path / 'eval'}"]
+    code, err = _eval(base + [f"--gin.{old}={value}"], capsys)
+    assert code == 2 and f"{old} (set on the command line) was renamed {new}" in err, err
+    code, err = _eval(base + [f"--gin.{new}={value}"], capsys)  # the new name is read: it gets to the checkpoint
+    assert code in (2, 5) and "renamed" not in err and ("/nonexistent/ckpt" in err or "/tok" in err), err
 
 
 def test_eval_accepts_the_launcher_flags_train_accepts(tmp_path, capsys):
@@ -239,7 +250,7 @@ def test_a_flag_of_another_command_is_one_line_naming_that_command(tmp_path, cap
 
 def test_a_checkpoint_without_its_tokenizer_is_not_given_the_mini_benchmark_s(tmp_path, capsys):
     """The mini-benchmark tokenizer is the default only for a model of its size: a 50272-id OPT without a tokenizer
-    beside it is exit 2 asking for TOKENIZER_PATH (before: read with the mini-benchmark's 2048 ids, silently)."""
+    beside it is exit 2 asking for TOKENIZER_DIR (before: read with the mini-benchmark's 2048 ids, silently)."""
     import jax
 
     from optiml_jax.checkpoints import save_hf_opt
@@ -250,4 +261,4 @@ def test_a_checkpoint_without_its_tokenizer_is_not_given_the_mini_benchmark_s(tm
     save_hf_opt(config, init_params(config, jax.random.key(0)), tmp_path / "hf")
     code = infer.main([f"--gin.CHECKPOINT_PATH={tmp_path / 'hf'}", "--prompt", "hi", "--gin.MAX_NEW_TOKENS=1"])
     err = capsys.readouterr().err
-    assert code == 2 and "set TOKENIZER_PATH" in err and "vocab_size 50272" in err, err
+    assert code == 2 and "set TOKENIZER_DIR" in err and "vocab_size 50272" in err, err

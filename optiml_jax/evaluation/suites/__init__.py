@@ -1,9 +1,9 @@
 """Evaluation suites (paper sections 4.1, 6.1) and their names, so gin and the CLIs can say
-`benchmarks = ['mini_bench', 'mmlu']`. One module per suite: MMLU (5-shot from dev, option scoring), BIG-Bench
+`SUITES = ['mini_bench', 'mmlu']`. One module per suite: MMLU (5-shot from dev, option scoring), BIG-Bench
 Hard (3-shot chain-of-thought, exact match on the extracted answer), RAFT (few-shot, scored on a held-out slice of
 train), NIv2, and the held-out PromptSource/FLAN templates.
 
-Named evaluation suites -> `EvalTask` lists, so gin and the CLIs can say `benchmarks = ['mini_bench', 'mmlu']`.
+Named evaluation suites -> `EvalTask` lists, so gin and the CLIs can say `SUITES = ['mini_bench', 'mmlu']`.
 
 Suites and where their data comes from (`data_dir` holds the public formats, e.g. ../shared/data):
   mini_bench               the embedded mini-benchmark, all three generalization levels (test instances)
