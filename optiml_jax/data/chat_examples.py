@@ -9,7 +9,8 @@ user/assistant turns: the pieces of `formatting.layout` in pairs, each block's l
 separate them), so task-level placement keeps the definition at the start of the first user turn.
 
 Where the text comes from: our tasks carry their raw fields, laid out by `formatting.layout` as in the plain path;
-any other seqio task's `inputs` / `targets` ids are decoded back to text (its trailing eos dropped). Full-sequence-
+any other seqio task's `inputs` / `targets` ids are decoded back to text (the target's trailing eos and one leading
+space dropped, as from our labels). Full-sequence-
 loss tasks (plain text, no instruction) stay in the plain format. A leading bos the template renders is dropped
 from each example: packing puts the vocabulary's bos before every segment (so the sequence the model reads is the
 template's), and evaluation prompts are the template's text as is.
@@ -54,7 +55,8 @@ def _decoded_turn(tokens: TaskTokens, j: int, vocabulary, eos_id: int) -> tuple[
     inp, tgt = tokens.inputs_and_targets(j)
     if len(tgt) and tgt[-1] == eos_id:
         tgt = tgt[:-1]
-    return vocabulary.decode([int(t) for t in inp]), vocabulary.decode([int(t) for t in tgt])
+    target = vocabulary.decode([int(t) for t in tgt])
+    return vocabulary.decode([int(t) for t in inp]), target[1:] if target.startswith(" ") else target
 
 
 def example_turns(view, tokens: TaskTokens, j: int, demo_rows: Sequence[int] = (), *, separator: str = DEFAULT_SEPARATOR,

@@ -61,7 +61,8 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_path: str | Non
     `step` (default: the checkpoint's, else 0) names the seqio outputs and TensorBoard step. `seqio_shots`: the
     named task's evaluations, 0-shot ("seqio") and k-shot ("seqio_<k>shot", demonstrations from its
     `demonstration_split`; outputs in inference_eval_<k>shot/). `use_chat_template` (USE_CHAT_TEMPLATE): the
-    suites' prompts go through the tokenizer's chat template (`evaluator.chat_source`).
+    suites' prompts go through the tokenizer's chat template (`evaluator.chat_source`), and so do the SeqIO task's,
+    zero-shot (`seqio_glue.chat_turns`).
     """
     from optiml_jax.checkpoints.resolve import checkpoint_step
     from optiml_jax.evaluation.evaluator import run_evaluation
@@ -80,10 +81,9 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_path: str | Non
     if demonstration_split != "train" and not any(seqio_shots):
         raise EvalConfigError(f"evaluate.demonstration_split = {demonstration_split!r} is only read by a k-shot "
                               "SeqIO evaluation: set SEQIO_SHOTS too, e.g. (0, 5)")
-    if use_chat_template and mixture_or_task_name:
-        raise EvalConfigError(f"USE_CHAT_TEMPLATE = True applies to the suites (BENCHMARKS), not yet to the SeqIO "
-                              f"evaluation of MIXTURE_OR_TASK_NAME = {mixture_or_task_name!r} (its prompts are token "
-                              "ids): unset one of them")
+    if use_chat_template and any(seqio_shots):
+        raise EvalConfigError(f"USE_CHAT_TEMPLATE = True takes the SeqIO evaluation zero-shot only, not SEQIO_SHOTS = "
+                              f"{seqio_shots!r} (its k-shot prompts are built in token ids): set SEQIO_SHOTS = (0,)")
     if mixture_or_task_name:
         from optiml_jax.data.mixture_names import ensure_registered
         from optiml_jax.evaluation.seqio_eval import eval_tasks

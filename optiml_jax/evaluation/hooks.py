@@ -146,8 +146,14 @@ class SeqioEvalCallback:
                  task_feature_lengths: dict[str, int] | None = None, *, max_new_tokens: int | None = None,
                  num_examples: int | None = None, use_cached: bool = False, feature_converter: Any = None,
                  batch_size: int = 8, mesh: Mesh | None = None, output_subdir: str | None = None,
-                 seed: int | None = 42, shots: int = 0, demonstration_split: str = "train"):
-        from optiml_jax.evaluation.seqio_eval import inference_eval_dir
+                 seed: int | None = 42, shots: int = 0, demonstration_split: str = "train",
+                 use_chat_template: bool = False):
+        from optiml_jax.evaluation.seqio_eval import EvalConfigError, inference_eval_dir
+
+        if use_chat_template and shots:
+            raise EvalConfigError(f"USE_CHAT_TEMPLATE = True takes SeqioEvalCallback zero-shot only, not shots = {shots} "
+                                  "(its k-shot prompts are built in token ids)")
+        self.use_chat_template = bool(use_chat_template)  # gin: %USE_CHAT_TEMPLATE, as the training stream
 
         if shots < 0:
             raise ValueError(f"SeqioEvalCallback.shots must be >= 0, got {shots}")
@@ -185,9 +191,14 @@ class SeqioEvalCallback:
 
         evaluator = self.evaluator(model_dir)
         vocabulary = evaluator.eval_tasks[0].output_features["targets"].vocabulary
+        chat = None
+        if self.use_chat_template:
+            from optiml_jax.vocabularies.chat_template import ChatTemplate
+
+            chat = ChatTemplate.from_vocabulary(vocabulary)
         model = OPTModel(config.replace(dropout_rate=0.0), params, vocabulary, self.mesh or params_mesh(params),
                          score_batch_size=self.batch_size, predict_batch_size=self.batch_size,
-                         max_new_tokens=self.max_new_tokens)
+                         max_new_tokens=self.max_new_tokens, chat_template=chat)
         return run_seqio_evaluation(model, evaluator, int(step), max_new_tokens=self.max_new_tokens, shots=self.shots,
                                     demonstration_split=self.demonstration_split,
                                     seed=0 if self.seed is None else self.seed)

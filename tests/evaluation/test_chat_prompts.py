@@ -62,6 +62,20 @@ def test_prompt_is_the_template_with_demonstrations_as_turns_and_the_generation_
         [user(zero_plain)], tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"]
 
 
+def test_seqio_prompts_and_targets_become_the_template_s_turns(chat_model):
+    from optiml_jax.evaluation.seqio_glue import chat_turns
+
+    model, _ = chat_model
+    vocab, chat = model.vocabulary, model.chat_template
+    text = "Is this review positive? It was great.\nAnswer:"
+    prompt = model.special_ids.prompt_prefix + vocab.encode(text)  # what split_prompt_and_target gives
+    got_prompt, got_target = chat_turns(model, prompt, vocab.encode(" positive") + [vocab.eos_id])
+    full, weights = chat.encode_conversation([user(text), assistant("positive")])
+    assert got_prompt + got_target == full  # the conversation training sees
+    assert got_target == [i for i, w in zip(full, weights) if w]
+    assert vocab.tokenizer.decode(got_prompt, skip_special_tokens=False).endswith(GENERATION_PROMPT)
+
+
 @pytest.mark.slow  # compiles scoring and generation (~15 s)
 def test_options_are_scored_as_the_assistant_turn_and_generation_stops_at_the_end_of_turn(chat_model):
     model, _ = chat_model

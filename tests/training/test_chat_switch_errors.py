@@ -65,9 +65,17 @@ def test_infer_refuses_a_tokenizer_without_a_chat_template_before_loading_weight
 
 
 @pytest.mark.slow  # a CLI process
-def test_eval_refuses_the_switch_for_the_seqio_evaluation(tmp_path):
+def test_eval_refuses_the_switch_for_a_k_shot_seqio_evaluation(tmp_path):
     line = _error_line(_cli(["optiml_jax.eval", f"--gin.CHECKPOINT_PATH={tmp_path / 'none'}",
                              f"--gin.EVAL_OUTPUT_DIR={tmp_path / 'out'}", "--gin.USE_CHAT_TEMPLATE=True",
                              "--gin.MIXTURE_OR_TASK_MODULE=tasks.example_seqio_tasks",
-                             "--gin.MIXTURE_OR_TASK_NAME=example_alphabet_order"]))
-    assert "USE_CHAT_TEMPLATE = True applies to the suites" in line and "example_alphabet_order" in line
+                             "--gin.MIXTURE_OR_TASK_NAME=example_alphabet_order", "--gin.SEQIO_SHOTS=(0, 5)"]))
+    assert "USE_CHAT_TEMPLATE = True takes the SeqIO evaluation zero-shot only" in line and "SEQIO_SHOTS" in line
+
+
+def test_seqio_eval_callback_refuses_the_switch_k_shot():
+    from optiml_jax.evaluation.hooks import SeqioEvalCallback
+    from optiml_jax.evaluation.seqio_eval import EvalConfigError
+
+    with pytest.raises(EvalConfigError, match="zero-shot only, not shots = 5"):
+        SeqioEvalCallback("any_task", shots=5, use_chat_template=True)

@@ -78,3 +78,9 @@ def test_tiny_chat_training_run_and_its_evaluation(train_kwargs, tmp_path):
         assert record["num_examples"] == 4 and np.isfinite(record["score"])
         assert all(r["source"].endswith("<|start_header_id|>assistant<|end_header_id|>\n\n") for r in rows)
         assert all(r["source"].count("<|start_header_id|>user") == 2 for r in rows)  # 1 demonstration + the example
+    # the SeqIO path (seqio.Evaluator over the tasks' own metric_fns) through the same template, zero-shot
+    from optiml_jax.evaluation.seqio_eval import evaluate_mixture_or_task
+
+    seqio_results = evaluate_mixture_or_task(model, "chat_train_mixture", output_dir=tmp_path / "eval", step=3,
+                                             split="train", num_examples=3, max_new_tokens=4)
+    assert set(seqio_results) == set(names) and all(np.isfinite(v) for r in seqio_results.values() for v in r.values())
