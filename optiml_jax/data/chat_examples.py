@@ -59,7 +59,8 @@ def _decoded_turn(tokens: TaskTokens, j: int, vocabulary, eos_id: int) -> tuple[
     return vocabulary.decode([int(t) for t in inp]), target[1:] if target.startswith(" ") else target
 
 
-def example_turns(view, tokens: TaskTokens, j: int, demo_rows: Sequence[int] = (), *, separator: str = DEFAULT_SEPARATOR,
+def example_turns(view, tokens: TaskTokens, j: int, demo_rows: Sequence[int] = (), *,
+                  separator: str = DEFAULT_SEPARATOR,
                   loss: str = "target", format_seed: int = 0) -> tuple[list[dict], list[bool]]:
     """The conversation of example j of `tokens` with the examples at `demo_rows` as earlier turns."""
     if tokens.raw is not None:

@@ -58,7 +58,8 @@ def chat_source(chat, task: EvalTask, example: dict, demos: Sequence[dict], max_
         if task.format_fn is not None:
             messages = [user(task.format_fn(example, demos))]
         else:
-            pieces = layout(task.info, example, demos, delimiter=draw_delimiter(task.info.name, example.get("id", ""), seed))
+            delimiter = draw_delimiter(task.info.name, example.get("id", ""), seed)
+            pieces = layout(task.info, example, demos, delimiter=delimiter)
             messages = turns_from_pieces(pieces)[0][:-1]
         text = chat.prompt_text(messages)
         if not demos or len(chat.encode_text(text)) <= max_tokens:

@@ -151,8 +151,8 @@ class SeqioEvalCallback:
         from optiml_jax.evaluation.seqio_eval import EvalConfigError, inference_eval_dir
 
         if use_chat_template and shots:
-            raise EvalConfigError(f"USE_CHAT_TEMPLATE = True takes SeqioEvalCallback zero-shot only, not shots = {shots} "
-                                  "(its k-shot prompts are built in token ids)")
+            raise EvalConfigError(f"USE_CHAT_TEMPLATE = True takes SeqioEvalCallback zero-shot only, not "
+                                  f"shots = {shots} (its k-shot prompts are built in token ids)")
         self.use_chat_template = bool(use_chat_template)  # gin: %USE_CHAT_TEMPLATE, as the training stream
 
         if shots < 0:

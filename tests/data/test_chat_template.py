@@ -83,7 +83,8 @@ def test_turns_from_pieces_keep_the_paper_text_unchanged():
     assert [m["role"] for m in messages] == ["user", "assistant"] * 3
     assert labelled == [False, False, False, False, False, True]
     # the definition opens the first user turn; each turn is the plain format's block without the separator
-    assert messages[0]["content"] == pieces[0].text and messages[0]["content"].startswith(rows[2]["instruction"].strip())
+    assert messages[0]["content"] == pieces[0].text
+    assert messages[0]["content"].startswith(rows[2]["instruction"].strip())
     assert messages[2]["content"] == pieces[2].text[len(DEFAULT_SEPARATOR):]
     assert messages[4]["content"].endswith(delim) and rows[2]["input"] in messages[4]["content"]
     assert [m["content"] for m in messages[1::2]] == [r["target"] for r in rows]
