@@ -84,8 +84,13 @@ def test_data(tmp_path_factory):
     shutil.copytree(niv2, data_dir / "niv2" / "tasks")
     held_out = write_niv2_task(data_dir / "niv2" / "tasks", "task190_snli_classification", n=6)
     held_out.write_text(held_out.read_text().replace('"Categories": ["Misc."]', '"Categories": ["Textual Entailment"]'))
+    # TOKENIZER_DIR of a USE_CHAT_TEMPLATE command: a Llama-3-shaped tokenizer with its chat template
+    from optiml_jax.testing.family_tokenizers import write_family_tokenizer
+
+    chat_tokenizer = write_family_tokenizer(root / "chat_tokenizer", "llama3",
+                                            [p.read_text()[:20000] for p in sorted(niv2.glob("*.json"))[:4]] or ["a b"])
     return {"root": root, "mini": mini, "opt": opt, "niv2": niv2, "tokenizer": tokenizer, "metaseq": metaseq,
-            "data_dir": data_dir}
+            "data_dir": data_dir, "chat_tokenizer": chat_tokenizer}
 
 
 def _free_port() -> int:
@@ -124,7 +129,8 @@ def tiny(cmd: DocumentedCommand, data: dict, work: pathlib.Path) -> tuple[list[l
         elif macro == "NIV2_DATA_DIR":
             a = f"{key}={data['niv2']}"
         elif macro in ("TOKENIZER_DIR", "OPT_TOKENIZER_DIR"):
-            a = f"{key}={data['tokenizer']}"
+            chat = "--gin.USE_CHAT_TEMPLATE=True" in args  # OPT's BPE has no chat template
+            a = f"{key}={data['chat_tokenizer' if chat else 'tokenizer']}"
         elif macro in ("BATCH_SIZE", "TRAIN_STEPS", "TASK_FEATURE_LENGTHS", "MESH_SHAPE"):
             continue  # set below
         elif key in ("--distributed", "--multiprocess_gpu", "--coordinator_address", "--num_processes",

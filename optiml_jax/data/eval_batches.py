@@ -12,10 +12,12 @@ import gin
 import numpy as np
 
 from optiml_jax.data import packing
+from optiml_jax.data.chat_examples import chat_task_tokens
 from optiml_jax.data.stream import sequence_length
 from optiml_jax.data.task_cache import task_tokens
 from optiml_jax.data.tokenization import truncate_left
 from optiml_jax.tasks import mixtures, registry
+from optiml_jax.vocabularies.chat_template import ChatTemplate
 from optiml_jax.vocabularies.special_ids import special_ids_of
 
 
@@ -38,8 +40,11 @@ def _pack_all(examples, length: int, ids=None) -> tuple[list, np.ndarray]:
     return examples, rows
 
 
-def _shard_rows(task_name, split, length, shard, num_shards, max_examples, use_cached):
+def _shard_rows(task_name, split, length, shard, num_shards, max_examples, use_cached, use_chat_template=False):
     toks = task_tokens(task_name, split, use_cached=use_cached)
+    if use_chat_template:  # the conversations training sees with USE_CHAT_TEMPLATE (data/chat_examples.py)
+        view = registry.get_task(task_name)
+        toks = chat_task_tokens(view, toks, ChatTemplate.from_vocabulary(view.vocabulary), _special_ids(task_name))
     n = len(toks) if max_examples is None else min(len(toks), max_examples)
     exs = []
     for j in range(shard, n, num_shards):
@@ -53,15 +58,17 @@ def _shard_rows(task_name, split, length, shard, num_shards, max_examples, use_c
 @gin.configurable
 def get_eval_batches(task_name: str, task_feature_lengths=2048, batch_size: int = 8, split: str = "validation",
                      shard_index: int = 0, num_shards: int = 1, max_examples: int | None = None,
-                     use_cached: bool = False) -> list[dict[str, np.ndarray]]:
-    """This host's packed eval batches ([batch_size // num_shards, length] each) of one task's split."""
+                     use_cached: bool = False, use_chat_template: bool = False) -> list[dict[str, np.ndarray]]:
+    """This host's packed eval batches ([batch_size // num_shards, length] each) of one task's split
+    (`use_chat_template`, gin `%USE_CHAT_TEMPLATE`: as conversations, like the training stream's)."""
     if batch_size % num_shards:
         raise ValueError(f"global batch_size {batch_size} is not divisible by num_shards {num_shards}")
     length, per_host = sequence_length(task_feature_lengths), batch_size // num_shards
-    row_counts = [_shard_rows(task_name, split, length, s, num_shards, max_examples, use_cached)[2]
+    row_counts = [_shard_rows(task_name, split, length, s, num_shards, max_examples, use_cached, use_chat_template)[2]
                   for s in range(num_shards)]
     n_batches = max(1, int(np.ceil(max(row_counts) / per_host)))
-    exs, rows, _ = _shard_rows(task_name, split, length, shard_index, num_shards, max_examples, use_cached)
+    exs, rows, _ = _shard_rows(task_name, split, length, shard_index, num_shards, max_examples, use_cached,
+                               use_chat_template)
     full = packing.write_rows(exs, rows, n_batches * per_host, length, _special_ids(task_name))
     return [{k: v[b * per_host:(b + 1) * per_host] for k, v in full.items()} for b in range(n_batches)]
 

@@ -31,12 +31,14 @@ import numpy as np
 
 from optiml_jax.data import carry_packer, packing
 from optiml_jax.data.mixture_names import ensure_registered
+from optiml_jax.data.chat_examples import chat_demonstration_example, chat_task_tokens
 from optiml_jax.data.demonstrations import MetaICLConfig, draw_num_shots, token_space_demonstrations
 from optiml_jax.data.task_cache import task_tokens, vocabulary_key
 from optiml_jax.data.tokenization import tokenize_pieces, truncate_left
 from optiml_jax.tasks import mixtures, registry
 from optiml_jax.tasks.formatting import draw_delimiter, layout
 from optiml_jax.tasks.recipe import MixtureRecipe
+from optiml_jax.vocabularies.chat_template import ChatTemplate
 from optiml_jax.vocabularies.special_ids import special_ids_of
 
 
@@ -82,7 +84,7 @@ class TrainStream:
                  shard_index: int = 0, num_shards: int = 1, *, split: str = "train",
                  metaicl: MetaICLConfig | None = None, recipe: MixtureRecipe | None = None,
                  cache_dir: str | None = None, use_cached: bool = False, max_carry: int | None = None,
-                 packing_group_rows: int = 1, read_all_tasks_first: bool = False):
+                 packing_group_rows: int = 1, read_all_tasks_first: bool = False, use_chat_template: bool = False):
         if batch_size % num_shards:
             raise ValueError(f"global batch_size {batch_size} is not divisible by num_shards {num_shards}")
         if not 0 <= shard_index < num_shards:
@@ -118,6 +120,9 @@ class TrainStream:
         if not isinstance(task_feature_lengths, int):
             check_feature_lengths(mixture_or_task_name, task_feature_lengths, self.task_names)
         self.special_ids = special_ids_of(self.vocabulary)  # bos / eos / pad of every packed row
+        # USE_CHAT_TEMPLATE: examples as conversations through the tokenizer's template (data/chat_examples.py)
+        self.chat = ChatTemplate.from_vocabulary(self.vocabulary) if use_chat_template else None
+        self._chat_shards: dict[tuple[str, int], object] = {}
         self._shards: dict[tuple[str, int], object] = {}
         self._blocks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         # step -> this host's group states before it (step 0: nothing drawn yet)
@@ -145,6 +150,16 @@ class TrainStream:
             self._shards[key] = toks
         return toks
 
+    def _example_tokens(self, task_name: str, data_shard: int):
+        """The examples this stream trains on: `_tokens`, or with the chat switch their conversations."""
+        if self.chat is None:
+            return self._tokens(task_name, data_shard)
+        key = (task_name, data_shard)
+        if key not in self._chat_shards:
+            self._chat_shards[key] = chat_task_tokens(registry.get_task(task_name), self._tokens(task_name, data_shard),
+                                                      self.chat, self.special_ids)
+        return self._chat_shards[key]
+
     def _metaicl_example(self, rng, task_name: str, data_shard: int, j: int, shots: int):
         """A k-shot example: `shots` other examples of this shard of the task's split as demonstrations, dropped
         from the end until it fits. Laid out as text (task-level placement where the task gives a definition)
@@ -154,6 +169,9 @@ class TrainStream:
         others = np.delete(np.arange(len(toks)), j) if len(toks) > 1 else np.arange(0)
         demo_pos = list(rng.choice(others, size=min(shots, len(others)), replace=False)) if len(others) else []
         cfg = self.metaicl
+        if self.chat is not None and not view.info.full_sequence_loss:
+            return chat_demonstration_example(view, toks, j, demo_pos, self.chat, self.special_ids, self.length,
+                                              separator=cfg.separator, loss=cfg.loss)
         if toks.raw is None:
             return token_space_demonstrations(toks, j, demo_pos, view.vocabulary, cfg, self.length,
                                               full_sequence_loss=view.info.full_sequence_loss)
@@ -181,9 +199,12 @@ class TrainStream:
             entry = read.setdefault(name, {"examples": 0, "tokens": 0})
             entry["examples"] += len(toks)
             entry["tokens"] += int(toks.offsets[-1])
-        return {"source": "mixture", "mixture_or_task_name": self.name, "split": self.split, "seed": self.seed,
-                "tokenizer": vocabulary_key(self.vocabulary), "vocab_size": int(self.vocabulary.vocab_size),
-                "num_tasks": len(self.task_names), "rates": self.rates, "tasks_read": read}
+        out = {"source": "mixture", "mixture_or_task_name": self.name, "split": self.split, "seed": self.seed,
+               "tokenizer": vocabulary_key(self.vocabulary), "vocab_size": int(self.vocabulary.vocab_size),
+               "num_tasks": len(self.task_names), "rates": self.rates, "tasks_read": read}
+        if self.chat is not None:
+            out["chat_template"] = True
+        return out
 
     def materialize(self) -> None:
         """Read every task of the mixture (this host's data shards) now, once: its seqio pipeline runs here, so
@@ -216,7 +237,7 @@ class TrainStream:
         if shots:
             ids, w = self._metaicl_example(np.random.default_rng([self.seed, 2, group, k]), name, group, j, shots)
         else:
-            ids, w = toks.example(j)
+            ids, w = self._example_tokens(name, group).example(j)
         ids, w, cut = truncate_left(ids, w, self.length)
         return name, ids, w, cut
 
@@ -317,7 +338,8 @@ def get_train_stream(mixture_or_task_name: str = gin.REQUIRED, task_feature_leng
                      batch_size: int = gin.REQUIRED, seed: int = 0, shard_index: int = 0, num_shards: int = 1,
                      split: str = "train", metaicl: MetaICLConfig | None = None,
                      recipe: MixtureRecipe | None = None, cache_dir: str | None = None,
-                     use_cached: bool = False, packing_group_rows: int = 1) -> TrainStream:
+                     use_cached: bool = False, packing_group_rows: int = 1,
+                     use_chat_template: bool = False) -> TrainStream:
     """The one training stream of every run file (gin/runs/train.gin: `train.stream_factory = @get_train_stream`).
 
     `mixture_or_task_name` decides the data: a registered task or mixture, or an OPT-IML Bench mixture registered
@@ -327,12 +349,14 @@ def get_train_stream(mixture_or_task_name: str = gin.REQUIRED, task_feature_leng
     `packing_group_rows`: rows packed together from one data shard (see the module docstring); the number of
     hosts must divide `batch_size / packing_group_rows`, and the global batch does not depend on that number.
     `metaicl`/`recipe` default to the gin-configured `MetaICLConfig()` / `MixtureRecipe()`. `use_cached` (gin:
-    `%USE_CACHED_TASKS`) reads every task from its `seqio.cache_tasks_main` cache.
+    `%USE_CACHED_TASKS`) reads every task from its `seqio.cache_tasks_main` cache. `use_chat_template` (gin:
+    `%USE_CHAT_TEMPLATE`) renders every example through the tokenizer's chat template, loss on the assistant's
+    tokens (`optiml_jax.data.chat_examples`).
     """
     ensure_registered(mixture_or_task_name)
     return TrainStream(mixture_or_task_name, task_feature_lengths, batch_size, seed, shard_index, num_shards,
                        split=split, metaicl=metaicl, recipe=recipe, cache_dir=cache_dir, use_cached=use_cached,
-                       packing_group_rows=packing_group_rows)
+                       packing_group_rows=packing_group_rows, use_chat_template=use_chat_template)
 
 
 def _gather_groups(local: np.ndarray) -> np.ndarray:

@@ -52,14 +52,17 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_dir: str | None
              predict_batch_size: int = 8, seed: int = 0, step: int | None = None, title: str = "Evaluation",
              mixture_or_task_name: str | None = None, split: str = "validation",
              task_feature_lengths: dict[str, int] | None = None, use_cached: bool = False,
-             seqio_shots: Sequence[int] = (0,), demonstration_split: str = "train") -> dict:
+             seqio_shots: Sequence[int] = (0,), demonstration_split: str = "train",
+             use_chat_template: bool = False) -> dict:
     """Load the checkpoint, evaluate the SeqIO task/mixture and/or the suites, write the outputs.
 
     Returns the suites' results dict (as in results.json; {"step"} alone when no suite ran) with, when a task or
     mixture was named, "seqio": {task: {metric: value}}. `max_examples` caps the examples per task for both;
     `step` (default: the checkpoint's, else 0) names the seqio outputs and TensorBoard step. `seqio_shots`: the
     named task's evaluations, 0-shot ("seqio") and k-shot ("seqio_<k>shot", demonstrations from its
-    `demonstration_split`; outputs in inference_eval_<k>shot/).
+    `demonstration_split`; outputs in inference_eval_<k>shot/). `use_chat_template` (USE_CHAT_TEMPLATE): the
+    suites' prompts go through the tokenizer's chat template (`evaluator.chat_source`), and so do the SeqIO task's,
+    zero-shot (`seqio_glue.chat_turns`).
     """
     from optiml_jax.checkpoints.resolve import checkpoint_step
     from optiml_jax.evaluation.evaluator import run_evaluation
@@ -78,6 +81,9 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_dir: str | None
     if demonstration_split != "train" and not any(seqio_shots):
         raise EvalConfigError(f"evaluate.demonstration_split = {demonstration_split!r} is only read by a k-shot "
                               "SeqIO evaluation: set SEQIO_SHOTS too, e.g. (0, 5)")
+    if use_chat_template and any(seqio_shots):
+        raise EvalConfigError(f"USE_CHAT_TEMPLATE = True takes the SeqIO evaluation zero-shot only, not SEQIO_SHOTS = "
+                              f"{seqio_shots!r} (its k-shot prompts are built in token ids): set SEQIO_SHOTS = (0,)")
     if mixture_or_task_name:
         from optiml_jax.data.mixture_names import ensure_registered
         from optiml_jax.evaluation.seqio_eval import eval_tasks
@@ -88,8 +94,10 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_dir: str | None
 
         eval_tasks(mixture_or_task_name, split)  # an unknown task or one without metric_fns: before loading weights
     vocab = resolve_tokenizer(tokenizer_dir, checkpoint_path)
+    chat = chat_template_of(vocab, use_chat_template)  # a tokenizer without one: before any weights load
     model = DecoderOnlyModel.from_checkpoint(checkpoint_path, vocab, score_batch_size=score_batch_size,
-                                     predict_batch_size=predict_batch_size, max_new_tokens=max_new_tokens)
+                                     predict_batch_size=predict_batch_size, max_new_tokens=max_new_tokens,
+                                     chat_template=chat)
     if chosen and model.config.vocab_size < vocab.vocab_size:
         raise ValueError(f"tokenizer {getattr(vocab, 'path', '?')} has {vocab.vocab_size} ids but the checkpoint's "
                          f"embedding has {model.config.vocab_size}: wrong TOKENIZER_DIR?")
@@ -118,14 +126,30 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_dir: str | None
     return results
 
 
+def chat_template_of(vocabulary, use_chat_template: bool):
+    """The vocabulary's `ChatTemplate` when USE_CHAT_TEMPLATE is on (None when off); a tokenizer without a chat
+    template is an error naming its directory and the macro."""
+    if not use_chat_template:
+        return None
+    from optiml_jax.vocabularies.chat_template import ChatTemplate
+
+    return ChatTemplate.from_vocabulary(vocabulary)
+
+
 def infer(checkpoint_path: str, prompts: Sequence[str], *, tokenizer_dir: str | None = None,
-          max_new_tokens: int = 256, temperature: float = 0.0, seed: int = 0, batch_size: int = 8) -> list[str]:
-    """Generations for `prompts` (text in, text out)."""
+          max_new_tokens: int = 256, temperature: float = 0.0, seed: int = 0, batch_size: int = 8,
+          use_chat_template: bool = False) -> list[str]:
+    """Generations for `prompts` (text in, text out). `use_chat_template`: each prompt is the user turn of the
+    tokenizer's chat template, followed by its generation prompt."""
     import jax
 
     from optiml_jax.evaluation.model import DecoderOnlyModel
+    from optiml_jax.vocabularies.chat_template import user
 
     vocab = resolve_tokenizer(tokenizer_dir, checkpoint_path)
+    chat = chat_template_of(vocab, use_chat_template)
     model = DecoderOnlyModel.from_checkpoint(checkpoint_path, vocab, predict_batch_size=batch_size,
-                                     max_new_tokens=max_new_tokens, temperature=temperature)
+                                     max_new_tokens=max_new_tokens, temperature=temperature, chat_template=chat)
+    if chat is not None:
+        prompts = [chat.prompt_text([user(p)]) for p in prompts]
     return model.generate_texts(list(prompts), rng=jax.random.key(seed) if temperature > 0 else None)

@@ -27,6 +27,8 @@ def build_source(model, task: EvalTask, example: dict, shots: int, *, reserve: i
     demos = pick_demonstrations(task, example, shots, seed)
     budget = model.config.max_position_embeddings - reserve - 1  # -1: the leading </s>
     vocab = model._vocab()
+    if getattr(model, "chat_template", None) is not None:
+        return chat_source(model.chat_template, task, example, demos, budget + 1, seed=seed)
     if task.format_fn is not None:
         source = task.format_fn(example, demos)
         while demos and len(vocab.encode(source)) > budget:
@@ -40,9 +42,36 @@ def build_source(model, task: EvalTask, example: dict, shots: int, *, reserve: i
     return source
 
 
-def _option_text(option: str) -> str:
-    """Options are scored as the data path's label: " " + text (see optiml_jax.tasks.formatting)."""
-    return " " + option
+def chat_source(chat, task: EvalTask, example: dict, demos: Sequence[dict], max_tokens: int, *, seed: int = 0) -> str:
+    """`USE_CHAT_TEMPLATE`: the prompt as the template renders it, ending with its generation prompt: the
+    demonstrations as earlier user/assistant turns (the paper's layout, `data.chat_examples.turns_from_pieces`),
+    the example as the last user turn (a suite's `format_fn` prompt is one user turn). Demonstrations are dropped
+    from the end while it is longer than `max_tokens`; the model cuts a 0-shot prompt that is still too long."""
+    from optiml_jax.data.chat_examples import turns_from_pieces
+    from optiml_jax.tasks.formatting import check_example, draw_delimiter, layout
+    from optiml_jax.vocabularies.chat_template import user
+
+    demos = list(demos)
+    if task.format_fn is None:
+        check_example(task.info, example)
+    while True:
+        if task.format_fn is not None:
+            messages = [user(task.format_fn(example, demos))]
+        else:
+            delimiter = draw_delimiter(task.info.name, example.get("id", ""), seed)
+            pieces = layout(task.info, example, demos, delimiter=delimiter)
+            messages = turns_from_pieces(pieces)[0][:-1]
+        text = chat.prompt_text(messages)
+        if not demos or len(chat.encode_text(text)) <= max_tokens:
+            return text
+        demos.pop()
+
+
+def _option_text(option: str, model=None) -> str:
+    """Options are scored as the data path's label: " " + text (see optiml_jax.tasks.formatting); with a chat
+    template, as the assistant's turn (content and end-of-turn token, as training labels it)."""
+    chat = getattr(model, "chat_template", None)
+    return chat.assistant_turn_text(option) if chat is not None else " " + option
 
 
 def baselines(task: EvalTask, metric: str) -> dict[str, float]:
@@ -72,9 +101,9 @@ def evaluate_task(model, task: EvalTask, shots: int, *, seed: int = 0, rank_norm
     rows: list[dict[str, Any]] = []
     started = time.time()
     if task.is_rank_classification():
-        reserve = max(len(model._vocab().encode(_option_text(o))) for ex in task.examples for o in ex["options"])
+        reserve = max(len(model._vocab().encode(_option_text(o, model))) for ex in task.examples for o in ex["options"])
         sources = [build_source(model, task, ex, shots, reserve=reserve, seed=seed) for ex in task.examples]
-        scored = model.score_options(sources, [[_option_text(o) for o in ex["options"]] for ex in task.examples])
+        scored = model.score_options(sources, [[_option_text(o, model) for o in ex["options"]] for ex in task.examples])
         for ex, src, opts in zip(task.examples, sources, scored):
             choice = metrics.rank_choice([o["logprob"] for o in opts], [o["num_tokens"] for o in opts],
                                          rank_normalization)

@@ -36,13 +36,14 @@ def evaluate_params(config: ModelConfig, params: Any, *, vocabulary: Any, output
                     step: int | None, suites: Sequence[str] = ("mini_bench",), shots: Sequence[int] = (0, 5),
                     data_dir: str | None = None, max_examples: int | None = None, max_new_tokens: int = 256,
                     baseline: str | os.PathLike | dict | None = None, mesh: Mesh | None = None,
-                    batch_size: int = 8, title: str = "Evaluation", tasks=None) -> dict:
+                    batch_size: int = 8, title: str = "Evaluation", tasks=None, chat_template=None) -> dict:
     """Evaluate `params` (e.g. the train state's) -> the results dict; writes outputs when `output_dir` is set.
 
     `tasks` (a list of EvalTask) overrides `suites`. Dropout is off; the config's compute dtype is kept.
+    `chat_template` (a `ChatTemplate`): prompts through it, as `USE_CHAT_TEMPLATE` trains.
     """
     model = DecoderOnlyModel(config.replace(dropout_rate=0.0), params, vocabulary, mesh, score_batch_size=batch_size,
-                     predict_batch_size=batch_size, max_new_tokens=max_new_tokens)
+                     predict_batch_size=batch_size, max_new_tokens=max_new_tokens, chat_template=chat_template)
     if tasks is None:
         tasks = build_suites(suites, data_dir, max_examples=max_examples)
     return run_evaluation(model, tasks, shots, output_dir, step, max_new_tokens=max_new_tokens, baseline=baseline,
@@ -76,12 +77,14 @@ class EvalCallback:
     def __init__(self, suites: Sequence[str] = ("mini_bench",), shots: Sequence[int] = (0, 5),
                  max_examples: int | None = 20, max_new_tokens: int = 32, data_dir: str | None = None,
                  tokenizer_dir: str | None = None, batch_size: int = 8, mesh: Mesh | None = None,
-                 print_summary: bool = True):
+                 print_summary: bool = True, use_chat_template: bool = False):
         self.suites, self.shots = tuple(suites), tuple(shots)
         self.max_examples, self.max_new_tokens = max_examples, max_new_tokens
         self.data_dir, self.tokenizer_dir = data_dir, tokenizer_dir
         self.batch_size, self.mesh = batch_size, mesh
         self.print_summary = print_summary
+        self.use_chat_template = bool(use_chat_template)  # gin: %USE_CHAT_TEMPLATE, as the training stream
+        self._chat = None
         self.baseline_dir: str | None = None
         self._tasks = None
         self._vocab = None
@@ -91,6 +94,10 @@ class EvalCallback:
             from optiml_jax.evaluation.vocabulary import resolve_tokenizer
 
             self._vocab = resolve_tokenizer(self.tokenizer_dir, None)
+            if self.use_chat_template:
+                from optiml_jax.vocabularies.chat_template import ChatTemplate
+
+                self._chat = ChatTemplate.from_vocabulary(self._vocab)
             self._tasks = build_suites(self.suites, self.data_dir, max_examples=self.max_examples)
         out = user_path(model_dir, "MODEL_DIR") / "eval" / f"step_{int(step)}"
         before = user_path(model_dir, "MODEL_DIR") / "eval" / "step_0" / "results.json"
@@ -99,7 +106,7 @@ class EvalCallback:
         results = evaluate_params(config, params, vocabulary=self._vocab, output_dir=out, step=int(step),
                                   shots=self.shots, max_new_tokens=self.max_new_tokens, baseline=self.baseline_dir,
                                   mesh=self.mesh or params_mesh(params), batch_size=self.batch_size,
-                                  tasks=self._tasks, title=f"Evaluation at step {int(step)}")
+                                  tasks=self._tasks, title=f"Evaluation at step {int(step)}", chat_template=self._chat)
         if self.baseline_dir is None:
             self.baseline_dir = str(out)
         elif self.print_summary and jax.process_index() == 0:
@@ -139,8 +146,14 @@ class SeqioEvalCallback:
                  task_feature_lengths: dict[str, int] | None = None, *, max_new_tokens: int | None = None,
                  num_examples: int | None = None, use_cached: bool = False, feature_converter: Any = None,
                  batch_size: int = 8, mesh: Mesh | None = None, output_subdir: str | None = None,
-                 seed: int | None = 42, shots: int = 0, demonstration_split: str = "train"):
-        from optiml_jax.evaluation.seqio_eval import inference_eval_dir
+                 seed: int | None = 42, shots: int = 0, demonstration_split: str = "train",
+                 use_chat_template: bool = False):
+        from optiml_jax.evaluation.seqio_eval import EvalConfigError, inference_eval_dir
+
+        if use_chat_template and shots:
+            raise EvalConfigError(f"USE_CHAT_TEMPLATE = True takes SeqioEvalCallback zero-shot only, not "
+                                  f"shots = {shots} (its k-shot prompts are built in token ids)")
+        self.use_chat_template = bool(use_chat_template)  # gin: %USE_CHAT_TEMPLATE, as the training stream
 
         if shots < 0:
             raise ValueError(f"SeqioEvalCallback.shots must be >= 0, got {shots}")
@@ -178,9 +191,14 @@ class SeqioEvalCallback:
 
         evaluator = self.evaluator(model_dir)
         vocabulary = evaluator.eval_tasks[0].output_features["targets"].vocabulary
+        chat = None
+        if self.use_chat_template:
+            from optiml_jax.vocabularies.chat_template import ChatTemplate
+
+            chat = ChatTemplate.from_vocabulary(vocabulary)
         model = DecoderOnlyModel(config.replace(dropout_rate=0.0), params, vocabulary, self.mesh or params_mesh(params),
                          score_batch_size=self.batch_size, predict_batch_size=self.batch_size,
-                         max_new_tokens=self.max_new_tokens)
+                         max_new_tokens=self.max_new_tokens, chat_template=chat)
         return run_seqio_evaluation(model, evaluator, int(step), max_new_tokens=self.max_new_tokens, shots=self.shots,
                                     demonstration_split=self.demonstration_split,
                                     seed=0 if self.seed is None else self.seed)

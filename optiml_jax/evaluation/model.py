@@ -41,12 +41,14 @@ class DecoderOnlyModel:
       max_new_tokens, temperature: generation defaults (paper: greedy, 256 tokens).
       special_ids: bos / eos (stop) / pad ids; default: the vocabulary's, else the model config's.
       stop_ids: more generation stop ids (a Hugging Face `generation_config.json`'s eos list).
+      chat_template: a `ChatTemplate` (`USE_CHAT_TEMPLATE`): sources given to `encode_prompt` are then the template's
+        rendered text (its own bos, no other added), and generation also stops at its end-of-turn token.
     """
 
     def __init__(self, config: ModelConfig, params: Any, vocabulary: Any = None, mesh: Mesh | None = None, *,
                  score_batch_size: int = 8, predict_batch_size: int = 8,
                  max_new_tokens: int = prediction.DEFAULT_MAX_NEW_TOKENS, temperature: float = 0.0,
-                 special_ids: SpecialIds | None = None, stop_ids: Sequence[int] = ()):
+                 special_ids: SpecialIds | None = None, stop_ids: Sequence[int] = (), chat_template: Any = None):
         self.config, params = scoring.prepare_params(config, params)
         if mesh is not None:
             params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
@@ -56,6 +58,9 @@ class DecoderOnlyModel:
         self.vocabulary = vocabulary
         if special_ids is None:
             special_ids = special_ids_of(vocabulary) if vocabulary is not None else special_ids_of_config(config)
+        self.chat_template = chat_template
+        if chat_template is not None:
+            stop_ids = tuple(stop_ids) + tuple(chat_template.end_of_turn_ids)
         self.special_ids = special_ids.with_stop_ids(stop_ids)
         if self.special_ids.vocab_size is not None and self.special_ids.vocab_size > config.vocab_size:
             raise ValueError(f"the vocabulary has {self.special_ids.vocab_size} ids but the model's embedding only "
@@ -119,8 +124,11 @@ class DecoderOnlyModel:
     # ---- token-level helpers ------------------------------------------------------------------------------
     def encode_prompt(self, source: str, reserve: int = 0) -> list[int]:
         """`[bos] + encode(source)` (no bos for a family without one), left-truncated so that `reserve` more
-        tokens still fit the model."""
-        ids = self.special_ids.prompt_prefix + list(self._vocab().encode(source))
+        tokens still fit the model. With a chat template, `source` is rendered template text: its ids as they are."""
+        if self.chat_template is not None:
+            ids = self.chat_template.encode_text(source)
+        else:
+            ids = self.special_ids.prompt_prefix + list(self._vocab().encode(source))
         room = self.config.max_position_embeddings - reserve
         if room < 1:
             raise ValueError(f"reserve={reserve} leaves no room in max_position_embeddings="

@@ -173,6 +173,9 @@ def run_seqio_evaluation(model, evaluator, step: int | None, *, max_new_tokens: 
 
     check_vocabularies(model, evaluator)
     kshot_prompts = None
+    if shots > 0 and getattr(model, "chat_template", None) is not None:
+        raise EvalConfigError(f"USE_CHAT_TEMPLATE = True: the SeqIO evaluation takes it zero-shot only, not {shots}-shot "
+                              "(SEQIO_SHOTS / SeqioEvalCallback.shots): its k-shot prompts are built in token ids")
     if shots > 0:
         by_task = _kshot_prompts_by_task(evaluator, shots, demonstration_split, seed)
         # seqio hands each adapter the task's converted dataset, the object `Evaluator.cached_model_datasets`

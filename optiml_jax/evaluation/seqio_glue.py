@@ -21,6 +21,10 @@ prediction is returned at one width: the continuation (cut before the stop id) r
 (OPT: `<pad>` = 1), which the vocabulary's `decode` drops (or cuts at, where pad falls back to eos). Scoring sums the target's log-likelihood; prediction-with-aux adds T5X's
 `aux["scores"]`, the summed log-likelihood of each decoded continuation (with its `</s>` when one was emitted).
 
+With a chat template (`USE_CHAT_TEMPLATE`, `DecoderOnlyModel.chat_template`) the prompt is decoded to text and rendered as
+the template's user turn followed by its generation prompt, and a scored target as the assistant's turn (its text
+and end-of-turn token), as training renders them (`chat_turns`); zero-shot only (k-shot builders work in ids).
+
 k-shot: every adapter takes `kshot_prompts(dataset) -> builder or None`, the k-shot prompt builder of the task
 whose converted dataset seqio hands over (`seqio_kshot.KShotPrompts`: `builder(index, zero_shot_prompt, room)`,
 demonstrations laid out task-level or instance-level and dropped from the end until the prompt fits `room`).
@@ -48,6 +52,32 @@ def split_prompt_and_target(features: dict[str, Any], special_ids: SpecialIds) -
     pad = None if special_ids.pad_from_eos else special_ids.pad
     prompt = [t for t in targets[:start] if t != pad]
     return special_ids.prompt_prefix + prompt, [int(t) for t in targets[start:end]]
+
+
+def chat_turns(model, prompt: Sequence[int], target: Sequence[int] | None = None
+               ) -> tuple[list[int], list[int] | None]:
+    """`USE_CHAT_TEMPLATE`: (prompt ids of the template's user turn + generation prompt, target ids of the assistant's
+    turn) of a plain (prompt with its bos, target with its eos) pair; the texts are the vocabulary's decoding."""
+    from optiml_jax.vocabularies.chat_template import user
+
+    chat, vocab, ids = model.chat_template, model.vocabulary, model.special_ids
+    body = [int(t) for t in prompt[len(ids.prompt_prefix):]]
+    chat_prompt = chat.encode_text(chat.prompt_text([user(vocab.decode(body))]))
+    if target is None:
+        return chat_prompt, None
+    target = [int(t) for t in target]
+    if target and target[-1] in ids.eos:
+        target = target[:-1]
+    text = vocab.decode(target)
+    text = text[1:] if text.startswith(" ") else text  # the plain format's " " + target, as training drops it
+    return chat_prompt, chat.encode_text(chat.assistant_turn_text(text))
+
+
+def _split(features: dict[str, Any], model) -> tuple[list[int], list[int]]:
+    prompt, target = split_prompt_and_target(features, model.special_ids)
+    if getattr(model, "chat_template", None) is not None:
+        return chat_turns(model, prompt, target)
+    return prompt, target
 
 
 def pad_ragged(rows: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> list[list[int]]:
@@ -89,7 +119,7 @@ def _prompts(model, dataset, reserve: int, kshot_prompts: KShotPromptsFor | None
     builder = kshot_prompts(dataset) if kshot_prompts is not None else None
     indices, prompts = [], []
     for index, features in _examples(dataset):
-        prompt, _ = split_prompt_and_target(features, model.special_ids)
+        prompt, _ = _split(features, model)
         indices.append(index)
         prompts.append(_prompt(model, index, prompt, reserve, builder))
     return indices, prompts
@@ -140,7 +170,7 @@ def make_score_fn(model, *, kshot_prompts: KShotPromptsFor | None = None):
         builder = kshot_prompts(dataset) if kshot_prompts is not None else None
         indices, prompts, targets = [], [], []
         for index, features in _examples(dataset):
-            prompt, target = split_prompt_and_target(features, model.special_ids)
+            prompt, target = _split(features, model)
             indices.append(index)
             prompts.append(_prompt(model, index, prompt, len(target), builder))
             targets.append(target)

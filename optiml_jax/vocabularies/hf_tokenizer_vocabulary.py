@@ -30,13 +30,13 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-from datetime import datetime
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from optiml_jax.paths import is_url, user_path
+from optiml_jax.vocabularies.chat_template import render_chat_template  # re-exported: its old home
 from optiml_jax.vocabularies.file_vocabulary import FileVocabulary
 from optiml_jax.vocabularies.tokenizer_files import OPTVocabularyError, padded_vocab_size
 
@@ -65,47 +65,6 @@ def _read_json(path: pathlib.Path) -> dict:
     if not isinstance(data, dict):
         raise HFTokenizerError(f"{path.parent}: {path.name} is not a JSON object")
     return data
-
-
-def render_chat_template(template: str, messages: Sequence[dict], *, add_generation_prompt: bool = False,
-                         **variables: Any) -> str:
-    """Render a Hugging Face chat template the way `transformers` does (see the module docstring)."""
-    import jinja2
-    from jinja2 import nodes
-    from jinja2.ext import Extension, loopcontrols
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    class GenerationTag(Extension):
-        """`{% generation %}...{% endgeneration %}` renders its body (transformers tracks assistant spans with it)."""
-
-        tags = {"generation"}
-
-        def parse(self, parser):
-            lineno = next(parser.stream).lineno
-            body = parser.parse_statements(["name:endgeneration"], drop_needle=True)
-            return nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(lineno)
-
-        def _body(self, caller):
-            return caller()
-
-    def raise_exception(message):
-        raise jinja2.exceptions.TemplateError(message)
-
-    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[GenerationTag, loopcontrols])
-    env.filters["tojson"] = tojson
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-    chat = []
-    for message in messages:
-        if not isinstance(message, dict):
-            raise TypeError(f"chat messages must be dicts, got {message!r}")
-        chat.append({k: v for k, v in message.items() if v is not None})  # as transformers normalises them
-    variables.setdefault("tools", None)
-    variables.setdefault("documents", None)
-    return env.from_string(template).render(messages=chat, add_generation_prompt=add_generation_prompt, **variables)
 
 
 class HFTokenizerVocabulary(FileVocabulary):
