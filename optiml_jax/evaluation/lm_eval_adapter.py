@@ -20,6 +20,9 @@ Requests are tokenized exactly as the harness's Hugging Face backend does (conte
 family without a bos; end of text = the vocabulary's eos; the model's `special_ids`), so per-request
 log-likelihoods agree with `--model hf` on the same exported weights. Requests that share a context are scored in one group:
 the context is encoded once (KV-cache prefix sharing, see `scoring.score_shared_prompts`).
+`--apply_chat_template` (lm-eval's own switch; `--fewshot_as_multiturn` too) renders each request's chat history
+through the tokenizer's chat template (`vocabularies.chat_template`, as transformers renders it), and generation then
+also stops at the template's end-of-turn token; a tokenizer without a chat template is refused with one line.
 Truncation: when context + continuation exceed `max_length`, the context is cut from the left so the
 whole sequence fits (the HF backend keeps one token more, which it never feeds).
 """
@@ -92,6 +95,33 @@ class OptimlJaxLM(TemplateLM):
 
     def tok_decode(self, tokens: list[int]) -> str:
         return self.model.vocabulary.decode(list(tokens))
+
+    # ---- chat templates (lm-eval's --apply_chat_template) ---------------------------------------------------
+    def _chat(self):
+        if getattr(self, "_chat_template", None) is None:
+            from optiml_jax.vocabularies.chat_template import ChatTemplate, ChatTemplateError
+
+            try:
+                self._chat_template = ChatTemplate.from_vocabulary(self.model.vocabulary)
+            except ChatTemplateError:
+                raise ValueError(f"lm-eval --apply_chat_template: the tokenizer "
+                                 f"{getattr(self.model.vocabulary, 'path', self.model.vocabulary)} has no chat "
+                                 "template (tokenizer_config.json 'chat_template'): drop --apply_chat_template or "
+                                 "pass model_args tokenizer=<a directory with one>") from None
+            # the assistant's turn ends at the template's end-of-turn token: generation stops there too
+            self.model.special_ids = self.model.special_ids.with_stop_ids(self._chat_template.end_of_turn_ids)
+        return self._chat_template
+
+    def chat_template(self, chat_template: bool | str = False) -> str | None:
+        """The template's source (lm-eval records it in the results and fingerprints caches with it)."""
+        return self._chat().template if chat_template else None
+
+    @property
+    def tokenizer_name(self) -> str:
+        return str(getattr(self.model.vocabulary, "path", "optiml_jax")).replace("/", "__")
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        return self._chat().render(chat_history, add_generation_prompt=add_generation_prompt)
 
     # ---- requests -------------------------------------------------------------------------------------------
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:

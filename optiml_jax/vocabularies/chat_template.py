@@ -109,8 +109,8 @@ class ChatTemplate:
         if not template or not hasattr(vocabulary, "tokenizer"):
             raise ChatTemplateError(
                 f"{MACRO} = True, but the tokenizer {where} has no chat template (no 'chat_template' in its "
-                f"tokenizer_config.json, no chat_template.jinja): use a tokenizer that has one (TOKENIZER_DIR / "
-                f"TOKENIZER_DIR) or set {MACRO} = False")
+                f"tokenizer_config.json, no chat_template.jinja): use a tokenizer that has one (TOKENIZER_DIR) or "
+                f"set {MACRO} = False")
         return cls(template, vocabulary.tokenizer, getattr(vocabulary, "special_tokens", {}), str(where))
 
     def __repr__(self) -> str:

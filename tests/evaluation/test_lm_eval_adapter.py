@@ -117,3 +117,41 @@ def test_lm_eval_command_runs_our_backend(hf_export, tmp_path, launcher):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = list(out.rglob("results*.json"))
     assert results and "optiml_tiny_mc" in json.loads(results[0].read_text())["results"]
+
+
+def test_apply_chat_template_with_a_tokenizer_without_one_is_one_clear_error(tiny_model):
+    plain = adapter.OptimlJaxLM(model=tiny_model)  # the mini-benchmark's OPT BPE has no chat template
+    with pytest.raises(ValueError, match="--apply_chat_template: the tokenizer .* has no chat template"):
+        plain.apply_chat_template([{"role": "user", "content": "Is it bad?"}])
+
+
+@pytest.mark.slow  # ~30 s on the 2-core machine: a tokenizer trained here and transformers' import
+def test_apply_chat_template_renders_as_transformers_and_stops_at_the_end_of_turn(tmp_path):
+    """lm-eval's own --apply_chat_template switch works through our backend: the rendered history is what
+    transformers renders for the same tokenizer directory, and the end-of-turn token becomes a stop id."""
+    import jax
+
+    transformers = pytest.importorskip("transformers")
+    from optiml_jax.evaluation import DecoderOnlyModel
+    from optiml_jax.models import LlamaConfig, init_model_params
+    from optiml_jax.testing.family_tokenizers import write_family_tokenizer
+    from optiml_jax.vocabularies import HFTokenizerVocabulary
+    from optiml_jax.vocabularies.special_ids import special_ids_of
+
+    vocab = HFTokenizerVocabulary(write_family_tokenizer(tmp_path / "tok", "llama3", ["Is it good?", "yes no"],
+                                                         bpe_size=300))
+    ids = special_ids_of(vocab)
+    config = LlamaConfig.preset("tiny", vocab_size=ids.vocab_size, hidden_size=32, num_heads=2, num_kv_heads=1,
+                                ffn_dim=64, num_layers=1, max_position_embeddings=256, dtype="float32",
+                                bos_token_id=ids.bos, eos_token_id=ids.eos_id)
+    lm = adapter.OptimlJaxLM(model=DecoderOnlyModel(config, init_model_params(config, jax.random.key(0)), vocab))
+    history = [{"role": "user", "content": "Is it good?"}, {"role": "assistant", "content": "yes"},
+               {"role": "user", "content": "Is it bad?"}]
+    theirs = transformers.AutoTokenizer.from_pretrained(str(vocab.path))
+    assert lm.apply_chat_template(history) == theirs.apply_chat_template(history, tokenize=False,
+                                                                        add_generation_prompt=True)
+    assert lm.chat_template(True) == theirs.chat_template and lm.chat_template(False) is None
+    eot = theirs.convert_tokens_to_ids("<|eot_id|>")
+    assert eot in lm.model.special_ids.eos and ids.eos_id in lm.model.special_ids.eos
+    # the rendered prompt starts with the bos text, so tok_encode adds no second bos
+    assert lm.tok_encode(lm.apply_chat_template(history))[:2].count(ids.bos) == 1
