@@ -89,34 +89,10 @@ def make_train_step(
         if num_microbatches <= 1:
             (loss, aux), grads = grad_fn(state.params, batch, token_weights, rng)
         else:
-            micro = _split_microbatches((batch, token_weights), num_microbatches)
-
-            def accumulate(carry, xs):
-                i, (mb, w) = xs
-                mb = {k: nn.with_logical_constraint(v, BATCH_AXES) for k, v in mb.items()}
-                w = nn.with_logical_constraint(w, BATCH_AXES)
-                (loss_i, aux_i), g_i = grad_fn(state.params, mb, w, jax.random.fold_in(rng, i))
-                acc_loss, acc_aux, acc_g = carry
-                acc_g = jax.tree.map(lambda a, g: a + g.astype(jnp.float32), acc_g, g_i)
-                acc_aux = jax.tree.map(jnp.add, acc_aux, aux_i)
-                return (acc_loss + loss_i, acc_aux, acc_g), None
-
-            zeros_g = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params)
-            zeros_aux = {"ce_sum": 0.0, "label_tokens": 0.0, "correct_tokens": 0.0}
-            zeros_aux = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), zeros_aux)
-            init = (jnp.zeros((), jnp.float32), zeros_aux, zeros_g)
-            (loss, aux, grads), _ = jax.lax.scan(accumulate, init, (jnp.arange(num_microbatches), micro))
-
+            loss, aux, grads = _accumulated_gradients(grad_fn, state.params, batch, token_weights, rng,
+                                                      num_microbatches)
         grad_norm = optax.global_norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
-        new_params = optax.apply_updates(state.params, updates)
-        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
-        new_state = TrainState(
-            step=state.step + 1,
-            params=jax.tree.map(keep, new_params, state.params),
-            opt_state=jax.tree.map(keep, new_opt_state, state.opt_state),
-        )
         metrics = {
             "loss": loss,
             "grad_norm": grad_norm,
@@ -126,9 +102,45 @@ def make_train_step(
             "token_accuracy": aux["correct_tokens"] / jnp.maximum(aux["label_tokens"], 1.0),
             "tokens": (jnp.asarray(batch["decoder_segment_ids"]) != 0).sum().astype(jnp.float32),
         }
-        return new_state, metrics
+        return _update_if_finite(state, tx, grads, finite), metrics
 
     return train_step
+
+
+def _accumulated_gradients(grad_fn, params, batch: Batch, token_weights, rng, num_microbatches: int):
+    """(loss, aux, float32 gradients) summed over `num_microbatches` slices of the batch, one `lax.scan` step
+    each (the token weights are normalised over the whole batch, so the sums are the full batch's)."""
+    micro = _split_microbatches((batch, token_weights), num_microbatches)
+
+    def accumulate(carry, xs):
+        i, (mb, w) = xs
+        mb = {k: nn.with_logical_constraint(v, BATCH_AXES) for k, v in mb.items()}
+        w = nn.with_logical_constraint(w, BATCH_AXES)
+        (loss_i, aux_i), g_i = grad_fn(params, mb, w, jax.random.fold_in(rng, i))
+        acc_loss, acc_aux, acc_g = carry
+        acc_g = jax.tree.map(lambda a, g: a + g.astype(jnp.float32), acc_g, g_i)
+        acc_aux = jax.tree.map(jnp.add, acc_aux, aux_i)
+        return (acc_loss + loss_i, acc_aux, acc_g), None
+
+    zeros_g = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+    zeros_aux = {"ce_sum": 0.0, "label_tokens": 0.0, "correct_tokens": 0.0}
+    zeros_aux = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), zeros_aux)
+    init = (jnp.zeros((), jnp.float32), zeros_aux, zeros_g)
+    (loss, aux, grads), _ = jax.lax.scan(accumulate, init, (jnp.arange(num_microbatches), micro))
+    return loss, aux, grads
+
+
+def _update_if_finite(state: TrainState, tx: optax.GradientTransformation, grads, finite) -> TrainState:
+    """The optimizer step, kept only when the loss and gradient norm are finite (else the state is unchanged but
+    the step counter: ON_NONFINITE='skip' decides in the loop whether to go on)."""
+    updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
+    new_params = optax.apply_updates(state.params, updates)
+    keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+    return TrainState(
+        step=state.step + 1,
+        params=jax.tree.map(keep, new_params, state.params),
+        opt_state=jax.tree.map(keep, new_opt_state, state.opt_state),
+    )
 
 
 def make_eval_step(config: ModelConfig):
