@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from optiml_jax.data.tokenization import TaskTokens
-from optiml_jax.tasks.formatting import DEFAULT_SEPARATOR, Piece, draw_delimiter, layout
+from optiml_jax.tasks.formatting import DEFAULT_SEPARATOR, Piece, draw_delimiter, fit_demonstrations, layout
 from optiml_jax.vocabularies.chat_template import ChatTemplate, assistant, user
 from optiml_jax.vocabularies.special_ids import SpecialIds
 
@@ -97,10 +97,8 @@ def chat_demonstration_example(view, tokens: TaskTokens, j: int, demo_rows: Sequ
     """A k-shot training example as a conversation (demonstrations as earlier turns), demonstrations dropped from
     the end until it fits `max_len`."""
     seed = view.raw.format_seed if view.raw else 0
-    demos = list(demo_rows)
-    while True:
+    def build(demos):
         turns = example_turns(view, tokens, j, demos, separator=separator, loss=loss, format_seed=seed)
-        ids, w = without_leading_bos(*chat.encode_conversations([turns])[0], special_ids)
-        if len(ids) <= max_len or not demos:
-            return ids, w
-        demos.pop()
+        return without_leading_bos(*chat.encode_conversations([turns])[0], special_ids)
+
+    return fit_demonstrations(build, demo_rows, lambda built: len(built[0]) <= max_len)

@@ -17,7 +17,7 @@ import dataclasses
 import gin
 import numpy as np
 
-from optiml_jax.tasks.formatting import DEFAULT_SEPARATOR, LOSS_VARIANTS
+from optiml_jax.tasks.formatting import DEFAULT_SEPARATOR, LOSS_VARIANTS, fit_demonstrations
 
 
 @gin.configurable
@@ -68,8 +68,8 @@ def token_space_demonstrations(tokens, j: int, demo_rows, vocabulary, config: Me
     """
     sep = np.asarray(vocabulary.encode(config.separator), np.int32)
     eos = vocabulary.eos_id
-    demos = list(demo_rows)
-    while True:
+
+    def build(demos):
         ids, weights, labelled = [], [], False
         for d in demos:
             inp, tgt = tokens.inputs_and_targets(int(d))
@@ -85,7 +85,6 @@ def token_space_demonstrations(tokens, j: int, demo_rows, vocabulary, config: Me
         ids += [inp, tgt]
         weights += [np.full(len(inp), 1.0 if (config.loss == "suffix" and labelled) or full_sequence_loss else 0.0),
                     np.ones(len(tgt))]
-        out_ids = np.concatenate(ids).astype(np.int32)
-        if len(out_ids) <= max_len or not demos:
-            return out_ids, np.concatenate(weights).astype(np.float32)
-        demos.pop()
+        return np.concatenate(ids).astype(np.int32), np.concatenate(weights).astype(np.float32)
+
+    return fit_demonstrations(build, demo_rows, lambda built: len(built[0]) <= max_len)

@@ -36,7 +36,7 @@ from optiml_jax.data.demonstrations import MetaICLConfig, draw_num_shots, token_
 from optiml_jax.data.task_cache import task_tokens, vocabulary_key
 from optiml_jax.data.tokenization import tokenize_pieces, truncate_left
 from optiml_jax.tasks import mixtures, registry
-from optiml_jax.tasks.formatting import draw_delimiter, layout
+from optiml_jax.tasks.formatting import draw_delimiter, fit_demonstrations, layout
 from optiml_jax.tasks.recipe import MixtureRecipe
 from optiml_jax.vocabularies.chat_template import ChatTemplate
 from optiml_jax.vocabularies.special_ids import special_ids_of
@@ -178,12 +178,10 @@ class TrainStream:
         ex = toks.raw[j]
         demos = [toks.raw[d] for d in demo_pos]
         delim = draw_delimiter(task_name, ex["id"], view.raw.format_seed if view.raw else 0)
-        while True:
-            pieces = layout(view.info, ex, demos, delimiter=delim, separator=cfg.separator, loss=cfg.loss)
-            ids, w = tokenize_pieces(view.vocabulary, [pieces])[0]
-            if len(ids) <= self.length or not demos:
-                return ids, w
-            demos.pop()
+        return fit_demonstrations(
+            lambda ds: tokenize_pieces(view.vocabulary, [layout(view.info, ex, ds, delimiter=delim,
+                                                                separator=cfg.separator, loss=cfg.loss)])[0],
+            demos, lambda built: len(built[0]) <= self.length)
 
     @property
     def tasks_read(self) -> list[str]:

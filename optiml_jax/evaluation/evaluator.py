@@ -29,13 +29,11 @@ def build_source(model, task: EvalTask, example: dict, shots: int, *, reserve: i
     vocab = model._vocab()
     if getattr(model, "chat_template", None) is not None:
         return chat_source(model.chat_template, task, example, demos, budget + 1, seed=seed)
+    from optiml_jax.tasks.formatting import fit_demonstrations, format_few_shot
+
     if task.format_fn is not None:
-        source = task.format_fn(example, demos)
-        while demos and len(vocab.encode(source)) > budget:
-            demos = demos[:-1]
-            source = task.format_fn(example, demos)
-        return source
-    from optiml_jax.tasks.formatting import format_few_shot
+        return fit_demonstrations(lambda ds: task.format_fn(example, ds), demos,
+                                  lambda source: len(vocab.encode(source)) <= budget)
 
     source, _ = format_few_shot(task.info, example, demos, k=len(demos), max_source_tokens=budget,
                                 count_tokens=lambda s: len(vocab.encode(s)), truncate_left=lambda s, n: s, seed=seed)
@@ -48,23 +46,19 @@ def chat_source(chat, task: EvalTask, example: dict, demos: Sequence[dict], max_
     the example as the last user turn (a suite's `format_fn` prompt is one user turn). Demonstrations are dropped
     from the end while it is longer than `max_tokens`; the model cuts a 0-shot prompt that is still too long."""
     from optiml_jax.data.chat_examples import turns_from_pieces
-    from optiml_jax.tasks.formatting import check_example, draw_delimiter, layout
+    from optiml_jax.tasks.formatting import check_example, draw_delimiter, fit_demonstrations, layout
     from optiml_jax.vocabularies.chat_template import user
 
-    demos = list(demos)
     if task.format_fn is None:
         check_example(task.info, example)
-    while True:
+    delimiter = draw_delimiter(task.info.name, example.get("id", ""), seed)
+
+    def build(ds) -> str:
         if task.format_fn is not None:
-            messages = [user(task.format_fn(example, demos))]
-        else:
-            delimiter = draw_delimiter(task.info.name, example.get("id", ""), seed)
-            pieces = layout(task.info, example, demos, delimiter=delimiter)
-            messages = turns_from_pieces(pieces)[0][:-1]
-        text = chat.prompt_text(messages)
-        if not demos or len(chat.encode_text(text)) <= max_tokens:
-            return text
-        demos.pop()
+            return chat.prompt_text([user(task.format_fn(example, ds))])
+        return chat.prompt_text(turns_from_pieces(layout(task.info, example, ds, delimiter=delimiter))[0][:-1])
+
+    return fit_demonstrations(build, demos, lambda text: len(chat.encode_text(text)) <= max_tokens)
 
 
 def _option_text(option: str, model=None) -> str:

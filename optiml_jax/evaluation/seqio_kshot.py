@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from optiml_jax.tasks import registry
-from optiml_jax.tasks.formatting import DEFAULT_SEPARATOR, draw_delimiter, layout, source_text
+from optiml_jax.tasks.formatting import DEFAULT_SEPARATOR, draw_delimiter, fit_demonstrations, layout, source_text
 from optiml_jax.tasks.metadata import TaskInfo
 from optiml_jax.vocabularies.special_ids import SpecialIds, special_ids_of
 
@@ -64,12 +64,8 @@ class KShotPrompts:
     def __call__(self, index: int, prompt: Sequence[int], room: int) -> list[int]:
         """The k-shot prompt (leading bos included, if the family has one) of evaluated example `index`, whose zero-shot prompt is
         `prompt`; demonstrations are dropped from the end until it is at most `room` tokens."""
-        demos = list(self.demonstrations)
-        while True:
-            out = self._build(index, list(prompt), demos)
-            if len(out) <= room or not demos:
-                return out
-            demos.pop()
+        return fit_demonstrations(lambda ds: self._build(index, list(prompt), ds), self.demonstrations,
+                                  lambda out: len(out) <= room)
 
     def _build(self, index: int, prompt: list[int], demos: list) -> list[int]:
         prefix = self.special_ids.prompt_prefix

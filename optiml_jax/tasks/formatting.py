@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 from optiml_jax.tasks.metadata import TaskInfo
 
@@ -120,6 +120,23 @@ def source_text(pieces: Sequence[Piece]) -> str:
     return "".join(p.text for p in pieces[:-1])
 
 
+Built = TypeVar("Built")
+
+
+def fit_demonstrations(build: Callable[[list], Built], demonstrations: Sequence, fits: Callable[[Built], bool]) -> Built:
+    """`build(demos)` with as many of `demonstrations` as fit: the last one is dropped while `fits` says no. Every
+    k-shot path uses it (training's MetaICL examples in text, tokens and chat turns; evaluation's suites, chat
+    prompts and SeqIO k-shot prompts), so all drop the same demonstrations. With none left, the 0-shot result is
+    returned as built, and the caller decides what a still-too-long prompt becomes (left truncation, the model's cut).
+    """
+    demos = list(demonstrations)
+    while True:
+        built = build(demos)
+        if not demos or fits(built):
+            return built
+        demos.pop()
+
+
 def format_few_shot(task: TaskInfo, example: dict, demonstrations: Sequence[dict] = (), k: int | None = None,
                     max_source_tokens: int | None = None, *, count_tokens: Callable[[str], int] | None = None,
                     truncate_left: Callable[[str, int], str] | None = None, delimiter: str | None = None,
@@ -137,13 +154,12 @@ def format_few_shot(task: TaskInfo, example: dict, demonstrations: Sequence[dict
     for i, d in enumerate(demos):
         check_example(task, d, where=f" (demonstration {i})")
     delim = delimiter if delimiter is not None else draw_delimiter(task.name, example.get("id", ""), seed)
-    while True:
-        src = source_text(layout(task, example, demos, delimiter=delim, separator=separator))
-        if max_source_tokens is None or count_tokens is None or count_tokens(src) <= max_source_tokens:
-            return src, example["target"]
-        if not demos:
-            if truncate_left is None:
-                raise ValueError(f"task {task.name!r}, example {example.get('id')!r}: source exceeds "
-                                 f"{max_source_tokens} tokens and no truncate_left was given")
-            return truncate_left(src, max_source_tokens), example["target"]
-        demos.pop()
+    fits = lambda src: max_source_tokens is None or count_tokens is None or count_tokens(src) <= max_source_tokens  # noqa: E731
+    src = fit_demonstrations(lambda ds: source_text(layout(task, example, ds, delimiter=delim, separator=separator)),
+                             demos, fits)
+    if fits(src):
+        return src, example["target"]
+    if truncate_left is None:
+        raise ValueError(f"task {task.name!r}, example {example.get('id')!r}: source exceeds "
+                         f"{max_source_tokens} tokens and no truncate_left was given")
+    return truncate_left(src, max_source_tokens), example["target"]
