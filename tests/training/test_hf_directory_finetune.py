@@ -211,3 +211,70 @@ def test_fine_tune_a_transformers_directory_with_nothing_but_its_path(family, tm
     record = json.loads((run / "run.json").read_text())
     assert record["data"]["tokenizer"] == str(hf.resolve()) and record["data"]["vocab_size"] == ids.vocab_size
     assert (run / "tokenizer.json").read_bytes() == (hf / "tokenizer.json").read_bytes()  # kept for eval/export
+
+
+@pytest.mark.slow
+def test_eval_and_infer_take_the_same_transformers_directory(tmp_path, capsys, family_tokenizers):
+    """`infer` on the directory generates what transformers' greedy `generate` does (its tokenizer, its bos, its
+    stop id); `eval` runs its suites from the directory alone."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+    from hf_llama_peers import hf_model
+
+    from optiml_jax.cli import eval as eval_cli, infer as infer_cli
+
+    tok_dir = family_tokenizers["llama3"]
+    ids = special_ids_of(HFTokenizerVocabulary(tok_dir))
+    hf = tmp_path / "hf"
+    model = hf_model(_llama_config("llama3", ids, ids.vocab_size), seed=3)
+    model.save_pretrained(hf, safe_serialization=True)
+    for f in tok_dir.iterdir():
+        shutil.copy(f, hf / f.name)
+    prompt = "Reverse the word: cat"
+    tok = transformers.AutoTokenizer.from_pretrained(hf)
+    inputs = torch.tensor([tok(prompt).input_ids])
+    assert inputs[0, 0].item() == ids.bos  # the family's bos, prepended by its tokenizer
+    new = model.generate(inputs, max_new_tokens=5, do_sample=False, eos_token_id=ids.eos_id,
+                         pad_token_id=ids.eos_id)[0, inputs.shape[1]:].tolist()
+    new = new[:new.index(ids.eos_id)] if ids.eos_id in new else new
+    assert new, "a seed whose random model does not stop at once"
+    rc = infer_cli.main([f"--gin.CHECKPOINT_PATH={hf}", "--prompt", prompt, "--gin.MAX_NEW_TOKENS=5", "--jsonl"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    [line] = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    assert line["generation"] == tok.decode(new, skip_special_tokens=True)
+
+    rc = eval_cli.main(["--gin_file=gin/runs/eval.gin", f"--gin.CHECKPOINT_PATH={hf}",
+                        f"--gin.EVAL_OUTPUT_DIR={tmp_path / 'eval'}", "--gin.MAX_EXAMPLES=1", "--gin.MAX_NEW_TOKENS=2"])
+    assert rc == 0, capsys.readouterr().err
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert results
+
+
+def test_opt_iml_bench_registers_in_the_checkpoint_s_tokenizer(tmp_path, family_tokenizers):
+    """No TOKENIZER_DIR / OPT_TOKENIZER_DIR bound: OPT-IML Bench is tokenized with INITIAL_CHECKPOINT_PATH's tokenizer
+    (before, it refused to register without a bench tokenizer)."""
+    import gin
+
+    from optiml_jax.cli import gin_setup
+    from optiml_jax.data.task_cache import task_tokens
+    from optiml_jax.tasks import registry
+    from optiml_jax.testing.benchmark_files import write_niv2_task
+
+    hf = _config_only_dir(tmp_path / "hf", "llama3", family_tokenizers["llama3"])
+    niv2 = tmp_path / "tasks"
+    for stem in ("task001_quoref_question_generation", "task1152_bard_analogical_reasoning_causation"):
+        write_niv2_task(niv2, stem, n=6)
+    args, bindings = train_cli.parse_args([
+        "--gin_file=runs/finetune.gin", "--gin_file=bench/train_opt_iml_bench.gin", f"--gin.NIV2_DATA_DIR={niv2}",
+        f"--gin.INITIAL_CHECKPOINT_PATH={hf}", f"--gin.MODEL_DIR={tmp_path / 'run'}"])
+    try:
+        gin_setup.setup(args, bindings, command="train")
+        gin_setup.check_training_data()
+    finally:
+        gin.clear_config()
+    vocab = registry.get_task("niv2_task001_quoref_question_generation").vocabulary
+    assert isinstance(vocab, HFTokenizerVocabulary) and vocab.path == hf.resolve()
+    ids, _ = task_tokens("niv2_task001_quoref_question_generation", "train").example(0)
+    assert ids[-1] == vocab.tokenizer.token_to_id("<|end_of_text|>")
