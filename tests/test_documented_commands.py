@@ -98,6 +98,7 @@ def write_llama_hf_dir(out: pathlib.Path) -> pathlib.Path:
     """A tiny random Llama-family Hugging Face directory (config.json, safetensors, generation_config.json) beside a
     Llama-3-shaped tokenizer trained on mini-benchmark text."""
     import jax
+    import numpy as np
 
     from optiml_jax.checkpoints.families import save_hf
     from optiml_jax.models import LlamaConfig
@@ -113,7 +114,9 @@ def write_llama_hf_dir(out: pathlib.Path) -> pathlib.Path:
     ids = special_ids_of(HFTokenizerVocabulary(tok))
     config = LlamaConfig.preset("tiny", vocab_size=ids.vocab_size, max_position_embeddings=256, dropout_rate=0.0,
                                 bos_token_id=ids.bos, eos_token_id=ids.eos_id, pad_token_id=None)
-    save_hf(config, jax.device_get(init_model_params(config, jax.random.key(2))), out)
+    rng = np.random.default_rng(2)  # random weights of the model's shapes (traced, not compiled: seconds saved)
+    shapes = jax.eval_shape(lambda: init_model_params(config, jax.random.key(2)))
+    save_hf(config, jax.tree.map(lambda s: (0.02 * rng.standard_normal(s.shape)).astype(s.dtype), shapes), out)
     for f in tok.iterdir():
         shutil.copy(f, out / f.name)
     return out

@@ -278,3 +278,21 @@ def test_opt_iml_bench_registers_in_the_checkpoint_s_tokenizer(tmp_path, family_
     assert isinstance(vocab, HFTokenizerVocabulary) and vocab.path == hf.resolve()
     ids, _ = task_tokens("niv2_task001_quoref_question_generation", "train").example(0)
     assert ids[-1] == vocab.tokenizer.token_to_id("<|end_of_text|>")
+
+
+def test_a_run_dir_s_copy_of_a_tokenizer_is_the_same_vocabulary(tmp_path, family_tokenizers):
+    """A MODEL_DIR keeps its tokenizer's files: fine-tuning from it must not count its copy of the mini-benchmark's
+    BPE as another tokenizer (a user's task in that BPE trains on), while a Llama-shaped tokenizer is another."""
+    from optiml_jax.data.mixture_names import run_tokenizer, same_vocabulary
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "4").mkdir(parents=True)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(mini_bench.VOCABULARY.path / name, run / name)
+    for path in (run, run / "checkpoints" / "4"):  # the run dir, or one of its step dirs
+        found = run_tokenizer(None, path)
+        assert found.directory == str(run.resolve()) and "INITIAL_CHECKPOINT_PATH" in found.source
+        assert same_vocabulary(found.vocabulary, mini_bench.VOCABULARY)
+    assert not same_vocabulary(HFTokenizerVocabulary(family_tokenizers["llama3"]), mini_bench.VOCABULARY)
+    assert run_tokenizer(None, tmp_path / "nothing_here") is None and run_tokenizer(None, None) is None
+    assert run_tokenizer(family_tokenizers["qwen2"], run).source.startswith("TOKENIZER_DIR = ")  # TOKENIZER_DIR wins
