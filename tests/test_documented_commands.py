@@ -37,9 +37,13 @@ RUN_IN_DEFAULT_SET = ("tasks list", "tasks inspect", "infer", "convert")
 
 @pytest.fixture(autouse=True)
 def _clean():
+    from optiml_jax.tasks.mini_bench import registration as mini_bench
+
     gin.clear_config()
     yield
     gin.clear_config()
+    if mini_bench.registered_vocabulary() is not mini_bench.VOCABULARY:  # a Llama dir's run re-registered it
+        mini_bench.register()
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +71,8 @@ def test_data(tmp_path_factory):
     opt = root / "tiny_opt_hf"  # INITIAL_CHECKPOINT_PATH of models/opt_tiny.gin (OPT's 50272 ids)
     config = OPTConfig.preset("tiny", dropout_rate=0.0)
     save_hf_opt(config, init_params(config, jax.random.key(1)), opt)
+    llama = root / "tiny_llama_hf"  # /models/Llama-3.2-1B: a Llama-3-shaped transformers dir with its own tokenizer
+    write_llama_hf_dir(llama)
     niv2 = root / "niv2"
     if (SHARED / "niv2" / "tasks").is_dir():  # a few real NIv2 tasks
         shutil.copytree(SHARED / "niv2" / "tasks", niv2)
@@ -90,7 +96,35 @@ def test_data(tmp_path_factory):
     chat_tokenizer = write_family_tokenizer(root / "chat_tokenizer", "llama3",
                                             [p.read_text()[:20000] for p in sorted(niv2.glob("*.json"))[:4]] or ["a b"])
     return {"root": root, "mini": mini, "opt": opt, "niv2": niv2, "tokenizer": tokenizer, "metaseq": metaseq,
-            "data_dir": data_dir, "chat_tokenizer": chat_tokenizer}
+            "data_dir": data_dir, "chat_tokenizer": chat_tokenizer, "llama": llama}
+
+
+def write_llama_hf_dir(out: pathlib.Path) -> pathlib.Path:
+    """A tiny random Llama-family Hugging Face directory (config.json, safetensors, generation_config.json) beside a
+    Llama-3-shaped tokenizer trained on mini-benchmark text."""
+    import jax
+    import numpy as np
+
+    from optiml_jax.checkpoints.families import save_hf
+    from optiml_jax.models import LlamaConfig
+    from optiml_jax.models.family import init_model_params
+    from optiml_jax.tasks.mini_bench import TASKS, generate_task
+    from optiml_jax.testing.family_tokenizers import write_family_tokenizer
+    from optiml_jax.vocabularies import HFTokenizerVocabulary
+    from optiml_jax.vocabularies.special_ids import special_ids_of
+
+    texts = [t for info in TASKS[:8] for ex in generate_task(info.name)["train"][:40]
+             for t in (ex["instruction"], ex["input"], " " + ex["target"])]
+    tok = write_family_tokenizer(out.parent / f"{out.name}_tokenizer", "llama3", texts, bpe_size=500)
+    ids = special_ids_of(HFTokenizerVocabulary(tok))
+    config = LlamaConfig.preset("tiny", vocab_size=ids.vocab_size, max_position_embeddings=256, dropout_rate=0.0,
+                                bos_token_id=ids.bos, eos_token_id=ids.eos_id, pad_token_id=None)
+    rng = np.random.default_rng(2)  # random weights of the model's shapes (traced, not compiled: seconds saved)
+    shapes = jax.eval_shape(lambda: init_model_params(config, jax.random.key(2)))
+    save_hf(config, jax.tree.map(lambda s: (0.02 * rng.standard_normal(s.shape)).astype(s.dtype), shapes), out)
+    for f in tok.iterdir():
+        shutil.copy(f, out / f.name)
+    return out
 
 
 def _free_port() -> int:
@@ -120,8 +154,9 @@ def tiny(cmd: DocumentedCommand, data: dict, work: pathlib.Path) -> tuple[list[l
             a = f"--gin_file={a}"
         elif macro in MACRO_PATHS:
             a = f"{key}={work / MACRO_PATHS[macro]}"
-        elif macro == "INITIAL_CHECKPOINT_PATH":
-            a = f"{key}={data['opt']}"
+        elif macro == "INITIAL_CHECKPOINT_PATH":  # without a model file the directory is the model: a Llama one
+            has_model = any(re.search(r"models/\w+\.gin$", x) for x in args if x.startswith("--gin_file"))
+            a = f"{key}={data['opt'] if has_model else data['llama']}"
         elif macro == "CHECKPOINT_PATH":
             a = f"{key}={data['mini']}"
         elif macro == "DATA_DIR":

@@ -169,6 +169,7 @@ def register_configurables() -> None:
     _CONFIGURED["train"] = gin.external_configurable(train_loop.train, "train")
     gin.external_configurable(model_config.opt_config, "opt_config")
     gin.external_configurable(model_config.llama_config, "llama_config")
+    gin.external_configurable(model_config.model_config_from_checkpoint, "model_config_from_checkpoint")
     gin.external_configurable(partitioning.make_partitioner, "make_partitioner")
     gin.external_configurable(partitioning.standard_rules, "standard_rules")
     gin.external_configurable(synthetic_data.synthetic_stream, "synthetic_stream")
@@ -410,6 +411,46 @@ def setup(args: argparse.Namespace, bindings: Sequence[str], default_files: Sequ
               finalize=finalize, check_macros=check_macros, command=command)
 
 
+_MODEL_BINDING = re.compile(r"^\s*train\.model_config\s*=", re.M)
+_INCLUDE = re.compile(r"""^\s*include\s+['"]([^'"]+)['"]""", re.M)
+
+
+def model_config_origin(args: argparse.Namespace, bindings: Sequence[str]) -> str:
+    """Where the run's `train.model_config` comes from, for messages: the last gin file (includes followed in parse
+    order) or command-line binding that sets it, e.g. 'train.model_config (models/llama_tiny.gin)'."""
+    paths = [str(pathlib.Path(p).absolute()) for p in search_paths_of(args)] + [str(p) for p in gin_search_paths()]
+    found = None
+
+    def walk(path: pathlib.Path, depth: int = 0) -> None:
+        nonlocal found
+        try:
+            text = path.read_text()
+        except OSError:
+            return
+        events = sorted([(m.start(), "set", None) for m in _MODEL_BINDING.finditer(text)]
+                        + [(m.start(), "include", m.group(1)) for m in _INCLUDE.finditer(text)])
+        for _, kind, name in events:
+            if kind == "set":
+                found = path
+            elif depth < 20:
+                for base in [path.parent, pathlib.Path.cwd(), *map(pathlib.Path, paths)]:
+                    if (base / name).is_file():
+                        walk(base / name, depth + 1)
+                        break
+
+    for f in args.gin_file:
+        try:
+            walk(pathlib.Path(_resolve_gin_file(str(f), paths)))
+        except GinConfigError:
+            continue
+    if "train.model_config" in binding_names(bindings):
+        return "train.model_config (command line)"
+    if found is None:
+        return "train.model_config"
+    shown = next((str(found.relative_to(p)) for p in paths if found.is_relative_to(p)), str(found))
+    return f"train.model_config ({shown})"
+
+
 def write_configs(model_dir: str | pathlib.Path) -> None:
     """`config.gin` (everything parsed) and `operative_config.gin` (what was actually used so far)."""
     model_dir = user_path(model_dir, "MODEL_DIR")
@@ -428,6 +469,17 @@ def check_training_data() -> None:
         return  # train() itself says that no data source is bound
     if getattr(factory, "selector", "").rsplit(".", 1)[-1] != "get_train_stream":
         return
-    from optiml_jax.data.mixture_names import ensure_registered
+    from optiml_jax.data.mixture_names import ensure_registered, run_tokenizer
 
-    ensure_registered(_macro_value("MIXTURE_OR_TASK_NAME"))
+    tokenizer = run_tokenizer(_bound("get_train_stream.tokenizer_dir"),
+                              _bound("get_train_stream.initial_checkpoint_path"))
+    ensure_registered(_macro_value("MIXTURE_OR_TASK_NAME"), tokenizer=tokenizer, match_tokenizer=True)
+
+
+def _bound(binding: str):
+    """A binding's value with macros resolved (None when unbound)."""
+    scope, _, param = binding.rpartition(".")
+    try:
+        return gin.get_bindings(scope, resolve_references=True).get(param)
+    except (ValueError, KeyError):
+        return None

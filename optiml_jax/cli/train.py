@@ -53,7 +53,8 @@ def _main(argv: list[str] | None) -> int:
 
     from optiml_jax.training.train_loop import summarize_eval
 
-    kwargs = {"setup_callback": gin_config.write_configs}
+    kwargs = {"setup_callback": gin_config.write_configs,
+              "model_config_origin": gin_config.model_config_origin(args, bindings)}
     if args.no_progress:
         kwargs["progress"] = False
     result = gin_config.configured_train()(**kwargs)

@@ -30,8 +30,8 @@ import gin
 import numpy as np
 
 from optiml_jax.data import carry_packer, packing
-from optiml_jax.data.mixture_names import ensure_registered
 from optiml_jax.data.chat_examples import chat_demonstration_example, chat_task_tokens
+from optiml_jax.data.mixture_names import ensure_registered, run_tokenizer
 from optiml_jax.data.demonstrations import MetaICLConfig, draw_num_shots, token_space_demonstrations
 from optiml_jax.data.task_cache import task_tokens, vocabulary_key
 from optiml_jax.data.tokenization import tokenize_pieces, truncate_left
@@ -337,7 +337,8 @@ def get_train_stream(mixture_or_task_name: str = gin.REQUIRED, task_feature_leng
                      split: str = "train", metaicl: MetaICLConfig | None = None,
                      recipe: MixtureRecipe | None = None, cache_dir: str | None = None,
                      use_cached: bool = False, packing_group_rows: int = 1,
-                     use_chat_template: bool = False) -> TrainStream:
+                     use_chat_template: bool = False, tokenizer_dir: str | None = None,
+                     initial_checkpoint_path: str | None = None) -> TrainStream:
     """The one training stream of every run file (gin/runs/train.gin: `train.stream_factory = @get_train_stream`).
 
     `mixture_or_task_name` decides the data: a registered task or mixture, or an OPT-IML Bench mixture registered
@@ -350,8 +351,12 @@ def get_train_stream(mixture_or_task_name: str = gin.REQUIRED, task_feature_leng
     `%USE_CACHED_TASKS`) reads every task from its `seqio.cache_tasks_main` cache. `use_chat_template` (gin:
     `%USE_CHAT_TEMPLATE`) renders every example through the tokenizer's chat template, loss on the assistant's
     tokens (`optiml_jax.data.chat_examples`).
+    `tokenizer_dir` / `initial_checkpoint_path` (gin: `%TOKENIZER_DIR`, `%INITIAL_CHECKPOINT_PATH`) name the run's
+    tokenizer: the library's tasks are read in its ids, a user's task in other ids is an error
+    (`mixture_names.match_run_tokenizer`). Neither set: every task in the vocabulary it was registered with.
     """
-    ensure_registered(mixture_or_task_name)
+    ensure_registered(mixture_or_task_name, tokenizer=run_tokenizer(tokenizer_dir, initial_checkpoint_path),
+                      match_tokenizer=True)
     return TrainStream(mixture_or_task_name, task_feature_lengths, batch_size, seed, shard_index, num_shards,
                        split=split, metaicl=metaicl, recipe=recipe, cache_dir=cache_dir, use_cached=use_cached,
                        packing_group_rows=packing_group_rows, use_chat_template=use_chat_template)

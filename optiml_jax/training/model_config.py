@@ -1,5 +1,8 @@
 """`opt_config` / `llama_config`: the gin-facing factories for `OPTConfig` / `LlamaConfig` (the model package stays
-gin-free).
+gin-free); `model_config_from_checkpoint`: the run files' default model, read from INITIAL_CHECKPOINT_PATH's own
+`config.json` (a Hugging Face directory, a converter Orbax dir or a training run), so pointing at a checkpoint is
+enough to fine-tune it; a model file (`gin/models/*.gin`, binding `train.model_config`) overrides it and must then
+agree with the checkpoint (`check_matches_checkpoint`).
 
 Explicit keyword arguments (rather than `**overrides`) so a misspelt gin binding such as
 `opt_config.dropout = 0.1` is rejected by gin with the file and line, instead of being swallowed.
@@ -73,6 +76,89 @@ def llama_config(
                    dict(vocab_size=vocab_size, max_position_embeddings=max_position_embeddings, num_layers=num_layers,
                         hidden_size=hidden_size, num_heads=num_heads, num_kv_heads=num_kv_heads, ffn_dim=ffn_dim,
                         bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id))
+
+
+def model_config_from_checkpoint(
+    checkpoint_path=None,
+    *,
+    dtype: str = "bfloat16",
+    dropout_rate: float = 0.1,
+    scan_layers: bool = False,
+    remat_policy: str = "none",
+    attention_backend: str = "reference",
+    attention_block_sizes=None,
+):
+    """The architecture the checkpoint at `checkpoint_path` records (config.json of a Hugging Face OPT / Llama /
+    Mistral / Qwen2 directory, of a converter Orbax dir, or a run's model_config.json), with the run's execution
+    choices (gin/runs/train.gin binds them to DROPOUT_RATE, COMPUTE_DTYPE, SCAN_LAYERS, REMAT_POLICY,
+    ATTENTION_BACKEND). Why the default of `train.model_config`: a user who points INITIAL_CHECKPOINT_PATH at a
+    transformers directory should not have to restate its shape in a model file (and cannot get it wrong)."""
+    from optiml_jax.training.errors import ConfigValueError
+
+    if checkpoint_path is None:
+        raise ConfigValueError("no model to train: give a model file (--gin_file=models/<name>.gin, which binds "
+                               "train.model_config) or a checkpoint directory to fine-tune "
+                               "(--gin.INITIAL_CHECKPOINT_PATH=<a Hugging Face directory with config.json>)")
+    saved = _saved_config(checkpoint_path)
+    if saved is None:
+        raise ConfigValueError(f"INITIAL_CHECKPOINT_PATH = {str(checkpoint_path)!r} records no architecture (no "
+                               "config.json / model_config.json): give a model file (--gin_file=models/<name>.gin)")
+    execution = dict(dtype=dtype, dropout_rate=float(dropout_rate), scan_layers=scan_layers,
+                     remat_policy=remat_policy, attention_backend=attention_backend)
+    if attention_block_sizes is not None:
+        execution["attention_block_sizes"] = tuple(attention_block_sizes)
+    return saved.replace(**execution)
+
+
+def _saved_config(checkpoint_path):
+    """The architecture a checkpoint records in JSON (None for one that records none, such as a metaseq .pt whose
+    config is inside the pickle: not read here)."""
+    from optiml_jax.checkpoints.resolve import resolve
+
+    ref = resolve(checkpoint_path, setting="INITIAL_CHECKPOINT_PATH")
+    return None if ref.kind == "metaseq" else ref.saved_config()
+
+
+def _config_file(checkpoint_path) -> str:
+    from optiml_jax.checkpoints.resolve import MODEL_CONFIG_FILE, resolve
+
+    ref = resolve(checkpoint_path, setting="INITIAL_CHECKPOINT_PATH")
+    return str(ref.run_dir / MODEL_CONFIG_FILE) if ref.kind == "training_run" else str(ref.path / "config.json")
+
+
+# What a model file must agree on with the checkpoint's config: the shapes of the parameters, and for the Llama family
+# the positional and normalisation constants the checkpoint was trained with.
+CHECKPOINT_MATCH_FIELDS = {
+    "opt": ("hidden_size", "num_layers", "num_heads", "ffn_dim", "vocab_size", "max_position_embeddings",
+            "word_embed_proj_dim", "do_layer_norm_before", "enable_bias", "layer_norm_elementwise_affine"),
+    "llama": ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "ffn_dim", "vocab_size", "head_dim",
+              "attention_bias", "attention_out_bias", "mlp_bias", "tie_word_embeddings", "rope_theta", "rope_type",
+              "rms_norm_eps"),
+}
+
+
+def check_matches_checkpoint(model_config, checkpoint_path, origin: str = "train.model_config") -> None:
+    """A configured model (a model file) that disagrees with INITIAL_CHECKPOINT_PATH's recorded config is an error
+    before any device work and before MODEL_DIR is touched: one line naming each field with both values, the model
+    file (`origin`) and the checkpoint's config file. Checkpoints without a JSON config (metaseq) are checked when
+    their weights are read."""
+    from optiml_jax.training.errors import ConfigValueError
+
+    if checkpoint_path is None:
+        return
+    saved = _saved_config(checkpoint_path)
+    if saved is None:
+        return
+    where = _config_file(checkpoint_path)
+    if type(saved) is not type(model_config):
+        raise ConfigValueError(f"{origin} configures a {type(model_config).family!r}-family model but "
+                               f"INITIAL_CHECKPOINT_PATH's {where} holds a {type(saved).family!r}-family model "
+                               "(drop the model file to take the model from the checkpoint)")
+    diffs = [f"{f}: {getattr(model_config, f)!r} in {origin}, {getattr(saved, f)!r} in {where}"
+             for f in CHECKPOINT_MATCH_FIELDS[type(saved).family] if getattr(model_config, f) != getattr(saved, f)]
+    if diffs:
+        raise ConfigValueError(f"the model file disagrees with INITIAL_CHECKPOINT_PATH's config: {'; '.join(diffs)} "
+                               "(drop the model file to take the model from the checkpoint, or fix the one at fault)")
 
 
 ARCHITECTURE_FIELDS = ("hidden_size", "num_layers", "num_heads", "ffn_dim", "vocab_size", "max_position_embeddings",

@@ -39,7 +39,8 @@ from optiml_jax.checkpoints import training_runs as checkpointing
 from optiml_jax.training import metrics as metrics_lib, run_record, train_state
 from optiml_jax.checkpoints.errors import StorageError
 from optiml_jax.training.errors import ConfigValueError, NonFiniteError, RunLockedError
-from optiml_jax.training.model_config import check_same_architecture, check_vocabulary_fits, with_vocabulary_ids
+from optiml_jax.training.model_config import (check_matches_checkpoint, check_same_architecture, check_vocabulary_fits,
+                                              with_vocabulary_ids)
 from optiml_jax.training.optimizer import make_optimizer, make_schedule
 from optiml_jax.training.partitioning import Partitioner, make_partitioner
 from optiml_jax.training.preemption import Preempted, PreemptionWatch, watch_settings
@@ -345,6 +346,7 @@ def train(
     max_runtime: float | str | None = None,
     max_runtime_margin_s: float = 30.0,
     preemption_check_period: int = 1,
+    model_config_origin: str = "train.model_config",
 ) -> TrainResult:
     """Train `model_config` on the mixture for `train_steps` steps of `batch_size` sequences.
 
@@ -365,11 +367,14 @@ def train(
     SIGTERM/SIGINT/SIGUSR1, or `max_runtime` (gin MAX_RUNTIME: seconds, '2h30m', '04:00:00') less
     `max_runtime_margin_s` and the slowest step and save, end the run at one step all processes agree on
     (checked every `preemption_check_period` steps) after saving it: `Preempted` (exit 143; training/preemption.py).
+    `model_config_origin` names where `model_config` was set (the CLI passes the model file), for the error when it
+    disagrees with `initial_checkpoint_path`'s recorded config.
     """
     check_arguments(dict(locals()))
     preemption = watch_settings(max_runtime, max_runtime_margin_s, preemption_check_period)
     model_dir = checkpointing.orbax_dir_path(model_dir, "MODEL_DIR")  # a URL stays a URL (optiml_jax.paths)
     initial_checkpoint_path = reachable_user_path(initial_checkpoint_path, "INITIAL_CHECKPOINT_PATH")
+    check_matches_checkpoint(model_config, initial_checkpoint_path, model_config_origin)  # JSON only, before MODEL_DIR
     length = int(sum(task_feature_lengths.values()))
     part = partitioner() if callable(partitioner) and not isinstance(partitioner, Partitioner) else partitioner
     check_batch_splits(part, batch_size)
