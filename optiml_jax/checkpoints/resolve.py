@@ -5,7 +5,7 @@ lm-eval's `checkpoint=`):
 * a training run of ours: MODEL_DIR (latest finalized step, or `step=`) or one step dir `MODEL_DIR/checkpoints/<step>`;
   only the parameters are restored (no optimizer state), with the architecture from `model_config.json`;
 * a parameter checkpoint of the converter: `O/config.json` + `O/params/` (Orbax);
-* a Hugging Face OPT directory (config.json + safetensors or .bin weights);
+* a Hugging Face directory of any supported family: OPT, Llama, Mistral, Qwen2 (config.json + safetensors or .bin weights);
 * a metaseq checkpoint: a consolidated `.pt` file or a model-parallel set `<name>-model_part-{0..N-1}.pt` (a part's
   file or the directory holding them), merged while it is read and unpickled with an allow-list only
   (checkpoints/metaseq.py; `convert metaseq-to-orbax --trust_pickle` for a file that needs more).
@@ -91,7 +91,7 @@ def resolve(path: str | os.PathLike, step: int | None = None, *, setting: str = 
     else:
         raise CheckpointPathError(f"{p}: not a checkpoint: expected a training MODEL_DIR (with {CHECKPOINT_SUBDIR}/), "
                               "a step dir MODEL_DIR/checkpoints/<step>, a converter Orbax dir (config.json + "
-                              "params/), a Hugging Face OPT dir (config.json + weights) or a metaseq .pt checkpoint "
+                              "params/), a Hugging Face OPT/Llama/Mistral/Qwen2 dir (config.json + weights) or a metaseq .pt checkpoint "
                               "(file, or dir of *-model_part-<i>.pt)")
     if step is not None and ref.kind != "training_run":
         raise CheckpointPathError(f"{p} is a {ref.kind.replace('_', ' ')} checkpoint with no steps; --step applies to "

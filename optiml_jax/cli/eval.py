@@ -15,9 +15,9 @@ in MIXTURE_OR_TASK_MODULE or --module_import) is evaluated by seqio.Evaluator wi
 on EVAL_SPLIT; seqio's loggers write EVAL_OUTPUT_DIR/inference_eval/ (<task>-metrics.jsonl,
 <task>-<step>.jsonl, TensorBoard under <task>/). SUITES=None (default): the mini-benchmark unless
 MIXTURE_OR_TASK_NAME is set; both set: both run. CHECKPOINT_PATH: a training MODEL_DIR (latest step) or step dir, an
-Orbax params dir from the converter, a Hugging Face OPT directory, or a metaseq checkpoint (.pt file or a dir of
-*-model_part-<i>.pt). TOKENIZER_DIR: a directory with vocab.json + merges.txt (default: CHECKPOINT_PATH when it has
-them, else the mini-benchmark tokenizer; a metaseq checkpoint needs it).
+Orbax params dir from the converter, a Hugging Face directory (OPT, Llama, Mistral, Qwen2), or a metaseq checkpoint
+(.pt file or a dir of *-model_part-<i>.pt). TOKENIZER_DIR: a directory with vocab.json + merges.txt or tokenizer.json
+(default: CHECKPOINT_PATH when it has them, else the mini-benchmark tokenizer; a metaseq checkpoint needs it).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Evaluate or generate from a checkpoint path: the functions the eval and infer CLIs bind with gin.
 
 `evaluate(checkpoint_path, output_dir, ...)` loads any checkpoint the resolver accepts (a training MODEL_DIR or
-step dir, a converter Orbax dir, a Hugging Face OPT dir) and evaluates
+step dir, a converter Orbax dir, a Hugging Face OPT, Llama, Mistral or Qwen2 dir) and evaluates
   * a SeqIO task or mixture (`mixture_or_task_name`) with its own metric_fns through seqio.Evaluator, T5X style:
     output_dir/inference_eval/ (<task>-metrics.jsonl, <task>-<step>.jsonl, TensorBoard), and/or
   * the project's suites (`suites`): results.json, predictions, TensorBoard and report.md in output_dir.
