@@ -45,6 +45,36 @@ def check_seqio_caches(name: str) -> None:
             "--seqio_additional_cache_dirs=DIR, or set USE_CACHED_TASKS = False")
 
 
+def _checked_seqio_shots(seqio_shots, mixture_or_task_name: str | None, demonstration_split: str,
+                         use_chat_template: bool) -> tuple[int, ...]:
+    """SEQIO_SHOTS as a tuple, and every setting that goes with it checked (before any weights load)."""
+    seqio_shots = (seqio_shots,) if isinstance(seqio_shots, int) else tuple(seqio_shots)
+    if not seqio_shots or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in seqio_shots):
+        raise EvalConfigError(f"SEQIO_SHOTS = {seqio_shots!r}: must be non-negative shot counts, e.g. (0, 5)")
+    if seqio_shots != (0,) and not mixture_or_task_name:
+        raise EvalConfigError(f"SEQIO_SHOTS = {seqio_shots!r} applies to the SeqIO task or mixture named by "
+                              "MIXTURE_OR_TASK_NAME, and none is set (the suites' shots are SHOTS)")
+    if demonstration_split != "train" and not any(seqio_shots):
+        raise EvalConfigError(f"evaluate.demonstration_split = {demonstration_split!r} is only read by a k-shot "
+                              "SeqIO evaluation: set SEQIO_SHOTS too, e.g. (0, 5)")
+    if use_chat_template and any(seqio_shots):
+        raise EvalConfigError(f"USE_CHAT_TEMPLATE = True takes the SeqIO evaluation zero-shot only, not SEQIO_SHOTS = "
+                              f"{seqio_shots!r} (its k-shot prompts are built in token ids): set SEQIO_SHOTS = (0,)")
+    return seqio_shots
+
+
+def _check_seqio_task(mixture_or_task_name: str, split: str, use_cached: bool) -> None:
+    """The named task resolves as train resolves it (OPT-IML Bench mixtures on demand), has its caches when
+    USE_CACHED_TASKS asks for them, and has metric_fns: all before any weights load."""
+    from optiml_jax.data.mixture_names import ensure_registered
+    from optiml_jax.evaluation.seqio_eval import eval_tasks
+
+    ensure_registered(mixture_or_task_name)
+    if use_cached:
+        check_seqio_caches(mixture_or_task_name)
+    eval_tasks(mixture_or_task_name, split)
+
+
 def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_dir: str | None = None,
              suites: Sequence[str] | None = None, shots: Sequence[int] = (0, 5),
              data_dir: str | None = None, max_examples: int | None = None, baseline_results: str | None = None,
@@ -72,27 +102,9 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_dir: str | None
     chosen = chosen_suites(suites, mixture_or_task_name)
     # A bucket stays a bucket (optiml_jax.paths), and one that cannot be reached stops here, before any weights load.
     output_dir = os.fspath(check_reachable(user_path(output_dir, "EVAL_OUTPUT_DIR"), "EVAL_OUTPUT_DIR"))
-    seqio_shots = (seqio_shots,) if isinstance(seqio_shots, int) else tuple(seqio_shots)
-    if not seqio_shots or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in seqio_shots):
-        raise EvalConfigError(f"SEQIO_SHOTS = {seqio_shots!r}: must be non-negative shot counts, e.g. (0, 5)")
-    if seqio_shots != (0,) and not mixture_or_task_name:
-        raise EvalConfigError(f"SEQIO_SHOTS = {seqio_shots!r} applies to the SeqIO task or mixture named by "
-                              "MIXTURE_OR_TASK_NAME, and none is set (the suites' shots are SHOTS)")
-    if demonstration_split != "train" and not any(seqio_shots):
-        raise EvalConfigError(f"evaluate.demonstration_split = {demonstration_split!r} is only read by a k-shot "
-                              "SeqIO evaluation: set SEQIO_SHOTS too, e.g. (0, 5)")
-    if use_chat_template and any(seqio_shots):
-        raise EvalConfigError(f"USE_CHAT_TEMPLATE = True takes the SeqIO evaluation zero-shot only, not SEQIO_SHOTS = "
-                              f"{seqio_shots!r} (its k-shot prompts are built in token ids): set SEQIO_SHOTS = (0,)")
+    seqio_shots = _checked_seqio_shots(seqio_shots, mixture_or_task_name, demonstration_split, use_chat_template)
     if mixture_or_task_name:
-        from optiml_jax.data.mixture_names import ensure_registered
-        from optiml_jax.evaluation.seqio_eval import eval_tasks
-
-        ensure_registered(mixture_or_task_name)  # as train resolves it (OPT-IML Bench mixtures on demand)
-        if use_cached:
-            check_seqio_caches(mixture_or_task_name)
-
-        eval_tasks(mixture_or_task_name, split)  # an unknown task or one without metric_fns: before loading weights
+        _check_seqio_task(mixture_or_task_name, split, use_cached)
     vocab = resolve_tokenizer(tokenizer_dir, checkpoint_path)
     chat = chat_template_of(vocab, use_chat_template)  # a tokenizer without one: before any weights load
     model = DecoderOnlyModel.from_checkpoint(checkpoint_path, vocab, score_batch_size=score_batch_size,
