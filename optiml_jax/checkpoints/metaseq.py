@@ -301,36 +301,44 @@ class MetaseqCheckpoint:
     # ---- reading ----
     def iter_hf_tensors(self) -> Iterator[tuple[str, np.ndarray]]:
         """(Hugging Face key, float32 array) for every tensor, in `tensor_specs` order, one at a time."""
+        for hf_key in self.recipes:
+            yield hf_key, self.hf_tensor(hf_key)
+
+    def hf_tensor(self, hf_key: str) -> np.ndarray:
+        """One merged float32 tensor (Hugging Face layout), built from each part's slice; the slices' pages are
+        handed back as they are copied, so what stays resident is this array alone. Any order, any number of
+        times (the parts stay mapped)."""
         import torch
 
-        for hf_key, (recipe, hf_shape) in self.recipes.items():
-            out = np.empty(hf_shape, np.float32)
-            target = torch.from_numpy(out)
-            if recipe.mode == "replicated":
-                target.copy_(self.models[0][recipe.key])
-                self._release_part(0, recipe.key)
-                for i in range(1, self.n):
-                    other = self.models[i][recipe.key].float()
-                    if not torch.allclose(other, target, rtol=1e-3, atol=1e-3):
-                        raise MetaseqCheckpointError(self.files[i], f"{recipe.key} differs from part 0's "
-                                                                    f"({self.files[0].name}) although metaseq "
-                                                                    "replicates it: parts of different checkpoints mixed")
-                    self._release_part(i, recipe.key)
-            else:
-                for i in range(self.n):
-                    source = self.models[i][recipe.key]
-                    if recipe.mode == "cat1":
-                        w = hf_shape[1] // self.n
-                        target[:, i * w:(i + 1) * w].copy_(source)
-                    else:
-                        rows = hf_shape[0] // self.n
-                        if recipe.mode == "fused":
-                            source = source[recipe.third * rows:(recipe.third + 1) * rows]
-                        target[i * rows:(i + 1) * rows].copy_(source)
-                    self._release_part(i, recipe.key)
-            if hf_key == "decoder.embed_tokens.weight":
-                self._check_tied(target)
-            yield hf_key, out
+        recipe, hf_shape = self.recipes[hf_key]
+        out = np.empty(hf_shape, np.float32)
+        target = torch.from_numpy(out)
+        if recipe.mode == "replicated":
+            target.copy_(self.models[0][recipe.key])
+            self._release_part(0, recipe.key)
+            for i in range(1, self.n):
+                other = self.models[i][recipe.key].float()
+                if not torch.allclose(other, target, rtol=1e-3, atol=1e-3):
+                    raise MetaseqCheckpointError(self.files[i], f"{recipe.key} differs from part 0's "
+                                                                f"({self.files[0].name}) although metaseq "
+                                                                "replicates it: parts of different checkpoints mixed")
+                del other
+                self._release_part(i, recipe.key)
+        else:
+            for i in range(self.n):
+                source = self.models[i][recipe.key]
+                if recipe.mode == "cat1":
+                    w = hf_shape[1] // self.n
+                    target[:, i * w:(i + 1) * w].copy_(source)
+                else:
+                    rows = hf_shape[0] // self.n
+                    if recipe.mode == "fused":
+                        source = source[recipe.third * rows:(recipe.third + 1) * rows]
+                    target[i * rows:(i + 1) * rows].copy_(source)
+                self._release_part(i, recipe.key)
+        if hf_key == "decoder.embed_tokens.weight":
+            self._check_tied(target)
+        return out
 
     def _check_tied(self, embedding) -> None:
         import torch
