@@ -162,6 +162,43 @@ def test_initial_checkpoint_path_takes_a_metaseq_file(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("scan_layers", [False, True])
+def test_loading_onto_a_mesh_places_each_tensor_with_the_target_sharding(scan_layers, tmp_path):
+    """`load_metaseq(target=...)`: the trainer's abstract params (fsdp x tensor over 8 devices) come back as jax
+    arrays with those shardings, equal to the host load, in the target's layout (scanned leaves filled per layer)."""
+    import jax
+    import optax
+
+    from optiml_jax.models import to_layout
+    from optiml_jax.training import train_state
+    from optiml_jax.training.partitioning import Partitioner, make_mesh, standard_rules
+
+    if len(jax.devices()) < 8:
+        pytest.skip("needs 8 (fake) devices")
+    config = OPTConfig(**SHAPES["post_ln_proj_350m_style"], scan_layers=scan_layers)
+    model = fp16_model(config, seed=21)
+    write_metaseq_checkpoint(model.state_dict(), config.replace(scan_layers=False), tmp_path, num_parts=4)
+    partitioner = Partitioner(make_mesh((1, 2, 4), jax.devices()[:8]), standard_rules("fsdp_tensor"))
+    target = train_state.abstract_state(config, optax.sgd(0.1), partitioner).params
+    _, placed = load_metaseq(tmp_path, target=target)
+    _, host = load_metaseq(tmp_path, scanned=scan_layers)
+    flat_target = jax.tree_util.tree_flatten_with_path(target)[0]
+    flat_placed = dict(jax.tree_util.tree_flatten_with_path(placed)[0])
+    flat_host = dict(jax.tree_util.tree_flatten_with_path(host)[0])
+    assert set(flat_placed) == {k for k, _ in flat_target} == set(flat_host)
+    sharded = 0
+    for key, want in flat_target:
+        got = flat_placed[key]
+        assert got.sharding == want.sharding and got.shape == want.shape, jax.tree_util.keystr(key)
+        sharded += not got.sharding.is_fully_replicated
+        np.testing.assert_array_equal(np.asarray(got), flat_host[key], err_msg=jax.tree_util.keystr(key))
+    assert sharded > 0  # the mesh really splits some of them
+    mask = TOKENS != 1
+    unrolled = to_layout(jax.device_get(placed), False)
+    np.testing.assert_allclose(our_logits(config.replace(scan_layers=False), unrolled)[mask],
+                               hf_logits(model)[mask], atol=1e-4, rtol=0)
+
+
 # ------------------------------------------------------------------------------------------------ errors
 
 
