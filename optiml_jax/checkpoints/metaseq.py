@@ -177,7 +177,7 @@ class _PageRelease:
             self.libc.madvise(lo, hi - lo, 4)  # MADV_DONTNEED
 
 
-COPY_CHUNK_BYTES = 16 << 20  # a part's slice is copied (and its pages dropped) in row blocks of about this size
+COPY_CHUNK_BYTES = 4 << 20  # a part's slice is copied (and its pages dropped) in row blocks of about this size
 
 
 def _row_blocks(source) -> Iterator[tuple[int, int]]:
@@ -360,11 +360,16 @@ class MetaseqCheckpoint:
         import torch
 
         key, rows = "decoder.output_projection.weight", self.config.vocab_size // self.n
+        scratch = None  # one float32 block, reused: per-block temporaries would fragment the heap
         for i in range(self.n):
             if key in self.models[i]:
                 head = self.models[i][key]
                 for lo, hi in _row_blocks(head):
-                    if not torch.equal(head[lo:hi].float(), embedding[i * rows + lo:i * rows + hi]):
+                    if scratch is None:
+                        scratch = torch.empty((hi - lo, *head.shape[1:]), dtype=torch.float32)
+                    block = scratch[:hi - lo]
+                    block.copy_(head[lo:hi])
+                    if not torch.equal(block, embedding[i * rows + lo:i * rows + hi]):
                         raise MetaseqCheckpointError(self.files[i], f"{key} differs from decoder.embed_tokens."
                                                                     "weight: OPT ties them, and untied heads are "
                                                                     "not supported")

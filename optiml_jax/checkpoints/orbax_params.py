@@ -87,6 +87,9 @@ class LazyArray:
         return self.size * np.dtype(self.dtype).itemsize
 
 
+LAZY_CHUNK_BYTES = 16 << 20  # zarr chunk of a lazily written array: bounds Tensorstore's compression buffers
+
+
 def _lazy_handler():
     """Orbax's numpy handler, writing one `LazyArray` after another: materialize, write, await, drop (the stock
     handler writes every leaf of the tree concurrently, i.e. needs all of them in memory). What it writes is what
@@ -99,6 +102,8 @@ def _lazy_handler():
 
         async def _background_serialize(self, values, infos, args=None):
             for value, info, arg in zip(values, infos, args or [ocp.SaveArgs()] * len(values)):
+                if arg.chunk_byte_size is None:  # one zarr chunk per array (Orbax's default) is compressed whole
+                    arg = dataclasses.replace(arg, chunk_byte_size=LAZY_CHUNK_BYTES)
                 array = value.materialize()
                 if tuple(array.shape) != tuple(value.shape) or array.dtype != value.dtype:
                     raise ValueError(f"{info.name}: materialized {array.dtype}{list(array.shape)}, announced "
