@@ -22,9 +22,10 @@ section (`decoder_attention_heads`; every field it has is checked against the sh
 width and depth. FSDP flat-parameter shards (`*-shard<k>.pt`, `flat_param_*`) must be consolidated with metaseq's
 `metaseq/scripts/consolidate_fsdp_shards.py` first.
 
-Streaming: every part is memory-mapped (`torch.load(mmap=True)`), output tensors are built one at a time from
-each part's slice, and the slice's pages are returned to the OS (`madvise(MADV_DONTNEED)`) once copied, so the
-resident input is about one tensor, whatever the number and size of parts (perf/RESULTS.md measures it).
+Streaming: every part is memory-mapped (`torch.load(mmap=True)`), output tensors are built one at a time
+(`hf_tensor`) from each part's slice, copied in 4 MB row blocks whose pages are returned to the OS
+(`madvise(MADV_DONTNEED)`) once copied, so what is resident is the merged tensor plus one block, whatever the
+number and size of parts (perf/RESULTS.md measures it); `load_metaseq(target=...)` puts each on its devices.
 """
 
 from __future__ import annotations
