@@ -22,9 +22,10 @@ section (`decoder_attention_heads`; every field it has is checked against the sh
 width and depth. FSDP flat-parameter shards (`*-shard<k>.pt`, `flat_param_*`) must be consolidated with metaseq's
 `metaseq/scripts/consolidate_fsdp_shards.py` first.
 
-Streaming: every part is memory-mapped (`torch.load(mmap=True)`), output tensors are built one at a time from
-each part's slice, and the slice's pages are returned to the OS (`madvise(MADV_DONTNEED)`) once copied, so the
-resident input is about one tensor, whatever the number and size of parts (perf/RESULTS.md measures it).
+Streaming: every part is memory-mapped (`torch.load(mmap=True)`), output tensors are built one at a time
+(`hf_tensor`) from each part's slice, copied in 4 MB row blocks whose pages are returned to the OS
+(`madvise(MADV_DONTNEED)`) once copied, so what is resident is the merged tensor plus one block, whatever the
+number and size of parts (perf/RESULTS.md measures it); `load_metaseq(target=...)` puts each on its devices.
 """
 
 from __future__ import annotations
@@ -168,13 +169,27 @@ class _PageRelease:
             pass
 
     def __call__(self, tensor) -> None:
+        """Drop the pages under `tensor` (a whole mapped tensor or a contiguous view of one)."""
         if self.libc is None:
             return
-        storage = tensor.untyped_storage()
-        start, size = storage.data_ptr(), storage.nbytes()
+        start, size = tensor.data_ptr(), tensor.numel() * tensor.element_size()
         lo, hi = start // self.page * self.page, -(-(start + size) // self.page) * self.page
         if size:
             self.libc.madvise(lo, hi - lo, 4)  # MADV_DONTNEED
+
+
+COPY_CHUNK_BYTES = 4 << 20  # a part's slice is copied (and its pages dropped) in row blocks of about this size
+
+
+def _row_blocks(source) -> Iterator[tuple[int, int]]:
+    """Row ranges of `source` (dim 0) of about COPY_CHUNK_BYTES each; a 1-D tensor is one block."""
+    rows = source.shape[0]
+    if source.dim() < 2:
+        yield 0, rows
+        return
+    step = max(1, COPY_CHUNK_BYTES // max(1, source[0].numel() * source.element_size()))
+    for r in range(0, rows, step):
+        yield r, min(rows, r + step)
 
 
 class MetaseqCheckpoint:
@@ -301,47 +316,69 @@ class MetaseqCheckpoint:
     # ---- reading ----
     def iter_hf_tensors(self) -> Iterator[tuple[str, np.ndarray]]:
         """(Hugging Face key, float32 array) for every tensor, in `tensor_specs` order, one at a time."""
+        for hf_key in self.recipes:
+            yield hf_key, self.hf_tensor(hf_key)
+
+    def hf_tensor(self, hf_key: str) -> np.ndarray:
+        """One merged float32 tensor (Hugging Face layout), built from each part's slice; the slices' pages are
+        handed back as they are copied, so what stays resident is this array alone. Any order, any number of
+        times (the parts stay mapped)."""
         import torch
 
-        for hf_key, (recipe, hf_shape) in self.recipes.items():
-            out = np.empty(hf_shape, np.float32)
-            target = torch.from_numpy(out)
-            if recipe.mode == "replicated":
-                target.copy_(self.models[0][recipe.key])
-                self._release_part(0, recipe.key)
-                for i in range(1, self.n):
-                    other = self.models[i][recipe.key].float()
-                    if not torch.allclose(other, target, rtol=1e-3, atol=1e-3):
-                        raise MetaseqCheckpointError(self.files[i], f"{recipe.key} differs from part 0's "
-                                                                    f"({self.files[0].name}) although metaseq "
-                                                                    "replicates it: parts of different checkpoints mixed")
-                    self._release_part(i, recipe.key)
-            else:
-                for i in range(self.n):
-                    source = self.models[i][recipe.key]
-                    if recipe.mode == "cat1":
-                        w = hf_shape[1] // self.n
-                        target[:, i * w:(i + 1) * w].copy_(source)
-                    else:
-                        rows = hf_shape[0] // self.n
-                        if recipe.mode == "fused":
-                            source = source[recipe.third * rows:(recipe.third + 1) * rows]
-                        target[i * rows:(i + 1) * rows].copy_(source)
-                    self._release_part(i, recipe.key)
-            if hf_key == "decoder.embed_tokens.weight":
-                self._check_tied(target)
-            yield hf_key, out
+        recipe, hf_shape = self.recipes[hf_key]
+        out = np.empty(hf_shape, np.float32)
+        target = torch.from_numpy(out)
+        if recipe.mode == "replicated":  # small (positions, layer norms, biases): whole tensors
+            target.copy_(self.models[0][recipe.key])
+            self._release_part(0, recipe.key)
+            for i in range(1, self.n):
+                other = self.models[i][recipe.key].float()
+                if not torch.allclose(other, target, rtol=1e-3, atol=1e-3):
+                    raise MetaseqCheckpointError(self.files[i], f"{recipe.key} differs from part 0's "
+                                                                f"({self.files[0].name}) although metaseq "
+                                                                "replicates it: parts of different checkpoints mixed")
+                del other
+                self._release_part(i, recipe.key)
+        else:
+            for i in range(self.n):
+                source = self.models[i][recipe.key]
+                if recipe.mode == "cat1":
+                    w = hf_shape[1] // self.n
+                    dest = target[:, i * w:(i + 1) * w]
+                else:
+                    rows = hf_shape[0] // self.n
+                    if recipe.mode == "fused":
+                        source = source[recipe.third * rows:(recipe.third + 1) * rows]
+                    dest = target[i * rows:(i + 1) * rows]
+                for lo, hi in _row_blocks(source):  # resident input: one block, not the part's slice
+                    dest[lo:hi].copy_(source[lo:hi])
+                    self._release_view(i, source[lo:hi])
+        if hf_key == "decoder.embed_tokens.weight":
+            self._check_tied(target)
+        return out
 
     def _check_tied(self, embedding) -> None:
         import torch
 
         key, rows = "decoder.output_projection.weight", self.config.vocab_size // self.n
+        scratch = None  # one float32 block, reused: per-block temporaries would fragment the heap
         for i in range(self.n):
             if key in self.models[i]:
-                if not torch.equal(self.models[i][key].float(), embedding[i * rows:(i + 1) * rows]):
-                    raise MetaseqCheckpointError(self.files[i], f"{key} differs from decoder.embed_tokens.weight: "
-                                                                "OPT ties them, and untied heads are not supported")
-                self._release_part(i, key)
+                head = self.models[i][key]
+                for lo, hi in _row_blocks(head):
+                    if scratch is None:
+                        scratch = torch.empty((hi - lo, *head.shape[1:]), dtype=torch.float32)
+                    block = scratch[:hi - lo]
+                    block.copy_(head[lo:hi])
+                    if not torch.equal(block, embedding[i * rows + lo:i * rows + hi]):
+                        raise MetaseqCheckpointError(self.files[i], f"{key} differs from decoder.embed_tokens."
+                                                                    "weight: OPT ties them, and untied heads are "
+                                                                    "not supported")
+                    self._release_view(i, head[lo:hi])
+
+    def _release_view(self, i: int, view) -> None:
+        if self.mmapped[i] and view.is_contiguous():
+            self._release(view)
 
     def _release_part(self, i: int, key: str) -> None:
         if self.mmapped[i]:
@@ -389,12 +426,19 @@ def metaseq_config(path: str | os.PathLike, *, trust_pickle: bool = False) -> OP
     return MetaseqCheckpoint(path, trust_pickle=trust_pickle).config
 
 
-def load_metaseq(path: str | os.PathLike, *, scanned: bool = False,
-                 trust_pickle: bool = False) -> tuple[OPTConfig, dict]:
-    """(OPTConfig, float32 numpy params) from a metaseq checkpoint (layout as `load_hf_opt`)."""
+def load_metaseq(path: str | os.PathLike, *, scanned: bool = False, trust_pickle: bool = False,
+                 target: Any = None) -> tuple[OPTConfig, dict]:
+    """(OPTConfig, float32 numpy params) from a metaseq checkpoint (layout as `load_hf_opt`).
+
+    `target`: abstract params (`jax.ShapeDtypeStruct`s with a `sharding`, unrolled or scanned, e.g. the trainer's
+    abstract state or `orbax_params.abstract_params` with shardings): each tensor is then placed on its devices as
+    soon as it is merged and the result is jax arrays in `target`'s layout and dtypes, so the host holds one merged
+    tensor at a time instead of the model (a scanned leaf is filled layer by layer in place on the devices)."""
     from optiml_jax.checkpoints.hf import _set
 
     ckpt = MetaseqCheckpoint(path, trust_pickle=trust_pickle)
+    if target is not None:
+        return ckpt.config, _placed(ckpt, target)
     specs = {s.hf_key: s for s in tensor_specs(ckpt.config)}
     params: dict = {}
     stacked: dict[tuple[str, ...], np.ndarray] = {}
@@ -410,3 +454,46 @@ def load_metaseq(path: str | os.PathLike, *, scanned: bool = False,
     for rest, value in stacked.items():
         _set(params, ("decoder", "layers", *rest), value)
     return ckpt.config, params
+
+
+def _placed(ckpt: MetaseqCheckpoint, target: Any) -> dict:
+    """`load_metaseq(target=...)`: every merged tensor straight onto `target`'s shardings."""
+    import jax
+    import jax.numpy as jnp
+
+    from optiml_jax.checkpoints.hf import _set
+
+    def leaf(path: tuple[str, ...]):
+        node = target
+        for k in path:
+            if not isinstance(node, dict) or k not in node:
+                raise MetaseqCheckpointError(ckpt.path, f"target params have no {'/'.join(path)}: not the tree of "
+                                                        "the checkpoint's architecture")
+            node = node[k]
+        return node
+
+    scanned = "layers" in leaf(("decoder",))
+    write_layer = jax.jit(lambda s, v, i: jax.lax.dynamic_update_index_in_dim(s, v.astype(s.dtype), i, 0),
+                          donate_argnums=0)
+    params: dict = {}
+    for spec in tensor_specs(ckpt.config):
+        value = spec.to_ours(ckpt.hf_tensor(spec.hf_key))
+        layered = scanned and spec.layer is not None
+        path = ("decoder", "layers", *spec.path[2:]) if layered else spec.path
+        want = leaf(path)
+        shape = tuple(want.shape[1:] if layered else want.shape)
+        if shape != value.shape:
+            raise MetaseqCheckpointError(ckpt.path, f"target {'/'.join(path)} has shape {list(want.shape)}, the "
+                                                    f"checkpoint's {spec.hf_key} gives {list(value.shape)}")
+        if not layered:
+            host = np.asarray(value, want.dtype)
+            _set(params, path, jax.make_array_from_callback(want.shape, want.sharding, lambda i, h=host: h[i]))
+        else:
+            node = params
+            for k in path[:-1]:
+                node = node.setdefault(k, {})
+            if path[-1] not in node:
+                node[path[-1]] = jax.jit(lambda w=want: jnp.zeros(w.shape, w.dtype), out_shardings=want.sharding)()
+            node[path[-1]] = write_layer(node[path[-1]], np.ascontiguousarray(value), spec.layer)
+        del value
+    return params

@@ -1,17 +1,28 @@
-"""metaseq checkpoint -> Hugging Face OPT directory without holding the model in memory, plus the tokenizer.
+"""metaseq checkpoint -> Hugging Face OPT directory or Orbax params, one tensor in memory at a time, plus the tokenizer.
 
-`metaseq_to_hf` writes float32 safetensors shards as they fill (`max_shard_size`, default 5 GB as transformers
-does): the peak memory is one shard being filled plus one merged tensor, not the checkpoint, so OPT-175B's 16
-parts of ~22 GB convert on a host with far less RAM than the model (perf/RESULTS.md measures the peak RSS).
-`copy_tokenizer` puts the OPT tokenizer files next to the weights, where eval/infer/lm-eval look for them.
+Both writers know every output tensor's shape before reading any (the config is inferred from the parts' shapes),
+so they lay the output out first and then fill it tensor by tensor from `MetaseqCheckpoint.hf_tensor` (which
+merges one parameter across the memory-mapped parts and hands the parts' pages back):
+* `metaseq_to_hf`: float32 safetensors shards (`max_shard_size`, default 5 GB as transformers does); each shard's
+  header is written first, then each tensor's bytes as it is merged, so nothing accumulates per shard;
+* `metaseq_to_orbax`: the `save_orbax` layout through Orbax itself, from lazily-materialized leaves
+  (`orbax_params.save_orbax_streamed`).
+The peak memory over the process's baseline is about the largest merged float32 tensor (token embedding or fc1)
+plus, for Orbax, Tensorstore's copy of it while it is written; it does not depend on the number or size of the
+parts (perf/RESULTS.md measures it). `copy_tokenizer` puts the OPT tokenizer files next to the weights, where
+eval/infer/lm-eval look for them.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
 import shutil
+import struct
+
+import numpy as np
 
 from optiml_jax.checkpoints.hf import (
     DEFAULT_MAX_SHARD_BYTES,
@@ -21,6 +32,7 @@ from optiml_jax.checkpoints.hf import (
     CheckpointError,
     _parse_size,
     config_to_hf,
+    tensor_specs,
 )
 from optiml_jax.checkpoints.metaseq import MetaseqCheckpoint
 from optiml_jax.models.config import OPTConfig
@@ -31,41 +43,75 @@ TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_conf
 def metaseq_to_hf(path: str | os.PathLike, directory: str | os.PathLike, *, max_shard_size: int | str | None = None,
                   trust_pickle: bool = False) -> OPTConfig:
     """Write the metaseq checkpoint at `path` as a Hugging Face OPT directory; returns its config."""
-    from safetensors.numpy import save_file
-
     ckpt = MetaseqCheckpoint(path, trust_pickle=trust_pickle)
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     limit = _parse_size(max_shard_size) or DEFAULT_MAX_SHARD_BYTES
-    shards: list[list[str]] = []
-    current: dict = {}
+    shards: list[list[tuple[str, tuple[int, ...]]]] = [[]]
     size = total = 0
-
-    def flush():
-        nonlocal current, size
-        if current:
-            save_file(current, str(directory / f"shard-{len(shards):05d}.tmp.safetensors"), metadata={"format": "pt"})
-            shards.append(list(current))
-            current, size = {}, 0
-
-    for hf_key, array in ckpt.iter_hf_tensors():
-        if current and size + array.nbytes > limit:
-            flush()
-        current["model." + hf_key] = array
-        size += array.nbytes
-        total += array.nbytes
-    flush()
-    if len(shards) == 1:
-        os.replace(directory / "shard-00000.tmp.safetensors", directory / SAFETENSORS)
-    else:
-        weight_map = {}
-        for k, keys in enumerate(shards):
-            final = f"model-{k + 1:05d}-of-{len(shards):05d}.safetensors"
-            os.replace(directory / f"shard-{k:05d}.tmp.safetensors", directory / final)
-            weight_map.update({key: final for key in keys})
+    for spec in tensor_specs(ckpt.config):  # the shard plan, from shapes alone
+        nbytes = 4 * math.prod(spec.hf_shape)
+        if shards[-1] and size + nbytes > limit:
+            shards.append([])
+            size = 0
+        shards[-1].append((spec.hf_key, spec.hf_shape))
+        size += nbytes
+        total += nbytes
+    names = [SAFETENSORS] if len(shards) == 1 else [f"model-{k + 1:05d}-of-{len(shards):05d}.safetensors"
+                                                    for k in range(len(shards))]
+    for name, entries in zip(names, shards):
+        write_safetensors_streamed(directory / name, [("model." + key, shape) for key, shape in entries],
+                                   lambda key: ckpt.hf_tensor(key[len("model."):]))
+    if len(shards) > 1:
+        weight_map = {"model." + key: name for name, entries in zip(names, shards) for key, _ in entries}
         (directory / SAFETENSORS_INDEX).write_text(json.dumps({"metadata": {"total_size": total},
                                                                "weight_map": weight_map}, indent=2, sort_keys=True))
     (directory / HF_CONFIG).write_text(json.dumps(config_to_hf(ckpt.config), indent=2, sort_keys=True))
+    return ckpt.config
+
+
+def write_safetensors_streamed(path: pathlib.Path, entries: list[tuple[str, tuple[int, ...]]], produce) -> None:
+    """A float32 safetensors file whose header (names, shapes, offsets) is written before any tensor exists;
+    `produce(name)` is then called once per entry, in order, and its bytes appended (the format: an 8-byte
+    little-endian header length, the JSON header padded to 8 bytes, the tensors back to back)."""
+    header: dict = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name, shape in entries:
+        nbytes = 4 * math.prod(shape)
+        header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)
+    tmp = path.with_name(path.name + ".partial")
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        for name, shape in entries:
+            array = np.ascontiguousarray(produce(name), dtype="<f4")
+            if array.shape != tuple(shape):
+                raise ValueError(f"{path}: {name} came out {list(array.shape)}, its header says {list(shape)}")
+            f.write(memoryview(array).cast("B"))
+            del array
+    os.replace(tmp, path)
+
+
+def metaseq_to_orbax(path: str | os.PathLike, directory: str | os.PathLike, *,
+                     trust_pickle: bool = False) -> OPTConfig:
+    """Write the metaseq checkpoint at `path` as an Orbax params directory (`orbax_params` layout, unrolled),
+    merging and writing one parameter at a time; returns its config."""
+    from optiml_jax.checkpoints.hf import _set
+    from optiml_jax.checkpoints.orbax_params import LazyArray, abstract_params, save_orbax_streamed
+
+    ckpt = MetaseqCheckpoint(path, trust_pickle=trust_pickle)
+    shapes = abstract_params(ckpt.config)
+    leaves: dict = {}
+    for spec in tensor_specs(ckpt.config):
+        node = shapes
+        for k in spec.path:
+            node = node[k]
+        _set(leaves, spec.path, LazyArray(tuple(node.shape), np.dtype(np.float32),
+                                          lambda spec=spec: spec.to_ours(ckpt.hf_tensor(spec.hf_key))))
+    save_orbax_streamed(ckpt.config, leaves, directory)
     return ckpt.config
 
 

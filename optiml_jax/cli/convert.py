@@ -149,10 +149,14 @@ def _main(argv: list[str] | None) -> int:
 
 def _convert_metaseq(args):
     """metaseq-to-orbax / metaseq-to-hf: checks the tokenizer against the checkpoint's shapes before any weight is
-    read; -to-hf streams tensors into shards, -to-orbax holds the float32 params once (as the trainer will)."""
-    from optiml_jax.checkpoints.metaseq import find_metaseq_files, load_metaseq, metaseq_config
-    from optiml_jax.checkpoints.metaseq_export import check_tokenizer_dir, copy_tokenizer, metaseq_to_hf
-    from optiml_jax.checkpoints.orbax_params import save_orbax
+    read; both stream, one merged tensor in memory at a time (checkpoints/metaseq_export.py)."""
+    from optiml_jax.checkpoints.metaseq import find_metaseq_files, metaseq_config
+    from optiml_jax.checkpoints.metaseq_export import (
+        check_tokenizer_dir,
+        copy_tokenizer,
+        metaseq_to_hf,
+        metaseq_to_orbax,
+    )
 
     files = find_metaseq_files(args.metaseq_path)
     out = check_out_dir(args.out_dir, args.overwrite, *map(str, files))
@@ -164,9 +168,7 @@ def _convert_metaseq(args):
             result["config"] = metaseq_to_hf(args.metaseq_path, d, max_shard_size=args.max_shard_size,
                                              trust_pickle=args.trust_pickle)
         else:
-            config, params = load_metaseq(args.metaseq_path, trust_pickle=args.trust_pickle)
-            save_orbax(config, params, d)
-            result["config"] = config
+            result["config"] = metaseq_to_orbax(args.metaseq_path, d, trust_pickle=args.trust_pickle)
         copy_tokenizer(tokenizer, d)
 
     _replace(out, write)
