@@ -23,11 +23,13 @@ import zlib
 
 import numpy as np
 
-from optiml_jax.data.tokenization import TaskTokens, cache_path, load_tokens, save_tokens
+from optiml_jax.data.tokenization import TaskTokens, cache_path, encode_many, load_tokens, save_tokens
 from optiml_jax.tasks import registry
 
 _MEMORY: dict[tuple, TaskTokens] = {}
 READ_BATCH = 1024
+# False: every task is read through tf.data, ours too (the tests that compare both paths set it)
+PYTHON_READS_OF_STANDARD_TASKS = True
 _LOCK = threading.Lock()
 # how often this process read each task from the disk cache, and through its seqio pipeline (tests count them)
 DISK_READS: collections.Counter = collections.Counter()
@@ -78,9 +80,10 @@ def _read_dataset(view: registry.TaskView, split: str, use_cached: bool) -> Task
         raise TaskDataError(f"task {view.name!r}: USE_CACHED_TASKS=True but no seqio cache of it was found (run "
                             "seqio's cache_tasks_main for it, pass --seqio_additional_cache_dirs, or set "
                             "USE_CACHED_TASKS=False)")
+    if not use_cached and PYTHON_READS_OF_STANDARD_TASKS and view.standard_pipeline:
+        return _read_in_python(view, split)
     ds = task.get_dataset(sequence_length=None, split=split, use_cached=use_cached, shuffle=False, num_epochs=1,
                           trim_output_features=False)
-    full_loss = view.info.full_sequence_loss
     has_raw = all(k in ds.element_spec for k in registry.RAW_TEXT_FEATURES)
     has_inputs = "inputs" in ds.element_spec
     keep = ["targets"] + (["inputs"] if has_inputs else []) + (list(registry.RAW_TEXT_FEATURES) if has_raw else [])
@@ -92,6 +95,12 @@ def _read_dataset(view: registry.TaskView, split: str, use_cached: bool) -> Task
         if has_raw:
             columns = [batch[k] for k in registry.RAW_TEXT_FEATURES]
             raw += [dict(zip(registry.RAW_TEXT_FEATURES, (v.decode() for v in values))) for values in zip(*columns)]
+    return _join(view, split, inputs, targets, tuple(raw) if has_raw else None)
+
+
+def _join(view: registry.TaskView, split: str, inputs: list, targets: list, raw: tuple | None) -> TaskTokens:
+    """Example j = inputs[j] ++ targets[j] as one flat TaskTokens, weight 0 on inputs (1 for full-sequence loss)."""
+    full_loss = view.info.full_sequence_loss
     target_lengths = np.fromiter(map(len, targets), np.int64, len(targets))
     empty = np.flatnonzero(target_lengths == 0)
     if len(empty):
@@ -106,7 +115,31 @@ def _read_dataset(view: registry.TaskView, split: str, use_cached: bool) -> Task
     tokens = TaskTokens(ids, np.repeat(piece_weights, piece_lengths), np.concatenate(
         [[0], np.cumsum(input_lengths + target_lengths)]).astype(np.int64), np.arange(len(targets), dtype=np.int64),
         input_lengths)
-    return tokens.with_raw(tuple(raw) if has_raw else None)
+    return tokens.with_raw(raw)
+
+
+def _read_in_python(view: registry.TaskView, split: str) -> TaskTokens:
+    """What `_read_dataset` yields for one of our tasks with only our preprocessors, computed without tf.data:
+    raw examples -> `format_texts` (what `format_instruction` runs) -> the vocabulary's batch encoder (what
+    `encode_tf` runs) -> `targets` + eos (`append_eos_after_trim` of a feature with `add_eos`). Building and
+    tracing a tf.data pipeline costs ~0.3-1 s a task whatever its size (perf/RESULTS.md, issue 23); this costs
+    the formatting and the tokenizer only. `tests/data/test_task_cache_python_read.py` checks that both give
+    the same arrays."""
+    from optiml_jax.tasks.preprocessors import format_texts
+
+    rows = registry.load_raw_examples(view.name, split)
+    features = view.seqio_task.output_features
+    seed = view.raw.format_seed
+    texts = [format_texts(view.info, ex, seed) for ex in rows]
+    inputs = encode_many(features["inputs"].vocabulary, [t[0] for t in texts])
+    targets = encode_many(features["targets"].vocabulary, [t[1] for t in texts])
+    if features["inputs"].add_eos:
+        inputs = [list(i) + [features["inputs"].vocabulary.eos_id] for i in inputs]
+    if features["targets"].add_eos:
+        targets = [list(t) + [features["targets"].vocabulary.eos_id] for t in targets]
+    raw = tuple({k: ex[k] for k in registry.RAW_TEXT_FEATURES} for ex in rows)
+    return _join(view, split, [np.asarray(i, np.int32) for i in inputs], [np.asarray(t, np.int32) for t in targets],
+                 raw)
 
 
 def cache_file(task_name: str, split: str, *, use_cached: bool = False, cache_dir: str) -> pathlib.Path:

@@ -45,6 +45,9 @@ class RawTaskSource:
     splits: dict[str, SplitFn]
     num_examples: dict[str, int]
     format_seed: int = 0
+    # the preprocessors registered when they are only ours (formatting, tokenization, eos), else None: then
+    # `optiml_jax.data.task_cache` may compute the same tokens in plain Python instead of running tf.data
+    standard_preprocessors: tuple | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +79,15 @@ class TaskView:
     @property
     def has_inputs(self) -> bool:
         return "inputs" in self.seqio_task.output_features
+
+    @property
+    def standard_pipeline(self) -> bool:
+        """One of our tasks whose seqio preprocessors are still only the ones `register_instruction_task` gave it
+        (formatting, tokenization, `CacheDatasetPlaceholder`, eos): its tokens are a pure function of its raw
+        examples, which `optiml_jax.data.task_cache` computes without tf.data (the same ids)."""
+        ours = self.raw.standard_preprocessors if self.raw is not None else None
+        mine = tuple(self.seqio_task.preprocessors)
+        return ours is not None and len(ours) == len(mine) and all(a is b for a, b in zip(ours, mine))
 
 
 _METADATA: dict[str, TaskInfo] = {}
@@ -131,7 +143,11 @@ def register_instruction_task(info: TaskInfo, splits: Mapping[str, SplitFn], voc
     unknown = set(counts) - set(splits)
     if unknown:
         raise ValueError(f"task {info.name!r}: counts given for splits {sorted(unknown)} that have no reader")
-    _RAW[info.name] = RawTaskSource(dict(splits), counts, format_seed)
+    extra = list(extra_preprocessors)
+    preprocessors = [*extra, format_instruction(info, format_seed), tokenize_in_batches,
+                     seqio.CacheDatasetPlaceholder(), seqio.preprocessors.append_eos_after_trim]
+    _RAW[info.name] = RawTaskSource(dict(splits), counts, format_seed,
+                                    None if extra else tuple(preprocessors))
     _METADATA[info.name] = info
     _bump(info.name)
     if info.name in seqio.TaskRegistry.names():
@@ -140,8 +156,7 @@ def register_instruction_task(info: TaskInfo, splits: Mapping[str, SplitFn], voc
         info.name,
         source=seqio.FunctionDataSource(_raw_dataset_fn(info.name), splits=list(splits),
                                         num_input_examples=counts or None),
-        preprocessors=[*extra_preprocessors, format_instruction(info, format_seed), tokenize_in_batches,
-                       seqio.CacheDatasetPlaceholder(), seqio.preprocessors.append_eos_after_trim],
+        preprocessors=preprocessors,
         output_features={"inputs": seqio.Feature(vocabulary, add_eos=False, required=False),
                          "targets": seqio.Feature(vocabulary, add_eos=True)},
         metric_fns=[seqio_metric_fn(info.metric)],
