@@ -32,7 +32,7 @@ import numpy as np
 from optiml_jax.data import carry_packer, packing
 from optiml_jax.data.mixture_names import ensure_registered
 from optiml_jax.data.demonstrations import MetaICLConfig, draw_num_shots, token_space_demonstrations
-from optiml_jax.data.task_cache import task_tokens, vocabulary_key
+from optiml_jax.data.task_cache import task_shards, vocabulary_key
 from optiml_jax.data.tokenization import tokenize_pieces, truncate_left
 from optiml_jax.tasks import mixtures, registry
 from optiml_jax.tasks.formatting import draw_delimiter, layout
@@ -137,12 +137,14 @@ class TrainStream:
         each task as it was registered when the stream first drew from it."""
         key = (task_name, data_shard)
         toks = self._shards.get(key)
-        if toks is None:
+        if toks is None:  # every shard of this host's groups from one read of the task, and not the whole split
             info = registry.get_task(task_name).info
-            toks = task_tokens(task_name, self.split, shard_index=data_shard, num_shards=self.num_groups,
-                               cap=self.recipe.capped_count(info, 1 << 62), use_cached=self.use_cached,
-                               cache_dir=self.cache_dir)
-            self._shards[key] = toks
+            shards = task_shards(task_name, self.split, self.groups, num_shards=self.num_groups,
+                                 cap=self.recipe.capped_count(info, 1 << 62), use_cached=self.use_cached,
+                                 cache_dir=self.cache_dir, with_raw=self.metaicl.enabled)
+            for g, t in shards.items():
+                self._shards[(task_name, g)] = t
+            toks = self._shards[key]
         return toks
 
     def _metaicl_example(self, rng, task_name: str, data_shard: int, j: int, shots: int):

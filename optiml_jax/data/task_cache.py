@@ -127,7 +127,7 @@ def _read_in_python(view: registry.TaskView, split: str) -> TaskTokens:
     the same arrays."""
     from optiml_jax.tasks.preprocessors import format_texts
 
-    rows = registry.load_raw_examples(view.name, split)
+    rows = registry.load_raw_examples(view.name, split, memoize=False)
     features = view.seqio_task.output_features
     seed = view.raw.format_seed
     texts = [format_texts(view.info, ex, seed) for ex in rows]
@@ -160,15 +160,17 @@ def forget_in_memory() -> None:
         _MEMORY.clear()
 
 
-def split_tokens(task_name: str, split: str, *, use_cached: bool = False, cache_dir: str | None = None) -> TaskTokens:
-    """The whole split of a task, tokenized through its seqio pipeline (memoized; optionally on disk)."""
+def split_tokens(task_name: str, split: str, *, use_cached: bool = False, cache_dir: str | None = None,
+                 memoize: bool = True, with_raw: bool = True) -> TaskTokens:
+    """The whole split of a task, tokenized through its seqio pipeline (memoized unless `memoize=False`;
+    optionally on disk). `with_raw=False`: a split read from the disk cache skips its raw texts."""
     view = registry.get_task(task_name)
     key = (task_name, view.generation, split, bool(use_cached), vocabulary_key(view.vocabulary))
     with _LOCK:
         if key in _MEMORY:
             return _MEMORY[key]
     path = cache_file(task_name, split, use_cached=use_cached, cache_dir=cache_dir) if cache_dir else None
-    tokens = load_tokens(path) if path else None
+    tokens = load_tokens(path, with_raw=with_raw or memoize) if path else None
     if tokens is not None:
         DISK_READS[task_name] += 1
     else:
@@ -176,23 +178,43 @@ def split_tokens(task_name: str, split: str, *, use_cached: bool = False, cache_
         PIPELINE_READS[task_name] += 1
         if path:
             save_tokens(path, tokens)
-    with _LOCK:
-        _MEMORY[key] = tokens
+    if memoize:
+        with _LOCK:
+            _MEMORY[key] = tokens
     return tokens
 
 
 def task_tokens(task_name: str, split: str, *, shard_index: int = 0, num_shards: int = 1, cap: int | None = None,
                 seed: int = 0, use_cached: bool = False, cache_dir: str | None = None) -> TaskTokens:
     """This shard of a task's (capped) split: the rows of `split_tokens` at `shard_positions`."""
-    full = split_tokens(task_name, split, use_cached=use_cached, cache_dir=cache_dir)
-    key = ("shard", task_name, registry.get_task(task_name).generation, split, bool(use_cached), shard_index,
-           num_shards, cap, seed)
+    return task_shards(task_name, split, [shard_index], num_shards=num_shards, cap=cap, seed=seed,
+                       use_cached=use_cached, cache_dir=cache_dir, keep_split=True)[shard_index]
+
+
+def task_shards(task_name: str, split: str, shard_indices, *, num_shards: int, cap: int | None = None, seed: int = 0,
+                use_cached: bool = False, cache_dir: str | None = None, keep_split: bool = False,
+                with_raw: bool = True) -> dict[int, TaskTokens]:
+    """Several shards of a task's (capped) split from one read of it (memoized per shard). The training stream
+    asks for all of its groups' shards at once with `keep_split=False`, so the process holds this host's shards
+    and not also the whole split (the memory bound of docs/ARCHITECTURE.md); `with_raw=False` drops the raw
+    texts (only MetaICL demonstrations laid out as text read them)."""
+    generation = registry.get_task(task_name).generation
+    keys = {g: ("shard", task_name, generation, split, bool(use_cached), g, num_shards, cap, seed, with_raw)
+            for g in shard_indices}
     with _LOCK:
-        if key in _MEMORY:
-            return _MEMORY[key]
+        out = {g: _MEMORY[k] for g, k in keys.items() if k in _MEMORY}
+    if len(out) == len(keys):
+        return out
+    full = split_tokens(task_name, split, use_cached=use_cached, cache_dir=cache_dir, memoize=keep_split,
+                        with_raw=with_raw)
     if len(full) == 0:
         raise TaskDataError(f"task {task_name!r} split {split!r} has no examples")
-    shard = full.select(shard_positions(len(full), cap, shard_index, num_shards, task_name, seed))
+    if not with_raw:
+        full = full.with_raw(None)
+    for g in keys:
+        if g not in out:
+            out[g] = full.select(shard_positions(len(full), cap, g, num_shards, task_name, seed))
     with _LOCK:
-        _MEMORY[key] = shard
-    return shard
+        for g, k in keys.items():
+            _MEMORY[k] = out[g]
+    return out

@@ -140,12 +140,13 @@ def save_tokens(path: pathlib.Path, tokens: TaskTokens) -> None:
     os.replace(tmp, path)
 
 
-def load_tokens(path: pathlib.Path) -> TaskTokens | None:
+def load_tokens(path: pathlib.Path, *, with_raw: bool = True) -> TaskTokens | None:
+    """The cached split at `path` (None when absent); `with_raw=False` leaves its raw texts unread."""
     import json
 
     if not path.exists():
         return None
     with np.load(path) as z:
         starts = z["label_starts"] if "label_starts" in z else None
-        raw = tuple(json.loads(z["raw_json"].tobytes().decode())) if "raw_json" in z else None
+        raw = tuple(json.loads(z["raw_json"].tobytes().decode())) if with_raw and "raw_json" in z else None
         return TaskTokens(z["ids"], z["weights"], z["offsets"], z["indices"], starts, raw)

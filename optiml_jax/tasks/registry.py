@@ -230,8 +230,9 @@ def registered_tasks() -> list[TaskView]:
     return out
 
 
-def load_raw_examples(name: str, split: str) -> tuple[dict, ...]:
-    """All raw examples of a split of one of *our* tasks (read once, then memoized), validated; ids filled in."""
+def load_raw_examples(name: str, split: str, *, memoize: bool = True) -> tuple[dict, ...]:
+    """All raw examples of a split of one of *our* tasks (read once, then memoized), validated; ids filled in.
+    `memoize=False` (the training stream's token read) keeps nothing: its tokens are what it holds."""
     key = (name, split)
     with _LOCK:
         if key in _RAW_CACHE:
@@ -252,6 +253,8 @@ def load_raw_examples(name: str, split: str) -> tuple[dict, ...]:
     if expected is not None and expected != len(out):
         raise ValueError(f"task {name!r} split {split!r}: the counts file says {expected} examples but the reader "
                          f"yielded {len(out)}; regenerate the counts file")
+    if not memoize:
+        return tuple(out)
     with _LOCK:
         _RAW_CACHE[key] = tuple(out)
     return _RAW_CACHE[key]
