@@ -32,6 +32,7 @@ import numpy as np
 from optiml_jax.data import carry_packer, packing
 from optiml_jax.data.mixture_names import ensure_registered
 from optiml_jax.data.demonstrations import MetaICLConfig, draw_num_shots, token_space_demonstrations
+from optiml_jax.data.lazy_task_shard import LazyTaskShard
 from optiml_jax.data.task_cache import task_shards, vocabulary_key
 from optiml_jax.data.tokenization import tokenize_pieces, truncate_left
 from optiml_jax.tasks import mixtures, registry
@@ -127,6 +128,9 @@ class TrainStream:
         # its first step draws (with `cache_dir`, a restart or another host loads only those files); True reads
         # every task before the first batch. The batches are the same either way
         self._materialized = not read_all_tasks_first
+        # our tasks without a full split in `cache_dir` are tokenized an example at a time, as drawn
+        # (`optiml_jax.data.lazy_task_shard`); read_all_tasks_first reads whole splits
+        self.tokenize_when_drawn = not read_all_tasks_first
 
     @property
     def rates(self) -> dict[str, float]:
@@ -141,7 +145,8 @@ class TrainStream:
             info = registry.get_task(task_name).info
             shards = task_shards(task_name, self.split, self.groups, num_shards=self.num_groups,
                                  cap=self.recipe.capped_count(info, 1 << 62), use_cached=self.use_cached,
-                                 cache_dir=self.cache_dir, with_raw=self.metaicl.enabled)
+                                 cache_dir=self.cache_dir, with_raw=self.metaicl.enabled,
+                                 lazy=self.tokenize_when_drawn)
             for g, t in shards.items():
                 self._shards[(task_name, g)] = t
             toks = self._shards[key]
@@ -177,12 +182,12 @@ class TrainStream:
     def describe(self) -> dict:
         """What this stream trains on, for the run's first log lines and MODEL_DIR/run.json: the mixture, its
         rates, the seed, the tokenizer, and every task read so far with its example and token counts (this host's
-        data shards)."""
+        data shards; for a task tokenized as drawn, the tokens of the examples tokenized so far)."""
         read: dict[str, dict[str, int]] = {}
         for (name, _), toks in sorted(self._shards.items()):
             entry = read.setdefault(name, {"examples": 0, "tokens": 0})
             entry["examples"] += len(toks)
-            entry["tokens"] += int(toks.offsets[-1])
+            entry["tokens"] += int(toks.tokens_read if isinstance(toks, LazyTaskShard) else toks.offsets[-1])
         return {"source": "mixture", "mixture_or_task_name": self.name, "split": self.split, "seed": self.seed,
                 "tokenizer": vocabulary_key(self.vocabulary), "vocab_size": int(self.vocabulary.vocab_size),
                 "num_tasks": len(self.task_names), "rates": self.rates, "tasks_read": read}

@@ -23,7 +23,8 @@ import zlib
 
 import numpy as np
 
-from optiml_jax.data.tokenization import TaskTokens, cache_path, encode_many, load_tokens, save_tokens
+from optiml_jax.data.lazy_task_shard import LazyTaskShard, encode_examples
+from optiml_jax.data.tokenization import TaskTokens, cache_path, load_tokens, save_tokens
 from optiml_jax.tasks import registry
 
 _MEMORY: dict[tuple, TaskTokens] = {}
@@ -119,27 +120,20 @@ def _join(view: registry.TaskView, split: str, inputs: list, targets: list, raw:
 
 
 def _read_in_python(view: registry.TaskView, split: str) -> TaskTokens:
-    """What `_read_dataset` yields for one of our tasks with only our preprocessors, computed without tf.data:
-    raw examples -> `format_texts` (what `format_instruction` runs) -> the vocabulary's batch encoder (what
-    `encode_tf` runs) -> `targets` + eos (`append_eos_after_trim` of a feature with `add_eos`). Building and
-    tracing a tf.data pipeline costs ~0.3-1 s a task whatever its size (perf/RESULTS.md, issue 23); this costs
-    the formatting and the tokenizer only. `tests/data/test_task_cache_python_read.py` checks that both give
-    the same arrays."""
-    from optiml_jax.tasks.preprocessors import format_texts
-
+    """What `_read_dataset` yields for one of our tasks with only our preprocessors, computed without tf.data
+    (`lazy_task_shard.encode_examples`). Building and tracing a tf.data pipeline costs ~0.3-1 s a task whatever
+    its size (perf/RESULTS.md, issue 23); this costs the formatting and the tokenizer only.
+    `tests/data/test_task_cache_python_read.py` checks that both give the same arrays."""
     rows = registry.load_raw_examples(view.name, split, memoize=False)
-    features = view.seqio_task.output_features
-    seed = view.raw.format_seed
-    texts = [format_texts(view.info, ex, seed) for ex in rows]
-    inputs = encode_many(features["inputs"].vocabulary, [t[0] for t in texts])
-    targets = encode_many(features["targets"].vocabulary, [t[1] for t in texts])
-    if features["inputs"].add_eos:
-        inputs = [list(i) + [features["inputs"].vocabulary.eos_id] for i in inputs]
-    if features["targets"].add_eos:
-        targets = [list(t) + [features["targets"].vocabulary.eos_id] for t in targets]
-    raw = tuple({k: ex[k] for k in registry.RAW_TEXT_FEATURES} for ex in rows)
-    return _join(view, split, [np.asarray(i, np.int32) for i in inputs], [np.asarray(t, np.int32) for t in targets],
-                 raw)
+    inputs, targets = encode_examples(view, rows)
+    return _join(view, split, inputs, targets, tuple({k: ex[k] for k in registry.RAW_TEXT_FEATURES} for ex in rows))
+
+
+def _reads_lazily(task_name: str, split: str, use_cached: bool, cache_dir: str | None) -> bool:
+    view = registry.get_task(task_name)
+    if use_cached or not PYTHON_READS_OF_STANDARD_TASKS or not view.standard_pipeline:
+        return False
+    return not (cache_dir and cache_file(task_name, split, cache_dir=cache_dir).is_file())
 
 
 def cache_file(task_name: str, split: str, *, use_cached: bool = False, cache_dir: str) -> pathlib.Path:
@@ -193,17 +187,31 @@ def task_tokens(task_name: str, split: str, *, shard_index: int = 0, num_shards:
 
 def task_shards(task_name: str, split: str, shard_indices, *, num_shards: int, cap: int | None = None, seed: int = 0,
                 use_cached: bool = False, cache_dir: str | None = None, keep_split: bool = False,
-                with_raw: bool = True) -> dict[int, TaskTokens]:
+                with_raw: bool = True, lazy: bool = False) -> dict[int, TaskTokens | LazyTaskShard]:
     """Several shards of a task's (capped) split from one read of it (memoized per shard). The training stream
     asks for all of its groups' shards at once with `keep_split=False`, so the process holds this host's shards
     and not also the whole split (the memory bound of docs/ARCHITECTURE.md); `with_raw=False` drops the raw
-    texts (only MetaICL demonstrations laid out as text read them)."""
+    texts (only MetaICL demonstrations laid out as text read them). `lazy=True`: one of our tasks with only our
+    preprocessors and no full split in `cache_dir` gives `LazyTaskShard`s, whose examples are tokenized when
+    first drawn (the same ids)."""
     generation = registry.get_task(task_name).generation
-    keys = {g: ("shard", task_name, generation, split, bool(use_cached), g, num_shards, cap, seed, with_raw)
+    keys = {g: ("shard", task_name, generation, split, bool(use_cached), g, num_shards, cap, seed, with_raw, lazy)
             for g in shard_indices}
     with _LOCK:
         out = {g: _MEMORY[k] for g, k in keys.items() if k in _MEMORY}
     if len(out) == len(keys):
+        return out
+    if lazy and not keep_split and not out and _reads_lazily(task_name, split, use_cached, cache_dir):
+        view = registry.get_task(task_name)
+        rows = registry.load_raw_examples(task_name, split, memoize=False)
+        PIPELINE_READS[task_name] += 1
+        if not rows:
+            raise TaskDataError(f"task {task_name!r} split {split!r} has no examples")
+        out = {g: LazyTaskShard(view, rows, shard_positions(len(rows), cap, g, num_shards, task_name, seed), with_raw)
+               for g in keys}
+        with _LOCK:
+            for g, k in keys.items():
+                _MEMORY[k] = out[g]
         return out
     full = split_tokens(task_name, split, use_cached=use_cached, cache_dir=cache_dir, memoize=keep_split,
                         with_raw=with_raw)

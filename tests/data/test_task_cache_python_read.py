@@ -77,3 +77,25 @@ def test_a_task_with_its_own_preprocessor_is_read_through_its_pipeline():
         tokens = task_cache.split_tokens(name, "train")
         assert task_cache.PIPELINE_READS - pipe0 == collections.Counter({name: 1})
         assert [r["target"] for r in tokens.raw] == [r["target"].upper() for r in rows]
+
+
+@pytest.mark.parametrize("metaicl", [None, "two_shots"])
+def test_a_stream_that_tokenizes_as_drawn_gives_the_batches_of_one_that_reads_whole_splits(small_mixture, metaicl):
+    from optiml_jax.data.demonstrations import MetaICLConfig
+    from optiml_jax.data.lazy_task_shard import LazyTaskShard
+    from optiml_jax.data.stream import TrainStream
+
+    config = MetaICLConfig(share=0.5, max_shots=2) if metaicl else None
+    task_cache.forget_in_memory()
+    lazy = TrainStream(small_mixture, 256, 4, seed=3, metaicl=config)
+    whole = TrainStream(small_mixture, 256, 4, seed=3, metaicl=config, read_all_tasks_first=True)
+    for step in range(4):
+        a, b = lazy.get_batch(step), whole.get_batch(step)
+        for k in b:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{k} at step {step}")
+    shards = list(lazy._shards.values())
+    assert shards and all(isinstance(s, LazyTaskShard) for s in shards)
+    tokenized = sum(s.tokens_read for s in shards)
+    held = sum(int(s.offsets[-1]) for s in whole._shards.values())
+    assert 0 < tokenized < held / 2  # it tokenized the examples it drew, not the splits
+    assert lazy.describe()["tasks_read"].keys() == whole.describe()["tasks_read"].keys()
