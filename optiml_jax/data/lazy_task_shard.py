@@ -12,6 +12,8 @@ A full split written by `tasks cache` is read instead when the stream has a `cac
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from optiml_jax.data.tokenization import encode_many
@@ -42,9 +44,13 @@ class LazyTaskShard:
         from optiml_jax.tasks.registry import RAW_TEXT_FEATURES
 
         self._view = view
-        self._rows = tuple(rows[int(p)] for p in positions)
+        self._fields = RAW_TEXT_FEATURES
+        # the text fields only, as tuples (a dict and the readers' `references` / `options` lists would be several
+        # times the task's file in memory): what the formatting reads
+        fields = operator.itemgetter(*RAW_TEXT_FEATURES)
+        self._rows = tuple(fields(rows[p]) for p in np.asarray(positions, np.int64).tolist())
         self.indices = np.asarray(positions, np.int64)
-        self.raw = tuple({k: ex[k] for k in RAW_TEXT_FEATURES} for ex in self._rows) if with_raw else None
+        self.raw = tuple(dict(zip(RAW_TEXT_FEATURES, r)) for r in self._rows) if with_raw else None
         self._done: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
         self._weight_of_inputs = 1.0 if view.info.full_sequence_loss else 0.0
         self.tokens_read = 0
@@ -56,7 +62,7 @@ class LazyTaskShard:
         j = int(j)
         hit = self._done.get(j)
         if hit is None:
-            (inputs,), (targets,) = encode_examples(self._view, [self._rows[j]])
+            (inputs,), (targets,) = encode_examples(self._view, [dict(zip(self._fields, self._rows[j]))])
             if not len(targets):
                 from optiml_jax.data.task_cache import TaskDataError
 
