@@ -74,6 +74,7 @@ def measure(args) -> dict:
     names = bench.register_opt_iml_bench(niv2_data_dir=str(work / f"niv2_{args.tasks}"), tokenizer_dir=str(MINI_TOKENIZER),
                                          split_name="all_tasks", counts_file=str(work / f"counts_{args.tasks}.json"))
     t_register = time.time() - started
+    cpu_register = cpu_s()
     stream = get_train_stream("opt_iml_bench_train", args.length, args.batch, seed=0, cache_dir=args.cache_dir)
     stream.get_batch(0)
     t_first = time.time() - started
@@ -98,7 +99,7 @@ def measure(args) -> dict:
            "first_batch_s": round(t_first, 1), "tasks_read_for_first_batch": read_first,
            "steps": args.steps, "tasks_read_after": len(stream.tasks_read),
            "stream_tokens_per_s": round(nonpad / dt), "stream_tokens_per_cpu_s": round(nonpad / max(dc, 1e-9)),
-           "first_batch_cpu_s": round(cpu_first, 1), "rss_after_import_mib": round(rss_imported / 2**20),
+           "registered_cpu_s": round(cpu_register, 1), "first_batch_cpu_s": round(cpu_first, 1), "rss_after_import_mib": round(rss_imported / 2**20),
            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
            **steady, "load_avg_1min": os.getloadavg()[0]}
     print(json.dumps(res))

@@ -12,8 +12,10 @@ from optiml_jax.tasks import registry
 from optiml_jax.testing import register_fake_instruction_task, scratch_task
 
 # one task of each layout the mini-benchmark has: task-level, instance-level, keyword, full-sequence loss (2)
-LAYOUTS = ["mini_bench_niv2_qa_town", "mini_bench_flan_antonym", "mini_bench_unifiedskg_table_qa",
-           "mini_bench_dialogue_chat", "mini_bench_pretraining_world_text"]
+# (the first in the default set; each runs a tf.data pipeline, so the others are slow-marked)
+LAYOUTS = ["mini_bench_niv2_qa_town"] + [pytest.param(n, marks=pytest.mark.slow) for n in (
+    "mini_bench_flan_antonym", "mini_bench_unifiedskg_table_qa", "mini_bench_dialogue_chat",
+    "mini_bench_pretraining_world_text")]
 
 
 def _both_reads(name, monkeypatch, split="train"):
@@ -79,7 +81,7 @@ def test_a_task_with_its_own_preprocessor_is_read_through_its_pipeline():
         assert [r["target"] for r in tokens.raw] == [r["target"].upper() for r in rows]
 
 
-@pytest.mark.parametrize("metaicl", [None, "two_shots"])
+@pytest.mark.parametrize("metaicl", [None, pytest.param("two_shots", marks=pytest.mark.slow)])
 def test_a_stream_that_tokenizes_as_drawn_gives_the_batches_of_one_that_reads_whole_splits(small_mixture, metaicl):
     from optiml_jax.data.demonstrations import MetaICLConfig
     from optiml_jax.data.lazy_task_shard import LazyTaskShard
