@@ -16,7 +16,7 @@ import operator
 
 import numpy as np
 
-from optiml_jax.data.tokenization import encode_many
+from optiml_jax.data.tokenization import TaskDataError, encode_many
 
 
 def encode_examples(view, rows) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -64,8 +64,6 @@ class LazyTaskShard:
         if hit is None:
             (inputs,), (targets,) = encode_examples(self._view, [dict(zip(self._fields, self._rows[j]))])
             if not len(targets):
-                from optiml_jax.data.task_cache import TaskDataError
-
                 raise TaskDataError(f"task {self._view.name!r}, example {int(self.indices[j])}: empty 'targets' "
                                     "after the task's preprocessors (nothing to train on)")
             ids = np.concatenate([inputs, targets]).astype(np.int32)

@@ -7,7 +7,10 @@ with all randomness from seeds of (seed, g, draw index), and a host computes onl
 rows it feeds (hosts must divide G).
 
 Every task's examples come from its own seqio pipeline (`task.get_dataset`, read once per process by
-`optiml_jax.data.task_cache`): any `seqio.Task` or `seqio.Mixture` trains, with SeqIO's mixing rates.
+`optiml_jax.data.task_cache`): any `seqio.Task` or `seqio.Mixture` trains, with SeqIO's mixing rates. A task of ours
+with only our preprocessors gives the same ids without tf.data, tokenized an example at a time as drawn
+(`optiml_jax.data.lazy_task_shard`) unless its full split is in `cache_dir`. Memory: this host's shards of the
+tasks drawn so far, never the catalog (the bound is stated and measured in docs/ARCHITECTURE.md).
 
 Per group and step (`optiml_jax.data.carry_packer`): the group draws (task, example) pairs by the mixture rates
 from its own draw sequence (draw k of group g: `np.random.default_rng([seed, 1, g, k // DRAW_BLOCK])`), places each

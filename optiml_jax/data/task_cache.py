@@ -24,7 +24,7 @@ import zlib
 import numpy as np
 
 from optiml_jax.data.lazy_task_shard import LazyTaskShard, encode_examples
-from optiml_jax.data.tokenization import TaskTokens, cache_path, load_tokens, save_tokens
+from optiml_jax.data.tokenization import TaskDataError, TaskTokens, cache_path, load_tokens, save_tokens
 from optiml_jax.tasks import registry
 
 _MEMORY: dict[tuple, TaskTokens] = {}
@@ -39,10 +39,6 @@ PIPELINE_READS: collections.Counter = collections.Counter()
 
 def vocabulary_key(vocabulary) -> str:
     return str(getattr(vocabulary, "path", None) or repr(vocabulary))
-
-
-class TaskDataError(ValueError):
-    """A task's dataset cannot be trained on; the message names the task, split and what is wrong."""
 
 
 def shard_positions(n: int, cap: int | None, shard_index: int, num_shards: int, task_name: str,

@@ -67,6 +67,10 @@ def truncate_left(ids: np.ndarray, weights: np.ndarray, max_len: int) -> tuple[n
     return ids[-max_len:], weights[-max_len:], True
 
 
+class TaskDataError(ValueError):
+    """A task's dataset cannot be trained on; the message names the task, split and what is wrong."""
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskTokens:
     """A tokenized split: example j is ids[offsets[j]:offsets[j+1]] with weights alike; its first
