@@ -7,7 +7,10 @@ with all randomness from seeds of (seed, g, draw index), and a host computes onl
 rows it feeds (hosts must divide G).
 
 Every task's examples come from its own seqio pipeline (`task.get_dataset`, read once per process by
-`optiml_jax.data.task_cache`): any `seqio.Task` or `seqio.Mixture` trains, with SeqIO's mixing rates.
+`optiml_jax.data.task_cache`): any `seqio.Task` or `seqio.Mixture` trains, with SeqIO's mixing rates. A task of ours
+with only our preprocessors gives the same ids without tf.data, tokenized an example at a time as drawn
+(`optiml_jax.data.lazy_task_shard`) unless its full split is in `cache_dir`. Memory: this host's shards of the
+tasks drawn so far, never the catalog (the bound is stated and measured in docs/ARCHITECTURE.md).
 
 Per group and step (`optiml_jax.data.carry_packer`): the group draws (task, example) pairs by the mixture rates
 from its own draw sequence (draw k of group g: `np.random.default_rng([seed, 1, g, k // DRAW_BLOCK])`), places each
@@ -33,7 +36,8 @@ from optiml_jax.data import carry_packer, packing
 from optiml_jax.data.chat_examples import chat_demonstration_example, chat_task_tokens
 from optiml_jax.data.mixture_names import ensure_registered, run_tokenizer
 from optiml_jax.data.demonstrations import MetaICLConfig, draw_num_shots, token_space_demonstrations
-from optiml_jax.data.task_cache import task_tokens, vocabulary_key
+from optiml_jax.data.lazy_task_shard import LazyTaskShard
+from optiml_jax.data.task_cache import task_shards, vocabulary_key
 from optiml_jax.data.tokenization import tokenize_pieces, truncate_left
 from optiml_jax.tasks import mixtures, registry
 from optiml_jax.tasks.formatting import draw_delimiter, fit_demonstrations, layout
@@ -132,6 +136,9 @@ class TrainStream:
         # its first step draws (with `cache_dir`, a restart or another host loads only those files); True reads
         # every task before the first batch. The batches are the same either way
         self._materialized = not read_all_tasks_first
+        # our tasks without a full split in `cache_dir` are tokenized an example at a time, as drawn
+        # (`optiml_jax.data.lazy_task_shard`); read_all_tasks_first reads whole splits
+        self.tokenize_when_drawn = not read_all_tasks_first
 
     @property
     def rates(self) -> dict[str, float]:
@@ -142,12 +149,15 @@ class TrainStream:
         each task as it was registered when the stream first drew from it."""
         key = (task_name, data_shard)
         toks = self._shards.get(key)
-        if toks is None:
+        if toks is None:  # every shard of this host's groups from one read of the task, and not the whole split
             info = registry.get_task(task_name).info
-            toks = task_tokens(task_name, self.split, shard_index=data_shard, num_shards=self.num_groups,
-                               cap=self.recipe.capped_count(info, 1 << 62), use_cached=self.use_cached,
-                               cache_dir=self.cache_dir)
-            self._shards[key] = toks
+            shards = task_shards(task_name, self.split, self.groups, num_shards=self.num_groups,
+                                 cap=self.recipe.capped_count(info, 1 << 62), use_cached=self.use_cached,
+                                 cache_dir=self.cache_dir, with_raw=self.metaicl.enabled,
+                                 lazy=self.tokenize_when_drawn)
+            for g, t in shards.items():
+                self._shards[(task_name, g)] = t
+            toks = self._shards[key]
         return toks
 
     def _example_tokens(self, task_name: str, data_shard: int):
@@ -191,12 +201,12 @@ class TrainStream:
     def describe(self) -> dict:
         """What this stream trains on, for the run's first log lines and MODEL_DIR/run.json: the mixture, its
         rates, the seed, the tokenizer, and every task read so far with its example and token counts (this host's
-        data shards)."""
+        data shards; for a task tokenized as drawn, the tokens of the examples tokenized so far)."""
         read: dict[str, dict[str, int]] = {}
         for (name, _), toks in sorted(self._shards.items()):
             entry = read.setdefault(name, {"examples": 0, "tokens": 0})
             entry["examples"] += len(toks)
-            entry["tokens"] += int(toks.offsets[-1])
+            entry["tokens"] += int(toks.tokens_read if isinstance(toks, LazyTaskShard) else toks.offsets[-1])
         out = {"source": "mixture", "mixture_or_task_name": self.name, "split": self.split, "seed": self.seed,
                "tokenizer": vocabulary_key(self.vocabulary), "vocab_size": int(self.vocabulary.vocab_size),
                "num_tasks": len(self.task_names), "rates": self.rates, "tasks_read": read}

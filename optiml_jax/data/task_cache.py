@@ -23,11 +23,14 @@ import zlib
 
 import numpy as np
 
-from optiml_jax.data.tokenization import TaskTokens, cache_path, load_tokens, save_tokens
+from optiml_jax.data.lazy_task_shard import LazyTaskShard, encode_examples
+from optiml_jax.data.tokenization import TaskDataError, TaskTokens, cache_path, load_tokens, save_tokens
 from optiml_jax.tasks import registry
 
 _MEMORY: dict[tuple, TaskTokens] = {}
 READ_BATCH = 1024
+# False: every task is read through tf.data, ours too (the tests that compare both paths set it)
+PYTHON_READS_OF_STANDARD_TASKS = True
 _LOCK = threading.Lock()
 # how often this process read each task from the disk cache, and through its seqio pipeline (tests count them)
 DISK_READS: collections.Counter = collections.Counter()
@@ -36,10 +39,6 @@ PIPELINE_READS: collections.Counter = collections.Counter()
 
 def vocabulary_key(vocabulary) -> str:
     return str(getattr(vocabulary, "path", None) or repr(vocabulary))
-
-
-class TaskDataError(ValueError):
-    """A task's dataset cannot be trained on; the message names the task, split and what is wrong."""
 
 
 def shard_positions(n: int, cap: int | None, shard_index: int, num_shards: int, task_name: str,
@@ -78,9 +77,10 @@ def _read_dataset(view: registry.TaskView, split: str, use_cached: bool) -> Task
         raise TaskDataError(f"task {view.name!r}: USE_CACHED_TASKS=True but no seqio cache of it was found (run "
                             "seqio's cache_tasks_main for it, pass --seqio_additional_cache_dirs, or set "
                             "USE_CACHED_TASKS=False)")
+    if not use_cached and PYTHON_READS_OF_STANDARD_TASKS and view.standard_pipeline:
+        return _read_in_python(view, split)
     ds = task.get_dataset(sequence_length=None, split=split, use_cached=use_cached, shuffle=False, num_epochs=1,
                           trim_output_features=False)
-    full_loss = view.info.full_sequence_loss
     has_raw = all(k in ds.element_spec for k in registry.RAW_TEXT_FEATURES)
     has_inputs = "inputs" in ds.element_spec
     keep = ["targets"] + (["inputs"] if has_inputs else []) + (list(registry.RAW_TEXT_FEATURES) if has_raw else [])
@@ -92,6 +92,12 @@ def _read_dataset(view: registry.TaskView, split: str, use_cached: bool) -> Task
         if has_raw:
             columns = [batch[k] for k in registry.RAW_TEXT_FEATURES]
             raw += [dict(zip(registry.RAW_TEXT_FEATURES, (v.decode() for v in values))) for values in zip(*columns)]
+    return _join(view, split, inputs, targets, tuple(raw) if has_raw else None)
+
+
+def _join(view: registry.TaskView, split: str, inputs: list, targets: list, raw: tuple | None) -> TaskTokens:
+    """Example j = inputs[j] ++ targets[j] as one flat TaskTokens, weight 0 on inputs (1 for full-sequence loss)."""
+    full_loss = view.info.full_sequence_loss
     target_lengths = np.fromiter(map(len, targets), np.int64, len(targets))
     empty = np.flatnonzero(target_lengths == 0)
     if len(empty):
@@ -106,7 +112,24 @@ def _read_dataset(view: registry.TaskView, split: str, use_cached: bool) -> Task
     tokens = TaskTokens(ids, np.repeat(piece_weights, piece_lengths), np.concatenate(
         [[0], np.cumsum(input_lengths + target_lengths)]).astype(np.int64), np.arange(len(targets), dtype=np.int64),
         input_lengths)
-    return tokens.with_raw(tuple(raw) if has_raw else None)
+    return tokens.with_raw(raw)
+
+
+def _read_in_python(view: registry.TaskView, split: str) -> TaskTokens:
+    """What `_read_dataset` yields for one of our tasks with only our preprocessors, computed without tf.data
+    (`lazy_task_shard.encode_examples`). Building and tracing a tf.data pipeline costs ~0.3-1 s a task whatever
+    its size (perf/RESULTS.md, issue 23); this costs the formatting and the tokenizer only.
+    `tests/data/test_task_cache_python_read.py` checks that both give the same arrays."""
+    rows = registry.load_raw_examples(view.name, split, memoize=False)
+    inputs, targets = encode_examples(view, rows)
+    return _join(view, split, inputs, targets, tuple({k: ex[k] for k in registry.RAW_TEXT_FEATURES} for ex in rows))
+
+
+def _reads_lazily(task_name: str, split: str, use_cached: bool, cache_dir: str | None) -> bool:
+    view = registry.get_task(task_name)
+    if use_cached or not PYTHON_READS_OF_STANDARD_TASKS or not view.standard_pipeline:
+        return False
+    return not (cache_dir and cache_file(task_name, split, cache_dir=cache_dir).is_file())
 
 
 def cache_file(task_name: str, split: str, *, use_cached: bool = False, cache_dir: str) -> pathlib.Path:
@@ -127,15 +150,17 @@ def forget_in_memory() -> None:
         _MEMORY.clear()
 
 
-def split_tokens(task_name: str, split: str, *, use_cached: bool = False, cache_dir: str | None = None) -> TaskTokens:
-    """The whole split of a task, tokenized through its seqio pipeline (memoized; optionally on disk)."""
+def split_tokens(task_name: str, split: str, *, use_cached: bool = False, cache_dir: str | None = None,
+                 memoize: bool = True, with_raw: bool = True) -> TaskTokens:
+    """The whole split of a task, tokenized through its seqio pipeline (memoized unless `memoize=False`;
+    optionally on disk). `with_raw=False`: a split read from the disk cache skips its raw texts."""
     view = registry.get_task(task_name)
     key = (task_name, view.generation, split, bool(use_cached), vocabulary_key(view.vocabulary))
     with _LOCK:
         if key in _MEMORY:
             return _MEMORY[key]
     path = cache_file(task_name, split, use_cached=use_cached, cache_dir=cache_dir) if cache_dir else None
-    tokens = load_tokens(path) if path else None
+    tokens = load_tokens(path, with_raw=with_raw or memoize) if path else None
     if tokens is not None:
         DISK_READS[task_name] += 1
     else:
@@ -143,23 +168,57 @@ def split_tokens(task_name: str, split: str, *, use_cached: bool = False, cache_
         PIPELINE_READS[task_name] += 1
         if path:
             save_tokens(path, tokens)
-    with _LOCK:
-        _MEMORY[key] = tokens
+    if memoize:
+        with _LOCK:
+            _MEMORY[key] = tokens
     return tokens
 
 
 def task_tokens(task_name: str, split: str, *, shard_index: int = 0, num_shards: int = 1, cap: int | None = None,
                 seed: int = 0, use_cached: bool = False, cache_dir: str | None = None) -> TaskTokens:
     """This shard of a task's (capped) split: the rows of `split_tokens` at `shard_positions`."""
-    full = split_tokens(task_name, split, use_cached=use_cached, cache_dir=cache_dir)
-    key = ("shard", task_name, registry.get_task(task_name).generation, split, bool(use_cached), shard_index,
-           num_shards, cap, seed)
+    return task_shards(task_name, split, [shard_index], num_shards=num_shards, cap=cap, seed=seed,
+                       use_cached=use_cached, cache_dir=cache_dir, keep_split=True)[shard_index]
+
+
+def task_shards(task_name: str, split: str, shard_indices, *, num_shards: int, cap: int | None = None, seed: int = 0,
+                use_cached: bool = False, cache_dir: str | None = None, keep_split: bool = False,
+                with_raw: bool = True, lazy: bool = False) -> dict[int, TaskTokens | LazyTaskShard]:
+    """Several shards of a task's (capped) split from one read of it (memoized per shard). The training stream
+    asks for all of its groups' shards at once with `keep_split=False`, so the process holds this host's shards
+    and not also the whole split (the memory bound of docs/ARCHITECTURE.md); `with_raw=False` drops the raw
+    texts (only MetaICL demonstrations laid out as text read them). `lazy=True`: one of our tasks with only our
+    preprocessors and no full split in `cache_dir` gives `LazyTaskShard`s, whose examples are tokenized when
+    first drawn (the same ids)."""
+    generation = registry.get_task(task_name).generation
+    keys = {g: ("shard", task_name, generation, split, bool(use_cached), g, num_shards, cap, seed, with_raw, lazy)
+            for g in shard_indices}
     with _LOCK:
-        if key in _MEMORY:
-            return _MEMORY[key]
+        out = {g: _MEMORY[k] for g, k in keys.items() if k in _MEMORY}
+    if len(out) == len(keys):
+        return out
+    if lazy and not keep_split and not out and _reads_lazily(task_name, split, use_cached, cache_dir):
+        view = registry.get_task(task_name)
+        rows = registry.load_raw_examples(task_name, split, memoize=False)
+        PIPELINE_READS[task_name] += 1
+        if not rows:
+            raise TaskDataError(f"task {task_name!r} split {split!r} has no examples")
+        out = {g: LazyTaskShard(view, rows, shard_positions(len(rows), cap, g, num_shards, task_name, seed), with_raw)
+               for g in keys}
+        with _LOCK:
+            for g, k in keys.items():
+                _MEMORY[k] = out[g]
+        return out
+    full = split_tokens(task_name, split, use_cached=use_cached, cache_dir=cache_dir, memoize=keep_split,
+                        with_raw=with_raw)
     if len(full) == 0:
         raise TaskDataError(f"task {task_name!r} split {split!r} has no examples")
-    shard = full.select(shard_positions(len(full), cap, shard_index, num_shards, task_name, seed))
+    if not with_raw:
+        full = full.with_raw(None)
+    for g in keys:
+        if g not in out:
+            out[g] = full.select(shard_positions(len(full), cap, g, num_shards, task_name, seed))
     with _LOCK:
-        _MEMORY[key] = shard
-    return shard
+        for g, k in keys.items():
+            _MEMORY[k] = out[g]
+    return out

@@ -45,6 +45,9 @@ class RawTaskSource:
     splits: dict[str, SplitFn]
     num_examples: dict[str, int]
     format_seed: int = 0
+    # the preprocessors registered when they are only ours (formatting, tokenization, eos), else None: then
+    # `optiml_jax.data.task_cache` may compute the same tokens in plain Python instead of running tf.data
+    standard_preprocessors: tuple | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +79,15 @@ class TaskView:
     @property
     def has_inputs(self) -> bool:
         return "inputs" in self.seqio_task.output_features
+
+    @property
+    def standard_pipeline(self) -> bool:
+        """One of our tasks whose seqio preprocessors are still only the ones `register_instruction_task` gave it
+        (formatting, tokenization, `CacheDatasetPlaceholder`, eos): its tokens are a pure function of its raw
+        examples, which `optiml_jax.data.task_cache` computes without tf.data (the same ids)."""
+        ours = self.raw.standard_preprocessors if self.raw is not None else None
+        mine = tuple(self.seqio_task.preprocessors)
+        return ours is not None and len(ours) == len(mine) and all(a is b for a, b in zip(ours, mine))
 
 
 _METADATA: dict[str, TaskInfo] = {}
@@ -131,7 +143,11 @@ def register_instruction_task(info: TaskInfo, splits: Mapping[str, SplitFn], voc
     unknown = set(counts) - set(splits)
     if unknown:
         raise ValueError(f"task {info.name!r}: counts given for splits {sorted(unknown)} that have no reader")
-    _RAW[info.name] = RawTaskSource(dict(splits), counts, format_seed)
+    extra = list(extra_preprocessors)
+    preprocessors = [*extra, format_instruction(info, format_seed), tokenize_in_batches,
+                     seqio.CacheDatasetPlaceholder(), seqio.preprocessors.append_eos_after_trim]
+    _RAW[info.name] = RawTaskSource(dict(splits), counts, format_seed,
+                                    None if extra else tuple(preprocessors))
     _METADATA[info.name] = info
     _bump(info.name)
     if info.name in seqio.TaskRegistry.names():
@@ -140,8 +156,7 @@ def register_instruction_task(info: TaskInfo, splits: Mapping[str, SplitFn], voc
         info.name,
         source=seqio.FunctionDataSource(_raw_dataset_fn(info.name), splits=list(splits),
                                         num_input_examples=counts or None),
-        preprocessors=[*extra_preprocessors, format_instruction(info, format_seed), tokenize_in_batches,
-                       seqio.CacheDatasetPlaceholder(), seqio.preprocessors.append_eos_after_trim],
+        preprocessors=preprocessors,
         output_features={"inputs": seqio.Feature(vocabulary, add_eos=False, required=False),
                          "targets": seqio.Feature(vocabulary, add_eos=True)},
         metric_fns=[seqio_metric_fn(info.metric)],
@@ -215,8 +230,9 @@ def registered_tasks() -> list[TaskView]:
     return out
 
 
-def load_raw_examples(name: str, split: str) -> tuple[dict, ...]:
-    """All raw examples of a split of one of *our* tasks (read once, then memoized), validated; ids filled in."""
+def load_raw_examples(name: str, split: str, *, memoize: bool = True) -> tuple[dict, ...]:
+    """All raw examples of a split of one of *our* tasks (read once, then memoized), validated; ids filled in.
+    `memoize=False` (the training stream's token read) keeps nothing: its tokens are what it holds."""
     key = (name, split)
     with _LOCK:
         if key in _RAW_CACHE:
@@ -231,15 +247,28 @@ def load_raw_examples(name: str, split: str) -> tuple[dict, ...]:
     for i, ex in enumerate(raw.splits[split]()):
         if isinstance(ex, dict) and not ex.get("id"):
             ex = dict(ex, id=f"{name}-{split}-{i}")
-        check_example(info, ex, where=f" (split {split!r}, position {i})")
+        if not _passes_check_example(info, ex):  # the quick test first: building the message per example is slow
+            check_example(info, ex, where=f" (split {split!r}, position {i})")
         out.append(ex)
     expected = raw.num_examples.get(split)
     if expected is not None and expected != len(out):
         raise ValueError(f"task {name!r} split {split!r}: the counts file says {expected} examples but the reader "
                          f"yielded {len(out)}; regenerate the counts file")
+    if not memoize:
+        return tuple(out)
     with _LOCK:
         _RAW_CACHE[key] = tuple(out)
     return _RAW_CACHE[key]
+
+
+def _passes_check_example(info: TaskInfo, ex) -> bool:
+    """True when `check_example` would accept `ex` (the same conditions, without building its error message)."""
+    if not isinstance(ex, dict):
+        return False
+    instruction, text, target = ex.get("instruction"), ex.get("input"), ex.get("target")
+    if not (isinstance(instruction, str) and isinstance(text, str) and isinstance(target, str)):
+        return False
+    return bool(target.strip()) and (info.full_sequence_loss or bool(text.strip() or instruction.strip()))
 
 
 def num_examples(name: str, split: str = "train") -> int:

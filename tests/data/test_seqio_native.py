@@ -71,6 +71,10 @@ def test_a_seqio_readme_task_trains_on_its_preprocessed_targets(user_module):
 
 
 def test_training_reads_nothing_but_task_get_dataset(user_module, monkeypatch):
+    # Our tasks with only our preprocessors are read in Python by default, with the ids get_dataset gives
+    # (tests/data/test_task_cache_python_read.py, which also shows a task with any other preprocessor goes through
+    # get_dataset); with that off, every read is get_dataset's
+    monkeypatch.setattr(task_cache, "PYTHON_READS_OF_STANDARD_TASKS", False)
     _import_through_gin(user_module)
     name = register_fake_instruction_task("scratch_get_dataset_probe", n=6)
     with scratch_task(name):

@@ -79,3 +79,31 @@ def test_tasks_cache_command_writes_the_cache_the_stream_reads(small_mixture, tm
     assert not (task_cache.PIPELINE_READS - pipe0)
     assert main(["cache", small_mixture, "--cache_dir", str(tmp_path)]) == 0
     assert "0 written, 4 already cached" in capsys.readouterr().out
+
+
+def test_200_tasks_without_a_cache_read_each_drawn_task_once_and_tokenize_only_drawn_examples(scale_mixture):
+    from optiml_jax.data.lazy_task_shard import LazyTaskShard
+
+    task_cache.forget_in_memory()
+    pipe0 = collections.Counter(task_cache.PIPELINE_READS)
+    run = TrainStream(MIXTURE, 128, 1, seed=0)  # one packing group: each shard is a task's 4 examples
+    batches = [run.get_batch(s) for s in range(6)]
+    reads = task_cache.PIPELINE_READS - pipe0
+    assert set(reads) == set(run.tasks_read) and max(reads.values()) == 1  # each drawn task's source read once
+    assert 0 < len(reads) < N_TASKS
+    shards = list(run._shards.values())
+    assert all(isinstance(s, LazyTaskShard) for s in shards)
+    tokenized, held = sum(len(s._done) for s in shards), sum(len(s) for s in shards)
+    placed = sum(int(b["decoder_segment_ids"].max()) for b in batches)
+    assert placed <= tokenized < held  # the drawn examples (placed or carried), not every example of each task
+    # a restarted process resumes from the checkpointed state, reading only what the later steps draw
+    probe = TrainStream(MIXTURE, 128, 1, seed=0)
+    for s in range(3):
+        probe.get_batch(s)
+    state = probe.state()
+    task_cache.forget_in_memory()
+    resumed = TrainStream(MIXTURE, 128, 1, seed=0)
+    assert resumed.restore(state, 3)
+    for s in range(3, 6):
+        for k in batches[s]:
+            np.testing.assert_array_equal(resumed.get_batch(s)[k], batches[s][k])

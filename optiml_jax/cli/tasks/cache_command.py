@@ -65,7 +65,8 @@ def run(args) -> int:
         path = task_cache.cache_file(name, args.split, cache_dir=args.cache_dir)
         if path.is_file():
             continue
-        tokens = task_cache.split_tokens(name, args.split, cache_dir=args.cache_dir)
+        # not kept in memory: a worker's memory is one task's, not its share of the catalog
+        tokens = task_cache.split_tokens(name, args.split, cache_dir=args.cache_dir, memoize=False)
         if not path.is_file():  # read earlier in this process (from memory): write it now
             save_tokens(path, tokens)
         written += 1
