@@ -133,9 +133,12 @@ def load_training_params(ref: CheckpointRef, target: Any | None = None) -> tuple
 
 
 def load_checkpoint(path: str | os.PathLike, step: int | None = None, *,
-                    scanned: bool | None = None) -> tuple[OPTConfig, Any]:
+                    scanned: bool | None = None, device_sharding: Any = None) -> tuple[OPTConfig, Any]:
     """(config, float32 params) from any accepted checkpoint path (`scanned`: the layout wanted; None = as saved
-    for training runs, unrolled otherwise)."""
+    for training runs, unrolled otherwise). `device_sharding` (e.g. one device's, or a mesh's replicated
+    `NamedSharding`): a metaseq checkpoint is then streamed onto it tensor by tensor (`load_metaseq(target=...)`:
+    the host holds one merged tensor, never the model) and its params come back as jax arrays placed there; other
+    kinds are read as host arrays as before."""
     from optiml_jax.checkpoints.orbax_params import load_params
     from optiml_jax.models import to_layout
 
@@ -149,8 +152,25 @@ def load_checkpoint(path: str | os.PathLike, step: int | None = None, *,
     if ref.kind == "metaseq":
         from optiml_jax.checkpoints.metaseq import load_metaseq
 
+        if device_sharding is not None:
+            return _load_metaseq_onto(ref, bool(scanned), device_sharding)
         return load_metaseq(ref.path, scanned=bool(scanned))
     return load_params(ref.path, scanned=bool(scanned))
+
+
+def _load_metaseq_onto(ref: "CheckpointRef", scanned: bool, sharding: Any) -> tuple[OPTConfig, Any]:
+    import jax
+
+    from optiml_jax.checkpoints.metaseq import load_metaseq
+    from optiml_jax.checkpoints.orbax_params import abstract_params
+    from optiml_jax.models import to_layout
+
+    config = ref.saved_config().replace(scan_layers=scanned)
+    shapes = abstract_params(config)  # unrolled ShapeDtypeStructs (nothing allocated)
+    if scanned:
+        shapes = jax.eval_shape(lambda t: to_layout(t, True), shapes)
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
+    return load_metaseq(ref.path, target=target)
 
 
 def checkpoint_step(path: str | os.PathLike) -> int | None:

@@ -78,7 +78,10 @@ class DecoderOnlyModel:
         from optiml_jax.checkpoints.families import generation_stop_ids
         from optiml_jax.checkpoints.resolve import load_checkpoint
 
-        config, params = load_checkpoint(checkpoint_path)
+        mesh = kwargs.get("mesh")  # where the parameters go: a metaseq checkpoint is streamed straight there
+        sharding = (NamedSharding(mesh, PartitionSpec()) if mesh is not None
+                    else jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+        config, params = load_checkpoint(checkpoint_path, device_sharding=sharding)
         kwargs.setdefault("stop_ids", generation_stop_ids(checkpoint_path))
         return cls(config, params, vocabulary, **kwargs)
 

@@ -240,6 +240,38 @@ def test_conversion_holds_one_merged_tensor_at_a_time(to, tmp_path, monkeypatch)
         np.testing.assert_array_equal(a, b)
 
 
+def test_evaluation_streams_a_metaseq_checkpoint_onto_its_device(tmp_path, monkeypatch):
+    """DecoderOnlyModel.from_checkpoint on a metaseq dir loads through `load_metaseq(target=...)` (each merged
+    tensor placed on the model's device as it is merged, the streaming path tested above), not the host-tree path;
+    the params are committed device arrays and the logits are transformers'. (On CPU a placed array may alias its
+    host buffer, so reference counts cannot show the difference here; on an accelerator it is the model's size.)"""
+    import jax
+
+    from optiml_jax.checkpoints import metaseq
+    from optiml_jax.evaluation import DecoderOnlyModel
+
+    config = OPTConfig(**PRE_LN)
+    model = fp16_model(config, seed=41)
+    write_metaseq_checkpoint(model.state_dict(), config, tmp_path / "ms", num_parts=2)
+    targets = []
+    real = metaseq.load_metaseq
+
+    def spy(path, **kwargs):
+        targets.append(kwargs.get("target"))
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(metaseq, "load_metaseq", spy)
+    ours = DecoderOnlyModel.from_checkpoint(tmp_path / "ms")
+    monkeypatch.undo()
+    (target,) = targets
+    device = jax.devices()[0]
+    assert target is not None and all(t.sharding.device_set == {device} for t in jax.tree.leaves(target))
+    assert all(isinstance(x, jax.Array) and x.committed for x in jax.tree.leaves(ours.params))
+    mask = TOKENS != 1
+    np.testing.assert_allclose(our_logits(ours.config, jax.device_get(ours.params))[mask], hf_logits(model)[mask],
+                               atol=1e-4, rtol=0)
+
+
 # ------------------------------------------------------------------------------------------------ errors
 
 
