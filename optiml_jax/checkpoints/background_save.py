@@ -11,9 +11,10 @@ and hands the copy to the thread. The thread computes the checksums from the hos
 for its commit, so every error (a full disk, a permission) surfaces on the next step's `check_for_errors`.
 
 One save at a time: a save asked for while the previous one is still running waits for it (a save period shorter
-than a save's duration cannot be hidden; Orbax's own save waits the same way). The thread runs at a lower CPU
-priority (nice +10 where the OS allows per-thread priorities, Linux) so that on a host whose cores also run the
-step (XLA:CPU) the writer yields to it.
+than a save's duration cannot be hidden; Orbax's own save waits the same way). The thread runs at the process's
+own CPU priority: at nice +10 a tiny model's save took up to 7 s instead of 1.4 s on a loaded 2-core host (so
+saves queued behind it), and a preemption's final save must not starve within a grace period. On a CPU host the
+writer therefore still competes with XLA:CPU for the cores in the steps right after a save (perf/RESULTS.md).
 
 Single process only: with several processes Orbax's save barriers are device collectives
 (`multihost_utils.sync_global_devices`), which must be issued in the same order as the step's own collectives on
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +33,6 @@ from typing import Any
 import jax
 
 log = logging.getLogger(__name__)
-BACKGROUND_NICE = 10
 
 
 def _identity(tree):
@@ -118,10 +117,6 @@ class BackgroundSaver:
         return time.perf_counter() - began
 
     def _run(self) -> None:
-        try:  # Linux: a thread is a schedulable task with its own nice value (threads it starts inherit it)
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
-        except (AttributeError, OSError):
-            pass
         while True:
             with self._cond:
                 while self._job is None and not self._closed:
