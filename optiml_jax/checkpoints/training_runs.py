@@ -85,7 +85,8 @@ class TrainCheckpointManager:
     its step and path, moved to `MODEL_DIR/checkpoints_corrupt/<step>` (never deleted; a `.reason.txt` beside it
     says why) and the next older one is tried. A checkpoint that is intact but holds other shapes than the
     configured model is a `CheckpointMismatchError` (a configuration change, not damage: nothing is moved).
-    Cost: one on-device reduction over the state per save and per restore (see README "Checkpoint integrity");
+    Cost: one reduction over the state per save (on the background saver's thread from the host copy, or on the
+    devices where Orbax's save stays on the step path) and one on the devices per restore (README "Checkpoint integrity");
     `verify=False` (gin `VERIFY_CHECKPOINTS = False`) skips both and keeps only the shape/dtype record.
     """
 
