@@ -111,6 +111,92 @@ def array_checksums(tree: Any) -> dict[str, str]:
     return {name: f"{int(h[0]):08x}{int(h[1]):08x}" for (name, _), h in zip(named, out)}
 
 
+# ---------------------------------------------------------------- the same sums on the host, shard by shard
+# Why: a save computes the checksums on its background thread from the host copy of the state (`host_checksums`),
+# so a save costs the step path no device programs and no wait. h1 and h2 are sums of per-word terms modulo 2**32,
+# so each shard contributes its own terms at its global positions; the process's shards with replica_id 0 are
+# summed here, and the processes' partial sums add up to exactly `array_checksums`'s value.
+_CHUNK_WORDS = 1 << 22  # rows of at most ~4M words at a time: bounded temporaries for a large embedding
+
+
+def _host_words(a: np.ndarray) -> np.ndarray:
+    """`_words` in numpy: the same uint32 words in the same row-major order."""
+    a = np.ascontiguousarray(a)
+    if a.dtype == np.bool_:
+        return a.astype(np.uint32)
+    size = a.dtype.itemsize
+    if size == 4:
+        return a.view(np.uint32)
+    if size == 8:
+        return a.view(np.uint32).reshape(a.shape + (2,))
+    return a.view({2: np.uint16, 1: np.uint8}[size]).astype(np.uint32)
+
+
+def _host_terms(u: np.ndarray, offsets: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
+    idx = np.zeros((1,) * u.ndim, np.uint32)
+    for axis, (off, stride) in enumerate(zip(offsets, strides)):
+        along = (np.arange(u.shape[axis], dtype=np.uint64) + off) * np.uint64(stride % 2**32) % 2**32
+        idx = idx + along.astype(np.uint32).reshape([-1 if a == axis else 1 for a in range(u.ndim)])
+    with np.errstate(over="ignore"):
+        t1 = u * (idx * np.uint32(2) + np.uint32(1))
+        t2 = (u ^ (u >> np.uint32(15))) * ((idx * _GOLDEN + _OFFSET) | np.uint32(1))
+        return np.array([t1.sum(dtype=np.uint32), t2.sum(dtype=np.uint32)], np.uint32)
+
+
+def _host_partial(block: np.ndarray, start: tuple[int, ...], global_shape: tuple[int, ...]) -> np.ndarray:
+    """(h1, h2) terms of one block of an array whose first element sits at `start` of `global_shape`."""
+    u = _host_words(block)
+    shape = tuple(global_shape) + u.shape[block.ndim:]
+    strides, stride = [], 1
+    for n in reversed(shape):
+        strides.append(stride)
+        stride *= n
+    strides = tuple(reversed(strides))
+    offsets = tuple(start) + (0,) * (u.ndim - len(start))
+    if u.ndim == 0:
+        return _host_terms(u.reshape(1), (0,), (1,))
+    total = np.zeros(2, np.uint32)
+    rows = max(1, _CHUNK_WORDS // max(1, u[0].size if u.shape[0] else 1))
+    with np.errstate(over="ignore"):
+        for r in range(0, u.shape[0], rows):
+            total = total + _host_terms(u[r:r + rows], (offsets[0] + r,) + offsets[1:], strides)
+    return total
+
+
+def host_partial_checksums(tree: Any) -> dict[str, np.ndarray]:
+    """{name: uint32[2]}: this process's share of `array_checksums` (its shards with replica_id 0), from host
+    memory (the arrays' shards are copied to numpy; a numpy leaf counts whole)."""
+    out = {}
+    for name, x in named_leaves(tree):
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x = jax.random.key_data(x)
+        total = np.zeros(2, np.uint32)
+        if isinstance(x, jax.Array):
+            for shard in x.addressable_shards:
+                if shard.replica_id != 0:
+                    continue
+                start = tuple(s.start or 0 for s in shard.index) if shard.index else ()
+                with np.errstate(over="ignore"):
+                    total = total + _host_partial(np.asarray(shard.data), start, x.shape)
+        else:
+            a = np.asarray(x)
+            total = _host_partial(a, (0,) * a.ndim, a.shape)
+        out[name] = total
+    return out
+
+
+def format_checksums(partials: dict[str, np.ndarray]) -> dict[str, str]:
+    """{name: 16 hex digits} from summed (h1, h2) pairs, as `array_checksums` writes them."""
+    return {name: f"{int(h[0]):08x}{int(h[1]):08x}" for name, h in partials.items()}
+
+
+def add_partials(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The processes' partial sums added modulo 2**32 (one dict per process, the same names in each)."""
+    with np.errstate(over="ignore"):
+        return {name: sum((p[name].astype(np.uint32) for p in parts[1:]), parts[0][name].astype(np.uint32))
+                for name in parts[0]}
+
+
 def mismatches(recorded: dict[str, str], actual: dict[str, str]) -> list[str]:
     """Names whose checksum differs from the one recorded (names missing on either side included)."""
     return sorted(n for n in set(recorded) | set(actual) if recorded.get(n) != actual.get(n))

@@ -26,6 +26,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from optiml_jax.checkpoints import integrity as integrity_lib
+from optiml_jax.checkpoints.background_save import BackgroundSaver, host_snapshot, prepare_snapshot
 from optiml_jax.checkpoints.errors import (CheckpointMismatchError, CheckpointSaveError, CheckpointVanishedError,
                                            CorruptCheckpointError, NoIntactCheckpointError, StorageError)
 from optiml_jax.paths import PathSettingError, check_reachable, is_url, user_path
@@ -84,16 +85,19 @@ class TrainCheckpointManager:
     its step and path, moved to `MODEL_DIR/checkpoints_corrupt/<step>` (never deleted; a `.reason.txt` beside it
     says why) and the next older one is tried. A checkpoint that is intact but holds other shapes than the
     configured model is a `CheckpointMismatchError` (a configuration change, not damage: nothing is moved).
-    Cost: one on-device reduction over the state per save and per restore (see README "Checkpoint integrity");
+    Cost: one reduction over the state per save (on the background saver's thread from the host copy, or on the
+    devices where Orbax's save stays on the step path) and one on the devices per restore (README "Checkpoint integrity");
     `verify=False` (gin `VERIFY_CHECKPOINTS = False`) skips both and keeps only the shape/dtype record.
     """
 
     def __init__(self, model_dir: str | pathlib.Path, *, period: int, keep: int | None = 3,
-                 async_save: bool = True, replica_parallel_save: bool = False, verify: bool = True):
+                 async_save: bool = True, replica_parallel_save: bool = False, verify: bool = True,
+                 background: bool | None = None):
         set_replica_parallel_save(replica_parallel_save)
         self.directory = user_path(model_dir, "MODEL_DIR") / CHECKPOINT_SUBDIR
         self.quarantine_directory = self.directory.parent / QUARANTINE_SUBDIR
         self.verify = verify
+        self.waited_s = 0.0  # how long the newest save() waited for the previous background save
         options = ocp.CheckpointManagerOptions(
             save_interval_steps=max(int(period), 1),
             max_to_keep=keep,
@@ -105,12 +109,28 @@ class TrainCheckpointManager:
             self._manager = ocp.CheckpointManager(self.directory, options=options)
         except OSError as e:
             raise StorageError(f"cannot use checkpoint directory {self.directory}: {_os_error(e)}") from e
+        # Async saves of a single-process run go to a background thread whole (background_save.py): the step
+        # path only dispatches a host copy. Several processes keep Orbax's save on the main thread (its barriers
+        # are device collectives, ordered with the step's own).
+        # `background=False` keeps Orbax's save on the step path (for comparison: perf/async_save_cost.py).
+        if background is None:
+            background = async_save and jax.process_count() == 1
+        if background and not (async_save and jax.process_count() == 1):
+            raise ValueError("background saves need async_save=True and a single process")
+        self._saver = BackgroundSaver(self._save_and_commit, name=f"checkpoint-save {self.directory}") if background else None
 
     def latest_step(self) -> int | None:
+        self._settle()
         return self._manager.latest_step()
 
     def all_steps(self) -> list[int]:
+        self._settle()
         return list(self._manager.all_steps())
+
+    def _settle(self) -> None:
+        """Let a background save reach Orbax before Orbax's step list is read (it is not shared across threads)."""
+        if self._saver is not None:
+            self._saver.wait()
 
     def step_directory(self, step: int) -> pathlib.Path:
         return self.directory / str(int(step))
@@ -118,12 +138,24 @@ class TrainCheckpointManager:
     def save(self, step: int, state: Any, data_state: dict, *, force: bool = False) -> bool:
         """Start an (async) save if `step` is due (or `force`); returns whether one started.
 
-        The checksums are computed from `state` before the save starts (the trainer donates the state's buffers
-        to the next step). A failure, now or of an earlier save still in Orbax's background thread, raises
-        `CheckpointSaveError` naming the step directory and the OS error."""
+        Background (async, one process): a host copy of `state` is dispatched and queued; checksums, Orbax's save
+        and its commit run on the saver's thread, and this returns at once (unless the previous save is still
+        running: then it waits for that one). Otherwise the checksums are computed from `state` on its devices
+        before Orbax's save starts (the trainer donates the state's buffers to the next step). A failure, now or
+        of an earlier save, raises `CheckpointSaveError` naming the step directory and the OS error."""
+        if self._saver is None:
+            return self._save_now(step, state, data_state, force=force, host_copy=False)
+        self._saver.raise_error()
+        if not force and not self._manager.should_save(int(step)):
+            return False
+        self.waited_s = self._saver.submit(int(step), host_snapshot(state), dict(data_state), force)
+        return True
+
+    def _save_now(self, step: int, state: Any, data_state: dict, *, force: bool, host_copy: bool) -> bool:
         integrity = {"algorithm": integrity_lib.ALGORITHM, "specs": integrity_lib.array_specs(state)}
         if self.verify:
-            integrity["checksums"] = integrity_lib.array_checksums(state)
+            integrity["checksums"] = (integrity_lib.format_checksums(integrity_lib.host_partial_checksums(state))
+                                      if host_copy else integrity_lib.array_checksums(state))
         data = {**data_state, INTEGRITY_KEY: integrity}
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data))
         try:
@@ -132,8 +164,31 @@ class TrainCheckpointManager:
             raise CheckpointSaveError(f"saving checkpoint step {step} into {self.step_directory(step)} failed: "
                                       f"{_os_error(e)}") from e
 
+    def _save_and_commit(self, step: int, snapshot: Any, data_state: dict, force: bool) -> None:
+        """The saver thread's job: the whole save of one host copy, its commit waited for here (off the step)."""
+        self._save_now(step, snapshot, data_state, force=force, host_copy=True)
+        try:
+            self._manager.wait_until_finished()
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointSaveError(f"saving checkpoint step {step} into {self.step_directory(step)} failed: "
+                                      f"{_os_error(e)}") from e
+
+    def prepare(self, state: Any) -> None:
+        """Compile the background saver's host copy of `state` now (0.3 s for a tiny model on a loaded CPU), so
+        that the first save does not pay it on the step path. A no-op without a background saver."""
+        if self._saver is not None:
+            prepare_snapshot(state)
+
+    @property
+    def slowest_save_s(self) -> float:
+        """The longest a background save took from its start to its commit (0 without a background saver)."""
+        return self._saver.slowest_duration_s if self._saver is not None else 0.0
+
     def check_for_errors(self) -> None:
         """Raise `CheckpointSaveError` now if a background save has failed (cheap; the trainer polls it)."""
+        if self._saver is not None:
+            self._saver.raise_error()
+            return
         try:
             self._manager.check_for_errors()
         except Exception as e:  # noqa: BLE001
@@ -144,6 +199,7 @@ class TrainCheckpointManager:
 
         Verifies the checksums when the checkpoint has them (`CorruptCheckpointError` otherwise); nothing is
         moved. The trainer uses `restore_latest_intact`."""
+        self._settle()
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no finalized checkpoint in {self.directory}")
@@ -238,12 +294,21 @@ class TrainCheckpointManager:
         return dst
 
     def wait_until_finished(self) -> None:
+        if self._saver is not None:
+            self._saver.wait()
+            self._saver.raise_error()
         try:
             self._manager.wait_until_finished()
         except Exception as e:  # noqa: BLE001
             raise CheckpointSaveError(f"a checkpoint save into {self.directory} failed: {_os_error(e)}") from e
 
     def close(self) -> None:
+        if self._saver is not None:
+            self._saver.close()
+            try:
+                self._saver.raise_error()
+            except Exception as e:  # noqa: BLE001
+                log.warning("closing the checkpoint manager of %s: %s", self.directory, _first_line(e))
         try:
             self._manager.close()
         except Exception as e:  # noqa: BLE001 (closing after a failed save re-raises the save's error)

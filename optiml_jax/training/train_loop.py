@@ -50,6 +50,7 @@ from optiml_jax.training.trainer import Trainer, process_batch_slice
 
 log = logging.getLogger(__name__)
 NONFINITE_POLICIES = ("stop", "skip")
+EVAL_DUE_KEY = "eval_due"  # in a checkpoint's data position: its step's evaluation has not run (preempted)
 __all__ = ["NonFiniteError", "TrainResult", "train", "summarize_eval"]
 
 
@@ -468,6 +469,7 @@ def train(
             state, start_step, restored_from = train_state.init_state(model_config, tx, part, seed), 0, None
         if jax.process_index() == 0:  # only now: a refused resume leaves MODEL_DIR as it was
             (model_dir / "model_config.json").write_text(written_config.to_json())
+        ckpt.prepare(state)  # the background save's host copy is compiled here, not in the first save's step
         trainer = Trainer(model_config, tx, schedule, part, train_state.state_shardings(model_config, tx, part),
                           seed=seed, num_microbatches=num_microbatches, loss_normalization=loss_normalization,
                           loss_chunk_size=loss_chunk_size)
@@ -497,7 +499,8 @@ def train(
                     on_nonfinite=on_nonfinite,
                     max_consecutive_nonfinite=max_consecutive_nonfinite, max_nonfinite_fraction=max_nonfinite_fraction,
                     flops_per_step=flops_per_step, peak=peak, written_config=written_config, model_dir=model_dir,
-                    set_aside=set_aside, start_warnings=start_warnings, watch=watch, run_shape=run_shape)
+                    set_aside=set_aside, start_warnings=start_warnings, watch=watch, run_shape=run_shape,
+                    eval_due=bool(found is not None and data_state.get(EVAL_DUE_KEY)))
         except Preempted as stop:
             if launch is not None:
                 run_record.end_launch(model_dir, launch, data=describe_stream(stream), final_step=stop.step)
@@ -516,17 +519,22 @@ def train(
 def _loop(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_step, restored_from, train_steps,
           batch_size, length, checkpoint_period, log_period, eval_period, eval_batches, eval_callback, on_nonfinite,
           max_consecutive_nonfinite, max_nonfinite_fraction, flops_per_step, peak, written_config, model_dir,
-          set_aside, start_warnings, watch, run_shape) -> TrainResult:
+          set_aside, start_warnings, watch, run_shape, eval_due) -> TrainResult:
     history: list[dict] = []
     pending: list[tuple[int, Any]] = []
     last_saved = restored_from
-    clock = {"t": time.perf_counter(), "steps": 0}
+    # Step time = wall time since the last flush, less the evaluations and saves in it, over the steps in it.
+    clock = {"t": time.perf_counter(), "steps": 0, "other": 0.0}
     skip_cap = max(int(max_consecutive_nonfinite), math.ceil(max_nonfinite_fraction * train_steps))
     skipped = {"run": [], "total": logger.prior_nonfinite, "consecutive": 0}
 
-    def data_state(next_step: int) -> dict:
+    def data_state(next_step: int, eval_due: bool = False) -> dict:
         extra = stream.state() if hasattr(stream, "state") else {}
-        return {"step": int(next_step), "examples": int(next_step) * batch_size, **run_shape, "stream": extra}
+        due = {EVAL_DUE_KEY: True} if eval_due else {}
+        return {"step": int(next_step), "examples": int(next_step) * batch_size, **run_shape, "stream": extra, **due}
+
+    def is_eval_step(at: int) -> bool:
+        return bool(eval_period) and at % eval_period == 0 and at != train_steps
 
     def flush(keep_newest: bool) -> None:
         """Fetch queued step metrics, stop on non-finite ones (or past the skip cap), log them."""
@@ -535,9 +543,9 @@ def _loop(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_s
             return
         del pending[: len(ready)]
         fetched = jax.device_get([m for _, m in ready])
-        elapsed = time.perf_counter() - clock["t"]
+        elapsed = max(time.perf_counter() - clock["t"] - clock["other"], 1e-9)
         per_step = elapsed / max(clock["steps"], 1)
-        clock["t"], clock["steps"] = time.perf_counter(), len(pending)
+        clock["t"], clock["steps"], clock["other"] = time.perf_counter(), len(pending), 0.0
         for (step, _), m in zip(ready, fetched):
             bad = bool(int(m["nonfinite"]))
             if bad and on_nonfinite == "stop":
@@ -578,10 +586,23 @@ def _loop(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_s
         # Multi-process: every process calls it (SPMD over the training mesh; see evaluation.hooks.params_mesh).
         eval_callbacks_results[at_step] = eval_callback(written_config, state.params, at_step, model_dir)
 
+    def run_periodic_eval(at: int) -> None:
+        began = time.perf_counter()
+        if evals:
+            for split, r in _evaluate(trainer, state.params, evals, eval_batches, batch_size).items():
+                logger.log(at, r, split=f"eval_{split}")
+        run_eval_callback(at)
+        clock["other"] += time.perf_counter() - began  # not the steps' time (their step_time_s, tokens/s, MFU)
+
     eval_callbacks_results: dict[int, dict] = {}
     step = start_step
     if start_step == 0:
         run_eval_callback(0)  # the model before training: the baseline of the final report
+    elif eval_due and is_eval_step(start_step):
+        # A preemption stopped the last run on this EVAL_PERIOD step: it saved first and left the evaluation of
+        # that step to the resumed run (a grace period is for the save), which runs it now, on the same params.
+        log.info("running the evaluation of step %d, left by the preempted run", start_step)
+        run_periodic_eval(start_step)
     for step in range(start_step, train_steps):
         local = first_batches.pop(step) if step in first_batches else stream.get_batch(step)
         batch = trainer.global_batch(local, batch_size)
@@ -597,8 +618,10 @@ def _loop(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_s
             flush(keep_newest=False)
             if done != last_saved:
                 began = time.monotonic()
-                ckpt.save(done, state, data_state(done), force=True)
-                watch.save_took(time.monotonic() - began)
+                ckpt.save(done, state, data_state(done, eval_due=bool(stop) and is_eval_step(done)), force=True)
+                clock["other"] += time.monotonic() - began
+                # MAX_RUNTIME's margin: the step path's part, or a background save's whole (start to commit)
+                watch.save_took(max(time.monotonic() - began, ckpt.slowest_save_s))
                 last_saved = done
             if stop:
                 ckpt.wait_until_finished()
@@ -606,11 +629,8 @@ def _loop(*, trainer, state, stream, evals, first_batches, ckpt, logger, start_s
                                 f"{ckpt.directory}; rerun the same command to resume", step=done, reason=stop)
         elif done % max(log_period, 1) == 0:
             flush(keep_newest=True)
-        if eval_period and evals and done % eval_period == 0 and done != train_steps:
-            for split, r in _evaluate(trainer, state.params, evals, eval_batches, batch_size).items():
-                logger.log(done, r, split=f"eval_{split}")
-        if eval_period and done % eval_period == 0 and done != train_steps:
-            run_eval_callback(done)
+        if is_eval_step(done):
+            run_periodic_eval(done)
     flush(keep_newest=False)
     eval_results = _evaluate(trainer, state.params, evals, eval_batches, batch_size) if evals else {}
     for split, r in eval_results.items():
