@@ -84,7 +84,14 @@ def _load_initial_state(path, config, tx, partitioner) -> Any:
         _, params, step = load_training_params(ref, target)
         log.info("initial parameters from training run %s step %d", ref.run_dir, step)
         return train_state.state_from_params(config, tx, partitioner, jax.device_get(params))
-    found, params = load_checkpoint(ref.path, scanned=config.scan_layers)  # Orbax, Hugging Face or metaseq
+    if ref.kind == "metaseq":  # streamed onto the devices with the state's shardings: never the whole tree on a host
+        from optiml_jax.checkpoints.metaseq import load_metaseq
+
+        check_same_architecture(config, ref.saved_config(), str(path))
+        found, params = load_metaseq(ref.path, target=train_state.abstract_state(config, tx, partitioner).params)
+        log.info("initial parameters from %s (metaseq, streamed onto the mesh)", path)
+        return train_state.state_from_params(config, tx, partitioner, params)
+    found, params = load_checkpoint(ref.path, scanned=config.scan_layers)  # Orbax or Hugging Face
     check_same_architecture(config, found, str(path))
     log.info("initial parameters from %s (%s)", path, ref.kind)
     return train_state.state_from_params(config, tx, partitioner, params)

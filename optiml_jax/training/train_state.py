@@ -91,7 +91,10 @@ def init_state(config: ModelConfig, tx: optax.GradientTransformation, partitione
 
 
 def _place(x: Any, sharding: jax.sharding.Sharding) -> jax.Array:
-    """Host array (identical on every process) -> global array; works multi-process too."""
+    """Host array (identical on every process) -> global array; works multi-process too. An array already placed
+    with `sharding` (a streamed load, `load_metaseq(target=...)`) is kept as it is: no host round trip."""
+    if isinstance(x, jax.Array) and x.sharding == sharding and x.dtype == np.float32:
+        return x
     host = np.asarray(x, np.float32)
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
@@ -100,7 +103,8 @@ def state_from_params(config: ModelConfig, tx: optax.GradientTransformation, par
                       params: Any) -> TrainState:
     """Fresh optimizer state around given parameters (fine-tuning start), placed with the state's shardings.
 
-    `params` may be host numpy arrays in either layer layout; they are converted to the config's layout.
+    `params` may be host numpy arrays in either layer layout (converted to the config's layout), or jax arrays
+    already placed with the state's shardings in that layout (kept on their devices).
     """
     shardings = state_shardings(config, tx, partitioner)
     params = to_layout(params, config.scan_layers)

@@ -141,8 +141,12 @@ def test_eval_infer_and_orbax_read_a_metaseq_dir_directly(tmp_path, shared_data)
     np.testing.assert_allclose(our_logits(loaded, params, tokens), hf_logits(model, tokens), atol=1e-4, rtol=0)
 
 
-def test_initial_checkpoint_path_takes_a_metaseq_file(tmp_path):
+def test_initial_checkpoint_path_takes_a_metaseq_file(tmp_path, monkeypatch):
+    """INITIAL_CHECKPOINT_PATH = a metaseq file: the parameters are streamed onto the training mesh with the state's
+    shardings (`load_metaseq(target=...)`, never the host tree) and equal the checkpoint's."""
     import jax
+
+    from optiml_jax.checkpoints import metaseq
 
     from optiml_jax.training.model_config import opt_config
     from optiml_jax.training.partitioning import Partitioner, make_mesh, standard_rules
@@ -152,13 +156,18 @@ def test_initial_checkpoint_path_takes_a_metaseq_file(tmp_path):
     config = opt_config("tiny", vocab_size=512, dtype="float32", dropout_rate=0.0)
     model = fp16_model(config, seed=8)
     files = write_metaseq_checkpoint(model.state_dict(), config, tmp_path / "ms", num_parts=1, name="consolidated")
+    targets, real = [], metaseq.load_metaseq
+    monkeypatch.setattr(metaseq, "load_metaseq", lambda path, **kw: targets.append(kw.get("target")) or real(path, **kw))
     ft = train(model_dir=str(tmp_path / "ft"), mixture_or_task_name="synthetic", task_feature_lengths={"targets": 16},
                train_steps=1, batch_size=2, model_config=config, stream_factory=synthetic_stream,
                partitioner=Partitioner(make_mesh((1, 1, 1), jax.devices()[:1]), standard_rules("data_parallel")),
                learning_rate=0.0, warmup_steps=0, progress=False, peak_flops=1e11,
                initial_checkpoint_path=str(files[0]))
+    monkeypatch.undo()
+    assert len(targets) == 1 and targets[0] is not None  # the streamed path, with the state's abstract params
+    assert all(t.sharding is not None for t in jax.tree.leaves(targets[0]))
     _, expected = load_metaseq(files[0])
-    for a, b in zip(jax.tree.leaves(jax.device_get(ft.state.params)), jax.tree.leaves(expected)):
+    for a, b in zip(jax.tree.leaves(jax.device_get(ft.state.params)), jax.tree.leaves(expected), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
