@@ -202,7 +202,11 @@ def lm_head_logits(config: Any, embedding: Array, features: Array) -> Array:
     training loss) call this on a slice.
     """
     dtype = compute_dtype(config)
-    logits = jnp.dot(features.astype(dtype), jnp.asarray(embedding).astype(dtype).T).astype(jnp.float32)
+    embedding = jnp.asarray(embedding).astype(dtype)
+    # [tokens, embed] x [vocab, embed]^T, one contracted axis (see `Projection`: a [batch, length, embed]
+    # operand made XLA:CPU transpose the whole logits gradient for the head's weight gradient).
+    flat = features.astype(dtype).reshape(-1, features.shape[-1])
+    logits = jnp.dot(flat, embedding.T).astype(jnp.float32).reshape(*features.shape[:-1], embedding.shape[0])
     if logits.ndim == 3:
         logits = constrain(logits, ("activation_batch", "activation_length", "activation_vocab"))
     return logits
