@@ -9,6 +9,10 @@ Default model ('125m', not a published size): 12 layers x 768, 12 query / 4 key-
 2048, vocab 32000, untied LM head, RoPE theta 10000: about 125M parameters, OPT-125m's budget. `--config tiny`
 or '1b' use `LlamaConfig.preset`.
 
+Each timed step also records the CPU seconds its worker process used (/proc), printed beside the wall
+time with the per-pair ratio (torch / jax, > 1 means ours is faster): on a loaded shared machine the
+median of per-pair ratios and the CPU-seconds ratio are steadier than either side's absolute wall time.
+
 Same work check (on by default): the PyTorch model's initial weights are converted into our tree
 (`convert.hf_llama.tensor_specs_llama`) and both sides compute the loss on the same tokens.
 
@@ -156,6 +160,24 @@ def check_same_loss(config, batch: int, length: int) -> dict:
     return {"jax": ours, "torch": theirs, "abs_diff": abs(ours - theirs)}
 
 
+def _process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (Linux /proc)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_with_cpu(remote) -> tuple[float, float]:
+    """(wall s timed in the worker, CPU s the worker used) for one step.
+
+    On a shared machine other processes stretch the wall time of whichever step they overlap; the CPU
+    seconds a step consumes move much less with load, so both are reported (CPU time also counts threads
+    spinning while they wait for work, which inflates both frameworks', OpenMP's usually more).
+    """
+    before = _process_cpu_s(remote.proc.pid)
+    wall = remote.timed()
+    return wall, _process_cpu_s(remote.proc.pid) - before
+
+
 def jax_step_factory(config, args):
     return _make_jax_step(config, args.batch, args.length), ""
 
@@ -197,35 +219,46 @@ def main(argv=None):
         ours.timed()
         if theirs:
             theirs.timed()
-    ours_t, theirs_t = [], []
+    ours_t, theirs_t, ours_cpu, theirs_cpu = [], [], [], []
     for i in range(args.steps):
-        ours_t.append(ours.timed())
+        wall, cpu = timed_with_cpu(ours)
+        ours_t.append(wall)
+        ours_cpu.append(cpu)
+        line = f"step {i}: jax {wall:.2f} s (cpu {cpu:.2f} s)"
         if theirs:
-            theirs_t.append(theirs.timed())
-        print(f"step {i}: jax {ours_t[-1]:.2f} s" + (f"  torch {theirs_t[-1]:.2f} s" if theirs else ""), flush=True)
+            wall, cpu = timed_with_cpu(theirs)
+            theirs_t.append(wall)
+            theirs_cpu.append(cpu)
+            line += f"  torch {wall:.2f} s (cpu {cpu:.2f} s)  pair ratio torch/jax {theirs_t[-1] / ours_t[-1]:.2f}"
+        print(line, flush=True)
     ours.close()
     if theirs:
         theirs.close()
 
-    def summary(times):
+    def summary(times, cpu):
         med = statistics.median(times)
-        return {"median_s": med, "min_s": min(times), "tokens_per_s": tokens_per_step / med,
+        return {"median_s": med, "min_s": min(times), "steps_s": times, "cpu_s": cpu,
+                "median_cpu_s": statistics.median(cpu), "tokens_per_s": tokens_per_step / med,
                 "model_gflops_per_s": flops_per_step / med / 1e9, "mfu": flops_per_step / med / peak}
 
     result = {"command": " ".join(["python", *sys.argv]), "config": args.config, "batch": args.batch,
               "length": args.length, "attention": resolve_backend(args.attention), "threads": args.threads,
               "matmul_peak_gflops": peak / 1e9, "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
-              "step0_loss_check": loss_check, "jax": summary(ours_t), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+              "step0_loss_check": loss_check, "jax": summary(ours_t, ours_cpu), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     if theirs:
-        result["torch"] = summary(theirs_t)
+        result["torch"] = summary(theirs_t, theirs_cpu)
         result["speedup_tokens_per_s"] = result["jax"]["tokens_per_s"] / result["torch"]["tokens_per_s"]
+        result["median_pair_ratio"] = statistics.median(t / o for t, o in zip(theirs_t, ours_t))
+        result["cpu_ratio"] = result["torch"]["median_cpu_s"] / result["jax"]["median_cpu_s"]
     for name in ("jax", "torch"):
         if name in result:
             s = result[name]
             print(f"{name:5s}: {s['median_s']:.2f} s/step (median), {s['tokens_per_s']:.1f} tokens/s, "
-                  f"MFU {100 * s['mfu']:.1f}% of measured peak")
+                  f"MFU {100 * s['mfu']:.1f}% of measured peak, {s['median_cpu_s']:.2f} CPU s/step")
     if "speedup_tokens_per_s" in result:
-        print(f"ratio jax/torch tokens/s: {result['speedup_tokens_per_s']:.2f}x")
+        print(f"ratio jax/torch tokens/s: {result['speedup_tokens_per_s']:.2f}x (medians); median of the "
+              f"per-pair ratios {result['median_pair_ratio']:.2f}x; CPU-seconds ratio torch/jax "
+              f"{result['cpu_ratio']:.2f}x")
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(result, f, indent=2)

@@ -83,11 +83,33 @@ def rotary_cos_sin(config: LlamaConfig, positions: Array) -> tuple[Array, Array]
     return jnp.cos(emb).astype(dtype), jnp.sin(emb).astype(dtype)
 
 
-def apply_rotary(x: Array, cos: Array, sin: Array) -> Array:
-    """x [B, L, heads, D] rotated by HF's rotate_half convention; cos/sin [B, L, D]."""
+def _rotate_half(x: Array) -> Array:
     half = x.shape[-1] // 2
-    rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-    return x * cos[:, :, None] + rotated * sin[:, :, None]
+    return jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+
+
+@jax.custom_vjp
+def apply_rotary(x: Array, cos: Array, sin: Array) -> Array:
+    """x [B, L, heads, D] rotated by HF's rotate_half convention; cos/sin [B, L, D].
+
+    Custom VJP because rotate_half is linear with transpose -rotate_half, so dx = g * cos - rotate_half(g *
+    sin): one fused elementwise pass like the forward. Autodiff of the concatenate instead pads each half's
+    cotangent back to full width and adds them (two pad fusions per projection per layer on XLA:CPU).
+    cos/sin come from integer positions and get no cotangent.
+    """
+    return x * cos[:, :, None] + _rotate_half(x) * sin[:, :, None]
+
+
+def _apply_rotary_fwd(x, cos, sin):
+    return apply_rotary(x, cos, sin), (cos, sin)
+
+
+def _apply_rotary_bwd(residuals, g):
+    cos, sin = residuals
+    return g * cos[:, :, None] - _rotate_half(g * sin[:, :, None]), None, None
+
+
+apply_rotary.defvjp(_apply_rotary_fwd, _apply_rotary_bwd)
 
 
 class LlamaAttention(nn.Module):
