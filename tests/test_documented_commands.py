@@ -77,7 +77,8 @@ def test_data(tmp_path_factory):
     if (SHARED / "niv2" / "tasks").is_dir():  # a few real NIv2 tasks
         shutil.copytree(SHARED / "niv2" / "tasks", niv2)
     else:
-        for stem in ("task001_quoref_question_generation", "task002_quoref_answer_generation"):
+        for stem in ("task001_quoref_question_generation", "task002_quoref_answer_generation",
+                     "task062_bigbench_repeat_copy_logic"):  # the one gin/bench/opt_iml_bench.gin inspects
             write_niv2_task(niv2, stem, n=24)
     tokenizer = SHARED / "opt_tokenizer" if (SHARED / "opt_tokenizer").is_dir() else pathlib.Path(MINI_TOKENIZER)
     # DATA_DIR (the suites' files): ../shared's MMLU/BBH/RAFT, and NIv2 with one task of a held-out category (the
