@@ -5,7 +5,7 @@ of the steps after it, against the median step.
     python perf/async_save_cost.py --size tiny --steps 1200 --period 100 --on_step_path   # the save as before
     python perf/async_save_cost.py --size 125m --batch 2 --length 128 --steps 24 --period 8
 
-The loop is the trainer's (`train_loop._steps`): dispatch the step, start the save of its state when one is due
+The loop is the trainer's (`step_loop.StepLoop.run`): dispatch the step, start the save of its state when one is due
 (`TrainCheckpointManager.save`: a single process's async save dispatches a host copy and hands it to the background
 saver, checkpoints/background_save.py; `--on_step_path`: checksums, then Orbax's save, on the step path), then wait
 for the step's metrics as LOG_PERIOD = 1 does. A step's time runs from its dispatch to its metrics being on the
@@ -42,6 +42,7 @@ def main() -> None:
     import numpy as np
 
     from optiml_jax.checkpoints.training_runs import TrainCheckpointManager
+    from optiml_jax.training.run_config import OptimizerConfig
     from optiml_jax.training import train_state
     from optiml_jax.training.model_config import opt_config
     from optiml_jax.training.partitioning import Partitioner, make_mesh, standard_rules
@@ -51,10 +52,8 @@ def main() -> None:
     vocab = 512 if args.size == "tiny" else None
     config = opt_config(args.size, dtype="float32", dropout_rate=0.0, **({"vocab_size": vocab} if vocab else {}))
     part = Partitioner(make_mesh((1, 1, 1), jax.devices()[:1]), standard_rules("data_parallel"))
-    setup = build_trainer(model_config=config, partitioner=part, train_steps=args.steps, learning_rate=1e-4,
-                          warmup_steps=1, lr_decay="constant", end_learning_rate=0.0, adam_b1=0.9, adam_b2=0.95,
-                          adam_eps=1e-8, weight_decay=0.0, clip_grad_norm=1.0, seed=0, num_microbatches=1,
-                          loss_normalization="tokens", loss_chunk_size=None)
+    setup = build_trainer(model_config=config, partitioner=part, seed=0,
+        optimizer=OptimizerConfig(train_steps=args.steps, learning_rate=1e-4, warmup_steps=1, lr_decay="constant"))
     trainer = setup.trainer
     state = train_state.init_state(setup.model_config, setup.tx, part, 0)
     nbytes = sum(x.nbytes for x in jax.tree.leaves(state))

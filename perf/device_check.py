@@ -204,6 +204,7 @@ def attention_table(*, smoke: bool, interpret: bool, budget: Budget, iters: int)
 
 
 def train_step(*, smoke: bool, budget: Budget, steps: int) -> dict:
+    from optiml_jax.training.run_config import OptimizerConfig
     from optiml_jax.training import planning, train_loop, train_state
     from optiml_jax.training.device_specs import get_device_spec, spec_for_device_kind
     from optiml_jax.training.model_config import opt_config
@@ -214,11 +215,8 @@ def train_step(*, smoke: bool, budget: Budget, steps: int) -> dict:
     small = dict(vocab_size=512, num_layers=1, attention_block_sizes=(32, 32)) if smoke else {}
     config = opt_config(size, dtype="bfloat16", dropout_rate=0.1, attention_backend="pallas", scan_layers=True,
                         **small)
-    setup = train_loop.build_trainer(
-        model_config=config, partitioner=lambda: make_partitioner((-1, 1, 1), "data_parallel"), train_steps=4000,
-        learning_rate=5e-5, warmup_steps=60, lr_decay="linear", end_learning_rate=0.0, adam_b1=0.9, adam_b2=0.95,
-        adam_eps=1e-8, weight_decay=0.0, clip_grad_norm=1.0, seed=0, num_microbatches=1, loss_normalization="tokens",
-        loss_chunk_size=None)
+    setup = train_loop.build_trainer(model_config=config, partitioner=lambda: make_partitioner((-1, 1, 1), "data_parallel"), seed=0,
+        optimizer=OptimizerConfig(train_steps=4000, learning_rate=5e-5, warmup_steps=60))
     n = jax.device_count()
     batch_size = rows_per_device * n
     spec = spec_for_device_kind(jax.devices()[0].device_kind)

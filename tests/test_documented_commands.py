@@ -204,7 +204,7 @@ def tiny(cmd: DocumentedCommand, data: dict, work: pathlib.Path) -> tuple[list[l
             out.append(f"--gin.MODEL_DIR={work / 'run'}")
         if any("quickstart" in a for a in out):  # the in-training evaluation, at its smallest
             out += ["--gin.EvalCallback.max_examples=1", "--gin.EvalCallback.max_new_tokens=2",
-                    "--gin.eval_mixture_stream.max_examples_per_task=2", "--gin.train.eval_batches=1"]
+                    "--gin.eval_mixture_stream.max_examples_per_task=2", "--gin.EvaluationConfig.eval_batches=1"]
     if module == "optiml_jax.eval":
         out += ["--gin.MAX_EXAMPLES=1", "--gin.MAX_NEW_TOKENS=2"]
     if module == "optiml_jax.infer":

@@ -48,8 +48,8 @@ def test_wheel_installs_and_runs_the_quickstart_from_elsewhere(tmp_path):
     assert where.stdout.startswith(str(venv)) and str(REPO) not in where.stdout, where.stdout + where.stderr
     run = subprocess.run([str(py), "-m", "optiml_jax.train", "--gin_file=gin/runs/quickstart.gin", "--no_progress",
                           f"--gin.MODEL_DIR={tmp_path / 'run'}", "--gin.TRAIN_STEPS=2", "--gin.BATCH_SIZE=4",
-                          "--gin.CHECKPOINT_PERIOD=2", "--gin_bindings=train.eval_callback = None",
-                          "--gin_bindings=train.eval_batches = 1"],
+                          "--gin.CHECKPOINT_PERIOD=2", "--gin_bindings=EvaluationConfig.eval_callback = None",
+                          "--gin_bindings=EvaluationConfig.eval_batches = 1"],
                          cwd=work, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     assert "trained steps 0..2" in run.stdout

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import gin
 
 import optiml_jax
+from optiml_jax.cli.moved_bindings import moved_binding_message
 from optiml_jax import lazy_imports
 from optiml_jax.cli import gin_internals
 from optiml_jax.paths import user_path
@@ -164,9 +165,12 @@ def register_configurables() -> None:
     """Make the training entry points known to gin (idempotent)."""
     if _CONFIGURED:
         return
-    from optiml_jax.training import model_config, partitioning, synthetic_data, train_loop
+    from optiml_jax.training import model_config, partitioning, run_config, synthetic_data, train_loop
 
     _CONFIGURED["train"] = gin.external_configurable(train_loop.train, "train")
+    for config_class in (run_config.DataConfig, run_config.OptimizerConfig, run_config.CheckpointConfig,
+                         run_config.EvaluationConfig, run_config.ExecutionConfig):  # train.data = @DataConfig() ...
+        gin.external_configurable(config_class, config_class.__name__)
     gin.external_configurable(model_config.opt_config, "opt_config")
     gin.external_configurable(model_config.llama_config, "llama_config")
     gin.external_configurable(model_config.model_config_from_checkpoint, "model_config_from_checkpoint")
@@ -226,7 +230,7 @@ COMMAND_RUN_FILES = {"train": "runs/train.gin", "eval": "runs/eval.gin", "infer"
 RENAMED_MACROS = {"USE_CACHED": "USE_CACHED_TASKS", "BENCHMARKS": "SUITES", "TOKENIZER_PATH": "TOKENIZER_DIR"}
 # T5X macros this project does not implement: what to set instead.
 UNSUPPORTED_T5X_MACROS = {
-    "EVAL_STEPS": "set train.eval_batches (eval-loss batches per split) and EVAL_PERIOD (steps between evals)",
+    "EVAL_STEPS": "set EvaluationConfig.eval_batches (eval-loss batches per split) and EVAL_PERIOD (steps between evals)",
     "RANDOM_SEED": "set SEED (init, dropout and data order all derive from it)",
 }
 
@@ -382,6 +386,9 @@ def parse_gin(gin_files: Sequence[str], bindings: Sequence[str] = (), search_pat
         gin.parse_config_files_and_bindings(files, list(bindings), finalize_config=False, skip_unknown=False)
     except Exception as e:  # noqa: BLE001 (gin raises ValueError, SyntaxError, tokenize.TokenError, ...)
         culprit = _malformed_binding(bindings)
+        moved = moved_binding_message(str(e))
+        if moved is not None:  # gin's text after it still names the file and line
+            culprit = f"{moved} (gin: {e})"
         if culprit is not None:
             raise GinConfigError(culprit) from e
         raise GinConfigError(f"gin configuration error: {type(e).__name__}: {e}") from e
@@ -460,11 +467,11 @@ def write_configs(model_dir: str | pathlib.Path) -> None:
 
 
 def check_training_data() -> None:
-    """Before any device work: the run's MIXTURE_OR_TASK_NAME resolves to what `train.stream_factory` will read.
+    """Before any device work: the run's MIXTURE_OR_TASK_NAME resolves to what `DataConfig.stream_factory` will read.
     With the one data stream (`get_train_stream`) that is `optiml_jax.data.mixture_names.ensure_registered` (which
     registers an OPT-IML Bench mixture from its data macros on demand); the smoke stream checks its own name."""
     try:
-        factory = gin.query_parameter("train.stream_factory")
+        factory = gin.query_parameter("DataConfig.stream_factory")
     except (ValueError, KeyError):
         return  # train() itself says that no data source is bound
     if getattr(factory, "selector", "").rsplit(".", 1)[-1] != "get_train_stream":

@@ -5,7 +5,7 @@
         --gin.SCAN_LAYERS=True --gin.ATTENTION_BACKEND="'pallas'" --num_devices=64 --device_kind=a100
 
 It builds the run's mesh over `--num_devices` fake CPU devices, builds the trainer exactly as `train()`
-does (`train_loop.build_trainer`, fed with the bound `train()` arguments: `gin.get_bindings('train')`
+does (`train_loop.build_trainer`, fed with the configs gin binds to `train()`: `gin.get_bindings('train')`
 over train's own defaults), lowers and compiles the sharded train step (and eval / generation steps)
 on abstract shapes only, and prints per-device memory (sharding specs + analytic vs XLA's
 memory_analysis), the fit verdict for `--device_kind`, FLOPs, collectives and an estimated step time and
@@ -107,12 +107,14 @@ def configure(gin_files, bindings, search_paths) -> dict:
     return {name: bound.get(name, p.default) for name, p in params.items()}
 
 
-def build(train_kwargs: dict):
-    """`train_loop.build_trainer` on the subset of train()'s arguments it takes."""
+def build(train_kwargs: dict, partitioner=None):
+    """`train_loop.build_trainer` on the configs gin binds to train() (`partitioner` overrides the bound one)."""
     from optiml_jax.training import train_loop
 
-    accepted = inspect.signature(train_loop.build_trainer).parameters
-    return train_loop.build_trainer(**{k: v for k, v in train_kwargs.items() if k in accepted})
+    execution = train_kwargs["execution"]
+    return train_loop.build_trainer(model_config=train_kwargs["model_config"],
+                                    partitioner=partitioner or execution.partitioner,
+                                    optimizer=train_kwargs["optimizer"], seed=execution.seed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,20 +137,21 @@ def main(argv: list[str] | None = None) -> int:
     except (gin_config.GinConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    partitioner = None
     if target == "tpu":
         import functools
 
         from optiml_jax.training import tpu_aot
 
         devices = tpu_aot.topology_devices(device.name, args.num_devices)
-        kwargs["partitioner"] = functools.partial(kwargs["partitioner"], devices=devices)
-    setup = build(kwargs)
-    length = int(sum(kwargs["task_feature_lengths"].values()))
+        partitioner = functools.partial(kwargs["execution"].partitioner, devices=devices)
+    setup = build(kwargs, partitioner)
+    data = kwargs["data"]
     generation = None
     if args.generate:
         generation = dict(batch=args.generate_batch, prompt_length=args.generate_prompt_length,
                           max_new_tokens=args.generate_new_tokens)
-    plan = planning.plan_train(setup, batch_size=int(kwargs["batch_size"]), length=length, device=device,
+    plan = planning.plan_train(setup, batch_size=data.batch_size, length=data.length, device=device,
                                headroom=args.headroom, matmul_efficiency=args.matmul_efficiency,
                                attention_efficiency=args.attention_efficiency,
                                flag_min_bytes=int(args.flag_min_mib * 2**20), eval_steps=not args.no_eval,

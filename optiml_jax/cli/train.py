@@ -41,6 +41,8 @@ def _main(argv: list[str] | None) -> int:
     from optiml_jax.cli import gin_setup as gin_config
 
     args, bindings = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.no_progress:
+        bindings = [*bindings, "ExecutionConfig.progress = False"]
     from optiml_jax.cli.console import setup_console
 
     setup_console()
@@ -55,8 +57,6 @@ def _main(argv: list[str] | None) -> int:
 
     kwargs = {"setup_callback": gin_config.write_configs,
               "model_config_origin": gin_config.model_config_origin(args, bindings)}
-    if args.no_progress:
-        kwargs["progress"] = False
     result = gin_config.configured_train()(**kwargs)
     if jax.process_index() == 0:
         gin_config.write_configs(result.model_dir)

@@ -4,7 +4,7 @@
     results = evaluate_params(config, state.params, vocabulary=VOCABULARY, output_dir=MODEL_DIR / "eval",
                               step=step, suites=("mini_bench",), shots=(0, 5), max_examples=20)
 
-Trainer callbacks, all `callback(config, params, step, model_dir) -> results` (bind one to `train.eval_callback`):
+Trainer callbacks, all `callback(config, params, step, model_dir) -> results` (bind one to `EvaluationConfig.eval_callback`):
   EvalCallback        the project's suites -> MODEL_DIR/eval/step_<N>/ (results.json, report.md, ...)
   SeqioEvalCallback   a SeqIO task's/mixture's own metric_fns through seqio.Evaluator -> MODEL_DIR/inference_eval/
                       (T5X's infer_eval_dataset_cfg role)
@@ -71,7 +71,7 @@ class EvalCallback:
     first evaluated step (the model before training when the trainer calls it at step 0) as the baseline of
     every later report, so the final report.md is the quickstart's "before vs after" table.
 
-    Gin: `train.eval_callback = @EvalCallback()` with `EvalCallback.suites`, `.shots`, ... bound.
+    Gin: `EvaluationConfig.eval_callback = @EvalCallback()` with `EvalCallback.suites`, `.shots`, ... bound.
     """
 
     def __init__(self, suites: Sequence[str] = ("mini_bench",), shots: Sequence[int] = (0, 5),
@@ -138,7 +138,7 @@ class SeqioEvalCallback:
     `demonstration_split`, task-level placement where the task has a definition), into `inference_eval_<k>shot/`;
     a CompositeCallback of two of these gives 0-shot and k-shot every `EVAL_PERIOD`.
 
-    Gin: `train.eval_callback = @SeqioEvalCallback()` with `SeqioEvalCallback.mixture_or_task_name = '...'`
+    Gin: `EvaluationConfig.eval_callback = @SeqioEvalCallback()` with `SeqioEvalCallback.mixture_or_task_name = '...'`
     (and `.split`, `.task_feature_lengths`, ...), or inside a `CompositeCallback` beside `EvalCallback`.
     """
 
@@ -210,7 +210,7 @@ class CompositeCallback:
     arguments -> {name: that callback's results}, named by class (`EvalCallback`, `SeqioEvalCallback`, a
     repeated class gets `_2`, `_3`, ...).
 
-    Gin: `train.eval_callback = @CompositeCallback()` and
+    Gin: `EvaluationConfig.eval_callback = @CompositeCallback()` and
          `CompositeCallback.callbacks = [@EvalCallback(), @SeqioEvalCallback()]`.
     """
 

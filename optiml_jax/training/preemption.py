@@ -30,7 +30,6 @@ import time
 import jax
 import numpy as np
 
-from optiml_jax.training.errors import ConfigValueError
 
 log = logging.getLogger(__name__)
 EXIT_PREEMPTED = 143  # 128 + SIGTERM, what schedulers expect from a job that stopped on their signal
@@ -69,20 +68,6 @@ def parse_runtime(value) -> float | None:
     if total <= 0:
         raise ValueError(f"MAX_RUNTIME = {value!r}: must be > 0 seconds")
     return float(total)
-
-
-def watch_settings(max_runtime, margin_s, check_period) -> dict:
-    """PreemptionWatch's arguments from train()'s (gin MAX_RUNTIME, train.max_runtime_margin_s,
-    train.preemption_check_period), each error naming its binding."""
-    try:
-        max_runtime_s = parse_runtime(max_runtime)
-    except ValueError as e:
-        raise ConfigValueError(f"{e} (train.max_runtime)") from None
-    if isinstance(margin_s, bool) or not isinstance(margin_s, (int, float)) or not margin_s >= 0:
-        raise ConfigValueError(f"train.max_runtime_margin_s = {margin_s!r}: must be a number of seconds >= 0")
-    if isinstance(check_period, bool) or not isinstance(check_period, int) or check_period < 1:
-        raise ConfigValueError(f"train.preemption_check_period = {check_period!r}: must be an integer >= 1")
-    return {"max_runtime_s": max_runtime_s, "margin_s": float(margin_s), "check_period": int(check_period)}
 
 
 class PreemptionWatch:

@@ -16,9 +16,9 @@ from optiml_jax.models import ModelConfig
 from optiml_jax.training import train_state
 from optiml_jax.training.errors import ConfigValueError
 from optiml_jax.training.partitioning import Partitioner
+from optiml_jax.training.run_config import MACRO_OF
 
 log = logging.getLogger(__name__)
-MACROS = {"batch_size": "BATCH_SIZE", "task_feature_lengths": "TASK_FEATURE_LENGTHS", "train_steps": "TRAIN_STEPS"}
 
 
 def mesh_fit_error(config: ModelConfig, tx: optax.GradientTransformation, part: Partitioner) -> None:
@@ -40,9 +40,9 @@ def check_resume(data_state: dict, run_shape: dict, step: int, directory) -> lis
     examples = data_state.get("examples")
     for arg in ("batch_size", "task_feature_lengths"):
         if arg in data_state and data_state[arg] != run_shape[arg]:
-            macro = MACROS[arg]
+            macro = MACRO_OF[arg]
             raise ConfigValueError(
-                f"{macro} (train.{arg}) = {run_shape[arg]!r} but {where} was trained with {data_state[arg]!r}: "
+                f"{macro} (DataConfig.{arg}) = {run_shape[arg]!r} but {where} was trained with {data_state[arg]!r}: "
                 f"resuming would skip or repeat examples (data position: step {step}"
                 f"{f', {examples} examples' if examples is not None else ''}). Resume with {macro} = "
                 f"{data_state[arg]!r}, or train into a new MODEL_DIR with INITIAL_CHECKPOINT_PATH = "

@@ -116,15 +116,15 @@ def synthetic_stream(
     vocab_size: int = 512,
     **kwargs,
 ) -> SyntheticStream:
-    """The trainer's stream-factory signature (see `optiml_jax.training.train_loop.StreamFactory`).
+    """The trainer's stream-factory signature (see `optiml_jax.training.run_config.DataConfig.stream_factory`).
 
-    Only through an explicit `train.stream_factory = @synthetic_stream` (gin/runs/smoke_synthetic.gin), with
+    Only through an explicit `DataConfig.stream_factory = @synthetic_stream` (gin/runs/smoke_synthetic.gin), with
     MIXTURE_OR_TASK_NAME = 'synthetic': any other name would be a mixture the run silently does not train on.
     The sequence length is the sum of the task
     feature lengths (decoder-only: inputs + targets packed into one row), as SeqIO's converter does.
     """
     if mixture_or_task_name != SYNTHETIC_NAME:
-        raise ValueError(f"MIXTURE_OR_TASK_NAME = {mixture_or_task_name!r}, but train.stream_factory = "
+        raise ValueError(f"MIXTURE_OR_TASK_NAME = {mixture_or_task_name!r}, but DataConfig.stream_factory = "
                          "@synthetic_stream trains on random tokens and reads no task: set MIXTURE_OR_TASK_NAME = "
                          f"{SYNTHETIC_NAME!r} for a smoke run, or drop gin/runs/smoke_synthetic.gin to train on the "
                          "mixture")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from hf_peers import hf_model
 
+from optiml_jax.testing.train_configs import train_configs
 from optiml_jax.checkpoints.metaseq import MetaseqCheckpointError, load_metaseq
 from optiml_jax.checkpoints.metaseq_pickle import UnsafePickleError
 from optiml_jax.models import OPT, OPTConfig
@@ -158,11 +159,11 @@ def test_initial_checkpoint_path_takes_a_metaseq_file(tmp_path, monkeypatch):
     files = write_metaseq_checkpoint(model.state_dict(), config, tmp_path / "ms", num_parts=1, name="consolidated")
     targets, real = [], metaseq.load_metaseq
     monkeypatch.setattr(metaseq, "load_metaseq", lambda path, **kw: targets.append(kw.get("target")) or real(path, **kw))
-    ft = train(model_dir=str(tmp_path / "ft"), mixture_or_task_name="synthetic", task_feature_lengths={"targets": 16},
+    ft = train(**train_configs(model_dir=str(tmp_path / "ft"), mixture_or_task_name="synthetic", task_feature_lengths={"targets": 16},
                train_steps=1, batch_size=2, model_config=config, stream_factory=synthetic_stream,
                partitioner=Partitioner(make_mesh((1, 1, 1), jax.devices()[:1]), standard_rules("data_parallel")),
                learning_rate=0.0, warmup_steps=0, progress=False, peak_flops=1e11,
-               initial_checkpoint_path=str(files[0]))
+               initial_checkpoint_path=str(files[0])))
     monkeypatch.undo()
     assert len(targets) == 1 and targets[0] is not None  # the streamed path, with the state's abstract params
     assert all(t.sharding is not None for t in jax.tree.leaves(targets[0]))

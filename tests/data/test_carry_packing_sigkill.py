@@ -26,8 +26,8 @@ def _command(model_dir):
             f"--gin.MIXTURE_OR_TASK_MODULE={MODULE}", "--gin.MIXTURE_OR_TASK_NAME='two_length_mixture'",
             f"--gin.MODEL_DIR={model_dir}", f"--gin.TRAIN_STEPS={STEPS}", "--gin.CHECKPOINT_PERIOD=3",
             "--gin.LOG_PERIOD=1", "--gin.BATCH_SIZE=4", "--gin.TASK_FEATURE_LENGTHS={'inputs': 192, 'targets': 64}",
-            "--gin.DROPOUT_RATE=0.1", "--gin.WARMUP_STEPS=3", "--gin.train.eval_streams={}",
-            "--gin.train.eval_callback=None"]
+            "--gin.DROPOUT_RATE=0.1", "--gin.WARMUP_STEPS=3", "--gin.EvaluationConfig.eval_streams={}",
+            "--gin.EvaluationConfig.eval_callback=None"]
 
 
 def _losses(model_dir) -> dict[int, set[float]]:

@@ -264,7 +264,7 @@ include 'runs/train.gin'
 include 'models/opt_tiny_mini_bench.gin'
 import optiml_jax.evaluation.hooks
 MIXTURE_OR_TASK_MODULE = '{MODULE}'
-train.eval_callback = @CompositeCallback()
+EvaluationConfig.eval_callback = @CompositeCallback()
 CompositeCallback.callbacks = [@SeqioEvalCallback()]
 SeqioEvalCallback.mixture_or_task_name = '{TASK}'
 SeqioEvalCallback.task_feature_lengths = {LENGTHS}

@@ -9,6 +9,7 @@ import functools
 import numpy as np
 import pytest
 
+from optiml_jax.testing.train_configs import train_configs
 from optiml_jax.data import get_train_stream
 from optiml_jax.tasks import mixtures, registry
 from optiml_jax.tasks.mini_bench import TASKS_BY_NAME, generate_task
@@ -51,9 +52,9 @@ def test_tiny_chat_training_run_and_its_evaluation(train_kwargs, tmp_path):
         stream.get_batch = lambda step: fed.append(get_batch(step)) or fed[-1]
         return stream
 
-    result = train(**{**train_kwargs, "mixture_or_task_name": "chat_train_mixture", "model_config": config,
+    result = train(**train_configs(**{**train_kwargs, "mixture_or_task_name": "chat_train_mixture", "model_config": config,
                       "train_steps": 3, "task_feature_lengths": {"targets": 128}, "stream_factory": recording_stream,
-                      "learning_rate": 3e-3})
+                      "learning_rate": 3e-3}))
     assert result.final_step == 3
     losses = [r["loss"] for r in result.history if "loss" in r]
     assert losses and all(np.isfinite(losses))

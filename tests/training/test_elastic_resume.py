@@ -33,7 +33,7 @@ def _cmd(model_dir, steps, mesh, extra=()):
             *mesh, f"--gin.MODEL_DIR={model_dir}", f"--gin.TRAIN_STEPS={steps}", "--gin.CHECKPOINT_PERIOD=4",
             "--gin.KEEP_CHECKPOINTS=None", "--gin.LOG_PERIOD=1", "--gin.BATCH_SIZE=8",
             "--gin.TASK_FEATURE_LENGTHS={'targets': 32}", "--gin.DROPOUT_RATE=0.1", "--gin.WARMUP_STEPS=2",
-            "--gin.LR_DECAY='constant'", "--gin.train.eval_streams={}", *extra]
+            "--gin.LR_DECAY='constant'", "--gin.EvaluationConfig.eval_streams={}", *extra]
 
 
 def _env(devices):

@@ -10,6 +10,7 @@ import time
 
 import jax
 
+from optiml_jax.testing.train_configs import train_configs
 from optiml_jax.checkpoints import integrity
 from optiml_jax.checkpoints.training_runs import restore_params_from_run
 from optiml_jax.training import train_state
@@ -63,17 +64,17 @@ def test_a_preemption_on_an_eval_step_leaves_its_evaluation_to_the_resumed_run(t
         return {"step": step}
 
     with pytest.raises(Preempted) as e:  # the signal arrives in step 1: the run stops after step 2, an eval step
-        train(**{**kw, "eval_callback": callback, "stream_factory": _signalling_stream(signal.SIGTERM, 1)})
+        train(**train_configs(**{**kw, "eval_callback": callback, "stream_factory": _signalling_stream(signal.SIGTERM, 1)}))
     assert e.value.step == 2
     assert [s for s, _ in calls] == [0] and _eval_steps(kw["model_dir"], "validation") == []  # saved, not evaluated
     calls_before = len(calls)
-    resumed = train(**{**kw, "eval_callback": callback})
+    resumed = train(**train_configs(**{**kw, "eval_callback": callback}))
     assert resumed.restored_from == 2
     assert [s for s, _ in calls[calls_before:]] == [2, 4]  # step 2's evaluation first, then the final one
     assert _eval_steps(kw["model_dir"], "validation") == [2, 4]
     assert calls[1][1] == _checkpoint_params(kw["model_dir"], 2, kw)  # on checkpoint 2's parameters
     calls.clear()
-    train(**{**kw, "eval_callback": callback})  # a rerun of the finished run evaluates nothing again
+    train(**train_configs(**{**kw, "eval_callback": callback}))  # a rerun of the finished run evaluates nothing again
     assert calls == []
 
 
@@ -86,7 +87,7 @@ def test_evaluations_and_saves_are_not_counted_into_the_step_time(train_kwargs):
         return {}
 
     kw = {**train_kwargs, "train_steps": 4, "checkpoint_period": 2, "eval_period": 2, "eval_callback": slow_callback}
-    result = train(**kw)
+    result = train(**train_configs(**kw))
     times = {h["step"]: h["step_time_s"] for h in result.history}
     assert times[2] < 0.5 and times[3] < 0.5, times
     assert result.history[2]["tokens_per_second"] > 4 * 32 / 0.5

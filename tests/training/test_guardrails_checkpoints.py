@@ -14,6 +14,7 @@ import jax
 import numpy as np
 import pytest
 
+from optiml_jax.testing.train_configs import train_configs
 from optiml_jax.training.synthetic_data import synthetic_stream
 
 from optiml_jax.checkpoints import integrity
@@ -41,7 +42,7 @@ def pristine(tmp_path_factory):
                   model_config=opt_config("tiny", vocab_size=512, dtype="float32", dropout_rate=0.0),
                   partitioner=Partitioner(make_mesh((1, 1, 1), jax.devices()[:1]), standard_rules("data_parallel")),
                   learning_rate=1e-3, warmup_steps=1, checkpoint_period=2, progress=False, peak_flops=1e11)
-    result = train(**kwargs)
+    result = train(**train_configs(**kwargs))
     return d, kwargs, result
 
 
@@ -129,7 +130,7 @@ def test_rerun_after_random_bytes_resumes_from_the_intact_checkpoint_and_loses_n
     _, kwargs, reference = pristine
     run = _copy(pristine, tmp_path)
     _random_bytes(run / "checkpoints" / "4" / "state")
-    result = train(**{**kwargs, "model_dir": str(run)})
+    result = train(**train_configs(**{**kwargs, "model_dir": str(run)}))
     assert result.restored_from == 2 and [s["step"] for s in result.set_aside] == [4]
     assert "failed verification" in result.set_aside[0]["reason"]
     _assert_same_trees(result.state, reference.state)
@@ -138,7 +139,7 @@ def test_rerun_after_random_bytes_resumes_from_the_intact_checkpoint_and_loses_n
     assert [r["step"] for r in records] == [0, 1, 2, 3]
     assert [r["loss"] for r in records] == [r["loss"] for r in ref_records]
     assert checkpointing.finalized_steps_on_disk(run) == [2, 4]
-    again = train(**{**kwargs, "model_dir": str(run)})
+    again = train(**train_configs(**{**kwargs, "model_dir": str(run)}))
     assert again.restored_from == 4 and again.set_aside == []
 
 

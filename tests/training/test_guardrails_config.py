@@ -12,6 +12,7 @@ import time
 import gin
 import pytest
 
+from optiml_jax.testing.train_configs import train_configs
 from optiml_jax.cli import gin_setup
 from optiml_jax.training.errors import ConfigValueError
 from optiml_jax.training.train_loop import train
@@ -31,7 +32,7 @@ def _clean_gin():
                            "LEARNING_RATE?"),
     ("TRAIN_STEPZ = 3", "macro TRAIN_STEPZ (set on the command line) is read by no binding; did you mean TRAIN_STEPS?"),
     ("EVAL_STEPS = 10", "EVAL_STEPS (set on the command line) is a T5X macro this project does not implement: set "
-                        "train.eval_batches"),
+                        "EvaluationConfig.eval_batches"),
     ("RANDOM_SEED = 3", "RANDOM_SEED (set on the command line) is a T5X macro this project does not implement: set "
                         "SEED"),
 ])
@@ -101,14 +102,14 @@ def test_cli_typos_exit_2_with_one_line_and_create_nothing(tmp_path):
 
 def test_train_values_are_checked_where_they_enter(train_kwargs, make_part):
     run = pathlib.Path(train_kwargs["model_dir"])
-    with pytest.raises(ConfigValueError, match=r"BATCH_SIZE \(train.batch_size\) = 'eight': must be an integer >= 1"):
-        train(**{**train_kwargs, "batch_size": "eight"})
+    with pytest.raises(ConfigValueError, match=r"BATCH_SIZE \(DataConfig.batch_size\) = 'eight': must be an integer >= 1"):
+        train(**train_configs(**{**train_kwargs, "batch_size": "eight"}))
     with pytest.raises(ConfigValueError, match=r"TASK_FEATURE_LENGTHS .* must be a mapping"):
-        train(**{**train_kwargs, "task_feature_lengths": 32})
-    with pytest.raises(ConfigValueError, match=r"LEARNING_RATE \(train.learning_rate\) = 'fast'"):
-        train(**{**train_kwargs, "learning_rate": "fast"})
+        train(**train_configs(**{**train_kwargs, "task_feature_lengths": 32}))
+    with pytest.raises(ConfigValueError, match=r"LEARNING_RATE \(OptimizerConfig.learning_rate\) = 'fast'"):
+        train(**train_configs(**{**train_kwargs, "learning_rate": "fast"}))
     with pytest.raises(ConfigValueError) as e:
-        train(**{**train_kwargs, "batch_size": 6, "partitioner": make_part((4, 2, 1), "fsdp")})
+        train(**train_configs(**{**train_kwargs, "batch_size": 6, "partitioner": make_part((4, 2, 1), "fsdp")}))
     msg = str(e.value)
     assert "BATCH_SIZE = 6 cannot be split over the mesh" in msg and "MESH_SHAPE" in msg
     assert "data=4 x fsdp=2 = 8 shards" in msg and "multiple of 8" in msg
@@ -123,7 +124,7 @@ def test_unknown_mixture_is_one_line_with_the_closest_names_and_creates_nothing(
 
     run = pathlib.Path(train_kwargs["model_dir"])
     with pytest.raises(UnknownMixtureError) as e:
-        train(**{**train_kwargs, "mixture_or_task_name": "mini_bench_trian", "stream_factory": get_train_stream})
+        train(**train_configs(**{**train_kwargs, "mixture_or_task_name": "mini_bench_trian", "stream_factory": get_train_stream}))
     msg = str(e.value).split("\n  In call to configurable")[0]  # gin appends where it was called from
     assert "\n" not in msg and "MIXTURE_OR_TASK_NAME = 'mini_bench_trian' is not a registered task or mixture" in msg
     assert "closest registered: mini_bench_train" in msg
@@ -138,9 +139,9 @@ def test_rows_too_short_for_any_example_are_an_error_and_create_nothing(train_kw
     with pytest.raises(ConfigValueError, match=r"TASK_FEATURE_LENGTHS = \{'targets': 4\} \(4-token rows\): every one "
                                                r"of the \d+ examples drawn for step 0 is longer than a row"):
         # a 5-task mixture of the mini-benchmark: the guardrail is the stream's, whatever the mixture's size
-        train(**{**train_kwargs, "mixture_or_task_name": "mini_bench_eval_fully_supervised",
+        train(**train_configs(**{**train_kwargs, "mixture_or_task_name": "mini_bench_eval_fully_supervised",
                  "stream_factory": get_train_stream, "task_feature_lengths": {"targets": 4},
-                 "model_config": tiny_config(vocab_size=2048)})  # the mini-benchmark's ids fit
+                 "model_config": tiny_config(vocab_size=2048)}))  # the mini-benchmark's ids fit
     assert not run.exists()
 
 
@@ -150,9 +151,9 @@ def test_rows_that_truncate_most_examples_warn(train_kwargs, tiny_config, caplog
     from optiml_jax.data.stream import get_train_stream
 
     with caplog.at_level(logging.WARNING):
-        result = train(**{**train_kwargs, "mixture_or_task_name": "mini_bench_train", "train_steps": 1,
+        result = train(**train_configs(**{**train_kwargs, "mixture_or_task_name": "mini_bench_train", "train_steps": 1,
                           "stream_factory": get_train_stream, "task_feature_lengths": {"targets": 16},
-                          "model_config": tiny_config(vocab_size=2048)})
+                          "model_config": tiny_config(vocab_size=2048)}))
     [warning] = result.warnings
     assert "16-token rows" in warning and "are longer than a row and are cut from the left" in warning
     assert warning in caplog.text
@@ -161,7 +162,7 @@ def test_rows_that_truncate_most_examples_warn(train_kwargs, tiny_config, caplog
 def test_cli_unknown_mixture_exits_2_with_one_line(tmp_path):
     run = tmp_path / "run"
     out = _cli(["optiml_jax.train", "--gin_file=gin/runs/quickstart.gin", f"--gin.MODEL_DIR={run}",
-                "--gin.MIXTURE_OR_TASK_NAME=mini_bench_trian", "--gin.train.eval_callback=None", "--no_progress"])
+                "--gin.MIXTURE_OR_TASK_NAME=mini_bench_trian", "--gin.EvaluationConfig.eval_callback=None", "--no_progress"])
     assert out.returncode == 2, out.stderr[-3000:]
     assert "Traceback" not in out.stderr
     [line] = _error_lines(out.stderr)
@@ -190,8 +191,8 @@ def test_a_vocabulary_larger_than_the_model_is_an_error_and_creates_nothing(trai
     with pytest.raises(ConfigValueError, match=r"MIXTURE_OR_TASK_NAME = 'mini_bench_eval_fully_supervised': its "
                                                r"tasks' vocabulary \(.*\) has 2048 ids but the model's vocab_size is "
                                                r"1024"):
-        train(**{**train_kwargs, "mixture_or_task_name": "mini_bench_eval_fully_supervised", "model_config": small,
-                 "stream_factory": get_train_stream})
+        train(**train_configs(**{**train_kwargs, "mixture_or_task_name": "mini_bench_eval_fully_supervised", "model_config": small,
+                 "stream_factory": get_train_stream}))
     assert not run.exists()
 
 

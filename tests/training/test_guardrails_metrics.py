@@ -9,6 +9,7 @@ import pathlib
 import numpy as np
 import pytest
 
+from optiml_jax.testing.train_configs import train_configs
 from optiml_jax.training.errors import NonFiniteError
 from optiml_jax.training.metrics import MetricsLogger, _TensorBoardWriter, read_scalar_events
 from optiml_jax.training.synthetic_data import SyntheticStream, synthetic_stream
@@ -72,12 +73,12 @@ def test_resumed_run_logs_each_step_once_in_jsonl_eval_and_tensorboard(train_kwa
     _CrashingStream.crash_at = 5  # after the checkpoint of step 3, with steps 3 (train) and 4 (eval) logged
     try:
         with pytest.raises(KeyboardInterrupt):
-            train(**kwargs)
+            train(**train_configs(**kwargs))
     finally:
         _CrashingStream.crash_at = None
     metrics = run / "metrics"
     assert _jsonl_steps(metrics / "train.jsonl") == [0, 1, 2, 3] and _jsonl_steps(metrics / "eval_x.jsonl") == [2, 4]
-    result = train(**kwargs)
+    result = train(**train_configs(**kwargs))
     assert result.restored_from == 3
     assert _jsonl_steps(metrics / "train.jsonl") == list(range(6))
     assert _jsonl_steps(metrics / "eval_x.jsonl") == [2, 4, 6]
@@ -88,7 +89,7 @@ def test_resumed_run_logs_each_step_once_in_jsonl_eval_and_tensorboard(train_kwa
     jl = {json.loads(x)["step"]: json.loads(x)["loss"] for x in (metrics / "train.jsonl").read_text().splitlines()}
     assert all(math.isclose(tb[s], jl[s], rel_tol=1e-6) for s in jl)
     # Running the finished run again re-evaluates its last step but does not log it twice.
-    again = train(**kwargs)
+    again = train(**train_configs(**kwargs))
     assert again.start_step == 6
     assert _jsonl_steps(metrics / "eval_x.jsonl") == [2, 4, 6] and _jsonl_steps(metrics / "train.jsonl") == list(range(6))
 
@@ -123,8 +124,8 @@ def nan_steps():
 def test_skip_stops_after_too_many_consecutive_nonfinite_steps(train_kwargs, nan_steps):
     nan_steps(range(2, 100))
     with pytest.raises(NonFiniteError) as e:
-        train(**{**train_kwargs, "train_steps": 10, "on_nonfinite": "skip", "max_consecutive_nonfinite": 2,
-                 "stream_factory": _nan_stream, "checkpoint_period": 100})
+        train(**train_configs(**{**train_kwargs, "train_steps": 10, "on_nonfinite": "skip", "max_consecutive_nonfinite": 2,
+                 "stream_factory": _nan_stream, "checkpoint_period": 100}))
     msg = str(e.value)
     assert "step 4: ON_NONFINITE = 'skip' stopped after 3 consecutive non-finite steps" in msg
     assert "max_consecutive_nonfinite = 2" in msg and "skipped steps this run: 2-4" in msg
@@ -135,7 +136,7 @@ def test_skip_stops_after_too_many_consecutive_nonfinite_steps(train_kwargs, nan
 def test_a_nonfinite_stop_before_any_checkpoint_says_so_instead_of_printing_none(train_kwargs, nan_steps):
     nan_steps(range(1, 100))
     with pytest.raises(NonFiniteError) as e:
-        train(**{**train_kwargs, "train_steps": 10, "stream_factory": _nan_stream, "checkpoint_period": 100})
+        train(**train_configs(**{**train_kwargs, "train_steps": 10, "stream_factory": _nan_stream, "checkpoint_period": 100}))
     msg = str(e.value)
     assert "None" not in msg and "No checkpoint was saved yet" in msg and "a rerun starts from step 0" in msg
 
@@ -146,6 +147,6 @@ def test_skip_stops_past_the_share_of_all_steps(train_kwargs, nan_steps):
               "max_nonfinite_fraction": 0.3, "stream_factory": _nan_stream, "checkpoint_period": 100}
     # cap = max(2, ceil(0.3 * 10)) = 3 non-finite steps in all: the 4th (step 7) stops the run.
     with pytest.raises(NonFiniteError, match=r"step 7: .*4 non-finite steps in all .* = 3\).*1, 3, 5, 7"):
-        train(**kwargs)
+        train(**train_configs(**kwargs))
     # (A run that skips fewer reports how many it skipped: test_train_checkpoints.py
     # test_nonfinite_skip_keeps_params_and_continues.)

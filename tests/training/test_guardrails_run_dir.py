@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from optiml_jax.testing.train_configs import train_configs
 from optiml_jax.checkpoints.errors import CheckpointSaveError, StorageError
 from optiml_jax.training.errors import RunLockedError
 from optiml_jax.training.run_dir import LOCK_FILE, RunLock
@@ -47,7 +48,7 @@ def test_second_trainer_refuses_while_another_process_holds_the_lock(train_kwarg
         before = sorted(str(p) for p in run.rglob("*"))
         t0 = time.time()
         with pytest.raises(RunLockedError) as e:
-            train(**train_kwargs)
+            train(**train_configs(**train_kwargs))
         msg = str(e.value)
         assert f"pid {holder.pid} on host {socket.gethostname()}" in msg and str(run) in msg and LOCK_FILE in msg
         assert time.time() - t0 < 60
@@ -134,7 +135,7 @@ def test_unwritable_checkpoints_dir_fails_before_the_first_step(train_kwargs, im
     immutable(run / "checkpoints")
     t0 = time.time()
     with pytest.raises(StorageError) as e:
-        train(**train_kwargs)
+        train(**train_configs(**train_kwargs))
     assert str(run / "checkpoints") in str(e.value) and "not writable" in str(e.value)
     assert "Operation not permitted" in str(e.value) or "Permission denied" in str(e.value)
     assert time.time() - t0 < 120
@@ -153,7 +154,7 @@ def test_a_save_that_fails_mid_run_ends_it_within_seconds(train_kwargs, immutabl
         when["broken"] = time.time()
 
     with pytest.raises(CheckpointSaveError) as e:
-        train(**{**train_kwargs, "train_steps": 6, "setup_callback": break_storage})
+        train(**train_configs(**{**train_kwargs, "train_steps": 6, "setup_callback": break_storage}))
     elapsed = time.time() - when["broken"]
     msg = str(e.value)
     assert str(run / "checkpoints") in msg and ("Operation not permitted" in msg or "Permission denied" in msg), msg
@@ -170,7 +171,7 @@ def test_too_little_free_space_is_an_error_before_the_first_step(train_kwargs, t
         pytest.skip("cannot mount a small tmpfs here")
     try:
         with pytest.raises(StorageError, match=r"small/checkpoints: .* free, but one checkpoint of this state needs"):
-            train(**{**train_kwargs, "model_dir": str(run)})
+            train(**train_configs(**{**train_kwargs, "model_dir": str(run)}))
         assert not (run / "metrics").exists()
     finally:
         subprocess.run(["umount", str(run)], capture_output=True)

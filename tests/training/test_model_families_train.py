@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
+from optiml_jax.testing.train_configs import train_configs
 from optiml_jax.data import get_train_stream
 from optiml_jax.tasks import mixtures, registry
 from optiml_jax.tasks.mini_bench import TASKS_BY_NAME, generate_task
@@ -68,9 +69,9 @@ def test_fine_tune_export_and_generate_in_the_family_s_ids(family, train_kwargs,
         stream.get_batch = get_batch_recorded
         return stream
 
-    result = train(**{**train_kwargs, "mixture_or_task_name": mixture, "model_config": config, "train_steps": 3,
+    result = train(**train_configs(**{**train_kwargs, "mixture_or_task_name": mixture, "model_config": config, "train_steps": 3,
                       "task_feature_lengths": {"targets": 128}, "stream_factory": recording_stream,
-                      "learning_rate": 3e-3})
+                      "learning_rate": 3e-3}))
     assert result.final_step == 3
     losses = [r["loss"] for r in result.history if "loss" in r]
     assert losses and all(np.isfinite(losses))

@@ -15,6 +15,8 @@ import jax
 import numpy as np
 import pytest
 
+from optiml_jax.training.run_config import OptimizerConfig
+
 from optiml_jax.training import hlo_collectives, plan_report, planning, train_loop, train_state
 from optiml_jax.training.device_specs import DEVICES, get_device_spec, spec_for_device_kind
 from optiml_jax.training.model_config import opt_config
@@ -29,10 +31,8 @@ MEMORY_TOLERANCE = 0.01  # plan vs real compile: relative, per memory_analysis f
 def _setup(mesh_shape=(1, 4, 2), rules="fsdp_tensor", **config_overrides):
     config = opt_config("tiny", vocab_size=512, dtype="bfloat16", dropout_rate=0.0, **config_overrides)
     part = Partitioner(make_mesh(mesh_shape, jax.devices()[: int(np.prod(mesh_shape))]), standard_rules(rules))
-    return train_loop.build_trainer(
-        model_config=config, partitioner=part, train_steps=10, learning_rate=1e-3, warmup_steps=1, lr_decay="linear",
-        end_learning_rate=0.0, adam_b1=0.9, adam_b2=0.95, adam_eps=1e-8, weight_decay=0.0, clip_grad_norm=1.0, seed=0,
-        num_microbatches=1, loss_normalization="tokens", loss_chunk_size=None)
+    return train_loop.build_trainer(model_config=config, partitioner=part, seed=0,
+        optimizer=OptimizerConfig(train_steps=10, learning_rate=1e-3, warmup_steps=1))
 
 
 @pytest.fixture(scope="module")

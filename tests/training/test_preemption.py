@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 
+from optiml_jax.testing.train_configs import train_configs
 from optiml_jax.training.preemption import Preempted, parse_runtime
 from optiml_jax.training.synthetic_data import synthetic_stream
 from optiml_jax.training.train_loop import train
@@ -47,15 +48,15 @@ def _signalling_stream(signum, at_step):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
 def test_signal_mid_run_saves_the_step_reached_and_the_rerun_matches(train_kwargs, tmp_path, signum):
     kw = {**train_kwargs, "train_steps": 6, "checkpoint_period": 100}
-    ref = train(**{**kw, "model_dir": str(tmp_path / "ref")})
+    ref = train(**train_configs(**{**kw, "model_dir": str(tmp_path / "ref")}))
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(Preempted, match=rf"{signal.Signals(signum).name}: stopped after step 3 of 6 and saved "
                                         r"checkpoint 3 in .*; rerun the same command to resume") as e:
-        train(**{**kw, "stream_factory": _signalling_stream(signum, 2)})
+        train(**train_configs(**{**kw, "stream_factory": _signalling_stream(signum, 2)}))
     assert e.value.step == 3
     assert _steps_on_disk(kw["model_dir"]) == [3]  # no periodic checkpoint was due: the signal's save
     assert signal.getsignal(signal.SIGTERM) is before  # handlers restored after the run
-    resumed = train(**kw)
+    resumed = train(**train_configs(**kw))
     assert resumed.restored_from == 3
     got = [json.loads(x)["loss"] for x in (pathlib.Path(kw["model_dir"]) / "metrics" / "train.jsonl").read_text()
            .splitlines()]
@@ -90,8 +91,8 @@ def test_parse_runtime():
 
 
 def test_bad_max_runtime_is_a_config_error_naming_the_macro(train_kwargs):
-    with pytest.raises(ConfigValueError, match=r"MAX_RUNTIME = .soon.*\(train.max_runtime\)"):
-        train(**{**train_kwargs, "max_runtime": "soon"})
+    with pytest.raises(ConfigValueError, match=r"MAX_RUNTIME = .soon.*\(ExecutionConfig.max_runtime\)"):
+        train(**train_configs(**{**train_kwargs, "max_runtime": "soon"}))
     assert not pathlib.Path(train_kwargs["model_dir"]).exists()
 
 
@@ -103,8 +104,8 @@ def test_max_runtime_stops_before_the_budget_runs_out(train_kwargs):
 
     spent = time.monotonic() - preemption.PROCESS_START
     with pytest.raises(Preempted, match="MAX_RUNTIME: stopped after step 1 of 50") as e:
-        train(**{**train_kwargs, "train_steps": 50, "checkpoint_period": 100, "max_runtime": spent + 1000,
-                 "max_runtime_margin_s": 999})
+        train(**train_configs(**{**train_kwargs, "train_steps": 50, "checkpoint_period": 100, "max_runtime": spent + 1000,
+                 "max_runtime_margin_s": 999}))
     assert _steps_on_disk(train_kwargs["model_dir"]) == [1] and e.value.reason == "MAX_RUNTIME"
 
 
@@ -113,8 +114,8 @@ def _command(model_dir, steps=24, extra=(), gin_file="gin/runs/quickstart.gin"):
     return [sys.executable, "-m", "optiml_jax.train", f"--gin_file={gin_file}", "--no_progress",
             f"--gin.MODEL_DIR={model_dir}", f"--gin.TRAIN_STEPS={steps}", "--gin.CHECKPOINT_PERIOD=1000",
             "--gin.LOG_PERIOD=1", "--gin.BATCH_SIZE=4", "--gin.TASK_FEATURE_LENGTHS={'targets': 32}",
-            "--gin.DROPOUT_RATE=0.1", "--gin.WARMUP_STEPS=3", "--gin.train.eval_streams={}",
-            "--gin.train.eval_callback=None", *extra]
+            "--gin.DROPOUT_RATE=0.1", "--gin.WARMUP_STEPS=3", "--gin.EvaluationConfig.eval_streams={}",
+            "--gin.EvaluationConfig.eval_callback=None", *extra]
 
 
 def _env(devices=2):
@@ -246,7 +247,7 @@ def test_max_runtime_on_the_command_line_saves_and_exits_143_before_the_budget(t
     run_dir, budget = tmp_path / "run", 150
     began = time.monotonic()
     run = subprocess.run(_command(run_dir, steps=100000, gin_file="gin/runs/smoke_synthetic.gin",
-                                  extra=[f"--gin.MAX_RUNTIME='{budget}s'", "--gin.train.max_runtime_margin_s=10"]),
+                                  extra=[f"--gin.MAX_RUNTIME='{budget}s'", "--gin.ExecutionConfig.max_runtime_margin_s=10"]),
                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=budget + 120)
     elapsed = time.monotonic() - began
     assert run.returncode == 143, run.stderr[-3000:]

@@ -19,6 +19,7 @@ import sys
 
 import pytest
 
+from optiml_jax.testing.train_configs import train_configs
 from optiml_jax.paths import PathSettingError, user_path
 from optiml_jax.testing.ram_filesystem import ram_tree, register_ram_filesystem
 from optiml_jax.training.train_loop import train
@@ -54,7 +55,7 @@ def test_a_model_dir_url_orbax_cannot_use_stops_before_any_device_work(url, reas
     before = _tmp_scheme_names()
     made = []
     with pytest.raises(PathSettingError, match=f"^MODEL_DIR = '{url}': {reason}") as e:
-        train(**{**train_kwargs, "model_dir": url, "partitioner": lambda: made.append(1)})
+        train(**train_configs(**{**train_kwargs, "model_dir": url, "partitioner": lambda: made.append(1)}))
     assert "\n" not in str(e.value)
     assert made == []  # the partitioner (mesh, devices) was never built
     assert _scheme_dirs(tmp_path) == [] and _tmp_scheme_names() == before
@@ -63,7 +64,7 @@ def test_a_model_dir_url_orbax_cannot_use_stops_before_any_device_work(url, reas
 def test_an_initial_checkpoint_url_is_checked_before_any_device_work(train_kwargs, tmp_path):
     made = []
     with pytest.raises(PathSettingError, match="^INITIAL_CHECKPOINT_PATH = 'nosuch://b/opt': no filesystem for"):
-        train(**{**train_kwargs, "initial_checkpoint_path": "nosuch://b/opt", "partitioner": lambda: made.append(1)})
+        train(**train_configs(**{**train_kwargs, "initial_checkpoint_path": "nosuch://b/opt", "partitioner": lambda: made.append(1)}))
     assert made == [] and not pathlib.Path(train_kwargs["model_dir"]).exists()
 
 
@@ -72,7 +73,7 @@ def test_a_folded_url_is_refused_rather_than_made_a_local_directory(train_kwargs
     created ./gs:/b/run from it."""
     monkeypatch.chdir(tmp_path)
     with pytest.raises(PathSettingError, match="write 'gs://b/run'"):
-        train(**{**train_kwargs, "model_dir": pathlib.Path("gs://b/run"), "partitioner": lambda: None})
+        train(**train_configs(**{**train_kwargs, "model_dir": pathlib.Path("gs://b/run"), "partitioner": lambda: None}))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -218,14 +219,14 @@ def test_a_training_run_on_gs_writes_its_checkpoints_there_and_resumes_from_ther
     before = _tmp_scheme_names()
     kwargs = {**train_kwargs, "model_dir": "gs://bucket/run", "checkpoint_period": 2, "keep_checkpoints": 2}
     with fake_gcs(("bucket",)) as fs:
-        first = train(**{**kwargs, "train_steps": 4})
+        first = train(**train_configs(**{**kwargs, "train_steps": 4}))
         assert os.fspath(first.model_dir) == "gs://bucket/run" and first.final_step == 4
         objects = set(fs.store)
         assert {"/bucket/run/checkpoints/4/commit_success.txt", "/bucket/run/checkpoints/4/state/manifest.ocdbt",
                 "/bucket/run/model_config.json", "/bucket/run/metrics/train.jsonl"} <= objects
         assert any(k.startswith("/bucket/run/checkpoints/4/state/ocdbt.process_0/d/") for k in objects)
         assert "/bucket/run/run.lock" not in objects  # released
-        second = train(**{**kwargs, "train_steps": 6})
+        second = train(**train_configs(**{**kwargs, "train_steps": 6}))
         assert (second.start_step, second.final_step) == (4, 6)  # restored from the bucket's step 4
         steps = sorted({int(k.split("/")[4]) for k in fs.store if k.startswith("/bucket/run/checkpoints/")})
         assert steps == [4, 6]  # keep_checkpoints = 2: Orbax deleted step 2 on the bucket

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from optiml_jax.testing.train_configs import train_configs
 from optiml_jax.training.synthetic_data import synthetic_stream
 
 from optiml_jax.checkpoints.errors import CheckpointMismatchError
@@ -28,7 +29,7 @@ def base_run(tmp_path_factory):
               task_feature_lengths={"targets": 32},
               train_steps=2, batch_size=6, model_config=config, partitioner=part,
               learning_rate=1e-3, warmup_steps=1, checkpoint_period=1, progress=False, peak_flops=1e11)
-    train(**kw)
+    train(**train_configs(**kw))
     return d, kw
 
 
@@ -49,7 +50,7 @@ def _snapshot(d: pathlib.Path) -> dict:
 def _refused(kw, d, exc, match):
     before = _snapshot(d)
     with pytest.raises(exc, match=match):
-        train(**kw)
+        train(**train_configs(**kw))
     assert _snapshot(d) == before  # nothing moved, written or removed
     assert sorted(int(p.name) for p in (d / "checkpoints").iterdir() if p.name.isdigit()) == [1, 2]
     assert not (d / "checkpoints_corrupt").exists()
@@ -63,10 +64,10 @@ def test_a_mesh_that_does_not_divide_the_model_is_exit_2_and_every_checkpoint_st
 
 
 @pytest.mark.parametrize("change, match", [
-    ({"batch_size": 12}, r"BATCH_SIZE \(train.batch_size\) = 12 but the checkpoint of step 2 in .* was trained with "
+    ({"batch_size": 12}, r"BATCH_SIZE \(DataConfig.batch_size\) = 12 but the checkpoint of step 2 in .* was trained with "
                          r"6: resuming would skip or repeat examples \(data position: step 2, 12 examples\)"),
     ({"task_feature_lengths": {"targets": 64}},
-     r"TASK_FEATURE_LENGTHS \(train.task_feature_lengths\) = \{'targets': 64\} but the checkpoint of step 2"),
+     r"TASK_FEATURE_LENGTHS \(DataConfig.task_feature_lengths\) = \{'targets': 64\} but the checkpoint of step 2"),
 ], ids=["batch_size", "task_feature_lengths"])
 def test_a_changed_data_shape_is_refused_naming_the_setting(base_run, tmp_path, change, match):
     d, kw = _copy(base_run, tmp_path)
@@ -82,7 +83,7 @@ def test_another_model_size_is_refused_before_model_config_json_is_written(base_
 @pytest.mark.slow  # trains 2 more steps (6 s)
 def test_raising_train_steps_says_old_and_new_end_step(base_run, tmp_path, caplog):
     d, kw = _copy(base_run, tmp_path)
-    result = train(**{**kw, "train_steps": 4})
+    result = train(**train_configs(**{**kw, "train_steps": 4}))
     want = "TRAIN_STEPS changed on resume at step 2: the run now ends at step 4 (was 2)"
     assert [w for w in result.warnings if w.startswith(want)] and result.restored_from == 2
     assert result.final_step == 4

@@ -101,7 +101,7 @@ def test_the_bench_composed_after_the_quickstart_registers_on_demand_and_trains_
     code, err = _train(["--gin_file=gin/runs/quickstart.gin", "--gin_file=gin/bench/train_opt_iml_bench.gin",
                         f"--gin.NIV2_DATA_DIR={niv2}", f"--gin.OPT_TOKENIZER_DIR={MINI_TOKENIZER}",
                         f"--gin.MODEL_DIR={model_dir}", "--gin.EvalCallback.suites=()", "--gin.EVAL_PERIOD=0",
-                        "--gin.train.eval_streams={}", "--gin.train.eval_callback=None", *SMALL], capsys)
+                        "--gin.EvaluationConfig.eval_streams={}", "--gin.EvaluationConfig.eval_callback=None", *SMALL], capsys)
     assert code == 0, err
     record = json.loads((model_dir / "run.json").read_text())
     assert record["data"]["mixture_or_task_name"] == "opt_iml_bench_train"

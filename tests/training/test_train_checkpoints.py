@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from optiml_jax.testing.train_configs import train_configs
 from optiml_jax.checkpoints import training_runs as checkpointing
 from optiml_jax.training import optimizer, train_state
 from optiml_jax.training.synthetic_data import SyntheticStream, synthetic_stream
@@ -23,11 +24,11 @@ def fsdp_run(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("fsdp") / "run"
     config = opt_config("tiny", vocab_size=512, dtype="float32", dropout_rate=0.0)
-    result = train(model_dir=str(d), mixture_or_task_name="synthetic", stream_factory=synthetic_stream,
+    result = train(**train_configs(model_dir=str(d), mixture_or_task_name="synthetic", stream_factory=synthetic_stream,
                    task_feature_lengths={"targets": 32},
                    train_steps=4, batch_size=8, model_config=config,
                    partitioner=Partitioner(make_mesh((1, 8, 1)), standard_rules("fsdp")), learning_rate=1e-3,
-                   warmup_steps=1, checkpoint_period=2, progress=False, peak_flops=1e11)
+                   warmup_steps=1, checkpoint_period=2, progress=False, peak_flops=1e11))
     return d, config, result
 
 
@@ -95,13 +96,13 @@ def _poisoned(**kw):
 
 def test_nonfinite_stops_and_leaves_last_good_checkpoint(train_kwargs):
     with pytest.raises(NonFiniteError, match="step 3"):
-        train(**{**train_kwargs, "train_steps": 6, "stream_factory": _poisoned})
+        train(**train_configs(**{**train_kwargs, "train_steps": 6, "stream_factory": _poisoned}))
     ckpts = pathlib.Path(train_kwargs["model_dir"]) / "checkpoints"
     assert sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit()) == [2]
 
 
 def test_nonfinite_skip_keeps_params_and_continues(train_kwargs):
-    result = train(**{**train_kwargs, "train_steps": 5, "stream_factory": _poisoned, "on_nonfinite": "skip"})
+    result = train(**train_configs(**{**train_kwargs, "train_steps": 5, "stream_factory": _poisoned, "on_nonfinite": "skip"}))
     flags = [r["nonfinite"] for r in result.history]
     assert flags == [0, 0, 0, 1, 0]
     assert result.skipped_steps == [3] and result.skipped_total == 1  # the final summary's count
@@ -111,8 +112,8 @@ def test_nonfinite_skip_keeps_params_and_continues(train_kwargs):
 
 def test_finetune_starts_from_our_checkpoint_params_only(fsdp_run, train_kwargs, tmp_path):
     run_dir, config, result = fsdp_run
-    ft = train(**{**train_kwargs, "model_dir": str(tmp_path / "ft"), "train_steps": 1,
-                  "initial_checkpoint_path": str(run_dir), "learning_rate": 0.0, "warmup_steps": 0})
+    ft = train(**train_configs(**{**train_kwargs, "model_dir": str(tmp_path / "ft"), "train_steps": 1,
+                  "initial_checkpoint_path": str(run_dir), "learning_rate": 0.0, "warmup_steps": 0}))
     assert ft.restored_from is None and int(ft.state.step) == 1
     for a, b in zip(jax.tree.leaves(jax.device_get(ft.state.params)), jax.tree.leaves(jax.device_get(result.state.params))):
         np.testing.assert_array_equal(a, b)  # lr 0: parameters are exactly the initial checkpoint's
@@ -127,11 +128,11 @@ def test_finetune_from_converted_directory(train_kwargs, tmp_path, tiny_config):
     config = tiny_config()
     params = init_params(config, jax.random.key(42))
     convert.save_orbax(config, params, tmp_path / "converted")
-    ft = train(**{**train_kwargs, "model_dir": str(tmp_path / "ft2"), "train_steps": 1,
-                  "initial_checkpoint_path": str(tmp_path / "converted"), "learning_rate": 0.0, "warmup_steps": 0})
+    ft = train(**train_configs(**{**train_kwargs, "model_dir": str(tmp_path / "ft2"), "train_steps": 1,
+                  "initial_checkpoint_path": str(tmp_path / "converted"), "learning_rate": 0.0, "warmup_steps": 0}))
     for a, b in zip(jax.tree.leaves(jax.device_get(ft.state.params)), jax.tree.leaves(params)):
         np.testing.assert_array_equal(a, b)
     wrong = tiny_config(hidden_size=32, num_heads=2, ffn_dim=64)
     with pytest.raises(ValueError, match="hidden_size"):
-        train(**{**train_kwargs, "model_dir": str(tmp_path / "ft3"), "model_config": wrong,
-                 "initial_checkpoint_path": str(tmp_path / "converted")})
+        train(**train_configs(**{**train_kwargs, "model_dir": str(tmp_path / "ft3"), "model_config": wrong,
+                 "initial_checkpoint_path": str(tmp_path / "converted")}))

@@ -27,7 +27,7 @@ def test_finetune_recipe_values():
     assert (q("BATCH_SIZE/macro.value"), q("TRAIN_STEPS/macro.value")) == (256, 4000)
     assert (q("LEARNING_RATE/macro.value"), q("WARMUP_STEPS/macro.value"), q("CLIP_GRAD_NORM/macro.value")) == (
         5e-5, 60, 1.0)
-    assert q("train.adam_b2") == 0.95 and q("train.adam_eps") == 1e-8 and q("DROPOUT_RATE/macro.value") == 0.1
+    assert q("OptimizerConfig.adam_b2") == 0.95 and q("OptimizerConfig.adam_eps") == 1e-8 and q("DROPOUT_RATE/macro.value") == 0.1
     assert q("TASK_FEATURE_LENGTHS/macro.value") == {"targets": 2048}
     assert q("opt_config.size") == "30b"
 
@@ -99,3 +99,15 @@ def test_rerunning_a_finished_run_says_so_and_reprints_the_final_table(tmp_path)
     assert "already holds the finished run (step 300)" in text and "TRAIN_STEPS" in text
     assert text.rstrip().endswith("| level | ... |")
     assert "Final evaluation" not in completed_run_summary(tmp_path / "no_eval", 3)
+
+
+def test_a_flat_train_binding_of_before_names_the_config_that_owns_it_now(tmp_path):
+    """A user's gin file written for the flat train() (`train.learning_rate = ...`) gets the new binding's name."""
+    old = tmp_path / "old.gin"
+    old.write_text("include 'runs/train.gin'\n\ntrain.learning_rate = 0.1\n")
+    with pytest.raises(gin_config.GinConfigError) as e:
+        gin_config.parse_gin([str(old)])
+    assert "train.learning_rate is now OptimizerConfig.learning_rate" in str(e.value)
+    assert "its macro LEARNING_RATE" in str(e.value) and "old.gin" in str(e.value)
+    with pytest.raises(gin_config.GinConfigError, match="train.eval_callback is now EvaluationConfig.eval_callback"):
+        gin_config.parse_gin(["runs/smoke_synthetic.gin"], ["train.eval_callback = None"])

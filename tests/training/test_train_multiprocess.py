@@ -24,7 +24,7 @@ def _cmd(model_dir, extra=()):
     return [sys.executable, "-m", "optiml_jax.train", "--gin_file=gin/runs/smoke_synthetic.gin", "--no_progress",
             f"--gin.MODEL_DIR={model_dir}", "--gin.TRAIN_STEPS=4", "--gin.CHECKPOINT_PERIOD=2", "--gin.LOG_PERIOD=1",
             "--gin.BATCH_SIZE=8", "--gin.TASK_FEATURE_LENGTHS={'targets': 32}", "--gin.DROPOUT_RATE=0.1",
-            "--gin.WARMUP_STEPS=1", "--gin.train.eval_streams={}", *extra]
+            "--gin.WARMUP_STEPS=1", "--gin.EvaluationConfig.eval_streams={}", *extra]
 
 
 def _env(devices):
@@ -64,7 +64,7 @@ def _mini_bench_cmd(model_dir, steps, extra=()):
             f"--gin.MODEL_DIR={model_dir}", f"--gin.TRAIN_STEPS={steps}", "--gin.CHECKPOINT_PERIOD=4",
             "--gin.LOG_PERIOD=1", "--gin.BATCH_SIZE=4", "--gin.TASK_FEATURE_LENGTHS={'targets': 64}",
             "--gin.DROPOUT_RATE=0.1", "--gin.WARMUP_STEPS=2", "--gin.LR_DECAY='constant'",
-            "--gin.train.eval_streams={}", "--gin.train.eval_callback=None", *extra]
+            "--gin.EvaluationConfig.eval_streams={}", "--gin.EvaluationConfig.eval_callback=None", *extra]
 
 
 @pytest.mark.slow
@@ -98,11 +98,11 @@ def test_eval_callback_runs_on_two_processes_and_matches_one(tmp_path):
     """The trainer's evaluation callback (rank classification + generation on the mini-benchmark) runs SPMD on a
     2-process mesh; process 0 writes results.json, with the same scores as a single-process run."""
     port = _free_port()
-    small_eval = ["--gin.train.eval_callback=@EvalCallback()", "--gin.EvalCallback.max_examples=2",
+    small_eval = ["--gin.EvaluationConfig.eval_callback=@EvalCallback()", "--gin.EvalCallback.max_examples=2",
                   "--gin.EvalCallback.shots=(0,)", "--gin.EvalCallback.max_new_tokens=4"]
     mp_dir, single_dir = tmp_path / "mp", tmp_path / "single"
     cmd = lambda d, extra=(): [a for a in _mini_bench_cmd(d, 2, [*small_eval, *extra])  # noqa: E731
-                               if a != "--gin.train.eval_callback=None"]
+                               if a != "--gin.EvaluationConfig.eval_callback=None"]
     procs = [subprocess.Popen(cmd(mp_dir, [f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
                                            f"--process_id={i}", "--cpu_collectives=gloo"]),
                               cwd=REPO, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -20,8 +20,8 @@ def _command(model_dir, gin_file="gin/runs/quickstart.gin"):
     return [sys.executable, "-m", "optiml_jax.train", f"--gin_file={gin_file}", "--no_progress",
             f"--gin.MODEL_DIR={model_dir}", f"--gin.TRAIN_STEPS={STEPS}", "--gin.CHECKPOINT_PERIOD=4",
             "--gin.LOG_PERIOD=1", "--gin.BATCH_SIZE=4", "--gin.TASK_FEATURE_LENGTHS={'targets': 32}",
-            "--gin.DROPOUT_RATE=0.1", "--gin.WARMUP_STEPS=3", "--gin.train.eval_streams={}",
-            "--gin.train.eval_callback=None"]
+            "--gin.DROPOUT_RATE=0.1", "--gin.WARMUP_STEPS=3", "--gin.EvaluationConfig.eval_streams={}",
+            "--gin.EvaluationConfig.eval_callback=None"]
 
 
 def _env():

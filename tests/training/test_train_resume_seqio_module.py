@@ -24,8 +24,8 @@ def _command(model_dir, module):
             f"--gin.MIXTURE_OR_TASK_MODULE={module}", "--gin.MIXTURE_OR_TASK_NAME=user_mixture",
             f"--gin.MODEL_DIR={model_dir}", f"--gin.TRAIN_STEPS={STEPS}", "--gin.CHECKPOINT_PERIOD=4",
             "--gin.LOG_PERIOD=1", "--gin.BATCH_SIZE=4", "--gin.TASK_FEATURE_LENGTHS={'targets': 48}",
-            "--gin.DROPOUT_RATE=0.1", "--gin.WARMUP_STEPS=3", "--gin.train.eval_streams={}",
-            "--gin.train.eval_callback=None"]
+            "--gin.DROPOUT_RATE=0.1", "--gin.WARMUP_STEPS=3", "--gin.EvaluationConfig.eval_streams={}",
+            "--gin.EvaluationConfig.eval_callback=None"]
 
 
 def _losses(model_dir) -> dict[int, set[float]]:
