@@ -20,11 +20,12 @@ unique across the five configs, so a field names its setting wherever it appears
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import numbers
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from optiml_jax.models import LlamaConfig, OPTConfig
 from optiml_jax.training.errors import ConfigValueError
@@ -45,6 +46,45 @@ MACRO_OF = {
     "on_nonfinite": "ON_NONFINITE", "peak_flops": "PEAK_FLOPS", "verify_checkpoints": "VERIFY_CHECKPOINTS",
     "initial_checkpoint_path": "INITIAL_CHECKPOINT_PATH", "max_runtime": "MAX_RUNTIME",
 }
+
+
+class TrainStream(Protocol):
+    """What a stream factory returns: the batch of a step (docs/ARCHITECTURE.md "Batch contract"). Optional:
+    `state() -> dict` (saved with each checkpoint), `restore(state, step) -> bool` (given it back on resume),
+    `get_batch_with_stats(step)` (the first batch's truncation check), `describe() -> dict` (run.json)."""
+
+    def get_batch(self, step: int) -> dict: ...
+
+
+class StreamFactory(Protocol):
+    """`DataConfig.stream_factory` and each of `EvaluationConfig.eval_streams` (the batch size is global; the
+    trainer passes this process's rows as shard_index of num_shards)."""
+
+    def __call__(self, *, mixture_or_task_name: str, task_feature_lengths: Mapping[str, int], batch_size: int,
+                 seed: int, shard_index: int, num_shards: int) -> TrainStream: ...
+
+
+class EvalCallback(Protocol):
+    """`EvaluationConfig.eval_callback`: task evaluation at a step, on every process (SPMD)."""
+
+    def __call__(self, model_config, params, step: int, model_dir) -> dict: ...
+
+
+STREAM_FACTORY_KEYWORDS = ("mixture_or_task_name", "task_feature_lengths", "batch_size", "seed", "shard_index",
+                           "num_shards")
+
+
+def _check_call(config, field: str, fn, args: tuple, kwargs: dict, how: str) -> None:
+    """A factory or callback that cannot take the trainer's call is refused now, not at its first call."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without a signature: take it on trust
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as e:
+        raise ConfigValueError(f"{setting_name(config, field)} = {getattr(fn, '__qualname__', fn)!r} cannot be "
+                               f"called as the trainer calls it, {how}: {e}") from None
 
 
 def setting_name(config: Any, field: str) -> str:
@@ -123,10 +163,8 @@ class DataConfig:
     mixture_or_task_name: str
     task_feature_lengths: Mapping[str, int]  # packed row length = sum of the values (decoder-only)
     batch_size: int  # global, in sequences
-    # factory(mixture_or_task_name=..., task_feature_lengths=..., batch_size=<global>, seed=..., shard_index=...,
-    # num_shards=...) -> an object with get_batch(step) (docs/ARCHITECTURE.md "Batch contract"), optionally
-    # state() -> dict (stored with each checkpoint) and restore(state, step) -> bool (given it back on resume)
-    stream_factory: Callable | None = None
+    # a StreamFactory (above): gin/runs/train.gin binds @get_train_stream, smoke_synthetic.gin @synthetic_stream
+    stream_factory: StreamFactory | None = None
     max_truncated_fraction: float = 0.1  # warn when more of the first batch's examples are cut to the row length
 
     def __post_init__(self):
@@ -144,6 +182,8 @@ class DataConfig:
             raise ConfigValueError("DataConfig.stream_factory is unset: bind @get_train_stream (gin/runs/train.gin "
                                    "does), or @synthetic_stream for a smoke run on random tokens")
         c.optional_callable("stream_factory")
+        _check_call(self, "stream_factory", self.stream_factory, (), dict.fromkeys(STREAM_FACTORY_KEYWORDS),
+                    "factory(" + ", ".join(f"{k}=..." for k in STREAM_FACTORY_KEYWORDS) + ")")
         c.fraction("max_truncated_fraction")
 
     @property
@@ -215,11 +255,11 @@ class EvaluationConfig:
     steps, and at the end)."""
 
     # split -> stream factory (called as DataConfig.stream_factory is): eval *loss* per split
-    eval_streams: Mapping[str, Callable] | None = None
+    eval_streams: Mapping[str, StreamFactory] | None = None
     # eval_callback(model_config, params, step, model_dir) -> results: task evaluation (rank classification /
     # generation: optiml_jax.evaluation.hooks.EvalCallback; a SeqIO task's metric_fns: SeqioEvalCallback; several:
     # CompositeCallback). The trainer never imports the evaluation layer: gin binds the callback.
-    eval_callback: Callable | None = None
+    eval_callback: EvalCallback | None = None
     eval_period: int = 0  # 0 = only before the first step and at the end
     eval_batches: int = 1  # eval-loss batches per split
 
@@ -232,6 +272,12 @@ class EvaluationConfig:
         if streams is not None and (not isinstance(streams, Mapping)
                                     or not all(isinstance(k, str) and callable(v) for k, v in streams.items())):
             raise c.fail("eval_streams", "None or a mapping of split name to a stream factory")
+        for factory in (streams or {}).values():
+            _check_call(self, "eval_streams", factory, (), dict.fromkeys(STREAM_FACTORY_KEYWORDS),
+                        "like DataConfig.stream_factory")
+        if self.eval_callback is not None:
+            _check_call(self, "eval_callback", self.eval_callback, (None, None, 0, None), {},
+                        "callback(model_config, params, step, model_dir)")
         object.__setattr__(self, "eval_streams", dict(streams or {}))
 
 
