@@ -27,7 +27,7 @@ import gin
 import pytest
 
 from optiml_jax.testing.documented_commands import DocumentedCommand, commands_in_file, documented_commands
-from optiml_jax.testing.benchmark_files import MINI_TOKENIZER, write_niv2_task
+from optiml_jax.testing.source_files import MINI_TOKENIZER, write_niv2_task
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from optiml_jax.sources.raw_examples import BenchDataError
+from optiml_jax.sources.raw_examples import SourceDataError
 from optiml_jax.evaluation import run_evaluation
 from optiml_jax.evaluation.suites.flan import flan_held_out_tasks
 from optiml_jax.evaluation.suites.promptsource import promptsource_held_out_tasks
@@ -200,7 +200,7 @@ def test_broken_template_is_an_error_naming_template_task_and_example(tmp_path):
     _write_promptsource(tmp_path / "ps")
     _jsonl(tmp_path / "ps/super_glue/cb/validation.jsonl",
            CB_VALIDATION + [{"premise": "x", "hypothesis": "y", "label": 7, "idx": 41}])
-    with pytest.raises(BenchDataError) as err:
+    with pytest.raises(SourceDataError) as err:
         promptsource_held_out_tasks(tmp_path / "ps", tmp_path / "ps")
     msg = str(err.value)
     assert "'can we infer'" in msg and "ps_super_glue_cb" in msg and "example 41" in msg
@@ -209,7 +209,7 @@ def test_broken_template_is_an_error_naming_template_task_and_example(tmp_path):
 def test_hidden_test_labels_point_to_the_validation_split(tmp_path):
     _write_promptsource(tmp_path / "ps")
     _jsonl(tmp_path / "ps/super_glue/cb/test.jsonl", [{"premise": "x", "hypothesis": "y", "label": -1, "idx": 5}])
-    with pytest.raises(BenchDataError, match=r"'can we infer'.*ps_super_glue_cb, test example 5.*eval_splits"):
+    with pytest.raises(SourceDataError, match=r"'can we infer'.*ps_super_glue_cb, test example 5.*eval_splits"):
         promptsource_held_out_tasks(tmp_path / "ps", tmp_path / "ps")
     tasks = promptsource_held_out_tasks(tmp_path / "ps", tmp_path / "ps", eval_splits=("validation",))
     assert {len(t.examples) for t in tasks if t.name == "ps_super_glue_cb"} == {len(CB_VALIDATION)}
@@ -217,7 +217,7 @@ def test_hidden_test_labels_point_to_the_validation_split(tmp_path):
 
 def test_missing_data_everywhere_is_a_clear_error(tmp_path):
     (tmp_path / "ps").mkdir()
-    with pytest.raises(BenchDataError, match="none of the .* held-out PromptSource tasks has local data"):
+    with pytest.raises(SourceDataError, match="none of the .* held-out PromptSource tasks has local data"):
         promptsource_held_out_tasks(tmp_path / "ps", tmp_path / "ps")
     with pytest.raises(ValueError, match="PROMPTSOURCE_TEMPLATES_DIR"):
         promptsource_held_out_tasks()
@@ -247,7 +247,7 @@ def test_flan_tasks_per_original_template(data_root, caplog):
 def test_flan_row_missing_a_field_names_template_task_and_example(data_root):
     _jsonl(data_root / "flan/rte/validation.jsonl", RTE_VALIDATION + [{"premise": "p", "options": RTE_OPTIONS,
                                                                        "answer": "yes", "id": "row-9"}])
-    with pytest.raises(BenchDataError) as err:
+    with pytest.raises(SourceDataError) as err:
         flan_held_out_tasks(data_root / "flan/flan2021_patterns.json", data_root / "flan")
     msg = str(err.value)
     assert "template t0" in msg and "flan_rte" in msg and "row-9" in msg and "hypothesis" in msg

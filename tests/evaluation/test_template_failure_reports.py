@@ -14,7 +14,7 @@ from optiml_jax.evaluation.suites.promptsource import promptsource_held_out_task
 from optiml_jax.sources import template_failures
 from optiml_jax.sources.promptsource_reader import read_promptsource_task
 from optiml_jax.sources.promptsource_templates import load_templates_file
-from optiml_jax.sources.raw_examples import BenchDataError
+from optiml_jax.sources.raw_examples import SourceDataError
 
 CB_TEMPLATES = r"""dataset: super_glue
 subset: cb
@@ -77,10 +77,10 @@ def test_promptsource_drop_mode_reports_count_names_and_reasons(ps_dir, caplog):
     # Row 41's label 7 indexes past both templates' answers: each renders no target on it.
     rows = CB_ROWS + [{"premise": "x", "hypothesis": "y", "label": 7, "idx": 41}]
     _jsonl(ps_dir / "super_glue/cb/validation.jsonl", rows)
-    with pytest.raises(BenchDataError, match="'can we infer'.*example 41"):  # the default: an error, as before
+    with pytest.raises(SourceDataError, match="'can we infer'.*example 41"):  # the default: an error, as before
         promptsource_held_out_tasks(ps_dir, ps_dir)
     with caplog.at_level(logging.WARNING):
-        with pytest.raises(BenchDataError, match="every template failed to render"):
+        with pytest.raises(SourceDataError, match="every template failed to render"):
             promptsource_held_out_tasks(ps_dir, ps_dir, on_template_error="drop")
     assert "2 template(s) dropped because they fail to render" in caplog.text
     assert "'can we infer'" in caplog.text and "'free-form answer'" in caplog.text
@@ -107,11 +107,11 @@ def test_promptsource_drop_mode_keeps_the_templates_that_render(ps_dir, caplog):
 def test_nan_input_is_an_error_naming_task_example_and_field(ps_dir, tmp_path):
     (ps_dir / "super_glue/cb/validation.jsonl").write_text(
         json.dumps(CB_ROWS[0]) + "\n" + '{"premise": NaN, "hypothesis": "y", "label": 0, "idx": 9}\n')
-    with pytest.raises(BenchDataError) as e:
+    with pytest.raises(SourceDataError) as e:
         promptsource_held_out_tasks(ps_dir, ps_dir, on_template_error="drop")
     # Both templates read `premise`: in drop mode that is two reported failures, so every template failed.
     assert "ps_super_glue_cb" in str(e.value) and "example 9" in str(e.value) and "['premise'] are NaN" in str(e.value)
-    with pytest.raises(BenchDataError, match=r"task ps_super_glue_cb, validation example 9: field\(s\) \['premise'\] "
+    with pytest.raises(SourceDataError, match=r"task ps_super_glue_cb, validation example 9: field\(s\) \['premise'\] "
                                              r"are NaN"):
         promptsource_held_out_tasks(ps_dir, ps_dir)
     flan = tmp_path / "flan"
@@ -120,7 +120,7 @@ def test_nan_input_is_an_error_naming_task_example_and_field(ps_dir, tmp_path):
     (flan / "rte").mkdir()
     (flan / "rte/validation.jsonl").write_text(json.dumps(RTE_ROWS[0]) + "\n" + json.dumps(
         {**RTE_ROWS[1], "id": "row-3"}).replace('"Paris is in Spain."', "NaN") + "\n")
-    with pytest.raises(BenchDataError, match=r"task flan_rte, validation example row-3: field\(s\) \['hypothesis'\] "
+    with pytest.raises(SourceDataError, match=r"task flan_rte, validation example row-3: field\(s\) \['hypothesis'\] "
                                              r"are NaN"):
         flan_held_out_tasks(flan / "patterns.json", flan)
 
@@ -140,7 +140,7 @@ def test_flan_drop_mode_reports_the_template_that_needs_a_missing_field(tmp_path
     assert "flan_held_out: 1 template(s) dropped" in caplog.text and "t2" in caplog.text
 
 
-def test_bench_reader_reports_the_templates_it_drops(ps_dir, caplog):
+def test_opt_iml_bench_reader_reports_the_templates_it_drops(ps_dir, caplog):
     templates = load_templates_file(ps_dir / "super_glue/cb/templates.yaml")
     rows = CB_ROWS + [{"premise": "x", "hypothesis": "y", "label": 7, "idx": 41}]
     with caplog.at_level(logging.WARNING):

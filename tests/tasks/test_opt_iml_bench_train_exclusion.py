@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import optiml_jax.tasks.opt_iml_bench as bench
-from optiml_jax.testing.benchmark_files import (BENCH_GIN, MINI_TOKENIZER, NIV2_HELD_OUT_CATEGORY, NIV2_HELD_OUT_TASK,
+from optiml_jax.testing.source_files import (OPT_IML_BENCH_GIN, MINI_TOKENIZER, NIV2_HELD_OUT_CATEGORY, NIV2_HELD_OUT_TASK,
                                  NIV2_SHARED_SOURCE, NIV2_TRAIN, marker, write_cot_tsv, write_jsonl, write_niv2_task)
 from optiml_jax.tasks import mixtures, registry
 
@@ -48,7 +48,7 @@ def test_no_held_out_data_reaches_the_training_stream(bench_data):
     # the one training stream: the bench mixture's name registers the gin-configured bench, then it is read
     from optiml_jax.data.stream import get_train_stream
 
-    gin.parse_config_files_and_bindings([str(BENCH_GIN)], bench_data)
+    gin.parse_config_files_and_bindings([str(OPT_IML_BENCH_GIN)], bench_data)
 
     stream = get_train_stream(mixture_or_task_name="opt_iml_bench_train", task_feature_lengths=256,
                               batch_size=4, seed=3)
@@ -76,14 +76,14 @@ def test_no_held_out_data_reaches_the_training_stream(bench_data):
 
 
 def test_the_split_decides_what_is_excluded(bench_data):
-    gin.parse_config_files_and_bindings([str(BENCH_GIN)], bench_data + ["SPLIT_NAME = 'all_tasks'"])
+    gin.parse_config_files_and_bindings([str(OPT_IML_BENCH_GIN)], bench_data + ["SPLIT_NAME = 'all_tasks'"])
     names = bench.register_opt_iml_bench()
     train = set(mixtures.resolve_rates("opt_iml_bench_train"))
     # OPT-IML-Max: nothing is held out, so every registered task trains (on all its instances)
     assert train == set(names) and len(names) == 2 + 3 + 1 + 1 + 2 + 1
     assert len(registry.load_raw_examples("niv2_" + NIV2_HELD_OUT_CATEGORY[0], "train")) == 40
     gin.clear_config()
-    gin.parse_config_files_and_bindings([str(BENCH_GIN)], bench_data)
+    gin.parse_config_files_and_bindings([str(OPT_IML_BENCH_GIN)], bench_data)
     bench.register_opt_iml_bench()
     rates = mixtures.resolve_rates("opt_iml_bench_train")
     assert set(rates) == {"niv2_" + s for s in NIV2_TRAIN} | {"cot_creak", "skg_spider"}
@@ -100,7 +100,7 @@ def test_leakage_between_bench_training_mixture_and_paper_split(bench_data, tmp_
     gsm8k.write_text(f"What about {passage}?\tno\tIt was not.\n" + gsm8k.read_text())
     out = tmp_path / "leak"
     assert main(["leakage", "--train", "opt_iml_bench_train", "--eval", "opt_iml_paper", "--out", str(out),
-                 "--gin_file", str(BENCH_GIN), *[f"--gin.{b.replace(' = ', '=', 1)}" for b in bench_data]]) == 0
+                 "--gin_file", str(OPT_IML_BENCH_GIN), *[f"--gin.{b.replace(' = ', '=', 1)}" for b in bench_data]]) == 0
     report = json.loads(out.with_suffix(".json").read_text())
     # gsm8k's evaluation instances are its first EVAL_EXAMPLES = 10 rows: 1 of 10 shares the passage
     assert [(p["train"], p["eval"], p["overlapping_examples"], p["eval_examples"]) for p in report["pairs"]] == [
@@ -110,16 +110,16 @@ def test_leakage_between_bench_training_mixture_and_paper_split(bench_data, tmp_
 
 
 def test_counts_file_keeps_registration_lazy(bench_data, tmp_path):
-    from optiml_jax.sources.raw_examples import BenchDataError
+    from optiml_jax.sources.raw_examples import SourceDataError
 
     stem = NIV2_TRAIN[0]
     (tmp_path / "niv2" / f"{stem}.json").write_text("{broken")
     counts = tmp_path / "counts.json"
     counts.write_text(json.dumps({f"niv2_{s}": {"train": 40} for s in NIV2_TRAIN}
                                  | {"cot_creak": {"train": 40}, "skg_spider": {"train": 20, "test": 20}}))
-    gin.parse_config_files_and_bindings([str(BENCH_GIN)], bench_data + [f"TASK_COUNTS_FILE = '{counts}'"])
+    gin.parse_config_files_and_bindings([str(OPT_IML_BENCH_GIN)], bench_data + [f"TASK_COUNTS_FILE = '{counts}'"])
     bench.register_opt_iml_bench()  # the broken training file is not read: its count comes from the file
     rates = mixtures.resolve_rates("opt_iml_bench_train")
     assert rates["niv2_" + NIV2_TRAIN[0]] == pytest.approx(rates["niv2_" + NIV2_TRAIN[1]])
-    with pytest.raises(BenchDataError, match=f"not valid JSON.*{stem}.json"):
+    with pytest.raises(SourceDataError, match=f"not valid JSON.*{stem}.json"):
         registry.load_raw_examples("niv2_" + stem, "train")

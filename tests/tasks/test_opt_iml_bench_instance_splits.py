@@ -10,7 +10,7 @@ import optiml_jax.tasks.opt_iml_bench as bench
 from optiml_jax.tasks import registry
 from optiml_jax.tasks.catalog import splits as catalog_splits
 from optiml_jax.tasks.metadata import GeneralizationSplit
-from optiml_jax.testing.benchmark_files import MINI_TOKENIZER, NIV2_HELD_OUT_CATEGORY, write_jsonl, write_niv2_task
+from optiml_jax.testing.source_files import MINI_TOKENIZER, NIV2_HELD_OUT_CATEGORY, write_jsonl, write_niv2_task
 
 
 def _norm(text: str) -> str:
