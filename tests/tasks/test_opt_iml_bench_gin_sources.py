@@ -142,7 +142,7 @@ def test_issue_inspect_command_on_real_niv2(shared_data):
 
 
 def test_opt_iml_bench_registers_in_the_ids_of_any_tokenizer_dir(tmp_path):
-    """TOKENIZER_DIR may be any model family's tokenizer.json (here Llama 3-shaped): the bench's tasks are
+    """TOKENIZER_DIR may be any model family's tokenizer.json (here Llama 3-shaped): OPT-IML Bench's tasks are
     tokenized with it and their examples end with its eos; OPT_TOKENIZER_DIR keeps working for OPT's BPE."""
     from optiml_jax.data.task_cache import task_tokens
     from optiml_jax.testing.family_tokenizers import write_family_tokenizer
