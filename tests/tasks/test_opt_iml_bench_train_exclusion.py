@@ -90,7 +90,7 @@ def test_the_split_decides_what_is_excluded(opt_iml_bench_data):
     assert np.isclose(sum(rates.values()), 1.0)
 
 
-def test_leakage_between_bench_training_mixture_and_paper_split(opt_iml_bench_data, tmp_path):
+def test_leakage_between_opt_iml_bench_training_mixture_and_paper_split(opt_iml_bench_data, tmp_path):
     from optiml_jax.cli.tasks import main
 
     passage = " ".join(f"p{i}" for i in range(16))
