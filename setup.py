@@ -85,7 +85,7 @@ setuptools.setup(
     # Data files the code reads at run time: the OPT-IML Bench catalog, the mini-benchmark's counts and BPE.
     package_data={
         "optiml_jax.tasks.catalog": ["*.tsv", "*.txt", "*.gin", "*.md"],
-        "optiml_jax.tasks.mini_bench": ["counts.json", "bpe/*"],
+        "optiml_jax.tasks.mini_bench": ["counts.json", "families.json", "bpe/*"],
     },
     install_requires=CORE + PIPELINE,
     extras_require={

@@ -1,4 +1,5 @@
-"""The one place this package imports a module by name at run time, so that the layer contract sees every import.
+"""The one place this package imports a module by name at run time, so that the layer contract sees every import;
+and the module `__getattr__`s for names a module does not define itself (deferred ones, renamed ones).
 
 import-linter (`.importlinter`) reads `import` statements; `importlib.import_module("optiml_jax.x")` is invisible
 to it, so a deferred import could point up the layers unnoticed. The rule, checked by `tests/test_layers.py`:
@@ -17,7 +18,7 @@ import importlib
 from types import ModuleType
 from typing import Any, Callable, Mapping
 
-__all__ = ["import_deferred", "import_user_module", "lazy_attributes"]
+__all__ = ["import_deferred", "import_user_module", "lazy_attributes", "renamed_attributes"]
 
 
 def import_deferred(module: str) -> ModuleType:
@@ -42,5 +43,19 @@ def lazy_attributes(package: str, namespace: dict[str, Any], table: Mapping[str,
             namespace[name] = value
             return value
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
+def renamed_attributes(module: str, renamed: Mapping[str, str], why: str = "") -> Callable[[str], Any]:
+    """A PEP 562 module `__getattr__` for `module`'s names renamed in this release ({old: new}): one release of a
+    clear error naming the new name. It raises ImportError, which `from module import old` passes on unchanged
+    (an AttributeError there would become a bare "cannot import name")."""
+
+    def __getattr__(name: str) -> Any:
+        if name in renamed:
+            raise ImportError(f"{module}.{name} was renamed {renamed[name]}{why}: "
+                              f"from {module} import {renamed[name]}")
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
 
     return __getattr__

@@ -38,7 +38,7 @@ def task_stems(n: int) -> list[str]:
 def write(work_dir: pathlib.Path, n: int) -> None:
     """N NIv2 task files (the project's test writer), an extra catalog TSV naming them, and their counts file."""
     from optiml_jax.tasks.catalog.entries import CATALOG_COLUMNS
-    from optiml_jax.testing.benchmark_files import write_niv2_task
+    from optiml_jax.testing.source_files import write_niv2_task
 
     data = work_dir / f"niv2_{n}"
     data.mkdir(parents=True, exist_ok=True)
@@ -61,7 +61,7 @@ def measure(args) -> dict:
 
     import optiml_jax.tasks.opt_iml_bench as bench
     from optiml_jax.data import get_train_stream
-    from optiml_jax.testing.benchmark_files import MINI_TOKENIZER
+    from optiml_jax.testing.source_files import MINI_TOKENIZER
 
     def cpu_s() -> float:  # this process's CPU time: on a shared machine, closer to a quiet machine's wall time
         t = psutil.Process().cpu_times()
@@ -153,7 +153,7 @@ def main(argv=None):
 
 
 def _mini() -> str:
-    from optiml_jax.testing.benchmark_files import MINI_TOKENIZER
+    from optiml_jax.testing.source_files import MINI_TOKENIZER
 
     return str(MINI_TOKENIZER)
 

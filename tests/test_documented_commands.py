@@ -6,7 +6,7 @@ BATCH_SIZE -> 8 per microbatch, rows -> 128 tokens, MESH_SHAPE -> (1, 4, 2) on 8
 -> this test's directories (a tiny OPT checkpoint, a few NIv2 tasks, the OPT tokenizer), `--distributed` / a cluster's
 coordinator -> 2 local processes over loopback. Then
   * default set: every command passes its own parser, gin setup and data check (what it does before any device
-    work: files, bindings, required and unread macros, MIXTURE_OR_TASK_NAME resolving, the bench registering), and the
+    work: files, bindings, required and unread macros, MIXTURE_OR_TASK_NAME resolving, OPT-IML Bench registering), and the
     commands that take seconds (tasks list/inspect, infer, convert) run for real;
   * slow set: every command runs for real, in a subprocess, as a user would run it, and must exit 0.
 A command this test cannot rewrite fails it, so a new example cannot go unchecked; an edit that breaks a command
@@ -27,7 +27,7 @@ import gin
 import pytest
 
 from optiml_jax.testing.documented_commands import DocumentedCommand, commands_in_file, documented_commands
-from optiml_jax.testing.benchmark_files import MINI_TOKENIZER, write_niv2_task
+from optiml_jax.testing.source_files import MINI_TOKENIZER, write_niv2_task
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

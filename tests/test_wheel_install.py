@@ -24,6 +24,7 @@ def test_wheel_installs_and_runs_the_quickstart_from_elsewhere(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for shipped in ("optiml_jax/gin/runs/quickstart.gin", "optiml_jax/gin/models/opt_tiny_mini_bench.gin",
                     "optiml_jax/tasks/catalog/niv2_tasks.tsv", "optiml_jax/tasks/mini_bench/counts.json",
+                    "optiml_jax/tasks/mini_bench/families.json",
                     "optiml_jax/tasks/mini_bench/bpe/vocab.json", "optiml_jax/tasks/mini_bench/bpe/merges.txt",
                     "optiml_jax_lm_eval.pth"):
         assert shipped in names, f"{shipped} missing from {wheel.name}"

@@ -12,12 +12,12 @@ from the explicit `gin/runs/smoke_synthetic.gin`.
 The run's tokenizer decides the ids (issue 22): `run_tokenizer(TOKENIZER_DIR, INITIAL_CHECKPOINT_PATH)` is
 TOKENIZER_DIR's tokenizer, else the tokenizer files in the initial checkpoint's directory (a Hugging Face directory,
 or a run's MODEL_DIR, which keeps them). Given one, `ensure_registered` re-registers the library's tasks of the name
-for it (the mini-benchmark; OPT-IML Bench when no bench tokenizer is bound): the same formatted text, other ids. A
+for it (the mini-benchmark; OPT-IML Bench when no tokenizer of its own is bound): the same formatted text, other ids. A
 user's own task in another vocabulary is an error naming both (`TokenizerMismatchError`): it would train in ids
 the model does not read that way.
 
-Errors while reading the bench's files are *not* turned into "unknown name": they propagate with the file and task
-they name (`BenchDataError`, the tokenizer's own error), so a damaged file is never blamed on the mixture name.
+Errors while reading OPT-IML Bench's files are *not* turned into "unknown name": they propagate with the file and task
+they name (`SourceDataError`, the tokenizer's own error), so a damaged file is never blamed on the mixture name.
 """
 
 from __future__ import annotations
@@ -30,11 +30,13 @@ import pathlib
 
 import gin
 
+from optiml_jax.lazy_imports import renamed_attributes
+
 log = logging.getLogger(__name__)
 
-BENCH_SOURCE_MACROS = ("NIV2_DATA_DIR", "COT_DATA_DIR", "PROMPTSOURCE_TEMPLATES_DIR and PROMPTSOURCE_DATA_DIR",
+OPT_IML_BENCH_SOURCE_MACROS = ("NIV2_DATA_DIR", "COT_DATA_DIR", "PROMPTSOURCE_TEMPLATES_DIR and PROMPTSOURCE_DATA_DIR",
                        "FLAN_TEMPLATES_FILE and FLAN_DATA_DIR", "TFDS_SOURCES", "EXTRA_JSONL_SOURCES")
-_BENCH_REGISTERED: dict = {}  # the bench's bindings last registered in this process ('key') and its tasks
+_OPT_IML_BENCH_REGISTERED: dict = {}  # OPT-IML Bench's bindings last registered in this process ('key') and its tasks
 
 
 class UnknownMixtureError(ValueError):
@@ -128,12 +130,12 @@ def _vocabulary_name(vocabulary) -> str:
 def match_run_tokenizer(name: str, tokenizer: RunTokenizer | None, what: str = "MIXTURE_OR_TASK_NAME") -> None:
     """The library's mini-benchmark tasks of `name` in the run's tokenizer's ids (re-registered when they are in
     other ids; back to its own BPE without a run tokenizer); a user's task in another vocabulary: one error line.
-    OPT-IML Bench tasks are registered in the bench's tokenizer already (`register_configured_bench`)."""
+    OPT-IML Bench tasks are registered in their own tokenizer already (`register_configured_opt_iml_bench`)."""
     from optiml_jax.tasks.mini_bench import registration as mini_bench
     from optiml_jax.tasks import registry
 
     tasks = _leaf_tasks(name)
-    bench = set(_BENCH_REGISTERED.get("tasks") or ())
+    opt_iml_bench = set(_OPT_IML_BENCH_REGISTERED.get("tasks") or ())
     if any(t in mini_bench.TASK_NAMES for t in tasks):
         wanted = mini_bench.VOCABULARY if tokenizer is None else tokenizer.vocabulary
         if not same_vocabulary(mini_bench.registered_vocabulary(), wanted):
@@ -143,7 +145,7 @@ def match_run_tokenizer(name: str, tokenizer: RunTokenizer | None, what: str = "
     if tokenizer is None:
         return
     for t in tasks:
-        if t in mini_bench.TASK_NAMES or t in bench:
+        if t in mini_bench.TASK_NAMES or t in opt_iml_bench:
             continue
         vocab = registry.get_task(t).vocabulary
         if not same_vocabulary(vocab, tokenizer.vocabulary):
@@ -160,8 +162,8 @@ def registered_names() -> set[str]:
     return set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names())
 
 
-def _bench_bindings() -> dict | None:
-    """register_opt_iml_bench's gin bindings with macros resolved; None when no bench file is in the config."""
+def _opt_iml_bench_bindings() -> dict | None:
+    """register_opt_iml_bench's gin bindings with macros resolved; None when no OPT-IML Bench file is in the config."""
     try:
         bound = gin.get_bindings("register_opt_iml_bench", resolve_references=True)
     except (ValueError, KeyError):
@@ -169,49 +171,49 @@ def _bench_bindings() -> dict | None:
     return bound if "tokenizer_dir" in bound else None
 
 
-def _bench_prefix() -> str | None:
-    """The bench's mixture prefix as gin configures it (MIXTURE_PREFIX), or the library default."""
+def _opt_iml_bench_prefix() -> str | None:
+    """OPT-IML Bench's mixture prefix as gin configures it (MIXTURE_PREFIX), or the library default."""
     from optiml_jax.tasks.opt_iml_bench import MIXTURE_PREFIX
 
-    bound = _bench_bindings()
+    bound = _opt_iml_bench_bindings()
     return bound.get("mixture_prefix", MIXTURE_PREFIX) if bound is not None else MIXTURE_PREFIX
 
 
-def is_bench_mixture_name(name: str) -> bool:
+def is_opt_iml_bench_mixture_name(name: str) -> bool:
     from optiml_jax.tasks.metadata import LEVELS
 
-    prefix = _bench_prefix()
+    prefix = _opt_iml_bench_prefix()
     return bool(prefix) and name in {f"{prefix}_train"} | {f"{prefix}_eval_{level}" for level in LEVELS}
 
 
-def _bench_configured() -> bool:
+def _opt_iml_bench_configured() -> bool:
     """gin/bench/opt_iml_bench.gin (or an equivalent binding) is part of this configuration."""
-    return _bench_bindings() is not None
+    return _opt_iml_bench_bindings() is not None
 
 
-def register_configured_bench(name: str, what: str, tokenizer: RunTokenizer | None = None) -> list[str]:
+def register_configured_opt_iml_bench(name: str, what: str, tokenizer: RunTokenizer | None = None) -> list[str]:
     """Register OPT-IML Bench from the gin-configured local data, once per configuration and process; without a
     bound TOKENIZER_DIR / OPT_TOKENIZER_DIR, in the run's tokenizer (the checkpoint's)."""
     from optiml_jax.tasks.opt_iml_bench import register_opt_iml_bench
 
-    if not _bench_configured():
+    if not _opt_iml_bench_configured():
         raise UnknownMixtureError(
             f"{what} = {name!r} is an OPT-IML Bench mixture, registered from your local copy of its data: add "
             "--gin_file=gin/bench/opt_iml_bench.gin and set TOKENIZER_DIR (or its older name OPT_TOKENIZER_DIR) and at least one of "
-            f"{', '.join(BENCH_SOURCE_MACROS)}")
-    bound = _bench_bindings()
+            f"{', '.join(OPT_IML_BENCH_SOURCE_MACROS)}")
+    bound = _opt_iml_bench_bindings()
     extra = {}
     if bound.get("tokenizer_dir") is None and bound.get("opt_tokenizer_dir") is None and tokenizer is not None:
         extra["tokenizer_dir"] = tokenizer.directory
     key = repr(sorted({**bound, **extra}.items()))  # other data dirs or tokenizer in the same process register anew
-    if _BENCH_REGISTERED.get("key") != key:
+    if _OPT_IML_BENCH_REGISTERED.get("key") != key:
         with gin.unlock_config():  # registering imports readers that define gin configurables; gin may be locked
-            _BENCH_REGISTERED.update(key=key, tasks=register_opt_iml_bench(**extra))
-    tasks = _BENCH_REGISTERED["tasks"]
+            _OPT_IML_BENCH_REGISTERED.update(key=key, tasks=register_opt_iml_bench(**extra))
+    tasks = _OPT_IML_BENCH_REGISTERED["tasks"]
     if not tasks:
         raise UnknownMixtureError(
             f"{what} = {name!r}: OPT-IML Bench registered no task, since no source is set: set at least one of "
-            f"{', '.join(BENCH_SOURCE_MACROS)} (gin/bench/opt_iml_bench.gin)")
+            f"{', '.join(OPT_IML_BENCH_SOURCE_MACROS)} (gin/bench/opt_iml_bench.gin)")
     return tasks
 
 
@@ -231,10 +233,10 @@ def _ensure_registered(name, what: str, tokenizer: RunTokenizer | None) -> None:
         import optiml_jax.tasks.registrations  # noqa: F401  (the library's own tasks: the mini-benchmark; no I/O)
         import optiml_jax.tasks.opt_iml_bench  # noqa: F401
 
-    if is_bench_mixture_name(name) and (_bench_configured() or name not in registered_names()):
+    if is_opt_iml_bench_mixture_name(name) and (_opt_iml_bench_configured() or name not in registered_names()):
         # registered from *this* configuration's data macros, even when an earlier run in this process (a
         # notebook) registered the name from other directories
-        tasks = register_configured_bench(name, what, tokenizer)
+        tasks = register_configured_opt_iml_bench(name, what, tokenizer)
         if name in registered_names():
             return
         raise UnknownMixtureError(
@@ -249,3 +251,9 @@ def _ensure_registered(name, what: str, tokenizer: RunTokenizer | None) -> None:
         f"{what} = {name!r} is not a registered task or mixture ({len(known)} registered; {hint}). "
         "`python -m optiml_jax.tasks list` lists them; MIXTURE_OR_TASK_MODULE or --module_import imports the module "
         "that registers yours.")
+
+
+# Renamed names: one release of a clear error pointing to the new one.
+RENAMED = {"is_bench_mixture_name": "is_opt_iml_bench_mixture_name", "BENCH_SOURCE_MACROS": "OPT_IML_BENCH_SOURCE_MACROS",
+           "register_configured_bench": "register_configured_opt_iml_bench"}
+__getattr__ = renamed_attributes(__name__, RENAMED, " (bare 'bench' named five things)")

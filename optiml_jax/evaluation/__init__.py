@@ -16,16 +16,11 @@ from optiml_jax.evaluation.evaluator import evaluate_task, evaluate_tasks, run_e
 from optiml_jax.evaluation.hooks import CompositeCallback, EvalCallback, SeqioEvalCallback, evaluate_params
 from optiml_jax.evaluation.model import DecoderOnlyModel
 from optiml_jax.evaluation.outputs import load_results
+from optiml_jax.lazy_imports import renamed_attributes
 
 # Renamed names: one release of a clear error pointing to the new one (the class serves every family, not OPT).
 RENAMED = {"OPTModel": "DecoderOnlyModel"}
-
-
-def __getattr__(name: str):
-    if name in RENAMED:
-        raise ImportError(f"optiml_jax.evaluation.{name} was renamed {RENAMED[name]} (it evaluates every model "
-                             f"family): from optiml_jax.evaluation import {RENAMED[name]}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = renamed_attributes(__name__, RENAMED, " (it evaluates every model family)")
 
 
 __all__ = [

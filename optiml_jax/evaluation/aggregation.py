@@ -6,7 +6,7 @@ Given one record per (task, template, shots):
 3. category score = mean over the (parent) tasks of that category, per generalization level;
 4. level score = mean over that level's category scores (categories weigh equally, as in the NIv2
    table where "Avg" is the mean of the held-out categories);
-5. collection (benchmark) score = mean over its tasks (the "Avg" columns of Tables 9-11).
+5. collection score = mean over its tasks (the "Avg" columns of Tables 9-11).
 Everything is computed separately per number of shots, so 0-shot and k-shot sit side by side. The baselines
 of each record (`chance`, `majority`: what a model that learned nothing scores) are aggregated the same way.
 """

@@ -2,7 +2,7 @@
 in the paper's aggregation (category, generalization level, collection, parent task), plus builders for
 the mini-benchmark split and for reader-produced raw examples.
 
-Why a plain dataclass rather than a SeqIO task: the paper's benchmarks (MMLU, BBH, RAFT, NIv2 held-out
+Why a plain dataclass rather than a SeqIO task: the paper's suites (MMLU, BBH, RAFT, NIv2 held-out
 categories) are evaluation-only files in their own formats, and rank classification needs the options
 of each instance, which a tokenized SeqIO dataset no longer carries. SeqIO tasks with their own metric
 functions go through `optiml_jax.evaluation.seqio_glue` instead.
@@ -37,7 +37,7 @@ class EvalTask:
       format_fn: custom prompt builder (e.g. BBH's fixed chain-of-thought prompt); default `format_few_shot`.
       answer_extractor: maps a generation to the answer that is compared (BBH: text after "the answer is").
       fixed_shots: the number of shots the format_fn builds in itself (BBH: 3); the run's k is ignored.
-      collection: overrides `info.collection` in results (evaluation-only benchmarks: "mmlu", "bbh", "raft").
+      collection: overrides `info.collection` in results (evaluation-only suites: "mmlu", "bbh", "raft").
     """
 
     info: TaskInfo

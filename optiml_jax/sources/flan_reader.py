@@ -17,7 +17,7 @@ import string
 from typing import Iterable, Iterator
 
 from optiml_jax.paths import user_path
-from optiml_jax.sources.raw_examples import BenchDataError, raw_example
+from optiml_jax.sources.raw_examples import SourceDataError, raw_example
 from optiml_jax.sources.template_choice import pick_template
 
 OPTIONS_PREFIX = "OPTIONS:\n- "
@@ -34,17 +34,17 @@ def load_patterns(path: str | pathlib.Path) -> dict[str, list[tuple[str, str]]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise BenchDataError("FLAN templates file does not exist (set FLAN_TEMPLATES_FILE)", file=str(path)) from None
+        raise SourceDataError("FLAN templates file does not exist (set FLAN_TEMPLATES_FILE)", file=str(path)) from None
     except json.JSONDecodeError as e:
-        raise BenchDataError(f"not valid JSON: {e}", file=str(path)) from None
+        raise SourceDataError(f"not valid JSON: {e}", file=str(path)) from None
     if isinstance(data, dict) and "PATTERNS" in data:
         data = data["PATTERNS"]
     if not isinstance(data, dict):
-        raise BenchDataError("expected {dataset: [[input, target], ...]}", file=str(path))
+        raise SourceDataError("expected {dataset: [[input, target], ...]}", file=str(path))
     out = {}
     for ds, pats in data.items():
         if not isinstance(pats, list) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pats):
-            raise BenchDataError("patterns must be [[input, target], ...]", file=str(path), task=f"flan_{ds}")
+            raise SourceDataError("patterns must be [[input, target], ...]", file=str(path), task=f"flan_{ds}")
         out[ds] = [(str(a), str(b)) for a, b in pats]
     return out
 
@@ -68,11 +68,11 @@ def apply_template(inp: str, tgt: str, row: dict, *, task: str = "?", example: s
         fields["options_"] = format_options(row["options"])
     missing = (template_fields(inp) | template_fields(tgt)) - set(fields)
     if missing:
-        raise BenchDataError(f"row lacks template fields {sorted(missing)}", file=file, task=task, example=example)
+        raise SourceDataError(f"row lacks template fields {sorted(missing)}", file=file, task=task, example=example)
     try:
         return inp.format(**fields), tgt.format(**fields)
     except (IndexError, KeyError, ValueError, AttributeError) as e:
-        raise BenchDataError(f"template failed to format: {e}", file=file, task=task, example=example) from e
+        raise SourceDataError(f"template failed to format: {e}", file=file, task=task, example=example) from e
 
 
 def read_flan_task(patterns: list[tuple[str, str]], rows: Iterable[dict], *, task: str, seed: int = 0,
@@ -80,7 +80,7 @@ def read_flan_task(patterns: list[tuple[str, str]], rows: Iterable[dict], *, tas
     """Raw examples for one FLAN dataset; one sampled original template per row (or every template)."""
     templates = original_templates(patterns)
     if not templates:
-        raise BenchDataError("dataset has no FLAN templates", file=file, task=task)
+        raise SourceDataError("dataset has no FLAN templates", file=file, task=task)
     n = 0
     for i, row in enumerate(rows):
         ex_id = str(row.get("id", f"{task}-{i}"))
@@ -91,4 +91,4 @@ def read_flan_task(patterns: list[tuple[str, str]], rows: Iterable[dict], *, tas
             n += 1
             yield raw_example(input=inp, target=tgt, options=options, id=f"{ex_id}-t{k}")
     if n == 0:
-        raise BenchDataError("FLAN task has no examples", file=file, task=task)
+        raise SourceDataError("FLAN task has no examples", file=file, task=task)

@@ -10,7 +10,7 @@ from typing import Iterator
 
 from optiml_jax.paths import user_path
 from optiml_jax.sources.local_datasets import iter_rows
-from optiml_jax.sources.raw_examples import BenchDataError, raw_example
+from optiml_jax.sources.raw_examples import SourceDataError, raw_example
 
 
 def read_src_tgt_jsonl(path: str | pathlib.Path, *, task: str, instruction: str = "",
@@ -18,17 +18,17 @@ def read_src_tgt_jsonl(path: str | pathlib.Path, *, task: str, instruction: str 
     """metaseq JSONL rows -> raw examples; an empty `src` is allowed (full-sequence LM data)."""
     path = user_path(path, "JSONL file")
     if not path.is_file():
-        raise BenchDataError("JSONL file does not exist", file=str(path), task=task)
+        raise SourceDataError("JSONL file does not exist", file=str(path), task=task)
     n = 0
     for i, row in enumerate(iter_rows(path), start=1):
         if tgt_key not in row or not isinstance(row[tgt_key], str) or not isinstance(row.get(src_key, ""), str):
-            raise BenchDataError(f"row needs string fields {src_key!r} and {tgt_key!r}", file=str(path), task=task,
-                                 example=f"line {i}")
+            raise SourceDataError(f"row needs string fields {src_key!r} and {tgt_key!r}", file=str(path), task=task,
+                                  example=f"line {i}")
         n += 1
         yield raw_example(instruction=instruction, input=row.get(src_key, ""), target=row[tgt_key],
                           id=str(row.get("id", f"{task}-{i}")))
     if n == 0:
-        raise BenchDataError("JSONL file has no examples", file=str(path), task=task)
+        raise SourceDataError("JSONL file has no examples", file=str(path), task=task)
 
 
 def read_tfds(name: str, *, task: str, split: str = "train", data_dir: str | None = None, source_key: str = "inputs",
@@ -38,10 +38,10 @@ def read_tfds(name: str, *, task: str, split: str = "train", data_dir: str | Non
     try:
         ds = tfds.load(name, split=split, data_dir=data_dir, download=False)
     except Exception as e:  # noqa: BLE001
-        raise BenchDataError(f"tfds.load({name!r}, split={split!r}) failed: {e}", file=str(data_dir), task=task) from e
+        raise SourceDataError(f"tfds.load({name!r}, split={split!r}) failed: {e}", file=str(data_dir), task=task) from e
     for i, ex in enumerate(tfds.as_numpy(ds)):
         if target_key not in ex:
-            raise BenchDataError(f"TFDS example lacks feature {target_key!r}", file=name, task=task, example=str(i))
+            raise SourceDataError(f"TFDS example lacks feature {target_key!r}", file=name, task=task, example=str(i))
 
         def text(v):
             return v.decode("utf-8") if isinstance(v, bytes) else str(v)

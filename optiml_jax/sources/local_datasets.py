@@ -9,7 +9,7 @@ import pathlib
 from typing import Iterator
 
 from optiml_jax.paths import is_url, local_only, open_text, user_path
-from optiml_jax.sources.raw_examples import BenchDataError
+from optiml_jax.sources.raw_examples import SourceDataError
 
 SPLIT_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".tsv")
 
@@ -18,7 +18,7 @@ def find_split_file(dataset_dir: str | pathlib.Path, split: str) -> pathlib.Path
     """`<dir>/<split>.{jsonl,json,parquet,csv,tsv}`, or `<dir>` itself when it is a saved HF dataset/DatasetDict."""
     d = user_path(dataset_dir, "local dataset directory")  # local or a bucket (optiml_jax.paths)
     if not d.exists():
-        raise BenchDataError(f"local dataset directory does not exist (split {split!r})", file=str(d))
+        raise SourceDataError(f"local dataset directory does not exist (split {split!r})", file=str(d))
     if d.is_file():
         return d
     for suffix in SPLIT_SUFFIXES:
@@ -26,8 +26,8 @@ def find_split_file(dataset_dir: str | pathlib.Path, split: str) -> pathlib.Path
             return d / f"{split}{suffix}"
     if (d / "dataset_dict.json").is_file() or (d / "dataset_info.json").is_file() or (d / split / "dataset_info.json").is_file():
         return d
-    raise BenchDataError(f"no file for split {split!r} ({', '.join(split + s for s in SPLIT_SUFFIXES)} or a saved "
-                         f"Hugging Face dataset)", file=str(d))
+    raise SourceDataError(f"no file for split {split!r} ({', '.join(split + s for s in SPLIT_SUFFIXES)} or a saved "
+                          f"Hugging Face dataset)", file=str(d))
 
 
 def iter_rows(path: str | pathlib.Path, split: str = "train") -> Iterator[dict]:
@@ -45,19 +45,19 @@ def iter_rows(path: str | pathlib.Path, split: str = "train") -> Iterator[dict]:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise BenchDataError(f"bad JSON line: {e}", file=str(path), example=f"line {i}") from None
+                    raise SourceDataError(f"bad JSON line: {e}", file=str(path), example=f"line {i}") from None
                 if not isinstance(row, dict):
-                    raise BenchDataError("JSONL line is not an object", file=str(path), example=f"line {i}")
+                    raise SourceDataError("JSONL line is not an object", file=str(path), example=f"line {i}")
                 yield row
     elif suffix == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
-            raise BenchDataError(f"not valid JSON: {e}", file=str(path)) from None
+            raise SourceDataError(f"not valid JSON: {e}", file=str(path)) from None
         if isinstance(data, dict) and "data" in data:
             data = data["data"]
         if not isinstance(data, list):
-            raise BenchDataError("JSON split file must hold a list of objects (or {'data': [...]})", file=str(path))
+            raise SourceDataError("JSON split file must hold a list of objects (or {'data': [...]})", file=str(path))
         yield from data
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -67,7 +67,7 @@ def iter_rows(path: str | pathlib.Path, split: str = "train") -> Iterator[dict]:
         with open_text(path) as f:
             yield from csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
     else:
-        raise BenchDataError(f"unsupported local dataset format {suffix!r}", file=str(path))
+        raise SourceDataError(f"unsupported local dataset format {suffix!r}", file=str(path))
 
 
 def _iter_hf_disk(path: pathlib.Path, split: str) -> Iterator[dict]:
@@ -75,9 +75,9 @@ def _iter_hf_disk(path: pathlib.Path, split: str) -> Iterator[dict]:
     try:
         ds = datasets.load_from_disk(str(path))
     except Exception as e:  # noqa: BLE001 - re-raised with the path
-        raise BenchDataError(f"datasets.load_from_disk failed: {e}", file=str(path)) from e
+        raise SourceDataError(f"datasets.load_from_disk failed: {e}", file=str(path)) from e
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
-            raise BenchDataError(f"saved DatasetDict has no split {split!r} (has {list(ds)})", file=str(path))
+            raise SourceDataError(f"saved DatasetDict has no split {split!r} (has {list(ds)})", file=str(path))
         ds = ds[split]
     yield from ds

@@ -14,7 +14,7 @@ import pathlib
 from typing import Iterator
 
 from optiml_jax.paths import user_path
-from optiml_jax.sources.raw_examples import BenchDataError, raw_example
+from optiml_jax.sources.raw_examples import SourceDataError, raw_example
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,15 +32,15 @@ class NIv2Task:
         for i, inst in enumerate(self.instances):
             ex_id = str(inst.get("id", f"{self.name}-{i}"))
             if "input" not in inst or "output" not in inst:
-                raise BenchDataError("instance lacks 'input' or 'output'", file=str(self.path), task=self.name,
-                                     example=ex_id)
+                raise SourceDataError("instance lacks 'input' or 'output'", file=str(self.path), task=self.name,
+                                      example=ex_id)
             outputs = inst["output"]
             if isinstance(outputs, str):
                 outputs = [outputs]
             outputs = [str(o) for o in outputs if isinstance(o, str)]
             if not outputs:
-                raise BenchDataError("instance has no string output", file=str(self.path), task=self.name,
-                                     example=ex_id)
+                raise SourceDataError("instance has no string output", file=str(self.path), task=self.name,
+                                      example=ex_id)
             yield raw_example(instruction=self.definition, input=str(inst["input"]), target=outputs[0],
                               references=outputs, id=ex_id)
 
@@ -53,7 +53,7 @@ def _first_string(value, field: str, path: pathlib.Path, name: str) -> str:
     if isinstance(value, list):
         value = value[0] if value else None
     if not isinstance(value, str):
-        raise BenchDataError(f"field {field!r} must be a string or a one-string list", file=str(path), task=name)
+        raise SourceDataError(f"field {field!r} must be a string or a one-string list", file=str(path), task=name)
     return value
 
 
@@ -64,22 +64,22 @@ def load_task(path: str | pathlib.Path) -> NIv2Task:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise BenchDataError("task file does not exist", file=str(path), task=name) from None
+        raise SourceDataError("task file does not exist", file=str(path), task=name) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BenchDataError(f"not valid JSON: {e}", file=str(path), task=name) from None
+        raise SourceDataError(f"not valid JSON: {e}", file=str(path), task=name) from None
     if not isinstance(data, dict):
-        raise BenchDataError("task file must hold a JSON object", file=str(path), task=name)
+        raise SourceDataError("task file must hold a JSON object", file=str(path), task=name)
     for field in ("Definition", "Instances"):
         if field not in data:
-            raise BenchDataError(f"missing field {field!r}", file=str(path), task=name)
+            raise SourceDataError(f"missing field {field!r}", file=str(path), task=name)
     instances = data["Instances"]
     if not isinstance(instances, list) or not instances:
-        raise BenchDataError("task has no instances", file=str(path), task=name)
+        raise SourceDataError("task has no instances", file=str(path), task=name)
     demos = []
     for j, ex in enumerate(data.get("Positive Examples") or []):
         if not isinstance(ex, dict) or "input" not in ex or "output" not in ex:
-            raise BenchDataError("positive example lacks input/output", file=str(path), task=name,
-                                 example=f"positive-{j}")
+            raise SourceDataError("positive example lacks input/output", file=str(path), task=name,
+                                  example=f"positive-{j}")
         out = ex["output"][0] if isinstance(ex["output"], list) else ex["output"]
         demos.append({"input": str(ex["input"]), "target": str(out), "explanation": str(ex.get("explanation", ""))})
     return NIv2Task(
@@ -92,12 +92,12 @@ def task_files(data_dir: str | pathlib.Path) -> list[pathlib.Path]:
     """The `task*.json` files of an NIv2 `tasks/` directory (or of its parent checkout)."""
     data_dir = user_path(data_dir, "NIV2_DATA_DIR")  # local or a bucket (optiml_jax.paths)
     if not data_dir.is_dir():
-        raise BenchDataError("NIv2 data directory does not exist (set NIV2_DATA_DIR)", file=str(data_dir))
+        raise SourceDataError("NIv2 data directory does not exist (set NIV2_DATA_DIR)", file=str(data_dir))
     if (data_dir / "tasks").is_dir():
         data_dir = data_dir / "tasks"
     files = sorted(data_dir.glob("task*.json"))
     if not files:
-        raise BenchDataError("no task*.json files in the NIv2 data directory", file=str(data_dir))
+        raise SourceDataError("no task*.json files in the NIv2 data directory", file=str(data_dir))
     return files
 
 

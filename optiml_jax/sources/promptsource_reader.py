@@ -2,7 +2,7 @@
 
 Original-task templates only (paper App. A.1). Each row gets one template drawn deterministically from the
 pool (or every template with `all_templates=True`, as in the test split). A template that fails on a row raises
-`BenchDataError` naming file, dataset and example, unless `skip_failing_templates=True` (the paper drops a
+`SourceDataError` naming file, dataset and example, unless `skip_failing_templates=True` (the paper drops a
 template that does not apply to all eval examples): then the template is dropped from that row on and reported,
 one warning per task naming each dropped template, its first failing row and the reason, and a record in
 `optiml_jax.sources.template_failures`. Neither a template nor the task ever disappears silently.
@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 from optiml_jax.sources import template_failures
 from optiml_jax.sources.local_datasets import find_split_file, iter_rows
 from optiml_jax.sources.promptsource_templates import PSTemplate, TemplateRenderer, load_templates_file
-from optiml_jax.sources.raw_examples import BenchDataError, raw_example
+from optiml_jax.sources.raw_examples import SourceDataError, raw_example
 from optiml_jax.sources.template_choice import pick_template
 
 
@@ -35,7 +35,7 @@ def read_promptsource_task(templates: list[PSTemplate], rows: Iterable[dict], *,
                            all_templates: bool = False, skip_failing_templates: bool = False) -> Iterator[dict]:
     pool = original_task_templates(templates)
     if not pool:
-        raise BenchDataError("no original-task templates", file=templates[0].file if templates else None, task=task)
+        raise SourceDataError("no original-task templates", file=templates[0].file if templates else None, task=task)
     renderer = TemplateRenderer(seed)
     broken: dict[int, template_failures.TemplateFailure] = {}
     n = 0
@@ -47,10 +47,10 @@ def read_promptsource_task(templates: list[PSTemplate], rows: Iterable[dict], *,
                 continue
             try:
                 prompt, target, choices = renderer.apply(pool[k], row)
-            except BenchDataError as e:
+            except SourceDataError as e:
                 if not skip_failing_templates:
-                    raise BenchDataError(f"{e.args[0]} (task {task}, row {i})", file=pool[k].file, task=task,
-                                         example=ex_id) from e
+                    raise SourceDataError(f"{e.args[0]} (task {task}, row {i})", file=pool[k].file, task=task,
+                                          example=ex_id) from e
                 broken[k] = template_failures.TemplateFailure(
                     source="promptsource", task=task, template=pool[k].name, template_id=pool[k].id,
                     failed_examples=1, examples=0, first_example=f"row {i} ({ex_id})", reason=str(e))
@@ -59,7 +59,7 @@ def read_promptsource_task(templates: list[PSTemplate], rows: Iterable[dict], *,
             yield raw_example(input=prompt, target=target, options=choices, id=f"{ex_id}-{pool[k].id[:8]}")
     template_failures.report(f"PromptSource task {task}", list(broken.values()))
     if n == 0:
-        raise BenchDataError("PromptSource task produced no examples", file=pool[0].file, task=task)
+        raise SourceDataError("PromptSource task produced no examples", file=pool[0].file, task=task)
 
 
 def read_promptsource_dir(templates_file: str | pathlib.Path, dataset_dir: str | pathlib.Path, *,

@@ -15,7 +15,7 @@ from typing import Any
 from jinja2 import nodes
 
 from optiml_jax.sources.promptsource_templates import PSTemplate, TemplateRenderer
-from optiml_jax.sources.raw_examples import BenchDataError
+from optiml_jax.sources.raw_examples import SourceDataError
 
 _NUMERIC_FILTERS = {"int", "float", "round", "abs"}
 
@@ -187,7 +187,7 @@ def render_report(templates: dict[str, list[PSTemplate]], original_only: bool = 
                     rendered += 1
                     last_err = None
                     break
-                except BenchDataError as e:
+                except SourceDataError as e:
                     last_err = str(e.__cause__ or e)
             if last_err is not None:
                 failures.append({"dataset": key, "template": t.name, "file": t.file, "reason": last_err})

@@ -18,7 +18,7 @@ import jinja2
 import yaml
 
 from optiml_jax.paths import is_url, user_path
-from optiml_jax.sources.raw_examples import BenchDataError
+from optiml_jax.sources.raw_examples import SourceDataError
 
 TEXT_VAR_LENGTH = 2048
 _PIPE_PROTECTOR = "3ed2dface8203c4c9dfb1a5dc58e41e0"
@@ -63,16 +63,16 @@ def load_templates_file(path: str | pathlib.Path, root: str | pathlib.Path | Non
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_TemplateYamlLoader)  # noqa: S506 - SafeLoader subclass
     except FileNotFoundError:
-        raise BenchDataError("templates file does not exist", file=str(path)) from None
+        raise SourceDataError("templates file does not exist", file=str(path)) from None
     except yaml.YAMLError as e:
-        raise BenchDataError(f"broken YAML: {e}", file=str(path)) from None
+        raise SourceDataError(f"broken YAML: {e}", file=str(path)) from None
     if not isinstance(data, dict) or not isinstance(data.get("templates"), dict):
-        raise BenchDataError("templates.yaml must have a 'templates' mapping", file=str(path))
+        raise SourceDataError("templates.yaml must have a 'templates' mapping", file=str(path))
     key = dataset_key(path, user_path(root, "PROMPTSOURCE_TEMPLATES_DIR")) if root else str(data.get("dataset", path.parent.name))
     out = []
     for tid, t in data["templates"].items():
         if not isinstance(t, dict) or "jinja" not in t or not isinstance(t["jinja"], str):
-            raise BenchDataError("template lacks a 'jinja' string", file=str(path), task=key, example=str(tid))
+            raise SourceDataError("template lacks a 'jinja' string", file=str(path), task=key, example=str(tid))
         meta = t.get("metadata") or {}
         out.append(PSTemplate(
             id=str(t.get("id", tid)), name=str(t.get("name", tid)), jinja=t["jinja"],
@@ -85,8 +85,8 @@ def load_templates_file(path: str | pathlib.Path, root: str | pathlib.Path | Non
 def templates_files(root: str | pathlib.Path) -> list[pathlib.Path]:
     root = user_path(root, "PROMPTSOURCE_TEMPLATES_DIR")  # local or a bucket (optiml_jax.paths)
     if not root.is_dir():
-        raise BenchDataError("PromptSource templates directory does not exist (set PROMPTSOURCE_TEMPLATES_DIR)",
-                             file=str(root))
+        raise SourceDataError("PromptSource templates directory does not exist (set PROMPTSOURCE_TEMPLATES_DIR)",
+                              file=str(root))
     if is_url(root):  # epath has no recursive glob on a bucket: walk it
         return sorted(top / "templates.yaml" for top, _dirs, files in root.walk() if "templates.yaml" in files)
     return sorted(pathlib.Path(root).rglob("templates.yaml"))
@@ -139,11 +139,11 @@ class TemplateRenderer:
         return [c.strip().replace(_PIPE_PROTECTOR, "|||") for c in rendered.split("|||")]
 
     def apply(self, template: PSTemplate, example: dict) -> tuple[str, str, list[str]]:
-        """(prompt, target, answer_choices); raises `BenchDataError` naming file/template when rendering fails
+        """(prompt, target, answer_choices); raises `SourceDataError` naming file/template when rendering fails
         or the result is not 'prompt ||| target' with a non-empty target."""
         if "answer_choices" in example:
-            raise BenchDataError("example contains the reserved key 'answer_choices'", file=template.file,
-                                 task=template.dataset, example=template.name)
+            raise SourceDataError("example contains the reserved key 'answer_choices'", file=template.file,
+                                  task=template.dataset, example=template.name)
         jinja_src = template.jinja.replace("}}", f" | string | truncate({TEXT_VAR_LENGTH}) }}}}")
         try:
             choices = self.answer_choices(template, example)
@@ -151,10 +151,10 @@ class TemplateRenderer:
             ctx["answer_choices"] = choices
             rendered = self._compile(jinja_src).render(**ctx)
         except Exception as e:  # noqa: BLE001 - any jinja/runtime error becomes a named data error
-            raise BenchDataError(f"template {template.name!r} failed to render: {type(e).__name__}: {e}",
-                                 file=template.file, task=template.dataset, example=str(example.get("id", "?"))) from e
+            raise SourceDataError(f"template {template.name!r} failed to render: {type(e).__name__}: {e}",
+                                  file=template.file, task=template.dataset, example=str(example.get("id", "?"))) from e
         parts = [p.replace(_PIPE_PROTECTOR, "|||").strip() for p in rendered.split("|||")]
         if len(parts) < 2 or not parts[1]:
-            raise BenchDataError(f"template {template.name!r} rendered no target (empty or missing '|||' part)",
-                                 file=template.file, task=template.dataset, example=str(example.get("id", "?")))
+            raise SourceDataError(f"template {template.name!r} rendered no target (empty or missing '|||' part)",
+                                  file=template.file, task=template.dataset, example=str(example.get("id", "?")))
         return parts[0], parts[1], choices or []

@@ -1,7 +1,7 @@
 """The raw-example dict every reader yields (docs/ARCHITECTURE.md, "Task metadata"), and the error readers raise.
 
 Readers do no formatting (delimiters, demonstrations, truncation happen in `optiml_jax.data`); they only turn a
-benchmark's public file format into `{"instruction", "input", "target", "references", "options", "id"}`.
+collection's or suite's public file format into `{"instruction", "input", "target", "references", "options", "id"}`.
 Every failure names the file, the task and the example, so one bad row never silently drops a task.
 """
 
@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from optiml_jax.lazy_imports import renamed_attributes
+
 RAW_EXAMPLE_KEYS = ("instruction", "input", "target", "references", "options", "id")
 
 
-class BenchDataError(ValueError):
-    """Bad benchmark input: the message names the file, task and example at fault."""
+class SourceDataError(ValueError):
+    """Bad source data (a file of a collection or suite in its public format): the message names the file, task
+    and example at fault."""
 
     def __init__(self, message: str, *, file: str | None = None, task: str | None = None, example: str | None = None):
         where = ", ".join(f"{k}={v!r}" for k, v in (("file", file), ("task", task), ("example", example)) if v is not None)
@@ -35,13 +38,18 @@ def check_raw_example(ex: dict[str, Any], *, task: str = "?", file: str | None =
     """Validates the raw-example contract (keys and types); returns `ex` unchanged."""
     missing = [k for k in RAW_EXAMPLE_KEYS if k not in ex]
     if missing:
-        raise BenchDataError(f"raw example lacks keys {missing}", file=file, task=task, example=str(ex.get("id")))
+        raise SourceDataError(f"raw example lacks keys {missing}", file=file, task=task, example=str(ex.get("id")))
     for k in ("instruction", "input", "target", "id"):
         if not isinstance(ex[k], str):
-            raise BenchDataError(f"raw example field {k!r} is {type(ex[k]).__name__}, not str", file=file, task=task,
-                                 example=str(ex["id"]))
+            raise SourceDataError(f"raw example field {k!r} is {type(ex[k]).__name__}, not str", file=file, task=task,
+                                  example=str(ex["id"]))
     for k in ("references", "options"):
         if not isinstance(ex[k], list) or not all(isinstance(s, str) for s in ex[k]):
-            raise BenchDataError(f"raw example field {k!r} must be a list of str", file=file, task=task,
-                                 example=ex["id"])
+            raise SourceDataError(f"raw example field {k!r} must be a list of str", file=file, task=task,
+                                  example=ex["id"])
     return ex
+
+
+# Renamed names: one release of a clear error pointing to the new one.
+RENAMED = {"BenchDataError": "SourceDataError"}
+__getattr__ = renamed_attributes(__name__, RENAMED, " (a reader's input is source data, of a collection or a suite)")

@@ -1,10 +1,10 @@
 """Held-out instances that are really held out: splits carved from one pool are disjoint by normalized input.
 
-A task's evaluation instances must not reappear in its training data. Benchmarks repeat instances (NIv2 task files
+A task's evaluation instances must not reappear in its training data. Collections repeat instances (NIv2 task files
 hold the same input more than once, generated data can draw the same record twice), so cutting a pool by position
 alone can put one instance on both sides. Two instances are "the same" when their normalized input texts are
 equal: the input a model is given (for a full-sequence task without an input, the text itself), Unicode
-NFKC-folded, lowercased and with runs of whitespace collapsed. The mini-benchmark's generator and the OPT-IML
+NFKC-folded, lowercased and with runs of whitespace collapsed. The mini-benchmark's generator and OPT-IML
 Bench's pool split (`opt_iml_bench.py`) both use `normalized_input` and `carve_pool`.
 """
 

@@ -42,6 +42,7 @@ from typing import Callable, Iterable, Mapping
 
 import gin
 
+from optiml_jax.lazy_imports import renamed_attributes
 from optiml_jax.paths import user_path
 from optiml_jax.sources import cot_reader
 from optiml_jax.sources import niv2_reader
@@ -51,7 +52,7 @@ from optiml_jax.sources.jsonl_reader import read_src_tgt_jsonl, read_tfds
 from optiml_jax.sources.local_datasets import find_split_file, iter_rows
 from optiml_jax.sources.promptsource_reader import read_promptsource_task
 from optiml_jax.sources.promptsource_templates import load_templates_file
-from optiml_jax.sources.raw_examples import BenchDataError
+from optiml_jax.sources.raw_examples import SourceDataError
 from optiml_jax.tasks.catalog.splits import get_split, trainable_tasks
 from optiml_jax.tasks import mixtures, registry
 from optiml_jax.tasks.instance_splits import carve_pool
@@ -78,8 +79,8 @@ class _Context:
 
     def catalog_task(self, name: str, source: str) -> TaskInfo:
         if name not in self.tasks:
-            raise BenchDataError(f"{source}: task is not in the catalog (add a row to a optiml_jax/tasks/catalog/*_tasks.tsv "
-                                 "file or bind load_catalog.extra_files)", task=name)
+            raise SourceDataError(f"{source}: task is not in the catalog (add a row to a optiml_jax/tasks/catalog/*_tasks.tsv "
+                                  "file or bind load_catalog.extra_files)", task=name)
         return self.tasks[name]
 
     def pool(self, name: str, read_all: SplitFn) -> dict[str, SplitFn]:
@@ -102,8 +103,8 @@ class _Context:
         def rest():
             out = carve()[1]
             if not out:
-                raise BenchDataError(f"fully supervised task has no instances left for training after the first "
-                                     f"{n} evaluation instances", task=name)
+                raise SourceDataError(f"fully supervised task has no instances left for training after the first "
+                                      f"{n} evaluation instances", task=name)
             return out
         return {"train": rest, "test": lambda: carve()[0]}
 
@@ -129,7 +130,7 @@ class _Context:
 def _existing_dir(path, what: str, macro: str) -> pathlib.Path:
     p = user_path(path, macro)  # local or a bucket (optiml_jax.paths)
     if not p.is_dir():
-        raise BenchDataError(f"{what} does not exist or is not a directory (set {macro})", file=str(p))
+        raise SourceDataError(f"{what} does not exist or is not a directory (set {macro})", file=str(p))
     return p
 
 
@@ -142,13 +143,13 @@ def local_splits(dataset_dir: pathlib.Path) -> list[str]:
         try:
             listed = json.loads(dataset_dict.read_text())["splits"]
         except (ValueError, KeyError) as e:
-            raise BenchDataError(f"unreadable dataset_dict.json: {e}", file=str(dataset_dict)) from None
+            raise SourceDataError(f"unreadable dataset_dict.json: {e}", file=str(dataset_dict)) from None
         return [s for s in DATASET_SPLITS if s in listed]
     found = []
     for s in DATASET_SPLITS:
         try:
             find_split_file(dataset_dir, s)
-        except BenchDataError:
+        except SourceDataError:
             continue
         found.append(s)
     if (dataset_dir / "dataset_info.json").is_file() and not found:
@@ -209,18 +210,18 @@ def promptsource_sources(templates_dir, data_dir, ctx: _Context) -> dict[str, di
             continue
         templates_file = templates_dir / key / "templates.yaml"
         if not templates_file.is_file():
-            raise BenchDataError("local dataset has no PromptSource templates.yaml", file=str(templates_file),
-                                 task=name)
+            raise SourceDataError("local dataset has no PromptSource templates.yaml", file=str(templates_file),
+                                  task=name)
         splits = local_splits(dataset_dir)
         if not splits:
-            raise BenchDataError(f"no split file ({'/'.join(DATASET_SPLITS)}.jsonl, .json, .parquet, .csv, .tsv or a "
-                                 "saved Hugging Face dataset)", file=str(dataset_dir), task=name)
+            raise SourceDataError(f"no split file ({'/'.join(DATASET_SPLITS)}.jsonl, .json, .parquet, .csv, .tsv or a "
+                                  "saved Hugging Face dataset)", file=str(dataset_dir), task=name)
         out[name] = ctx.native(name, {s: functools.partial(_promptsource_examples, templates_file, dataset_dir, s,
                                                            name, ctx.template_seed, s != "train") for s in splits})
     if not out:
-        raise BenchDataError("no catalog dataset found under the PromptSource data directory (expected "
-                             "<dir>/<dataset>[/<subset>]/train.jsonl, e.g. super_glue/copa/train.jsonl)",
-                             file=str(data_dir))
+        raise SourceDataError("no catalog dataset found under the PromptSource data directory (expected "
+                              "<dir>/<dataset>[/<subset>]/train.jsonl, e.g. super_glue/copa/train.jsonl)",
+                              file=str(data_dir))
     log.info("PromptSource: %d dataset(s) with local data registered", len(out))
     return out
 
@@ -243,17 +244,17 @@ def flan_sources(templates_file, data_dir, ctx: _Context) -> dict[str, dict[str,
         if dataset_dir is None:
             continue
         if key not in patterns:
-            raise BenchDataError(f"the FLAN templates file has no patterns for {key!r}", file=str(templates_file),
-                                 task=name)
+            raise SourceDataError(f"the FLAN templates file has no patterns for {key!r}", file=str(templates_file),
+                                  task=name)
         splits = local_splits(dataset_dir)
         if not splits:
-            raise BenchDataError("no split file (train/validation/test .jsonl, .json, .parquet, .csv, .tsv)",
-                                 file=str(dataset_dir), task=name)
+            raise SourceDataError("no split file (train/validation/test .jsonl, .json, .parquet, .csv, .tsv)",
+                                  file=str(dataset_dir), task=name)
         out[name] = ctx.native(name, {s: functools.partial(_flan_examples, patterns[key], dataset_dir, s, name,
                                                            ctx.template_seed, False) for s in splits})
     if not out:
-        raise BenchDataError("no catalog dataset found under the FLAN data directory (expected "
-                             "<dir>/<task without flan_>/train.jsonl, e.g. rte/train.jsonl)", file=str(data_dir))
+        raise SourceDataError("no catalog dataset found under the FLAN data directory (expected "
+                              "<dir>/<task without flan_>/train.jsonl, e.g. rte/train.jsonl)", file=str(data_dir))
     log.info("FLAN: %d dataset(s) with local data registered", len(out))
     return out
 
@@ -267,12 +268,12 @@ def tfds_spec_sources(specs: Mapping[str, Mapping], ctx: _Context) -> dict[str, 
         ctx.catalog_task(name, "TFDS_SOURCES")
         unknown = set(spec) - _TFDS_KEYS
         if "name" not in spec or unknown:
-            raise BenchDataError(f"TFDS_SOURCES entry needs 'name' and only keys {sorted(_TFDS_KEYS)} "
-                                 f"(unknown: {sorted(unknown)})", task=name)
+            raise SourceDataError(f"TFDS_SOURCES entry needs 'name' and only keys {sorted(_TFDS_KEYS)} "
+                                  f"(unknown: {sorted(unknown)})", task=name)
         split_map = dict(spec.get("splits") or {"train": "train"})
         bad = set(split_map) - set(DATASET_SPLITS)
         if bad:
-            raise BenchDataError(f"TFDS_SOURCES splits must be among {DATASET_SPLITS}, got {sorted(bad)}", task=name)
+            raise SourceDataError(f"TFDS_SOURCES splits must be among {DATASET_SPLITS}, got {sorted(bad)}", task=name)
         kw = {k: spec[k] for k in ("data_dir", "source_key", "target_key", "instruction") if k in spec}
         out[name] = ctx.native(name, {s: functools.partial(read_tfds, spec["name"], task=name, split=tfds_split, **kw)
                                       for s, tfds_split in split_map.items()})
@@ -287,13 +288,13 @@ def jsonl_spec_sources(specs: Mapping[str, Mapping], ctx: _Context) -> dict[str,
         instruction = spec.pop("instruction", "")
         bad = set(spec) - set(DATASET_SPLITS)
         if bad or not spec:
-            raise BenchDataError(f"EXTRA_JSONL_SOURCES entry must map splits among {DATASET_SPLITS} to files "
-                                 f"(unknown keys: {sorted(bad)})", task=name)
+            raise SourceDataError(f"EXTRA_JSONL_SOURCES entry must map splits among {DATASET_SPLITS} to files "
+                                  f"(unknown keys: {sorted(bad)})", task=name)
         readers = {}
         for split, path in spec.items():
             path = user_path(path, "EXTRA_JSONL_SOURCES")
             if not path.is_file():
-                raise BenchDataError(f"JSONL file for split {split!r} does not exist", file=str(path), task=name)
+                raise SourceDataError(f"JSONL file for split {split!r} does not exist", file=str(path), task=name)
             readers[split] = functools.partial(read_src_tgt_jsonl, path, task=name, instruction=instruction)
         out[name] = ctx.native(name, readers)
     return out
@@ -301,7 +302,7 @@ def jsonl_spec_sources(specs: Mapping[str, Mapping], ctx: _Context) -> dict[str,
 
 # ----- registration -------------------------------------------------------------------------------------------
 
-def register_bench_mixtures(names: Iterable[str], split: GeneralizationSplit, catalog: list[TaskInfo],
+def register_split_mixtures(names: Iterable[str], split: GeneralizationSplit, catalog: list[TaskInfo],
                             prefix: str = MIXTURE_PREFIX) -> dict[str, list[str]]:
     """`<prefix>_train` over the registered tasks `trainable_tasks(split)` allows (with a train split) and
     `<prefix>_eval_<level>` over the registered evaluation tasks; returns {mixture: tasks}."""
@@ -365,10 +366,10 @@ def register_opt_iml_bench(niv2_data_dir: str | None = None, cot_data_dir: str |
             continue
         pair = pairs.get(label)
         if pair is not None and not all(pair):
-            raise BenchDataError(f"{label} needs both {macro} (only one is set)")
+            raise SourceDataError(f"{label} needs both {macro} (only one is set)")
         for name, splits in read().items():
             if name in found:
-                raise BenchDataError(f"task found in both {origin[name]} and {label}", task=name)
+                raise SourceDataError(f"task found in both {origin[name]} and {label}", task=name)
             found[name], origin[name] = splits, label
         log.info("OPT-IML Bench: %s registered %d task(s)", label, sum(1 for o in origin.values() if o == label))
     counts = registry.read_counts_file(counts_file) if counts_file else {}
@@ -377,7 +378,7 @@ def register_opt_iml_bench(niv2_data_dir: str | None = None, cot_data_dir: str |
         registry.register_instruction_task(ctx.tasks[name], splits, vocab, known, replace=replace)
     registry.register_generalization_split(split)
     if mixture_prefix and found:
-        register_bench_mixtures(found, split, catalog, mixture_prefix)
+        register_split_mixtures(found, split, catalog, mixture_prefix)
     return list(found)
 
 
@@ -407,3 +408,8 @@ def register_jsonl_tasks(sources: dict = gin.REQUIRED, tokenizer_dir: str | None
     for name, splits in found.items():
         registry.register_instruction_task(ctx.tasks[name], splits, vocab, replace=replace)
     return list(found)
+
+
+# Renamed names: one release of a clear error pointing to the new one.
+__getattr__ = renamed_attributes(__name__, {"register_bench_mixtures": "register_split_mixtures"},
+                                 " (it registers a split's <prefix>_train and <prefix>_eval_<level> mixtures)")

@@ -5,10 +5,10 @@ For task t of collection c with n_t train examples (from a counts file, never by
   2. examples-proportional with cap EPS: r_t = min(n_t, EPS) (paper 4.2);
   3. inside a collection, tasks share the collection's mass in proportion to r_t;
   4. collections: pre-training text gets `pretraining_share` and dialogue `dialogue_share` of the whole
-     (full-sequence loss); the rest is split among the seven benchmarks by `proportions`
+     (full-sequence loss); the rest is split among the seven collections by `proportions`
      (CrossFit/ExMix/FLAN/NIv2/PromptSource/T5/UnifiedSKG = 4/2/20/25/45/2/2 by default); reasoning gets
      `reasoning_share` of the whole, taken out of `reasoning_taken_from`'s share (NIv2, as in the paper's
-     reasoning ablation) or, when that is None, out of all benchmarks proportionally. The paper does not say
+     reasoning ablation) or, when that is None, out of all collections proportionally. The paper does not say
      how the final 1% and 5% were renormalized: this is our documented reading.
   5. a collection with a positive share but no task is "missing": its share is dropped and the rest is
      renormalized to sum to 1; `MixtureRates.missing` reports it.
@@ -44,7 +44,7 @@ class MixtureRecipe:
     def __post_init__(self):
         unknown = set(self.proportions) - set(COLLECTIONS)
         if unknown:
-            raise ValueError(f"MixtureRecipe.proportions: unknown benchmark(s) {sorted(unknown)}; use {COLLECTIONS}")
+            raise ValueError(f"MixtureRecipe.proportions: unknown collection(s) {sorted(unknown)}; use {COLLECTIONS}")
         if any(v < 0 for v in self.proportions.values()) or self.eps <= 0:
             raise ValueError("MixtureRecipe: proportions must be >= 0 and eps > 0")
         fixed = self.pretraining_share + self.dialogue_share + self.reasoning_share

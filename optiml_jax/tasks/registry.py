@@ -1,9 +1,10 @@
-"""Every task is a `seqio.Task`; this module attaches instruction metadata to task names and registers ours.
+"""The registry: what resolves a task name. Every task is a `seqio.Task`; this module attaches instruction metadata
+to task names and registers ours.
 
 What the rest of the project reads about a task goes through `get_task(name)`, for any task in
 `seqio.TaskRegistry`: one registered with `seqio.TaskRegistry.add` in a user's module exactly as seqio's README
-does it, or one of ours. Training and evaluation batches come from that task's `get_dataset` (its source and all
-its preprocessors; `optiml_jax.data.task_cache`), never from a side catalog.
+does it, or one of ours. Training and evaluation batches come from that task's `get_dataset` (its data source and
+all its preprocessors; `optiml_jax.data.task_cache`), never from a list kept beside it.
 
 Instruction metadata (collection, category, generalization level, instruction type, full-sequence loss) is
 attached per task name in one place, `register_task_metadata`. A task without metadata gets defaults: its own

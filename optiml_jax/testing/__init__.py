@@ -6,7 +6,7 @@ project's own tests:
         batch = get_train_stream(name, 128, batch_size=2).get_batch(0)
         assert_batch_contract(batch, batch_size=2, length=128)
 
-`optiml_jax.testing.benchmark_files` writes small files in each benchmark's public format (NIv2 JSON, CoT TSV,
+`optiml_jax.testing.source_files` writes small source files, each in its collection's public format (NIv2 JSON, CoT TSV,
 JSONL, PromptSource YAML, FLAN patterns); `write_seqio_cache` writes what seqio's cache_tasks_main writes, without Beam. Importing this package imports SeqIO (the task registry).
 """
 

@@ -68,7 +68,7 @@ def test_zero_share_collections_are_left_out():
 
 
 def test_bad_recipes_and_counts():
-    with pytest.raises(ValueError, match="unknown benchmark"):
+    with pytest.raises(ValueError, match="unknown collection"):
         MixtureRecipe(proportions={"bogus": 1})
     with pytest.raises(KeyError, match="no example count"):
         compute_rates([TaskInfo("a", "niv2", "c")], {}, MixtureRecipe())

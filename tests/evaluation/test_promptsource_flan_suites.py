@@ -9,66 +9,17 @@ import pathlib
 import re
 
 import pytest
+from cb_templates import cb_templates_yaml
 
-from optiml_jax.sources.raw_examples import BenchDataError
+from optiml_jax.sources.raw_examples import SourceDataError
+from optiml_jax.testing.source_files import write_jsonl
 from optiml_jax.evaluation import run_evaluation
 from optiml_jax.evaluation.suites.flan import flan_held_out_tasks
 from optiml_jax.evaluation.suites.promptsource import promptsource_held_out_tasks
 from optiml_jax.evaluation.suites import build_suites
 
-# Copies of real PromptSource templates (super_glue/cb "GPT-3 style" and "can we infer", super_glue/boolq
-# "GPT-3 Style"), a generation template without answer_choices, and a non-original-task template that must be
-# left out.
-CB_TEMPLATES = r"""dataset: super_glue
-subset: cb
-templates:
-  2e76cd0f-68ca-4f03-83ed-11cf15b25a84: !Template
-    answer_choices: Yes ||| No ||| Maybe
-    id: 2e76cd0f-68ca-4f03-83ed-11cf15b25a84
-    jinja: 'Suppose {{premise}} Can we infer that "{{hypothesis}}"? Yes, no, or maybe?
-      ||| {% if label !=-1 %}{{ answer_choices[label] }}{% endif %} '
-    metadata: !TemplateMetadata
-      choices_in_prompt: true
-      metrics:
-      - Accuracy
-      original_task: true
-    name: can we infer
-    reference: Webson & Pavlick 2021
-  75db2bc2-3caa-4956-9653-13c7dd6255df: !Template
-    answer_choices: True ||| False ||| Neither
-    id: 75db2bc2-3caa-4956-9653-13c7dd6255df
-    jinja: '{{premise}}
-
-      Question: {{hypothesis}} True, False, or Neither? ||| {% if label !=-1 %}{{ answer_choices[label]
-      }}{% endif %}'
-    metadata: !TemplateMetadata
-      choices_in_prompt: true
-      metrics:
-      - Accuracy
-      original_task: true
-    name: GPT-3 style
-    reference: 'Same as reported in Figure G7 of the GPT-3 paper'
-  aaaa0000-0000-0000-0000-000000000001: !Template
-    id: aaaa0000-0000-0000-0000-000000000001
-    jinja: '{{premise}} Does this imply "{{hypothesis}}"? ||| {{ ["yes", "no", "maybe"][label] }}'
-    metadata: !TemplateMetadata
-      choices_in_prompt: false
-      metrics:
-      - Other
-      original_task: true
-    name: free-form answer
-    reference: ''
-  bbbb0000-0000-0000-0000-000000000002: !Template
-    id: bbbb0000-0000-0000-0000-000000000002
-    jinja: 'Write a hypothesis for: {{premise}} ||| {{hypothesis}}'
-    metadata: !TemplateMetadata
-      choices_in_prompt: false
-      metrics:
-      - Other
-      original_task: false
-    name: generate hypothesis
-    reference: ''
-"""
+# Real PromptSource templates (cb_templates.py beside this file; super_glue/boolq "GPT-3 Style" below).
+CB_TEMPLATES = cb_templates_yaml()
 
 BOOLQ_TEMPLATES = r"""dataset: super_glue
 subset: boolq
@@ -119,21 +70,16 @@ RTE_VALIDATION = [
 NEWSROOM_VALIDATION = [{"text": "The council approved the new park on Monday.", "summary": "New park approved."}]
 
 
-def _jsonl(path: pathlib.Path, rows) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
 def _write_promptsource(root: pathlib.Path, rows_root: pathlib.Path | None = None) -> None:
     """templates under root/<key>/templates.yaml; rows under rows_root (default: next to the templates)."""
     rows_root = rows_root or root
     for key, text in (("super_glue/cb", CB_TEMPLATES), ("super_glue/boolq", BOOLQ_TEMPLATES)):
         (root / key).mkdir(parents=True, exist_ok=True)
         (root / key / "templates.yaml").write_text(text)
-    _jsonl(rows_root / "super_glue/cb/validation.jsonl", CB_VALIDATION)
-    _jsonl(rows_root / "super_glue/cb/train.jsonl", CB_TRAIN)
-    _jsonl(rows_root / "super_glue/boolq/test.jsonl", BOOLQ_TEST)
-    _jsonl(rows_root / "super_glue/boolq/validation.jsonl", BOOLQ_VALIDATION)
+    write_jsonl(rows_root / "super_glue/cb/validation.jsonl", CB_VALIDATION)
+    write_jsonl(rows_root / "super_glue/cb/train.jsonl", CB_TRAIN)
+    write_jsonl(rows_root / "super_glue/boolq/test.jsonl", BOOLQ_TEST)
+    write_jsonl(rows_root / "super_glue/boolq/validation.jsonl", BOOLQ_VALIDATION)
     # Templates without data (a held-out dataset the user did not supply): skipped, not an error.
     (root / "super_glue/rte").mkdir(parents=True, exist_ok=True)
     (root / "super_glue/rte/templates.yaml").write_text(CB_TEMPLATES.replace("subset: cb", "subset: rte"))
@@ -145,9 +91,9 @@ def data_root(tmp_path):
     flan = tmp_path / "data" / "flan"
     flan.mkdir(parents=True)
     (flan / "flan2021_patterns.json").write_text(json.dumps(FLAN_PATTERNS))
-    _jsonl(flan / "rte/validation.jsonl", RTE_VALIDATION)
-    _jsonl(flan / "rte/train.jsonl", RTE_VALIDATION[::-1])
-    _jsonl(flan / "newsroom/validation.jsonl", NEWSROOM_VALIDATION)
+    write_jsonl(flan / "rte/validation.jsonl", RTE_VALIDATION)
+    write_jsonl(flan / "rte/train.jsonl", RTE_VALIDATION[::-1])
+    write_jsonl(flan / "newsroom/validation.jsonl", NEWSROOM_VALIDATION)
     return tmp_path / "data"
 
 
@@ -198,9 +144,9 @@ def test_demonstrations_precede_the_example(data_root, tiny_model):
 
 def test_broken_template_is_an_error_naming_template_task_and_example(tmp_path):
     _write_promptsource(tmp_path / "ps")
-    _jsonl(tmp_path / "ps/super_glue/cb/validation.jsonl",
+    write_jsonl(tmp_path / "ps/super_glue/cb/validation.jsonl",
            CB_VALIDATION + [{"premise": "x", "hypothesis": "y", "label": 7, "idx": 41}])
-    with pytest.raises(BenchDataError) as err:
+    with pytest.raises(SourceDataError) as err:
         promptsource_held_out_tasks(tmp_path / "ps", tmp_path / "ps")
     msg = str(err.value)
     assert "'can we infer'" in msg and "ps_super_glue_cb" in msg and "example 41" in msg
@@ -208,8 +154,8 @@ def test_broken_template_is_an_error_naming_template_task_and_example(tmp_path):
 
 def test_hidden_test_labels_point_to_the_validation_split(tmp_path):
     _write_promptsource(tmp_path / "ps")
-    _jsonl(tmp_path / "ps/super_glue/cb/test.jsonl", [{"premise": "x", "hypothesis": "y", "label": -1, "idx": 5}])
-    with pytest.raises(BenchDataError, match=r"'can we infer'.*ps_super_glue_cb, test example 5.*eval_splits"):
+    write_jsonl(tmp_path / "ps/super_glue/cb/test.jsonl", [{"premise": "x", "hypothesis": "y", "label": -1, "idx": 5}])
+    with pytest.raises(SourceDataError, match=r"'can we infer'.*ps_super_glue_cb, test example 5.*eval_splits"):
         promptsource_held_out_tasks(tmp_path / "ps", tmp_path / "ps")
     tasks = promptsource_held_out_tasks(tmp_path / "ps", tmp_path / "ps", eval_splits=("validation",))
     assert {len(t.examples) for t in tasks if t.name == "ps_super_glue_cb"} == {len(CB_VALIDATION)}
@@ -217,7 +163,7 @@ def test_hidden_test_labels_point_to_the_validation_split(tmp_path):
 
 def test_missing_data_everywhere_is_a_clear_error(tmp_path):
     (tmp_path / "ps").mkdir()
-    with pytest.raises(BenchDataError, match="none of the .* held-out PromptSource tasks has local data"):
+    with pytest.raises(SourceDataError, match="none of the .* held-out PromptSource tasks has local data"):
         promptsource_held_out_tasks(tmp_path / "ps", tmp_path / "ps")
     with pytest.raises(ValueError, match="PROMPTSOURCE_TEMPLATES_DIR"):
         promptsource_held_out_tasks()
@@ -245,9 +191,9 @@ def test_flan_tasks_per_original_template(data_root, caplog):
 
 
 def test_flan_row_missing_a_field_names_template_task_and_example(data_root):
-    _jsonl(data_root / "flan/rte/validation.jsonl", RTE_VALIDATION + [{"premise": "p", "options": RTE_OPTIONS,
+    write_jsonl(data_root / "flan/rte/validation.jsonl", RTE_VALIDATION + [{"premise": "p", "options": RTE_OPTIONS,
                                                                        "answer": "yes", "id": "row-9"}])
-    with pytest.raises(BenchDataError) as err:
+    with pytest.raises(SourceDataError) as err:
         flan_held_out_tasks(data_root / "flan/flan2021_patterns.json", data_root / "flan")
     msg = str(err.value)
     assert "template t0" in msg and "flan_rte" in msg and "row-9" in msg and "hypothesis" in msg
@@ -279,7 +225,7 @@ def test_real_promptsource_templates_flow_through(shared_data, tmp_path, tiny_mo
     cb_yaml = templates / "super_glue/cb/templates.yaml"
     if not cb_yaml.is_file():
         pytest.skip(f"{cb_yaml} is absent")
-    _jsonl(tmp_path / "rows/super_glue/cb/validation.jsonl", CB_VALIDATION)
+    write_jsonl(tmp_path / "rows/super_glue/cb/validation.jsonl", CB_VALIDATION)
     tasks = promptsource_held_out_tasks(templates, tmp_path / "rows")
     assert {t.name for t in tasks} == {"ps_super_glue_cb"}
     assert len(tasks) == len(re.findall(r"original_task: true", cb_yaml.read_text()))

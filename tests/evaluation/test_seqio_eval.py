@@ -190,7 +190,7 @@ def test_targets_only_task_uses_the_decoder_converter(task_dir):
     assert [t.name for t in eval_tasks(MIXTURE)] == [TASK]
 
 
-def test_benchmarks_and_task_choice():
+def test_suites_and_task_choice():
     from optiml_jax.evaluation.entry_points import chosen_suites
     from optiml_jax.evaluation.seqio_eval import EvalConfigError
 
@@ -228,7 +228,7 @@ def test_eval_cli_names_what_is_wrong_with_the_task(task_dir, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_eval_module_in_a_fresh_process_with_benchmarks_too(hf_export, tmp_path):
+def test_eval_module_in_a_fresh_process_with_suites_too(hf_export, tmp_path):
     """`python -m optiml_jax.eval` as a user runs it: the task module on PYTHONPATH, SUITES and
     MIXTURE_OR_TASK_NAME both set -> both evaluated into one EVAL_OUTPUT_DIR."""
     task_dir = _write_task_dir(tmp_path / "task")

@@ -5,43 +5,19 @@ a field, a JSON NaN)."""
 
 import json
 import logging
-import pathlib
 
 import pytest
+from cb_templates import cb_templates_yaml
 
 from optiml_jax.evaluation.suites.flan import flan_held_out_tasks
 from optiml_jax.evaluation.suites.promptsource import promptsource_held_out_tasks
 from optiml_jax.sources import template_failures
 from optiml_jax.sources.promptsource_reader import read_promptsource_task
 from optiml_jax.sources.promptsource_templates import load_templates_file
-from optiml_jax.sources.raw_examples import BenchDataError
+from optiml_jax.sources.raw_examples import SourceDataError
+from optiml_jax.testing.source_files import write_jsonl
 
-CB_TEMPLATES = r"""dataset: super_glue
-subset: cb
-templates:
-  2e76cd0f-68ca-4f03-83ed-11cf15b25a84: !Template
-    answer_choices: Yes ||| No ||| Maybe
-    id: 2e76cd0f-68ca-4f03-83ed-11cf15b25a84
-    jinja: 'Suppose {{premise}} Can we infer that "{{hypothesis}}"? Yes, no, or maybe?
-      ||| {% if label !=-1 %}{{ answer_choices[label] }}{% endif %} '
-    metadata: !TemplateMetadata
-      choices_in_prompt: true
-      metrics:
-      - Accuracy
-      original_task: true
-    name: can we infer
-    reference: Webson & Pavlick 2021
-  aaaa0000-0000-0000-0000-000000000001: !Template
-    id: aaaa0000-0000-0000-0000-000000000001
-    jinja: '{{premise}} Does this imply "{{hypothesis}}"? ||| {{ ["yes", "no", "maybe"][label] }}'
-    metadata: !TemplateMetadata
-      choices_in_prompt: false
-      metrics:
-      - Other
-      original_task: true
-    name: free-form answer
-    reference: ''
-"""
+CB_TEMPLATES = cb_templates_yaml("can we infer", "free-form answer")
 CB_ROWS = [{"premise": "It rained all day.", "hypothesis": "The ground is wet.", "label": 0, "idx": 0},
            {"premise": "Tom never eats fish.", "hypothesis": "Tom ate fish today.", "label": 1, "idx": 1}]
 FLAN_PATTERNS = {"rte": [["{premise}\n\nCan we conclude that \"{hypothesis}\"?\n\n{options_}", "{answer}"],
@@ -52,17 +28,12 @@ RTE_ROWS = [{"premise": "The cat sat on the mat.", "hypothesis": "A cat is on a 
              "answer": "no"}]
 
 
-def _jsonl(path: pathlib.Path, rows) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
 @pytest.fixture
 def ps_dir(tmp_path):
     root = tmp_path / "ps"
     (root / "super_glue/cb").mkdir(parents=True)
     (root / "super_glue/cb/templates.yaml").write_text(CB_TEMPLATES)
-    _jsonl(root / "super_glue/cb/train.jsonl", CB_ROWS)
+    write_jsonl(root / "super_glue/cb/train.jsonl", CB_ROWS)
     return root
 
 
@@ -76,11 +47,11 @@ def _drain():
 def test_promptsource_drop_mode_reports_count_names_and_reasons(ps_dir, caplog):
     # Row 41's label 7 indexes past both templates' answers: each renders no target on it.
     rows = CB_ROWS + [{"premise": "x", "hypothesis": "y", "label": 7, "idx": 41}]
-    _jsonl(ps_dir / "super_glue/cb/validation.jsonl", rows)
-    with pytest.raises(BenchDataError, match="'can we infer'.*example 41"):  # the default: an error, as before
+    write_jsonl(ps_dir / "super_glue/cb/validation.jsonl", rows)
+    with pytest.raises(SourceDataError, match="'can we infer'.*example 41"):  # the default: an error, as before
         promptsource_held_out_tasks(ps_dir, ps_dir)
     with caplog.at_level(logging.WARNING):
-        with pytest.raises(BenchDataError, match="every template failed to render"):
+        with pytest.raises(SourceDataError, match="every template failed to render"):
             promptsource_held_out_tasks(ps_dir, ps_dir, on_template_error="drop")
     assert "2 template(s) dropped because they fail to render" in caplog.text
     assert "'can we infer'" in caplog.text and "'free-form answer'" in caplog.text
@@ -94,7 +65,7 @@ def test_promptsource_drop_mode_keeps_the_templates_that_render(ps_dir, caplog):
     # A 2-answer variant of 'free-form answer': label 2 renders no target there, while 'can we infer' gives 'Maybe'.
     text = CB_TEMPLATES.replace('["yes", "no", "maybe"][label]', '["yes", "no"][label]')
     (ps_dir / "super_glue/cb/templates.yaml").write_text(text)
-    _jsonl(ps_dir / "super_glue/cb/validation.jsonl", CB_ROWS + [{"premise": "x", "hypothesis": "y", "label": 2,
+    write_jsonl(ps_dir / "super_glue/cb/validation.jsonl", CB_ROWS + [{"premise": "x", "hypothesis": "y", "label": 2,
                                                                   "idx": 42}])
     with caplog.at_level(logging.WARNING):
         tasks = promptsource_held_out_tasks(ps_dir, ps_dir, on_template_error="drop")
@@ -107,11 +78,11 @@ def test_promptsource_drop_mode_keeps_the_templates_that_render(ps_dir, caplog):
 def test_nan_input_is_an_error_naming_task_example_and_field(ps_dir, tmp_path):
     (ps_dir / "super_glue/cb/validation.jsonl").write_text(
         json.dumps(CB_ROWS[0]) + "\n" + '{"premise": NaN, "hypothesis": "y", "label": 0, "idx": 9}\n')
-    with pytest.raises(BenchDataError) as e:
+    with pytest.raises(SourceDataError) as e:
         promptsource_held_out_tasks(ps_dir, ps_dir, on_template_error="drop")
     # Both templates read `premise`: in drop mode that is two reported failures, so every template failed.
     assert "ps_super_glue_cb" in str(e.value) and "example 9" in str(e.value) and "['premise'] are NaN" in str(e.value)
-    with pytest.raises(BenchDataError, match=r"task ps_super_glue_cb, validation example 9: field\(s\) \['premise'\] "
+    with pytest.raises(SourceDataError, match=r"task ps_super_glue_cb, validation example 9: field\(s\) \['premise'\] "
                                              r"are NaN"):
         promptsource_held_out_tasks(ps_dir, ps_dir)
     flan = tmp_path / "flan"
@@ -120,7 +91,7 @@ def test_nan_input_is_an_error_naming_task_example_and_field(ps_dir, tmp_path):
     (flan / "rte").mkdir()
     (flan / "rte/validation.jsonl").write_text(json.dumps(RTE_ROWS[0]) + "\n" + json.dumps(
         {**RTE_ROWS[1], "id": "row-3"}).replace('"Paris is in Spain."', "NaN") + "\n")
-    with pytest.raises(BenchDataError, match=r"task flan_rte, validation example row-3: field\(s\) \['hypothesis'\] "
+    with pytest.raises(SourceDataError, match=r"task flan_rte, validation example row-3: field\(s\) \['hypothesis'\] "
                                              r"are NaN"):
         flan_held_out_tasks(flan / "patterns.json", flan)
 
@@ -130,7 +101,7 @@ def test_flan_drop_mode_reports_the_template_that_needs_a_missing_field(tmp_path
     flan.mkdir()
     patterns = {"rte": FLAN_PATTERNS["rte"] + [["{premise} Topic: {topic}\n\n{options_}", "{answer}"]]}
     (flan / "patterns.json").write_text(json.dumps(patterns))
-    _jsonl(flan / "rte/validation.jsonl", RTE_ROWS)
+    write_jsonl(flan / "rte/validation.jsonl", RTE_ROWS)
     with caplog.at_level(logging.WARNING):
         tasks = flan_held_out_tasks(flan / "patterns.json", flan, on_template_error="drop")
     assert sorted(t.template for t in tasks if t.name == "flan_rte") == ["t0", "t1"]
@@ -140,7 +111,7 @@ def test_flan_drop_mode_reports_the_template_that_needs_a_missing_field(tmp_path
     assert "flan_held_out: 1 template(s) dropped" in caplog.text and "t2" in caplog.text
 
 
-def test_bench_reader_reports_the_templates_it_drops(ps_dir, caplog):
+def test_opt_iml_bench_reader_reports_the_templates_it_drops(ps_dir, caplog):
     templates = load_templates_file(ps_dir / "super_glue/cb/templates.yaml")
     rows = CB_ROWS + [{"premise": "x", "hypothesis": "y", "label": 7, "idx": 41}]
     with caplog.at_level(logging.WARNING):
@@ -160,7 +131,7 @@ def test_evaluate_records_the_dropped_templates_in_results_json_and_report(ps_di
 
     text = CB_TEMPLATES.replace('["yes", "no", "maybe"][label]', '["yes", "no"][label]')
     (ps_dir / "super_glue/cb/templates.yaml").write_text(text)
-    _jsonl(ps_dir / "super_glue/cb/validation.jsonl", CB_ROWS + [{"premise": "x", "hypothesis": "y", "label": 2,
+    write_jsonl(ps_dir / "super_glue/cb/validation.jsonl", CB_ROWS + [{"premise": "x", "hypothesis": "y", "label": 2,
                                                                   "idx": 42}])
     template_failures.record([template_failures.TemplateFailure("stale", "t", "old", "0", 1, 1, "e", "r")])
     out = tmp_path / "eval"

@@ -5,7 +5,7 @@ import pytest
 from optiml_jax.sources.promptsource_reader import read_promptsource_dir, task_name
 from optiml_jax.sources.promptsource_synthetic import render_report
 from optiml_jax.sources.promptsource_templates import load_all_templates, load_templates_file
-from optiml_jax.sources.raw_examples import BenchDataError
+from optiml_jax.sources.raw_examples import SourceDataError
 
 YAML = """dataset: toy
 templates:
@@ -43,17 +43,17 @@ def test_fixture_templates_apply_to_jsonl(tmp_path):
     assert [e["target"] for e in exs] == ["yes", "no"]
     assert exs[0]["input"] == "Premise: A ||| B Does it follow?" and exs[0]["options"] == ["no", "yes"]
     (data / "validation.jsonl").write_text('{"label": 7}\n')
-    with pytest.raises(BenchDataError, match="ps_toy.*failed to render|rendered no target"):
+    with pytest.raises(SourceDataError, match="ps_toy.*failed to render|rendered no target"):
         list(read_promptsource_dir(tf, data, split="validation", task="ps_toy"))
 
 
 def test_broken_yaml_names_file(tmp_path):
     p = tmp_path / "templates.yaml"
     p.write_text("templates:\n  a: !Template\n    jinja: [unclosed\n")
-    with pytest.raises(BenchDataError, match="(?s)broken YAML.*templates.yaml"):
+    with pytest.raises(SourceDataError, match="(?s)broken YAML.*templates.yaml"):
         load_templates_file(p)
     p.write_text("templates:\n  a: !python/object:os.system {}\n")  # unsafe tags are refused
-    with pytest.raises(BenchDataError):
+    with pytest.raises(SourceDataError):
         load_templates_file(p)
 
 

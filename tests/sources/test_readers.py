@@ -9,7 +9,7 @@ from optiml_jax.sources import flan_reader
 from optiml_jax.sources import jsonl_reader
 from optiml_jax.sources import niv2_reader
 from optiml_jax.sources.local_datasets import find_split_file, iter_rows
-from optiml_jax.sources.raw_examples import BenchDataError, check_raw_example
+from optiml_jax.sources.raw_examples import SourceDataError, check_raw_example
 
 
 def _niv2_fixture(tmp_path, name="task900_demo", instances=None, extra=""):
@@ -33,17 +33,17 @@ def test_niv2_fixture_fields_and_references(tmp_path):
 
 
 def test_niv2_bad_inputs_name_file_task_example(tmp_path):
-    with pytest.raises(BenchDataError, match="task901_empty"):
+    with pytest.raises(SourceDataError, match="task901_empty"):
         niv2_reader.load_task(_niv2_fixture(tmp_path, "task901_empty", instances=[]))
     broken = tmp_path / "task902_broken.json"
     broken.write_text('{"Definition": ["x"], "Instances": [')
-    with pytest.raises(BenchDataError, match="not valid JSON.*task902_broken"):
+    with pytest.raises(SourceDataError, match="not valid JSON.*task902_broken"):
         niv2_reader.load_task(broken)
     bad = niv2_reader.load_task(_niv2_fixture(tmp_path, "task903_bad", instances=[
         {"id": "ok", "input": "x", "output": ["y"]}, {"id": "bad-1", "input": "x"}]))
-    with pytest.raises(BenchDataError, match="example='bad-1'"):
+    with pytest.raises(SourceDataError, match="example='bad-1'"):
         list(bad.examples())
-    with pytest.raises(BenchDataError, match="does not exist"):
+    with pytest.raises(SourceDataError, match="does not exist"):
         list(niv2_reader.read_niv2_tasks(tmp_path / "missing"))
 
 
@@ -66,7 +66,7 @@ def test_cot_target_is_rationale_then_answer(tmp_path):
     assert exs[0]["instruction"] == cot_reader.COT_INSTRUCTION and exs[1]["id"] == "cot_toy-2"
     bad = tmp_path / "bad_train.tsv"
     bad.write_text("q\t1\tr\nonly two\tfields\n")
-    with pytest.raises(BenchDataError, match="line 2"):
+    with pytest.raises(SourceDataError, match="line 2"):
         list(cot_reader.read_cot_tsv(bad))
 
 
@@ -87,7 +87,7 @@ def test_flan_options_and_inverted_templates(tmp_path):
     assert len(exs) == 2
     assert exs[0]["input"] == "It rains.\nCan we conclude It is wet?\nOPTIONS:\n- yes\n- no"
     assert exs[0]["target"] == "yes" and exs[0]["options"] == ["yes", "no"]
-    with pytest.raises(BenchDataError, match="hypothesis.*flan_rte.*flan_rte-0"):
+    with pytest.raises(SourceDataError, match="hypothesis.*flan_rte.*flan_rte-0"):
         list(flan_reader.read_flan_task([tuple(p) for p in pats], [{"premise": "p", "answer": "a", "options": []}],
                                         task="flan_rte"))
 
@@ -110,7 +110,7 @@ def test_src_tgt_jsonl_and_local_formats(tmp_path):
     exs = list(jsonl_reader.read_src_tgt_jsonl(p, task="exmix_gpt2", instruction="Detect GPT-2 text."))
     assert [e["target"] for e in exs] == ["no", "plain text"] and exs[1]["input"] == ""
     (tmp_path / "bad.jsonl").write_text('{"src": "x"}\n')
-    with pytest.raises(BenchDataError, match="line 1"):
+    with pytest.raises(SourceDataError, match="line 1"):
         list(jsonl_reader.read_src_tgt_jsonl(tmp_path / "bad.jsonl", task="t"))
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -118,5 +118,5 @@ def test_src_tgt_jsonl_and_local_formats(tmp_path):
     d.mkdir()
     pq.write_table(pa.table({"a": [1, 2]}), d / "validation.parquet")
     assert [r["a"] for r in iter_rows(find_split_file(d, "validation"))] == [1, 2]
-    with pytest.raises(BenchDataError, match="no file for split 'train'"):
+    with pytest.raises(SourceDataError, match="no file for split 'train'"):
         find_split_file(d, "train")

@@ -114,5 +114,5 @@ def test_shipped_vocabulary_is_small_and_complete(mini_bench_assets):
     assert vocab.vocab_size == 2048 and (vocab.pad_id, vocab.eos_id) == (1, 2)
     text = generate_task("mini_bench_flan_sentiment")["test"][0]["input"]
     assert vocab.decode(vocab.encode(text)) == text
-    assert len(vocab.encode(text)) < len(text) / 2.5  # the BPE learned the benchmark's words
+    assert len(vocab.encode(text)) < len(text) / 2.5  # the BPE learned the mini-benchmark's words
     assert sum(p.stat().st_size for p in shipped.iterdir()) < 100_000

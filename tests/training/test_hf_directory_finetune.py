@@ -260,7 +260,7 @@ def test_opt_iml_bench_registers_in_the_checkpoint_s_tokenizer(tmp_path, family_
     from optiml_jax.cli import gin_setup
     from optiml_jax.data.task_cache import task_tokens
     from optiml_jax.tasks import registry
-    from optiml_jax.testing.benchmark_files import write_niv2_task
+    from optiml_jax.testing.source_files import write_niv2_task
 
     hf = _config_only_dir(tmp_path / "hf", "llama3", family_tokenizers["llama3"])
     niv2 = tmp_path / "tasks"

@@ -141,7 +141,7 @@ def test_readers_read_data_and_tokenizer_dirs_from_the_remote_filesystem(tmp_pat
 
     from optiml_jax.sources.niv2_reader import read_niv2_tasks
     from optiml_jax.tasks.mini_bench.tokenizer import TOKENIZER_DIR
-    from optiml_jax.testing.benchmark_files import write_niv2_task
+    from optiml_jax.testing.source_files import write_niv2_task
     from optiml_jax.vocabularies import OPTVocabulary
 
     local = tmp_path / "niv2"
@@ -177,7 +177,7 @@ def test_template_and_local_dataset_readers_read_from_the_remote_filesystem(tmp_
     from optiml_jax.sources.flan_reader import load_patterns
     from optiml_jax.sources.local_datasets import find_split_file, iter_rows
     from optiml_jax.sources.promptsource_templates import load_all_templates
-    from optiml_jax.testing.benchmark_files import write_flan, write_promptsource
+    from optiml_jax.testing.source_files import write_flan, write_promptsource
 
     write_promptsource(tmp_path / "ps", tmp_path / "psdata", "ag_news", "remote")
     write_promptsource(tmp_path / "ps", tmp_path / "psdata", "super_glue/rte", "remote2")

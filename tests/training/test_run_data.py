@@ -15,7 +15,7 @@ import shutil
 import gin
 import pytest
 
-from optiml_jax.testing.benchmark_files import MINI_TOKENIZER, write_niv2_task
+from optiml_jax.testing.source_files import MINI_TOKENIZER, write_niv2_task
 
 TINY_MINI = ["--gin_file=gin/models/opt_tiny_mini_bench.gin"]
 SMALL = ["--gin.TRAIN_STEPS=2", "--gin.BATCH_SIZE=8", "--gin.TASK_FEATURE_LENGTHS={'targets': 128}", "--no_progress"]

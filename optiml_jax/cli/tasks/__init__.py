@@ -1,4 +1,7 @@
-"""`python -m optiml_jax.tasks <subcommand>`: list, inspect, report, leakage-check and cache registered tasks.
+"""`python -m optiml_jax.tasks <subcommand>`: the task registry's command. It lists, inspects, reports on,
+leakage-checks and caches the tasks and mixtures the registry resolves (the library's: the mini-benchmark, and
+OPT-IML Bench from local data with gin/bench/opt_iml_bench.gin; yours with --module_import); `list` also compares
+OPT-IML Bench's catalog with the paper's Table 1.
 
 One module per subcommand: to add one, write `optiml_jax/cli/tasks/<name>_command.py` with `HELP`,
 `add_arguments(parser)` and `run(args) -> int`, and add it to `SUBCOMMANDS` and `build_parser`'s imports. Every subcommand takes the
@@ -60,7 +63,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 
 def setup(args: argparse.Namespace, bindings: list[str]) -> None:
     """Imports the registration modules (the library's own unless --module_import names others), parses gin,
-    then runs the gin-configured registrations (`run_registrations`, e.g. the real OPT-IML Bench from local
+    then runs the gin-configured registrations (`run_registrations`, e.g. OPT-IML Bench from local
     data, which needs the data-directory macros the command line sets)."""
     import gin
 
@@ -70,7 +73,7 @@ def setup(args: argparse.Namespace, bindings: list[str]) -> None:
     # these first imports register configurables, which a locked config refuses
     with gin.unlock_config():
         import optiml_jax.data  # noqa: F401  (registers the configurables)
-        from optiml_jax.sources.raw_examples import BenchDataError
+        from optiml_jax.sources.raw_examples import SourceDataError
         from optiml_jax.tasks.gin_registrations import run_registrations
         from optiml_jax.vocabularies.tokenizer_files import OPTVocabularyError
 
@@ -79,7 +82,7 @@ def setup(args: argparse.Namespace, bindings: list[str]) -> None:
     gin_setup.setup(args, bindings, check_required=False, finalize=False)
     try:
         run_registrations()
-    except (BenchDataError, OPTVocabularyError, FileNotFoundError) as e:
+    except (SourceDataError, OPTVocabularyError, FileNotFoundError) as e:
         raise errors.fail(str(e)) from e
 
 

@@ -3,7 +3,7 @@ of a packed batch of a mixture's stream."""
 
 from __future__ import annotations
 
-HELP = "show formatted source/target text of a task (first examples) or a mixture (examples of a packed batch)"
+HELP = "show the formatted inputs/targets text of a task (first examples) or a mixture (examples of a packed batch)"
 
 
 def add_arguments(parser) -> None:

@@ -3,8 +3,8 @@ OPT-IML Bench catalog's counts per collection and split next to the paper's Tabl
 
 from __future__ import annotations
 
-HELP = ("list tasks: collection, category, instruction type, generalization level, example counts; "
-        "catalog counts vs the paper's Table 1")
+HELP = ("list the registered tasks: collection, category, instruction type, generalization level, example counts; "
+        "OPT-IML Bench catalog counts vs the paper's Table 1")
 
 
 def add_arguments(parser) -> None:
@@ -87,5 +87,5 @@ def _print_catalog_table(split_name: str | None) -> None:
     from optiml_jax.tasks.catalog.splits import SPLITS
 
     name = split_name if split_name in SPLITS else "opt_iml_paper"
-    print(f"\nOPT-IML Bench catalog (tasks/catalog) vs the paper's Table 1, split {name!r}:\n")
+    print(f"\nOPT-IML Bench catalog (optiml_jax/tasks/catalog) vs the paper's Table 1, split {name!r}:\n")
     print(catalog_report.format_markdown(catalog_report.report(name)))

@@ -13,7 +13,7 @@ import os
 import pathlib
 from typing import Sequence
 
-from optiml_jax.sources.raw_examples import BenchDataError
+from optiml_jax.sources.raw_examples import SourceDataError
 from optiml_jax.paths import user_path
 from optiml_jax.evaluation.eval_tasks import EvalTask
 from optiml_jax.evaluation.metrics import extract_cot_answer
@@ -27,7 +27,7 @@ def read_cot_prompt(path: pathlib.Path) -> str:
     try:
         cut = next(i for i, line in enumerate(lines) if line.strip() == "-----")
     except StopIteration:
-        raise BenchDataError("no '-----' line after the canary", file=str(path)) from None
+        raise SourceDataError("no '-----' line after the canary", file=str(path)) from None
     return "\n".join(lines[cut + 1:]).strip()
 
 
@@ -41,11 +41,11 @@ def read_bbh_examples(path: pathlib.Path, task: str) -> list[dict]:
         data = json.loads(path.read_text(encoding="utf-8"))
         examples = data["examples"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise BenchDataError(f"not a BBH task file ({e})", file=str(path), task=task) from None
+        raise SourceDataError(f"not a BBH task file ({e})", file=str(path), task=task) from None
     out = []
     for i, ex in enumerate(examples):
         if not isinstance(ex, dict) or "input" not in ex or "target" not in ex:
-            raise BenchDataError("example lacks input/target", file=str(path), task=task, example=str(i))
+            raise SourceDataError("example lacks input/target", file=str(path), task=task, example=str(i))
         out.append({"instruction": "", "input": str(ex["input"]), "target": str(ex["target"]),
                     "references": [str(ex["target"])], "options": [], "id": f"bbh_{task}-{i}"})
     return out

@@ -28,7 +28,7 @@ import gin
 
 from optiml_jax.sources import template_failures
 from optiml_jax.sources.flan_reader import apply_template, load_patterns, original_templates, template_fields
-from optiml_jax.sources.raw_examples import BenchDataError, raw_example
+from optiml_jax.sources.raw_examples import SourceDataError, raw_example
 from optiml_jax.evaluation.suites import held_out_catalog as hoc
 from optiml_jax.evaluation.suites.niv2 import category_slug
 from optiml_jax.evaluation.eval_tasks import EvalTask
@@ -45,20 +45,20 @@ def render_row(template: tuple[str, str], label: str, row: dict, *, task: str, e
     fields = {f.split(".")[0].split("[")[0] for f in template_fields(template[0]) | template_fields(template[1])}
     nan = template_failures.nan_fields(row, fields | {"options"})
     if nan:
-        raise BenchDataError(f"{where}: field(s) {nan} are NaN (a missing value in the data file?), which would be "
-                             "rendered as 'nan'; fix or drop the row", file=file, task=task, example=example_id)
+        raise SourceDataError(f"{where}: field(s) {nan} are NaN (a missing value in the data file?), which would be "
+                              "rendered as 'nan'; fix or drop the row", file=file, task=task, example=example_id)
     try:
         prompt, target = apply_template(*template, row, task=task, example=example_id, file=file)
-    except BenchDataError as e:
-        raise BenchDataError(f"{where} failed: {e}", file=file, task=task, example=example_id) from e
+    except SourceDataError as e:
+        raise SourceDataError(f"{where} failed: {e}", file=file, task=task, example=example_id) from e
     options = row.get("options")
     if options is not None and not (isinstance(options, list) and options):
-        raise BenchDataError(f"{where}: 'options' must be a non-empty list, got {options!r}", file=file, task=task,
-                             example=example_id)
+        raise SourceDataError(f"{where}: 'options' must be a non-empty list, got {options!r}", file=file, task=task,
+                              example=example_id)
     options = [str(o) for o in options or []]
     if options and target not in options:
-        raise BenchDataError(f"{where}: target {target!r} is not one of the row's options {options}", file=file,
-                             task=task, example=example_id)
+        raise SourceDataError(f"{where}: target {target!r} is not one of the row's options {options}", file=file,
+                              task=task, example=example_id)
     return raw_example(input=prompt, target=target, options=options, id=f"{task}-{split}-{example_id}")
 
 
@@ -87,14 +87,14 @@ def template_tasks(task: hoc.HeldOutTask, patterns: Sequence[tuple[str, str]], e
         examples, demos = rendered[eval_split], rendered["train"]
         with_options = sum(bool(ex["options"]) for ex in examples)
         if 0 < with_options < len(examples):
-            raise BenchDataError(f"{with_options} of {len(examples)} {eval_split} rows have 'options': a task is "
-                                 "either classification (all rows) or generation (none)", task=name, file=file)
+            raise SourceDataError(f"{with_options} of {len(examples)} {eval_split} rows have 'options': a task is "
+                                  "either classification (all rows) or generation (none)", task=name, file=file)
         info = dataclasses.replace(task.info, category=category_slug(task.info.category),
                                    metric="accuracy" if with_options else "rouge_l")
         out.append(EvalTask(info=info, examples=examples, demonstrations=demos, level=task.level, template=label,
                             parent_task=name, collection="flan"))
     if not out and not (failures and failures[-1].task == name):
-        raise BenchDataError("dataset has no FLAN templates", file=file, task=name)
+        raise SourceDataError("dataset has no FLAN templates", file=file, task=name)
     return out
 
 
@@ -141,8 +141,8 @@ def flan_held_out_tasks(templates_file: str | os.PathLike | None = None,
             skipped.append(task.info.name)
             continue
         if task.reader_key not in patterns:
-            raise BenchDataError(f"the FLAN templates file has no patterns for {task.reader_key!r}",
-                                 file=str(templates_file), task=task.info.name)
+            raise SourceDataError(f"the FLAN templates file has no patterns for {task.reader_key!r}",
+                                  file=str(templates_file), task=task.info.name)
         eval_split, rows = hoc.evaluation_rows(data, task.info.name, eval_splits, max_examples)
         out.extend(template_tasks(task, patterns[task.reader_key], rows, eval_split,
                                   hoc.demonstration_rows(data, max_demonstrations), file=str(data),

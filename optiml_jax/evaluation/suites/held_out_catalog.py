@@ -16,7 +16,7 @@ from typing import Sequence
 
 from optiml_jax.sources import template_failures
 from optiml_jax.sources.local_datasets import find_split_file, iter_rows
-from optiml_jax.sources.raw_examples import BenchDataError
+from optiml_jax.sources.raw_examples import SourceDataError
 from optiml_jax.tasks.metadata import TaskInfo
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def available_splits(dataset_dir: pathlib.Path, names: Sequence[str]) -> list[st
     for s in names:
         try:
             find_split_file(dataset_dir, s)
-        except BenchDataError:
+        except SourceDataError:
             continue
         found.append(s)
     return found
@@ -69,9 +69,9 @@ def choose_eval_split(dataset_dir: pathlib.Path, task: str, eval_splits: Sequenc
     """The first of `eval_splits` present in `dataset_dir`; a clear error when none is."""
     found = available_splits(dataset_dir, eval_splits)
     if not found:
-        raise BenchDataError(f"no evaluation split file: expected one of {list(eval_splits)} "
-                             "(.jsonl, .json, .parquet, .csv, .tsv or a saved Hugging Face dataset)",
-                             file=str(dataset_dir), task=task)
+        raise SourceDataError(f"no evaluation split file: expected one of {list(eval_splits)} "
+                              "(.jsonl, .json, .parquet, .csv, .tsv or a saved Hugging Face dataset)",
+                              file=str(dataset_dir), task=task)
     return found[0]
 
 
@@ -87,7 +87,7 @@ def demonstration_rows(dataset_dir: pathlib.Path, limit: int = MAX_DEMONSTRATION
         try:
             has_train = "train" in json.loads(dataset_dict.read_text())["splits"]
         except (ValueError, KeyError) as e:
-            raise BenchDataError(f"unreadable dataset_dict.json: {e}", file=str(dataset_dict)) from None
+            raise SourceDataError(f"unreadable dataset_dict.json: {e}", file=str(dataset_dict)) from None
     elif (dataset_dir / "dataset_info.json").is_file():
         has_train = False  # a saved single-split dataset is the evaluation split itself, not a demonstration pool
     else:
@@ -112,7 +112,7 @@ def render_rows(render, splits, on_template_error: str) -> tuple[dict[str, list]
         for i, r in enumerate(rows):
             try:
                 rendered[split].append(render(r, row_id(r, i), split))
-            except BenchDataError as e:
+            except SourceDataError as e:
                 if on_template_error == "raise":
                     raise
                 errors.append((f"{split} example {row_id(r, i)}", e))
@@ -138,7 +138,7 @@ def evaluation_rows(dataset_dir: pathlib.Path, task: str, eval_splits: Sequence[
     split = choose_eval_split(dataset_dir, task, eval_splits)
     rows = read_split_rows(dataset_dir, split, max_examples)
     if not rows:
-        raise BenchDataError(f"the {split} split has no rows", file=str(dataset_dir), task=task)
+        raise SourceDataError(f"the {split} split has no rows", file=str(dataset_dir), task=task)
     return split, rows
 
 
@@ -149,9 +149,9 @@ def finish_suite(suite: str, collection: str, built: list, skipped: Sequence[str
     log_skipped(suite, skipped, len({t.name for t in built}))
     template_failures.report(suite, failures)
     if not built and failures:
-        raise BenchDataError(f"suite {suite!r}: every template failed to render ({template_failures.summary(failures)})",
-                             file=str(dataset_dir))
+        raise SourceDataError(f"suite {suite!r}: every template failed to render ({template_failures.summary(failures)})",
+                              file=str(dataset_dir))
     if not built:
-        raise BenchDataError(f"suite {suite!r}: none of the {len(skipped)} held-out {collection} tasks has local "
-                             f"data (expected {expected_layout})", file=str(dataset_dir))
+        raise SourceDataError(f"suite {suite!r}: none of the {len(skipped)} held-out {collection} tasks has local "
+                              f"data (expected {expected_layout})", file=str(dataset_dir))
     return built

@@ -13,7 +13,7 @@ import os
 import pathlib
 from typing import Sequence
 
-from optiml_jax.sources.raw_examples import BenchDataError
+from optiml_jax.sources.raw_examples import SourceDataError
 from optiml_jax.paths import open_text, user_path
 from optiml_jax.evaluation.eval_tasks import EvalTask
 from optiml_jax.tasks.metadata import TaskInfo
@@ -31,20 +31,20 @@ def _subject_files(folder: pathlib.Path, split: str) -> dict[str, pathlib.Path]:
 
 
 def read_mmlu_csv(path: pathlib.Path, subject: str) -> list[dict]:
-    """Raw examples of one subject file; bad rows raise BenchDataError naming file and row."""
+    """Raw examples of one subject file; bad rows raise SourceDataError naming file and row."""
     with open_text(path) as f:
         reader = csv.DictReader(f)
         if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise BenchDataError(f"expected header {','.join(COLUMNS)}, got {reader.fieldnames}", file=str(path),
-                                 task=f"mmlu_{subject}")
+            raise SourceDataError(f"expected header {','.join(COLUMNS)}, got {reader.fieldnames}", file=str(path),
+                                  task=f"mmlu_{subject}")
         out = []
         for i, row in enumerate(reader):
             try:
                 answer = int(row["answer"])
                 assert 0 <= answer < 4
             except (ValueError, TypeError, AssertionError):
-                raise BenchDataError(f"answer {row['answer']!r} is not an index 0-3", file=str(path),
-                                     task=f"mmlu_{subject}", example=str(i)) from None
+                raise SourceDataError(f"answer {row['answer']!r} is not an index 0-3", file=str(path),
+                                      task=f"mmlu_{subject}", example=str(i)) from None
             body = row["question"].strip() + "\n" + "\n".join(
                 f"{letter}. {row[f'choice{j}'].strip()}" for j, letter in enumerate(LETTERS))
             out.append({"instruction": "", "input": body, "target": LETTERS[answer], "references": [LETTERS[answer]],

@@ -27,7 +27,7 @@ import gin
 
 from optiml_jax.sources import template_failures
 from optiml_jax.sources.promptsource_templates import PSTemplate, TemplateRenderer, load_templates_file
-from optiml_jax.sources.raw_examples import BenchDataError, raw_example
+from optiml_jax.sources.raw_examples import SourceDataError, raw_example
 from optiml_jax.evaluation.suites import held_out_catalog as hoc
 from optiml_jax.evaluation.suites.niv2 import category_slug
 from optiml_jax.evaluation.eval_tasks import EvalTask
@@ -59,20 +59,20 @@ def render_row(renderer: TemplateRenderer, template: PSTemplate, row: dict, *, t
     where = f"PromptSource template {template.name!r} (id {template.id}) on task {task}, {split} example {example_id}"
     nan = template_failures.nan_fields(row, template_variables(template))
     if nan:
-        raise BenchDataError(f"{where}: field(s) {nan} are NaN (a missing value in the data file?), which would be "
-                             "rendered as 'nan'; fix or drop the row", file=template.file, task=task,
-                             example=example_id)
+        raise SourceDataError(f"{where}: field(s) {nan} are NaN (a missing value in the data file?), which would be "
+                              "rendered as 'nan'; fix or drop the row", file=template.file, task=task,
+                              example=example_id)
     try:
         prompt, target, choices = renderer.apply(template, row)
-    except BenchDataError as e:
+    except SourceDataError as e:
         hint = ""
         if split == "test" and "no target" in str(e):
             hint = (" (hidden test labels? evaluate on validation: "
                     "promptsource_held_out_tasks.eval_splits = ['validation'])")
-        raise BenchDataError(f"{where} failed: {e}{hint}", file=template.file, task=task, example=example_id) from e
+        raise SourceDataError(f"{where} failed: {e}{hint}", file=template.file, task=task, example=example_id) from e
     if template.answer_choices is not None and target not in choices:
-        raise BenchDataError(f"{where}: target {target!r} is not one of its answer_choices {choices}",
-                             file=template.file, task=task, example=example_id)
+        raise SourceDataError(f"{where}: target {target!r} is not one of its answer_choices {choices}",
+                              file=template.file, task=task, example=example_id)
     return raw_example(input=prompt, target=target, options=choices if template.answer_choices else [],
                        id=f"{task}-{split}-{example_id}")
 
@@ -146,11 +146,11 @@ def promptsource_held_out_tasks(templates_dir: str | os.PathLike | None = None,
             continue
         templates_file = templates_dir / task.reader_key / "templates.yaml"
         if not templates_file.is_file():
-            raise BenchDataError("local dataset has no PromptSource templates.yaml (PROMPTSOURCE_TEMPLATES_DIR)",
-                                 file=str(templates_file), task=task.info.name)
+            raise SourceDataError("local dataset has no PromptSource templates.yaml (PROMPTSOURCE_TEMPLATES_DIR)",
+                                  file=str(templates_file), task=task.info.name)
         templates = [t for t in load_templates_file(templates_file) if t.original_task]
         if not templates:
-            raise BenchDataError("no original-task templates", file=str(templates_file), task=task.info.name)
+            raise SourceDataError("no original-task templates", file=str(templates_file), task=task.info.name)
         eval_split, rows = hoc.evaluation_rows(data, task.info.name, eval_splits, max_examples)
         out.extend(template_tasks(task, templates, rows, eval_split, hoc.demonstration_rows(data, max_demonstrations),
                                   seed, on_template_error=on_template_error, failures=failures))

@@ -13,7 +13,7 @@ import os
 import pathlib
 from typing import Sequence
 
-from optiml_jax.sources.raw_examples import BenchDataError
+from optiml_jax.sources.raw_examples import SourceDataError
 from optiml_jax.paths import open_text, user_path
 from optiml_jax.evaluation.eval_tasks import EvalTask
 from optiml_jax.tasks.metadata import TaskInfo
@@ -27,7 +27,7 @@ def read_raft_task(folder: pathlib.Path) -> tuple[list[str], list[dict]]:
         (label_col, labels), = meta["label_columns"].items()
         columns = [c for c in meta["data_columns"] if c != "ID"]
     except (OSError, json.JSONDecodeError, KeyError, ValueError) as e:
-        raise BenchDataError(f"bad or missing task.json ({e})", file=str(folder / "task.json"), task=name) from None
+        raise SourceDataError(f"bad or missing task.json ({e})", file=str(folder / "task.json"), task=name) from None
     instruction = (meta.get("description") or "").strip() or (
         f"Classify the {' and '.join(c.lower() for c in columns)} as one of: {', '.join(labels)}.")
     out = []
@@ -37,8 +37,8 @@ def read_raft_task(folder: pathlib.Path) -> tuple[list[str], list[dict]]:
             raw = (row.get(label_col) or "").strip()
             label = labels[int(raw) - 1] if raw.isdigit() and 1 <= int(raw) <= len(labels) else raw
             if label not in labels:
-                raise BenchDataError(f"label {raw!r} is not one of {labels}", file=str(path), task=name,
-                                     example=str(i))
+                raise SourceDataError(f"label {raw!r} is not one of {labels}", file=str(path), task=name,
+                                      example=str(i))
             text = "\n".join(f"{c}: {(row.get(c) or '').strip()}" for c in columns)
             out.append({"instruction": instruction, "input": text, "target": label, "references": [label],
                         "options": list(labels), "id": f"raft_{name}-{row.get('ID', i)}"})
@@ -60,7 +60,7 @@ def raft_tasks(root: str | os.PathLike, *, tasks: Sequence[str] | None = None, n
     for name in names:
         _, examples = read_raft_task(root / name)
         if len(examples) <= num_eval:
-            raise BenchDataError(f"only {len(examples)} labelled rows; cannot hold out {num_eval}", task=name)
+            raise SourceDataError(f"only {len(examples)} labelled rows; cannot hold out {num_eval}", task=name)
         info = TaskInfo(name=f"raft_{name}", collection="flan", category="raft", metric="accuracy",
                         source_dataset="raft")
         out.append(EvalTask(info=info, examples=examples[-num_eval:], demonstrations=examples[:-num_eval],

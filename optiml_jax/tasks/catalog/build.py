@@ -4,7 +4,7 @@ Task names, categories and source datasets are facts (no definitions or instance
     python -m optiml_jax.tasks.catalog.build --data ../shared/data --out tasks/catalog
 Inputs: niv2/niv2_tasks.tsv, flan/flan2021_patterns.json, flan/flan_collection_info.csv,
 promptsource/**/templates.yaml; the Reasoning/ExMix/T5/UnifiedSKG/Dialogue lists below come from the paper
-(App. A.1/A.2; the UnifiedSKG list is that benchmark's 21 tasks).
+(App. A.1/A.2; the UnifiedSKG list is that collection's 21 tasks).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ REASONING = [  # paper App. A.1: 14 chain-of-thought datasets
     ("gsm8k", "gsm8k"), ("strategyqa", "strategyqa"), ("aqua", "aqua_rat"), ("coqa", "coqa"), ("cos_e", "cos_e"),
     ("creak", "creak"), ("ecqa", "ecqa"), ("esnli", "esnli"), ("math", "math"), ("proofwriter", "proofwriter"),
     ("qasc", "qasc"), ("qed", "qed"), ("sensemaking", "sensemaking"), ("winowhy", "winowhy")]
-EXMIX = [  # paper App. A.1: the ExMix tasks that overlap no other benchmark
+EXMIX = [  # paper App. A.1: the ExMix tasks that overlap no other collection
     ("cogs", "Text to Code"), ("shakespearizing_modern_english", "Style Transfer"), ("style_ptb", "Style Transfer"),
     ("gpt2_output_detection", "Text Categorization"), ("unimer_funql", "Text to Code"),
     ("ukp_argument_mining", "Text Categorization"), ("newsquizqa", "Question Generation"),

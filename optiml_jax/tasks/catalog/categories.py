@@ -1,6 +1,6 @@
 """Mapping the collections' own category names onto the paper's (Super-NaturalInstructions-based) taxonomy.
 
-Paper section 2.2: the taxonomy follows SuperNatInst's 76 categories; other benchmarks' clusters were merged by
+Paper section 2.2: the taxonomy follows SuperNatInst's 76 categories; other collections' clusters were merged by
 hand, coarsely (finer QA sub-types -> "Question Answering", hate speech -> "Toxic Language Detection"); only the
 evaluation tasks' categories were unified with care. The rules here (also in optiml_jax/tasks/catalog/README.md):
 

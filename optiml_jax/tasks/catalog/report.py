@@ -13,7 +13,7 @@ import json
 from optiml_jax.tasks.catalog.entries import load_catalog
 from optiml_jax.tasks.catalog.splits import get_split, trainable_tasks
 
-# Paper Table 1: (# clusters, # tasks) per benchmark; and the bench's train/dev/test rows.
+# Paper Table 1: (# clusters, # tasks) per collection; and OPT-IML Bench's train/dev/test rows.
 PAPER_TABLE1 = {"niv2": (76, 1613), "promptsource": (51, 280), "crossfit": (32, 159), "flan": (12, 70),
                 "exmix": (10, 14), "t5": (9, 36), "unifiedskg": (7, 21), "reasoning": (1, 14)}
 PAPER_SPLITS = {"train": (93, 1545), "validation": (7, 35), "test": (10, 87)}

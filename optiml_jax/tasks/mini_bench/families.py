@@ -3,12 +3,15 @@
 A family draws one item (`Item`: the input text, the answer, the answer options for classification, and a
 step-by-step rationale where one makes sense) and carries the wording each instruction style needs: a
 task-level definition (NIv2/Reasoning style), instance-level templates (PromptSource/FLAN style), a
-hand-written keyword sentence (CrossFit/ExMix style) and a T5-style prefix. `styles.py` combines them.
+hand-written keyword sentence (CrossFit/ExMix style) and a T5-style prefix, read from `families.json`.
+`styles.py` combines them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import pathlib
 import random
 from typing import Callable
 
@@ -171,54 +174,21 @@ def _cause_effect(rng, w):
     return Item(cause, effect, options=tuple(sorted((effect, W.CAUSE_EFFECT[j][1]))))
 
 
-F = Family
-FAMILIES: dict[str, Family] = {f.name: f for f in (
-    F("copy", "copying", _copy, "Repeat the given text exactly as it is.",
-      ("Repeat after me: {x}", "Copy this text: {x}"), "Copy the text.", "copy"),
-    F("reverse", "string_manipulation", _reverse, "Write the given word backwards, letter by letter.",
-      ("Spell the word \"{x}\" backwards.", "{x}\nWhat is this word reversed?"), "Reverse the word.", "reverse"),
-    F("uppercase", "string_manipulation", _uppercase, "Rewrite the given text in capital letters.",
-      ("Write in capital letters: {x}", "{x}\nHow is this written in upper case?"), "Make it uppercase.", "upper"),
-    F("add", "arithmetic", _arith("+"), "Add the two numbers in the question and give the sum.",
-      ("{x}", "Compute the following. {x}"), "Addition of two numbers.", "add"),
-    F("subtract", "arithmetic", _arith("-"), "Subtract the second number from the first one.",
-      ("{x}", "Please calculate: {x}"), "Subtraction of two numbers.", "subtract"),
-    F("multiply", "arithmetic", _arith("*"), "Multiply the two numbers and give the product.",
-      ("{x}", "Solve this multiplication. {x}"), "Multiplication of two numbers.", "multiply"),
-    F("sentiment", "sentiment_analysis", _sentiment, "Decide whether the review is positive or negative.",
-      ("Review: {x}\nIs this review positive or negative?", "{x}\nHow does the writer feel about it?"),
-      "Is the following review positive?", "sentiment"),
-    F("word_category", "word_classification", _word_category,
-      "Classify the word as an animal, a color, a food, a tool or a vehicle.",
-      ("What kind of thing is a {x}?", "Word: {x}\nWhich category does this word belong to?"),
-      "Word category classification.", "category"),
-    F("sort_numbers", "sorting", _sort_numbers, "Sort the list of numbers from smallest to largest.",
-      ("Put these numbers in increasing order: {x}", "{x}\nSort the numbers above."), "Sort the numbers.", "sort"),
-    F("sort_letters", "sorting", _sort_letters, "Sort the letters of the word in alphabetical order.",
-      ("Arrange the letters of {x} alphabetically.", "{x}\nSort its letters."), "Sort the letters.", "sort letters"),
-    F("count_words", "counting", _count_words, "Count how many words the text contains.",
-      ("How many words are in: {x}", "{x}\nCount the words above."), "Count the words.", "count words"),
-    F("count_letter", "counting", _count_letter, "Answer how often the letter appears in the string.",
-      ("{x}", "Count carefully. {x}"), "Letter counting.", "count letter"),
-    F("fact_town", "fact_verification", _fact("town"), "Answer the question about the world with yes or no.",
-      ("{x}", "Question: {x}\nAnswer yes or no."), "Is the following statement about a town true?", "verify town"),
-    F("fact_pet", "fact_verification", _fact("pet"), "Answer the question about people's pets with yes or no.",
-      ("{x}", "{x} Yes or no?"), "Is the following statement about a pet true?", "verify pet"),
-    F("qa_town", "question_answering", _qa("town"), "Answer the question with the name of a town.",
-      ("{x}", "Answer the question. {x}"), "Question about where someone lives.", "where"),
-    F("qa_pet", "question_answering", _qa("pet"), "Answer the question with the name of an animal.",
-      ("{x}", "Tell me: {x}"), "Question about someone's pet.", "pet"),
-    F("table_qa", "question_answering", _table_qa, "Answer the question using the table.",
-      ("{x}",), "Table question answering.", "table qa"),
-    F("antonym", "word_analogy", _antonym, "Give the word with the opposite meaning.",
-      ("What is the opposite of {x}?", "{x} is the opposite of what?"), "Find the antonym.", "antonym"),
-    F("larger_number", "comparison", _larger, "Pick the larger of the two numbers.",
-      ("Which is larger: {x}?", "{x}\nWhich number is bigger?"), "Which number is larger?", "larger"),
-    F("table_to_text", "data_to_text", _table_to_text, "Describe the table row in one sentence.",
-      ("Describe this record: {x}",), "Table to text.", "describe"),
-    F("text_to_record", "semantic_parsing", _text_to_record,
-      "Turn the sentence into a record with the fields name, town and color.",
-      ("Extract name, town and color: {x}",), "Sentence to record.", "parse"),
-    F("cause_effect", "cause_effect_classification", _cause_effect, "Choose the most likely effect of the event.",
-      ("{x}\nWhat happened as a result?", "Event: {x}\nWhat is the effect?"), "What is the effect?", "effect"),
-)}
+# What each family draws; what it says (definition, templates, keyword, prefix) is data: families.json, in this order.
+_SAMPLERS = dict(copy=_copy, reverse=_reverse, uppercase=_uppercase, add=_arith("+"), subtract=_arith("-"),
+                 multiply=_arith("*"), sentiment=_sentiment, word_category=_word_category, sort_numbers=_sort_numbers,
+                 sort_letters=_sort_letters, count_words=_count_words, count_letter=_count_letter,
+                 fact_town=_fact("town"), fact_pet=_fact("pet"), qa_town=_qa("town"), qa_pet=_qa("pet"),
+                 table_qa=_table_qa, antonym=_antonym, larger_number=_larger, table_to_text=_table_to_text,
+                 text_to_record=_text_to_record, cause_effect=_cause_effect)
+WORDING_FILE = pathlib.Path(__file__).with_name("families.json")
+
+
+def _load_families() -> dict[str, Family]:
+    rows = json.loads(WORDING_FILE.read_text(encoding="utf-8"))
+    if [r["name"] for r in rows] != list(_SAMPLERS):
+        raise ValueError(f"{WORDING_FILE}: families {[r['name'] for r in rows]} != the samplers' {list(_SAMPLERS)}")
+    return {r["name"]: Family(sample=_SAMPLERS[r["name"]], **{**r, "templates": tuple(r["templates"])}) for r in rows}
+
+
+FAMILIES: dict[str, Family] = _load_families()

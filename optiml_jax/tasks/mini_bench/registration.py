@@ -2,7 +2,7 @@
 
 Mixtures:
 - `mini_bench_train`: every task trainable under `SPLIT` (the generalization split), mixed by the paper's
-  recipe (`MixtureRecipe`, gin-configurable: EPS, caps, benchmark proportions, reasoning / pre-training /
+  recipe (`MixtureRecipe`, gin-configurable: EPS, caps, collection proportions, reasoning / pre-training /
   dialogue shares). This is the quickstart's and the tests' default mixture.
 - `mini_bench_eval_fully_held_out`, `mini_bench_eval_partially_supervised`, `mini_bench_eval_fully_supervised`:
   the evaluation tasks of each level (equal rates), evaluated on their validation/test splits.

@@ -15,6 +15,7 @@ by `optiml_jax.data`.
 from __future__ import annotations
 
 import random
+from typing import Callable
 
 from optiml_jax.tasks.mini_bench.families import Family, Item
 
@@ -30,36 +31,50 @@ def _linearize(item: Item) -> str:
     return f"table: col : {' | '.join(header)} {cells}"
 
 
+def _niv2(family: Family, item: Item, rng: random.Random) -> tuple[str, str, str]:
+    options = "\nOptions: " + " | ".join(item.options) if item.options else ""
+    return family.definition, f"Input: {item.x}{options}", item.answer
+
+
+def _reasoning(family: Family, item: Item, rng: random.Random) -> tuple[str, str, str]:
+    if not item.rationale:
+        raise ValueError(f"family {family.name!r} has no rationale: it cannot be a reasoning task")
+    instruction = family.definition + " Answer the following question by reasoning step by step."
+    return instruction, f"Q: {item.x}", f"{item.rationale} So the answer is {item.answer}."
+
+
+def _templated(options_block: Callable[[tuple[str, ...]], str]):
+    """An instance-level style: one of the family's templates, then the options as the collection lists them."""
+
+    def style(family: Family, item: Item, rng: random.Random) -> tuple[str, str, str]:
+        text = rng.choice(family.templates).format(x=item.x)
+        return "", text + (options_block(item.options) if item.options else ""), item.answer
+
+    return style
+
+
+def _unifiedskg(family: Family, item: Item, rng: random.Random) -> tuple[str, str, str]:
+    question = item.x if item.table and family.name == "table_qa" else family.keyword
+    return "", f"{_linearize(item)} ; question: {question} ; answer:", item.answer
+
+
+# collection -> (family, item, rng) -> (instruction, input, target)
+_STYLES: dict[str, Callable[[Family, Item, random.Random], tuple[str, str, str]]] = {
+    "niv2": _niv2,
+    "reasoning": _reasoning,
+    "promptsource": _templated(lambda options: "\nChoices: " + " ||| ".join(options)),
+    "flan": _templated(lambda options: "\nOPTIONS:\n" + "\n".join(f"- {o}" for o in options)),
+    "crossfit": lambda family, item, rng: ("", f"{family.keyword}\n{item.x}", item.answer),
+    "exmix": lambda family, item, rng: ("", f"{item.x}\n\n{family.keyword}", item.answer),
+    "t5": lambda family, item, rng: ("", f"{family.prefix}: {item.x}", item.answer),
+    "unifiedskg": _unifiedskg,
+}
+
+
 def render(collection: str, family: Family, item: Item, rng: random.Random) -> dict:
     """Raw example (instruction, input, target, references, options) of `item` in `collection`'s style."""
-    instruction, target = "", item.answer
-    if collection == "niv2":
-        instruction, text = family.definition, f"Input: {item.x}"
-        if item.options:
-            text += "\nOptions: " + " | ".join(item.options)
-    elif collection == "reasoning":
-        if not item.rationale:
-            raise ValueError(f"family {family.name!r} has no rationale: it cannot be a reasoning task")
-        instruction = family.definition + " Answer the following question by reasoning step by step."
-        text, target = f"Q: {item.x}", f"{item.rationale} So the answer is {item.answer}."
-    elif collection == "promptsource":
-        text = rng.choice(family.templates).format(x=item.x)
-        if item.options:
-            text += "\nChoices: " + " ||| ".join(item.options)
-    elif collection == "flan":
-        text = rng.choice(family.templates).format(x=item.x)
-        if item.options:
-            text += "\nOPTIONS:\n" + "\n".join(f"- {o}" for o in item.options)
-    elif collection == "crossfit":
-        text = f"{family.keyword}\n{item.x}"
-    elif collection == "exmix":
-        text = f"{item.x}\n\n{family.keyword}"
-    elif collection == "t5":
-        text = f"{family.prefix}: {item.x}"
-    elif collection == "unifiedskg":
-        question = item.x if item.table and family.name == "table_qa" else family.keyword
-        text = f"{_linearize(item)} ; question: {question} ; answer:"
-    else:
+    if collection not in _STYLES:
         raise ValueError(f"unknown mini-benchmark collection {collection!r}")
+    instruction, text, target = _STYLES[collection](family, item, rng)
     return {"instruction": instruction, "input": text, "target": target, "references": [target],
             "options": list(item.options)}

@@ -12,7 +12,7 @@ import pathlib
 import sys
 
 from optiml_jax.tasks.formatting import DELIMITERS, DEFAULT_SEPARATOR
-from optiml_jax.tasks.mini_bench.catalog import SPLITS, TASKS, example_counts, generate_task
+from optiml_jax.tasks.mini_bench.task_list import SPLITS, TASKS, example_counts, generate_task
 
 VOCAB_SIZE = 2048
 HERE = pathlib.Path(__file__).resolve().parent

@@ -2,7 +2,7 @@
 
 Everything is produced by code from a fixed seed (no downloaded or copied data): made-up names are built
 from syllables, and the few English word lists below are hand-written for this project. Facts are fixed
-for the whole benchmark, so a model can learn them from the pre-training text and be asked about them
+for the whole mini-benchmark, so a model can learn them from the pre-training text and be asked about them
 in question-answering and yes/no tasks.
 """
 
@@ -85,7 +85,7 @@ class World:
 
 @functools.lru_cache(maxsize=None)
 def build_world(seed: int = 20221222, num_people: int = 150, num_towns: int = 12) -> World:
-    """The benchmark's fixed world: unique made-up names, each person with a town, a pet, a colour, an age."""
+    """The mini-benchmark's fixed world: unique made-up names, each person with a town, a pet, a colour, an age."""
     rng = random.Random(seed)
     towns: list[str] = []
     while len(towns) < num_towns:

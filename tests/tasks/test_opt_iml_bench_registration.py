@@ -7,14 +7,14 @@ from optiml_jax.tasks import registry
 
 
 def test_register_from_gin_macros(shared_data):
-    import optiml_jax.tasks.opt_iml_bench as bench
+    import optiml_jax.tasks.opt_iml_bench as opt_iml_bench
     from optiml_jax.tasks.catalog.entries import CATALOG_DIR
     gin.clear_config()
     gin.parse_config_files_and_bindings([str(CATALOG_DIR / "sources.gin")], [
         f"NIV2_DATA_DIR = '{shared_data / 'niv2' / 'tasks'}'", f"COT_DATA_DIR = '{shared_data / 'flan' / 'cot_data'}'",
         f"OPT_TOKENIZER_DIR = '{shared_data / 'opt_tokenizer'}'"])
     try:
-        names = bench.register_opt_iml_bench(replace=True)
+        names = opt_iml_bench.register_opt_iml_bench(replace=True)
     finally:
         gin.clear_config()
     assert "niv2_task062_bigbench_repeat_copy_logic" in names and "cot_gsm8k" in names and len(names) == 12

@@ -103,7 +103,7 @@ def test_list_shows_catalog_counts_next_to_paper_table1(capsys):
     assert re.search(rf"^\| niv2 \| {n_niv2} \| 1613 \| \d+ \| 76 \| \d+ \| \d+ \| \d+ \| \d+ \|$", out, re.M), out
     assert re.search(r"^\| promptsource \| \d+ \| 280 \| \d+ \| 51 \|", out, re.M)
     assert re.search(r"^\| crossfit \| 0 \| 159 \| 0 \| 32 \| 0 \| 0 \| 0 \| 0 \|$", out, re.M)
-    # the bench's splits: train 1545 tasks / 93 clusters, validation 35 / 7, test 87 / 10 in the paper
+    # OPT-IML Bench's splits: train 1545 tasks / 93 clusters, validation 35 / 7, test 87 / 10 in the paper
     for split, tasks, cats in (("train", 1545, 93), ("validation", 35, 7), ("test", 87, 10)):
         assert re.search(rf"^\| {split} \| \d+ \| {tasks} \| \d+ \| {cats} \|$", out, re.M), split
     assert "split 'opt_iml_paper'" in out

@@ -1,4 +1,4 @@
-"""Registering the real bench from gin with no code per reader: NIv2, CoT, PromptSource, FLAN, JSONL (and TFDS),
+"""Registering OPT-IML Bench from gin with no code per reader: NIv2, CoT, PromptSource, FLAN, JSONL (and TFDS),
 through `python -m optiml_jax.tasks` and `gin/bench/opt_iml_bench.gin`."""
 
 import os
@@ -10,7 +10,7 @@ import sys
 import gin
 import pytest
 
-from optiml_jax.testing.benchmark_files import (BENCH_GIN, MINI_TOKENIZER, gin_bindings, marker, write_cot_tsv, write_flan,
+from optiml_jax.testing.source_files import (OPT_IML_BENCH_GIN, MINI_TOKENIZER, gin_bindings, marker, write_cot_tsv, write_flan,
                                  write_jsonl, write_niv2_task, write_promptsource)
 from optiml_jax.tasks import mixtures, registry
 from optiml_jax.cli.tasks import main
@@ -45,7 +45,7 @@ def test_every_configured_reader_registers_with_split_policy(tmp_path, capsys):
     spider = {s: write_jsonl(tmp_path / "spider" / f"{s}.jsonl",
                              [{"src": f"SQL for {marker('spider' + s, i)}", "tgt": f"SELECT {i}"} for i in range(7)])
               for s in ("train", "test")}
-    args = ["list", "--no_catalog", "--generalization_split", "opt_iml_paper", "--gin_file", str(BENCH_GIN),
+    args = ["list", "--no_catalog", "--generalization_split", "opt_iml_paper", "--gin_file", str(OPT_IML_BENCH_GIN),
             *gin_bindings(NIV2_DATA_DIR=str(niv2), COT_DATA_DIR=str(cot), PROMPTSOURCE_TEMPLATES_DIR=str(ps_t),
                           PROMPTSOURCE_DATA_DIR=str(ps_d), FLAN_TEMPLATES_FILE=str(tmp_path / "flan" / "patterns.json"),
                           FLAN_DATA_DIR=str(tmp_path / "flan_data"), OPT_TOKENIZER_DIR=str(MINI_TOKENIZER),
@@ -105,7 +105,7 @@ def test_tfds_source_from_gin(tmp_path, capsys):
                                   "target_key": "label", "instruction": "Is this review positive?",
                                   "splits": {"train": "train", "validation": "validation"}}}
     assert main(["list", "--no_catalog", "--prefix", "flan_imdb", "--generalization_split", "opt_iml_paper",
-                 "--gin_file", str(BENCH_GIN),
+                 "--gin_file", str(OPT_IML_BENCH_GIN),
                  *gin_bindings(TFDS_SOURCES=spec, OPT_TOKENIZER_DIR=str(MINI_TOKENIZER))]) == 0
     assert re.search(r"flan_imdb_reviews\s.*\strain\s+train=6$", capsys.readouterr().out, re.M)
     exs = registry.load_raw_examples("flan_imdb_reviews", "train")  # TFDS shuffles when preparing: compare as sets
@@ -141,8 +141,8 @@ def test_issue_inspect_command_on_real_niv2(shared_data):
     assert "natural language instructions" in r.stdout and "--- target:" in r.stdout
 
 
-def test_bench_registers_in_the_ids_of_any_tokenizer_dir(tmp_path):
-    """TOKENIZER_DIR may be any model family's tokenizer.json (here Llama 3-shaped): the bench's tasks are
+def test_opt_iml_bench_registers_in_the_ids_of_any_tokenizer_dir(tmp_path):
+    """TOKENIZER_DIR may be any model family's tokenizer.json (here Llama 3-shaped): OPT-IML Bench's tasks are
     tokenized with it and their examples end with its eos; OPT_TOKENIZER_DIR keeps working for OPT's BPE."""
     from optiml_jax.data.task_cache import task_tokens
     from optiml_jax.testing.family_tokenizers import write_family_tokenizer
@@ -152,16 +152,16 @@ def test_bench_registers_in_the_ids_of_any_tokenizer_dir(tmp_path):
     write_niv2_task(niv2, "task001_quoref_question_generation", n=6, tag="quo")
     tok = write_family_tokenizer(tmp_path / "llama3", "llama3", ["Answer the request about quo."] * 50, bpe_size=300)
     name = "niv2_task001_quoref_question_generation"
-    assert main(["list", "--no_catalog", "--gin_file", str(BENCH_GIN),
+    assert main(["list", "--no_catalog", "--gin_file", str(OPT_IML_BENCH_GIN),
                  *gin_bindings(NIV2_DATA_DIR=str(niv2), TOKENIZER_DIR=str(tok))]) == 0
     vocab = registry.get_task(name).vocabulary
     assert isinstance(vocab, HFTokenizerVocabulary)
     ids, _ = task_tokens(name, "train").example(0)
     assert ids[-1] == vocab.tokenizer.token_to_id("<|end_of_text|>")
     gin.clear_config()
-    assert main(["list", "--no_catalog", "--gin_file", str(BENCH_GIN),
+    assert main(["list", "--no_catalog", "--gin_file", str(OPT_IML_BENCH_GIN),
                  *gin_bindings(NIV2_DATA_DIR=str(niv2), OPT_TOKENIZER_DIR=str(MINI_TOKENIZER))]) == 0
     assert isinstance(registry.get_task(name).vocabulary, OPTVocabulary)
     with pytest.raises(SystemExit, match="TOKENIZER_DIR"):
         gin.clear_config()
-        main(["list", "--no_catalog", "--gin_file", str(BENCH_GIN), *gin_bindings(NIV2_DATA_DIR=str(niv2))])
+        main(["list", "--no_catalog", "--gin_file", str(OPT_IML_BENCH_GIN), *gin_bindings(NIV2_DATA_DIR=str(niv2))])

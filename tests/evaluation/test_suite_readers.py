@@ -1,10 +1,10 @@
-"""Readers of the evaluation-only benchmarks: real files from ../shared/data and small written fixtures."""
+"""Readers of the evaluation suites (MMLU, BBH, RAFT, NIv2): real files from ../shared/data and small written fixtures."""
 
 import json
 
 import pytest
 
-from optiml_jax.sources.raw_examples import BenchDataError
+from optiml_jax.sources.raw_examples import SourceDataError
 from optiml_jax.evaluation.suites import bbh, bbh_tasks, mmlu_tasks, niv2_tasks, raft_tasks
 
 
@@ -24,7 +24,7 @@ def test_mmlu_bad_answer_names_the_file(tmp_path):
         (tmp_path / split).mkdir()
         (tmp_path / split / f"toy_{split}.csv").write_text(
             "question,choice0,choice1,choice2,choice3,answer\nq?,a,b,c,d,7\n")
-    with pytest.raises(BenchDataError, match=r"toy_dev.csv.*mmlu_toy"):
+    with pytest.raises(SourceDataError, match=r"toy_dev.csv.*mmlu_toy"):
         mmlu_tasks(tmp_path)
 
 
@@ -43,7 +43,7 @@ def test_bbh_answer_extraction_and_missing_separator(tmp_path):
     (tmp_path / "cot-prompts").mkdir()
     (tmp_path / "bbh" / "toy.json").write_text(json.dumps({"examples": [{"input": "x", "target": "y"}]}))
     (tmp_path / "cot-prompts" / "toy.txt").write_text("canary line\nno separator\n")
-    with pytest.raises(BenchDataError, match="toy.txt"):
+    with pytest.raises(SourceDataError, match="toy.txt"):
         bbh_tasks(tmp_path)
 
 
@@ -64,7 +64,7 @@ def test_raft_numeric_labels_and_unknown_label(tmp_path):
     (t,) = raft_tasks(tmp_path, num_eval=2)
     assert [e["target"] for e in t.examples] == ["neg", "pos"]
     (d / "train.csv").write_text("Text,Label,ID\n" + "".join(f"t{i},maybe,{i}\n" for i in range(12)))
-    with pytest.raises(BenchDataError, match="maybe"):
+    with pytest.raises(SourceDataError, match="maybe"):
         raft_tasks(tmp_path)
 
 

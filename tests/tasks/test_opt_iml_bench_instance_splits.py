@@ -6,11 +6,11 @@ import shutil
 
 import pytest
 
-import optiml_jax.tasks.opt_iml_bench as bench
+import optiml_jax.tasks.opt_iml_bench as opt_iml_bench
 from optiml_jax.tasks import registry
 from optiml_jax.tasks.catalog import splits as catalog_splits
 from optiml_jax.tasks.metadata import GeneralizationSplit
-from optiml_jax.testing.benchmark_files import MINI_TOKENIZER, NIV2_HELD_OUT_CATEGORY, write_jsonl, write_niv2_task
+from optiml_jax.testing.source_files import MINI_TOKENIZER, NIV2_HELD_OUT_CATEGORY, write_jsonl, write_niv2_task
 
 
 def _norm(text: str) -> str:
@@ -34,7 +34,7 @@ def test_a_repeated_instance_is_never_on_both_sides(tmp_path, monkeypatch):
     rows.insert(9, {"src": "  write SQL   for TABLE 1 ", "tgt": "SELECT 1"})
     rows.append({"src": "Write SQL for table 7", "tgt": "SELECT 7"})
     spider = write_jsonl(tmp_path / "spider" / "train.jsonl", rows)
-    bench.register_opt_iml_bench(jsonl_sources={"skg_spider": {"train": str(spider)}}, tokenizer_dir=str(MINI_TOKENIZER),
+    opt_iml_bench.register_opt_iml_bench(jsonl_sources={"skg_spider": {"train": str(spider)}}, tokenizer_dir=str(MINI_TOKENIZER),
                                  eval_examples=4, mixture_prefix=None)  # Spider: fully supervised (paper split)
     test, train = _inputs("skg_spider", "test"), _inputs("skg_spider", "train")
     assert test == [_norm(f"Write SQL for table {i}") for i in range(4)]
@@ -48,7 +48,7 @@ def test_a_repeated_instance_is_never_on_both_sides(tmp_path, monkeypatch):
     body = json.loads(path.read_text())
     body["Instances"].insert(2, dict(body["Instances"][0], id="repeat"))
     path.write_text(json.dumps(body))
-    bench.register_opt_iml_bench(niv2_data_dir=str(niv2), tokenizer_dir=str(MINI_TOKENIZER), eval_examples=5,
+    opt_iml_bench.register_opt_iml_bench(niv2_data_dir=str(niv2), tokenizer_dir=str(MINI_TOKENIZER), eval_examples=5,
                                  mixture_prefix=None)
     held_out = _inputs("niv2_" + NIV2_HELD_OUT_CATEGORY[0], "test")
     assert len(held_out) == len(set(held_out)) == 5
@@ -67,7 +67,7 @@ def test_real_niv2_tasks_split_disjointly(shared_data, tmp_path, monkeypatch):
     (niv2 / files[0].name).write_text(json.dumps(body))
     names = ["niv2_" + f.stem for f in files]
     _supervised_split(monkeypatch, names)
-    got = bench.register_opt_iml_bench(niv2_data_dir=str(niv2), tokenizer_dir=str(MINI_TOKENIZER),
+    got = opt_iml_bench.register_opt_iml_bench(niv2_data_dir=str(niv2), tokenizer_dir=str(MINI_TOKENIZER),
                                        split_name="supervised_for_test", eval_examples=20, mixture_prefix=None)
     assert sorted(got) == sorted(names)
     for f, name in zip(files, names):

@@ -1,4 +1,4 @@
-"""Catalog coverage, category mapping and generalization splits."""
+"""OPT-IML Bench catalog coverage, category mapping and generalization splits."""
 
 import csv
 

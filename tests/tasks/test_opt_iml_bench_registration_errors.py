@@ -7,10 +7,10 @@ import json
 import gin
 import pytest
 
-from optiml_jax.testing.benchmark_files import (BENCH_GIN, MINI_TOKENIZER, gin_bindings, write_cot_tsv, write_jsonl, write_niv2_task,
+from optiml_jax.testing.source_files import (OPT_IML_BENCH_GIN, MINI_TOKENIZER, gin_bindings, write_cot_tsv, write_jsonl, write_niv2_task,
                                  write_promptsource)
 from optiml_jax.tasks.catalog import entries as catalog
-from optiml_jax.sources.raw_examples import BenchDataError
+from optiml_jax.sources.raw_examples import SourceDataError
 from optiml_jax.cli.tasks import main
 
 
@@ -22,7 +22,7 @@ def _clean_gin():
 
 
 def _list(**macros):
-    return main(["list", "--no_catalog", "--prefix", "zzz_nothing", "--gin_file", str(BENCH_GIN),
+    return main(["list", "--no_catalog", "--prefix", "zzz_nothing", "--gin_file", str(OPT_IML_BENCH_GIN),
                  *gin_bindings(OPT_TOKENIZER_DIR=str(MINI_TOKENIZER), **macros)])
 
 
@@ -40,7 +40,7 @@ def test_missing_directories_name_the_directory_and_macro(tmp_path):
         (tmp_path / "empty_niv2").mkdir()
         _list(NIV2_DATA_DIR=str(tmp_path / "empty_niv2"))
     with pytest.raises(SystemExit, match=r"OPT tokenizer|vocab\.json|no_tokenizer"):
-        main(["list", "--no_catalog", "--gin_file", str(BENCH_GIN), f"--gin.OPT_TOKENIZER_DIR={tmp_path / 'no_tokenizer'}",
+        main(["list", "--no_catalog", "--gin_file", str(OPT_IML_BENCH_GIN), f"--gin.OPT_TOKENIZER_DIR={tmp_path / 'no_tokenizer'}",
               f"--gin.NIV2_DATA_DIR={tmp_path}"])
 
 
@@ -66,7 +66,7 @@ def test_empty_and_broken_task_files_name_file_and_task(tmp_path):
     write_niv2_task(lazy, "task001_quoref_question_generation", n=5)
     (lazy / "task1152_bard_analogical_reasoning_causation.json").write_text('{"Definition": ["x"]}')
     assert _list(NIV2_DATA_DIR=str(lazy)) == 0
-    with pytest.raises(BenchDataError, match=r"missing field 'Instances'.*task1152_bard_analogical_reasoning_causation"
+    with pytest.raises(SourceDataError, match=r"missing field 'Instances'.*task1152_bard_analogical_reasoning_causation"
                                              r"\.json.*niv2_task1152_bard_analogical_reasoning_causation"):
         main(["inspect", "niv2_task1152_bard_analogical_reasoning_causation"])
 
