@@ -116,13 +116,11 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_dir: str | None
     step = checkpoint_step(checkpoint_path) if step is None else step
     seqio_results = {}
     if mixture_or_task_name:
-        from optiml_jax.evaluation.seqio_eval import evaluate_mixture_or_task
-
-        for k in seqio_shots:
-            seqio_results[k] = evaluate_mixture_or_task(
-                model, mixture_or_task_name, output_dir=output_dir, step=0 if step is None else step, split=split,
-                task_feature_lengths=task_feature_lengths, max_new_tokens=max_new_tokens, num_examples=max_examples,
-                use_cached=use_cached, seed=seed, shots=k, demonstration_split=demonstration_split)
+        seqio_results = _evaluate_seqio(model, mixture_or_task_name, seqio_shots, output_dir=output_dir,
+                                        step=0 if step is None else step, split=split,
+                                        task_feature_lengths=task_feature_lengths, max_new_tokens=max_new_tokens,
+                                        num_examples=max_examples, use_cached=use_cached, seed=seed,
+                                        demonstration_split=demonstration_split)
     if chosen:
         from optiml_jax.sources import template_failures
 
@@ -136,6 +134,13 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_dir: str | None
     for k, values in seqio_results.items():
         results["seqio" if k == 0 else f"seqio_{k}shot"] = values
     return results
+
+
+def _evaluate_seqio(model, mixture_or_task_name: str, seqio_shots, **kwargs) -> dict[int, dict]:
+    """The named SeqIO task or mixture's evaluations, one per shot count (0: "seqio", k: "seqio_<k>shot")."""
+    from optiml_jax.evaluation.seqio_eval import evaluate_mixture_or_task
+
+    return {k: evaluate_mixture_or_task(model, mixture_or_task_name, shots=k, **kwargs) for k in seqio_shots}
 
 
 def chat_template_of(vocabulary, use_chat_template: bool):
