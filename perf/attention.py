@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench_report, when loaded as a module
 
 from bench_report import median_time, write_json  # noqa: E402  (perf/, the script's own folder)
 from optiml_jax.kernels.block_plan import BlockSizes  # noqa: E402

@@ -33,6 +33,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench_report, when loaded as a module
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
