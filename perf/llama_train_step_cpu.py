@@ -127,6 +127,28 @@ def torch_step_factory(config, args):
     return run, f"torch {__import__('torch').__version__}: threads={args.threads} attn={attn}"
 
 
+def _interleaved_times(ours, theirs, args):
+    """--warmup untimed steps per side, then --steps timed ones alternating: (ours wall s, theirs wall s, ours CPU s,
+    theirs CPU s), each a list per step (theirs empty with --skip_torch)."""
+    for _ in range(args.warmup):
+        ours.timed()
+        if theirs:
+            theirs.timed()
+    ours_t, theirs_t, ours_cpu, theirs_cpu = [], [], [], []
+    for i in range(args.steps):
+        wall, cpu = timed_with_cpu(ours)
+        ours_t.append(wall)
+        ours_cpu.append(cpu)
+        line = f"step {i}: jax {wall:.2f} s (cpu {cpu:.2f} s)"
+        if theirs:
+            wall, cpu = timed_with_cpu(theirs)
+            theirs_t.append(wall)
+            theirs_cpu.append(cpu)
+            line += f"  torch {wall:.2f} s (cpu {cpu:.2f} s)  pair ratio torch/jax {theirs_t[-1] / ours_t[-1]:.2f}"
+        print(line, flush=True)
+    return ours_t, theirs_t, ours_cpu, theirs_cpu
+
+
 def main(argv=None):
     args = _parse_args(argv)
     import jax
@@ -150,22 +172,7 @@ def main(argv=None):
     theirs = None if args.skip_torch else RemoteStep(torch_step_factory, config, args)
     if theirs:
         print(f"{theirs.info} (worker process)", flush=True)
-    for _ in range(args.warmup):
-        ours.timed()
-        if theirs:
-            theirs.timed()
-    ours_t, theirs_t, ours_cpu, theirs_cpu = [], [], [], []
-    for i in range(args.steps):
-        wall, cpu = timed_with_cpu(ours)
-        ours_t.append(wall)
-        ours_cpu.append(cpu)
-        line = f"step {i}: jax {wall:.2f} s (cpu {cpu:.2f} s)"
-        if theirs:
-            wall, cpu = timed_with_cpu(theirs)
-            theirs_t.append(wall)
-            theirs_cpu.append(cpu)
-            line += f"  torch {wall:.2f} s (cpu {cpu:.2f} s)  pair ratio torch/jax {theirs_t[-1] / ours_t[-1]:.2f}"
-        print(line, flush=True)
+    ours_t, theirs_t, ours_cpu, theirs_cpu = _interleaved_times(ours, theirs, args)
     ours.close()
     if theirs:
         theirs.close()

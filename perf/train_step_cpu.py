@@ -161,6 +161,52 @@ def torch_step_factory(config, args):
     return run, f"torch {__import__('torch').__version__}: threads={args.threads} attn={attn}"
 
 
+def _steppers(config, args):
+    """(ours_timed, theirs_timed or None, close): callables timing one step of each side, each in its own worker
+    process (`--isolation process`) or both in this one (`shared`)."""
+    if args.isolation == "process":
+        from worker_process import RemoteStep
+
+        ours = RemoteStep(jax_step_factory, config, args)
+        print(f"jax (worker process): compile + first step {ours.first_s:.1f} s", flush=True)
+        theirs = None if args.skip_torch else RemoteStep(torch_step_factory, config, args)
+        if theirs:
+            print(f"{theirs.info} (worker process)", flush=True)
+
+        def close():
+            ours.close()
+            if theirs:
+                theirs.close()
+
+        return ours.timed, (theirs.timed if theirs else None), close
+    t0 = time.perf_counter()
+    ours_fn = _make_jax_step(config, args.batch, args.length, args.prng, args.loss_chunk)
+    ours_fn()  # compile + first step
+    print(f"jax: compile + first step {time.perf_counter() - t0:.1f} s", flush=True)
+    ours_timed, theirs_timed = (lambda: _time(ours_fn)), None
+    if not args.skip_torch:
+        theirs_fn, attn_impl = _make_torch_step(config, args.batch, args.length, args.threads)
+        print(f"torch {__import__('torch').__version__}: threads={args.threads} attn={attn_impl}", flush=True)
+        theirs_timed = lambda: _time(theirs_fn)  # noqa: E731
+    return ours_timed, theirs_timed, lambda: None
+
+
+def _interleaved_times(ours_timed, theirs_timed, args) -> tuple[list[float], list[float]]:
+    """--warmup untimed steps per side, then --steps timed ones, ours and theirs alternating."""
+    for _ in range(args.warmup):
+        ours_timed()
+        if theirs_timed:
+            theirs_timed()
+    ours_t, theirs_t = [], []
+    for i in range(args.steps):
+        ours_t.append(ours_timed())
+        if theirs_timed:
+            theirs_t.append(theirs_timed())
+        print(f"step {i}: jax {ours_t[-1]:.2f} s" + (f"  torch {theirs_t[-1]:.2f} s" if theirs_timed else ""),
+              flush=True)
+    return ours_t, theirs_t
+
+
 def main(argv=None):
     args = _parse_args(argv)
     import jax
@@ -184,42 +230,9 @@ def main(argv=None):
     loss_check = reported_loss_check(check_same_loss, config, args, "step-0 same-weights loss (dropout off)")
     peak = reported_matmul_peak()
 
-    if args.isolation == "process":
-        from worker_process import RemoteStep
-
-        ours = RemoteStep(jax_step_factory, config, args)
-        print(f"jax (worker process): compile + first step {ours.first_s:.1f} s", flush=True)
-        theirs = None if args.skip_torch else RemoteStep(torch_step_factory, config, args)
-        if theirs:
-            print(f"{theirs.info} (worker process)", flush=True)
-        ours_timed = ours.timed
-        theirs_timed = theirs.timed if theirs else None
-    else:
-        t0 = time.perf_counter()
-        ours_fn = _make_jax_step(config, args.batch, args.length, args.prng, args.loss_chunk)
-        ours_fn()  # compile + first step
-        print(f"jax: compile + first step {time.perf_counter() - t0:.1f} s", flush=True)
-        ours_timed, theirs_timed = (lambda: _time(ours_fn)), None
-        if not args.skip_torch:
-            theirs_fn, attn_impl = _make_torch_step(config, args.batch, args.length, args.threads)
-            print(f"torch {__import__('torch').__version__}: threads={args.threads} attn={attn_impl}", flush=True)
-            theirs_timed = lambda: _time(theirs_fn)  # noqa: E731
-    for _ in range(args.warmup):
-        ours_timed()
-        if theirs_timed:
-            theirs_timed()
-
-    ours_t, theirs_t = [], []
-    for i in range(args.steps):
-        ours_t.append(ours_timed())
-        if theirs_timed:
-            theirs_t.append(theirs_timed())
-        print(f"step {i}: jax {ours_t[-1]:.2f} s" + (f"  torch {theirs_t[-1]:.2f} s" if theirs_timed else ""),
-              flush=True)
-    if args.isolation == "process":
-        ours.close()
-        if theirs:
-            theirs.close()
+    ours_timed, theirs_timed, close = _steppers(config, args)
+    ours_t, theirs_t = _interleaved_times(ours_timed, theirs_timed, args)
+    close()
 
     summary = lambda times: step_summary(times, tokens_per_step, flops_per_step, peak)  # noqa: E731
     result = {"command": " ".join(["python", *sys.argv]), "config": args.config, "batch": args.batch,
@@ -229,7 +242,7 @@ def main(argv=None):
               "ideal_step_s_at_peak": flops_per_step / peak,
               "loadavg_start": load_start, "loadavg_end": os.getloadavg(), "step0_loss_check": loss_check,
               "flops_per_token": flops_per_token(config, args.length), "jax": summary(ours_t)}
-    if theirs:
+    if theirs_t:
         result["torch"] = summary(theirs_t)
         result["speedup_tokens_per_s"] = result["jax"]["tokens_per_s"] / result["torch"]["tokens_per_s"]
     print_summaries(result, ("jax", "torch"), load_start)
