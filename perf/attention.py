@@ -23,16 +23,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench_report, when loaded as a module
 
+from bench_report import median_time, write_json  # noqa: E402  (perf/, the script's own folder)
 from optiml_jax.kernels.block_plan import BlockSizes  # noqa: E402
 from optiml_jax.kernels.pallas_attention import block_visits, flash_attention  # noqa: E402
 
@@ -47,17 +47,6 @@ def packed_segments(batch: int, length: int, num_segments: int) -> jax.Array:
 
 def causal_flops(batch, heads, length, head_dim) -> float:
     return 4.0 * batch * heads * length * length * head_dim / 2.0
-
-
-def _time(fn, args, iters: int) -> float:
-    out = fn(*args)
-    jax.block_until_ready(out)  # compile + warm up
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _fwd_bwd(attend):
@@ -114,8 +103,8 @@ def run_throughput(*, batch, heads, length, head_dim, dtype, iters, interpret, b
         row = {"method": name, "note": note, "seq": length, "head_dim": head_dim, "batch": batch, "heads": heads,
                "dtype": jnp.dtype(dtype).name}
         try:
-            fwd_s = _time(jax.jit(attend), (q, k, v), iters)
-            fb_s = _time(_fwd_bwd(attend), (q, k, v), iters)
+            fwd_s = median_time(jax.jit(attend), (q, k, v), iters)
+            fb_s = median_time(_fwd_bwd(attend), (q, k, v), iters)
             row.update(fwd_ms=fwd_s * 1e3, fwd_tflops=flops / fwd_s / 1e12,
                        fwd_bwd_ms=fb_s * 1e3, fwd_bwd_tflops=3.5 * flops / fb_s / 1e12)
         except Exception as err:  # a method unavailable on this platform is reported, not fatal
@@ -174,9 +163,7 @@ def main(argv=None):
                     head_dim=head_dim, dtype=jnp.bfloat16, iters=args.iters, interpret=interpret,
                     block_sizes=BlockSizes(args.block, args.block),
                 )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    write_json(args.json, results)
     return results
 
 

@@ -33,10 +33,12 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench_report, when loaded as a module
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from bench_report import median_time  # noqa: E402  (perf/, the script's own folder)
 
 SEGMENT_COUNTS = (1, 4, 8, 16)
 
@@ -50,16 +52,6 @@ class Budget:
 
     def allows(self, seconds: float) -> bool:
         return self.left() > seconds
-
-
-def _time(fn, args, iters: int) -> float:
-    jax.block_until_ready(fn(*args))  # compile + warm up
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _error(err: BaseException) -> str:
@@ -192,9 +184,9 @@ def attention_table(*, smoke: bool, interpret: bool, budget: Budget, iters: int)
                 rows.append(row)
                 continue
             try:
-                fwd = _time(jax.jit(attend), (q, k, v), iters)
+                fwd = median_time(jax.jit(attend), (q, k, v), iters)
                 row.update(fwd_ms=fwd * 1e3, fwd_tflops=flops / fwd / 1e12)
-                fb = _time(_fwd_bwd(attend), (q, k, v), iters)
+                fb = median_time(_fwd_bwd(attend), (q, k, v), iters)
                 row.update(fwd_bwd_ms=fb * 1e3, fwd_bwd_tflops=3.5 * flops / fb / 1e12)
             except Exception as err:  # a method this platform lacks is reported, not fatal
                 row["error"] = _error(err)

@@ -22,15 +22,16 @@ Same work check (on by default): the PyTorch model's initial weights are convert
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import pathlib
 import statistics
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # worker_process
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # worker_process, step_pair
+
+from bench_report import write_json  # noqa: E402
+import step_pair  # noqa: E402
 
 BENCH_125M = dict(num_layers=12, hidden_size=768, num_heads=12, num_kv_heads=4, ffn_dim=2048, vocab_size=32000,
                   max_position_embeddings=2048, rope_theta=10000.0, tie_word_embeddings=False, bos_token_id=1,
@@ -38,17 +39,9 @@ BENCH_125M = dict(num_layers=12, hidden_size=768, num_heads=12, num_kv_heads=4, 
 
 
 def _parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="125m", help="'125m' (this benchmark's shape) or a LlamaConfig preset")
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--length", type=int, default=512)
-    p.add_argument("--steps", type=int, default=3, help="timed steps per framework (interleaved)")
+    p = step_pair.step_arguments(__doc__, config_help="'125m' (this benchmark's shape) or a LlamaConfig preset")
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads; JAX uses all cores")
-    p.add_argument("--attention", default="auto", help="attention backend (auto = 'xla' on CPU)")
     p.add_argument("--no_check_loss", dest="check_loss", action="store_false")
-    p.add_argument("--skip_torch", action="store_true")
-    p.add_argument("--json_out", default=None)
     return p.parse_args(argv)
 
 
@@ -58,12 +51,6 @@ def make_config(name: str, attention: str):
     if name == "125m":
         return LlamaConfig(**BENCH_125M, attention_backend=attention)
     return LlamaConfig.preset(name, attention_backend=attention)
-
-
-def _random_ids(config, batch: int, length: int):
-    import numpy as np
-
-    return np.random.default_rng(7).integers(4, config.vocab_size, (batch, length + 1), dtype=np.int32)
 
 
 def _make_jax_step(config, batch, length):
@@ -88,7 +75,7 @@ def _make_jax_step(config, batch, length):
         return optax.apply_updates(params, updates), opt_state, loss
 
     step = jax.jit(step, donate_argnums=(0, 1))
-    ids = jnp.asarray(_random_ids(config, batch, length))
+    ids = jnp.asarray(step_pair.random_ids(config, batch, length))
     tokens, targets = ids[:, :-1], ids[:, 1:]
     state = {"params": params, "opt_state": opt_state}
 
@@ -107,57 +94,10 @@ def _torch_model(config):
     return transformers.LlamaForCausalLM(transformers.AutoConfig.for_model(**config_to_hf_llama(config)))
 
 
-def _torch_loss(model, ids):
-    import torch.nn.functional as F
-
-    logits = model(input_ids=ids[:, :-1]).logits
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
-
-
-def _make_torch_step(config, batch, length, threads):
-    import torch
-
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = _torch_model(config).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-8, weight_decay=0.01)
-    ids = torch.from_numpy(_random_ids(config, batch, length)).long()
-
-    def run():
-        opt.zero_grad(set_to_none=True)
-        loss = _torch_loss(model, ids)
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
-
-    return run, getattr(model.config, "_attn_implementation", "?")
-
-
 def check_same_loss(config, batch: int, length: int) -> dict:
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    import optax
-    import torch
-
     from optiml_jax.checkpoints.hf_llama import tensor_specs_llama
-    from optiml_jax.models import model_for
 
-    torch.manual_seed(0)
-    model = _torch_model(config).eval()
-    state = model.state_dict()
-    params: dict = {}
-    for spec in tensor_specs_llama(config):
-        node = params
-        for name in spec.path[:-1]:
-            node = node.setdefault(name, {})
-        node[spec.path[-1]] = jnp.asarray(np.ascontiguousarray(spec.to_ours(state[spec.hf_key].float().numpy())))
-    ids = _random_ids(config, batch, length)
-    with torch.no_grad():
-        theirs = float(_torch_loss(model, torch.from_numpy(ids).long()))
-    logits = jax.jit(lambda p, t: model_for(config).apply({"params": p}, t))(params, ids[:, :-1])
-    ours = float(optax.softmax_cross_entropy_with_integer_labels(logits, ids[:, 1:]).mean())
-    return {"jax": ours, "torch": theirs, "abs_diff": abs(ours - theirs)}
+    return step_pair.same_weights_loss(config, _torch_model, tensor_specs_llama(config), "", batch, length)
 
 
 def _process_cpu_s(pid: int) -> float:
@@ -183,38 +123,13 @@ def jax_step_factory(config, args):
 
 
 def torch_step_factory(config, args):
-    run, attn = _make_torch_step(config, args.batch, args.length, args.threads)
+    run, attn = step_pair.make_torch_step(_torch_model, config, args.batch, args.length, args.threads)
     return run, f"torch {__import__('torch').__version__}: threads={args.threads} attn={attn}"
 
 
-def main(argv=None):
-    args = _parse_args(argv)
-    import jax
-
-    from optiml_jax.kernels import resolve_backend
-    from optiml_jax.training.metrics import flops_per_token, measure_matmul_peak
-    from worker_process import RemoteStep
-
-    config = make_config(args.config, args.attention)
-    tokens_per_step = args.batch * args.length
-    flops_per_step = flops_per_token(config, args.length) * tokens_per_step
-    load_start = os.getloadavg()
-    print(f"config={args.config} batch={args.batch} length={args.length} heads={config.num_heads}/"
-          f"{config.num_kv_heads} attention={args.attention}->{resolve_backend(args.attention)} "
-          f"params={config.num_params():,} devices={jax.devices()} loadavg={load_start}", flush=True)
-    loss_check = None
-    if args.check_loss and not args.skip_torch:
-        loss_check = check_same_loss(config, args.batch, args.length)
-        print(f"step-0 same-weights loss: jax {loss_check['jax']:.6f} torch {loss_check['torch']:.6f} "
-              f"|diff| {loss_check['abs_diff']:.2e}", flush=True)
-    peak = measure_matmul_peak(repeats=5)
-    print(f"matmul peak (f32 2048^3 jnp.dot): {peak / 1e9:.1f} GFLOP/s", flush=True)
-
-    ours = RemoteStep(jax_step_factory, config, args)
-    print(f"jax (worker process): compile + first step {ours.first_s:.1f} s", flush=True)
-    theirs = None if args.skip_torch else RemoteStep(torch_step_factory, config, args)
-    if theirs:
-        print(f"{theirs.info} (worker process)", flush=True)
+def _interleaved_times(ours, theirs, args):
+    """--warmup untimed steps per side, then --steps timed ones alternating: (ours wall s, theirs wall s, ours CPU s,
+    theirs CPU s), each a list per step (theirs empty with --skip_torch)."""
     for _ in range(args.warmup):
         ours.timed()
         if theirs:
@@ -231,15 +146,40 @@ def main(argv=None):
             theirs_cpu.append(cpu)
             line += f"  torch {wall:.2f} s (cpu {cpu:.2f} s)  pair ratio torch/jax {theirs_t[-1] / ours_t[-1]:.2f}"
         print(line, flush=True)
+    return ours_t, theirs_t, ours_cpu, theirs_cpu
+
+
+def main(argv=None):
+    args = _parse_args(argv)
+    import jax
+
+    from optiml_jax.kernels import resolve_backend
+    from optiml_jax.training.metrics import flops_per_token
+    from worker_process import RemoteStep
+
+    config = make_config(args.config, args.attention)
+    tokens_per_step = args.batch * args.length
+    flops_per_step = flops_per_token(config, args.length) * tokens_per_step
+    load_start = os.getloadavg()
+    print(f"config={args.config} batch={args.batch} length={args.length} heads={config.num_heads}/"
+          f"{config.num_kv_heads} attention={args.attention}->{resolve_backend(args.attention)} "
+          f"params={config.num_params():,} devices={jax.devices()} loadavg={load_start}", flush=True)
+    loss_check = step_pair.reported_loss_check(check_same_loss, config, args)
+    peak = step_pair.reported_matmul_peak()
+
+    ours = RemoteStep(jax_step_factory, config, args)
+    print(f"jax (worker process): compile + first step {ours.first_s:.1f} s", flush=True)
+    theirs = None if args.skip_torch else RemoteStep(torch_step_factory, config, args)
+    if theirs:
+        print(f"{theirs.info} (worker process)", flush=True)
+    ours_t, theirs_t, ours_cpu, theirs_cpu = _interleaved_times(ours, theirs, args)
     ours.close()
     if theirs:
         theirs.close()
 
     def summary(times, cpu):
-        med = statistics.median(times)
-        return {"median_s": med, "min_s": min(times), "steps_s": times, "cpu_s": cpu,
-                "median_cpu_s": statistics.median(cpu), "tokens_per_s": tokens_per_step / med,
-                "model_gflops_per_s": flops_per_step / med / 1e9, "mfu": flops_per_step / med / peak}
+        return {**step_pair.step_summary(times, tokens_per_step, flops_per_step, peak), "steps_s": times,
+                "cpu_s": cpu, "median_cpu_s": statistics.median(cpu)}
 
     result = {"command": " ".join(["python", *sys.argv]), "config": args.config, "batch": args.batch,
               "length": args.length, "attention": resolve_backend(args.attention), "threads": args.threads,
@@ -250,18 +190,13 @@ def main(argv=None):
         result["speedup_tokens_per_s"] = result["jax"]["tokens_per_s"] / result["torch"]["tokens_per_s"]
         result["median_pair_ratio"] = statistics.median(t / o for t, o in zip(theirs_t, ours_t))
         result["cpu_ratio"] = result["torch"]["median_cpu_s"] / result["jax"]["median_cpu_s"]
-    for name in ("jax", "torch"):
-        if name in result:
-            s = result[name]
-            print(f"{name:5s}: {s['median_s']:.2f} s/step (median), {s['tokens_per_s']:.1f} tokens/s, "
-                  f"MFU {100 * s['mfu']:.1f}% of measured peak, {s['median_cpu_s']:.2f} CPU s/step")
+    step_pair.print_summaries(result, ("jax", "torch"), load_start,
+                              lambda s: f", {s['median_cpu_s']:.2f} CPU s/step")
     if "speedup_tokens_per_s" in result:
         print(f"ratio jax/torch tokens/s: {result['speedup_tokens_per_s']:.2f}x (medians); median of the "
               f"per-pair ratios {result['median_pair_ratio']:.2f}x; CPU-seconds ratio torch/jax "
               f"{result['cpu_ratio']:.2f}x")
-    if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump(result, f, indent=2)
+    write_json(args.json_out, result)
     return result
 
 

@@ -20,6 +20,8 @@ import json
 import statistics
 import time
 
+from bench_report import write_json
+
 
 def trainer_tokens_per_s(path: str) -> float | None:
     values = []
@@ -70,9 +72,7 @@ def main(argv=None):
         res["trainer_tokens_per_s"] = round(trainer) if trainer else None
         res["stream_over_trainer"] = round(nonpad / dt / trainer, 1) if trainer else None
     print(json.dumps(res, indent=1))
-    if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump(res, f, indent=1)
+    write_json(args.json_out, res, indent=1)
     return res
 
 

@@ -35,47 +35,41 @@ H heads, Q head dim, T sequence length (PaLM appendix B convention).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import pathlib
-import statistics
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # worker_process
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # worker_process, step_pair
+
+from bench_report import write_json  # noqa: E402
+from step_pair import (  # noqa: E402
+    make_torch_step,
+    print_summaries,
+    random_ids,
+    reported_loss_check,
+    reported_matmul_peak,
+    same_weights_loss,
+    step_arguments,
+    step_summary,
+)
 
 
 def _parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="125m", help="OPTConfig preset name (125m, tiny, ...)")
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--length", type=int, default=512)
-    p.add_argument("--steps", type=int, default=3, help="timed steps per framework (interleaved)")
+    p = step_arguments(__doc__, config_help="OPTConfig preset name (125m, tiny, ...)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps per framework after compilation")
-    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads; JAX uses all cores")
     p.add_argument("--dropout", type=float, default=None, help="override dropout rate (default: config's 0.1)")
     p.add_argument("--prng", default="threefry2x32", choices=["threefry2x32", "rbg", "unsafe_rbg"],
                    help="JAX PRNG implementation used for dropout masks")
-    p.add_argument("--attention", default="auto", help="attention backend (auto = 'xla' on CPU)")
     p.add_argument("--no_check_loss", dest="check_loss", action="store_false",
                    help="skip the step-0 same-weights loss comparison with PyTorch")
-    p.add_argument("--skip_torch", action="store_true", help="time only the JAX step")
     p.add_argument("--loss_chunk", type=int, default=None,
                    help="JAX: LM head + CE this many positions at a time (optiml_jax.training.chunked_cross_entropy)")
     p.add_argument("--isolation", default="process", choices=["process", "shared"],
                    help="process (default): each framework in its own worker process, steps still interleaved "
                         "by this driver; shared: both in this process (the earlier method: the JAX step ran "
                         "20-30%% slower with the torch model in the same process)")
-    p.add_argument("--json_out", default=None, help="also write the results as JSON here")
     return p.parse_args(argv)
-
-
-def _random_ids(config, batch: int, length: int):
-    """[batch, length + 1] token ids shared by both frameworks (inputs = [:, :-1], targets = [:, 1:])."""
-    import numpy as np
-
-    return np.random.default_rng(7).integers(4, config.vocab_size, (batch, length + 1), dtype=np.int32)
 
 
 def _make_jax_step(config, batch, length, prng, loss_chunk=None):
@@ -109,7 +103,7 @@ def _make_jax_step(config, batch, length, prng, loss_chunk=None):
 
     step = jax.jit(step, donate_argnums=(0, 1, 4))
     rng = jax.random.key(123, impl=prng)
-    ids = jnp.asarray(_random_ids(config, batch, length))
+    ids = jnp.asarray(random_ids(config, batch, length))
     tokens, targets = ids[:, :-1], ids[:, 1:]
     state = {"params": params, "opt_state": opt_state, "key": rng}
 
@@ -136,66 +130,18 @@ def _torch_model(config):
     return OPTForCausalLM(hf_config)
 
 
-def _torch_loss(model, ids):
-    """Mean next-token CE over all `length` positions: inputs ids[:, :-1], targets ids[:, 1:].
-
-    Computed here rather than with HF's `labels=` (which shifts inside the model and so predicts only
-    length - 1 tokens) so both frameworks do exactly the same work.
-    """
-    import torch.nn.functional as F
-
-    logits = model(input_ids=ids[:, :-1]).logits
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
-
-
 def _make_torch_step(config, batch, length, threads):
-    import torch
-
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = _torch_model(config).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-8, weight_decay=0.01)
-    ids = torch.from_numpy(_random_ids(config, batch, length)).long()
-
-    def run():
-        opt.zero_grad(set_to_none=True)
-        loss = _torch_loss(model, ids)
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
-
-    return run, getattr(model.config, "_attn_implementation", "?")
+    return make_torch_step(_torch_model, config, batch, length, threads)
 
 
 def check_same_loss(config, batch: int, length: int) -> dict:
     """Step-0 sanity: PyTorch's initial weights -> our tree; dropout-free loss on the same tokens, both sides."""
     import dataclasses
 
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    import optax
-    import torch
-
     from optiml_jax.checkpoints.hf import tensor_specs
-    from optiml_jax.models import OPT
 
     config = dataclasses.replace(config, dropout_rate=0.0)
-    torch.manual_seed(0)
-    model = _torch_model(config).eval()
-    state = {k.removeprefix("model."): v for k, v in model.state_dict().items()}
-    params: dict = {}
-    for spec in tensor_specs(config):
-        node = params
-        for name in spec.path[:-1]:
-            node = node.setdefault(name, {})
-        node[spec.path[-1]] = jnp.asarray(np.ascontiguousarray(spec.to_ours(state[spec.hf_key].float().numpy())))
-    ids = _random_ids(config, batch, length)
-    with torch.no_grad():
-        theirs = float(_torch_loss(model, torch.from_numpy(ids).long()))
-    logits = jax.jit(lambda p, t: OPT(config).apply({"params": p}, t))(params, ids[:, :-1])
-    ours = float(optax.softmax_cross_entropy_with_integer_labels(logits, ids[:, 1:]).mean())
-    return {"jax": ours, "torch": theirs, "abs_diff": abs(ours - theirs)}
+    return same_weights_loss(config, _torch_model, tensor_specs(config), "model.", batch, length)
 
 
 def _time(fn) -> float:
@@ -215,12 +161,58 @@ def torch_step_factory(config, args):
     return run, f"torch {__import__('torch').__version__}: threads={args.threads} attn={attn}"
 
 
+def _steppers(config, args):
+    """(ours_timed, theirs_timed or None, close): callables timing one step of each side, each in its own worker
+    process (`--isolation process`) or both in this one (`shared`)."""
+    if args.isolation == "process":
+        from worker_process import RemoteStep
+
+        ours = RemoteStep(jax_step_factory, config, args)
+        print(f"jax (worker process): compile + first step {ours.first_s:.1f} s", flush=True)
+        theirs = None if args.skip_torch else RemoteStep(torch_step_factory, config, args)
+        if theirs:
+            print(f"{theirs.info} (worker process)", flush=True)
+
+        def close():
+            ours.close()
+            if theirs:
+                theirs.close()
+
+        return ours.timed, (theirs.timed if theirs else None), close
+    t0 = time.perf_counter()
+    ours_fn = _make_jax_step(config, args.batch, args.length, args.prng, args.loss_chunk)
+    ours_fn()  # compile + first step
+    print(f"jax: compile + first step {time.perf_counter() - t0:.1f} s", flush=True)
+    ours_timed, theirs_timed = (lambda: _time(ours_fn)), None
+    if not args.skip_torch:
+        theirs_fn, attn_impl = _make_torch_step(config, args.batch, args.length, args.threads)
+        print(f"torch {__import__('torch').__version__}: threads={args.threads} attn={attn_impl}", flush=True)
+        theirs_timed = lambda: _time(theirs_fn)  # noqa: E731
+    return ours_timed, theirs_timed, lambda: None
+
+
+def _interleaved_times(ours_timed, theirs_timed, args) -> tuple[list[float], list[float]]:
+    """--warmup untimed steps per side, then --steps timed ones, ours and theirs alternating."""
+    for _ in range(args.warmup):
+        ours_timed()
+        if theirs_timed:
+            theirs_timed()
+    ours_t, theirs_t = [], []
+    for i in range(args.steps):
+        ours_t.append(ours_timed())
+        if theirs_timed:
+            theirs_t.append(theirs_timed())
+        print(f"step {i}: jax {ours_t[-1]:.2f} s" + (f"  torch {theirs_t[-1]:.2f} s" if theirs_timed else ""),
+              flush=True)
+    return ours_t, theirs_t
+
+
 def main(argv=None):
     args = _parse_args(argv)
     import jax
 
     from optiml_jax.models import OPTConfig
-    from optiml_jax.training.metrics import flops_per_token, measure_matmul_peak
+    from optiml_jax.training.metrics import flops_per_token
 
     overrides = {"attention_backend": args.attention}
     if args.dropout is not None:
@@ -235,57 +227,14 @@ def main(argv=None):
           f"attention={args.attention}->{resolve_backend(args.attention)} prng={args.prng} "
           f"params={config.num_params():,} devices={jax.devices()} cpu_count={os.cpu_count()} "
           f"loadavg={load_start}", flush=True)
-    loss_check = None
-    if args.check_loss and not args.skip_torch:
-        loss_check = check_same_loss(config, args.batch, args.length)
-        print(f"step-0 same-weights loss (dropout off): jax {loss_check['jax']:.6f} torch {loss_check['torch']:.6f} "
-              f"|diff| {loss_check['abs_diff']:.2e}", flush=True)
+    loss_check = reported_loss_check(check_same_loss, config, args, "step-0 same-weights loss (dropout off)")
+    peak = reported_matmul_peak()
 
-    peak = measure_matmul_peak(repeats=5)
-    print(f"matmul peak (f32 2048^3 jnp.dot): {peak / 1e9:.1f} GFLOP/s", flush=True)
+    ours_timed, theirs_timed, close = _steppers(config, args)
+    ours_t, theirs_t = _interleaved_times(ours_timed, theirs_timed, args)
+    close()
 
-    if args.isolation == "process":
-        from worker_process import RemoteStep
-
-        ours = RemoteStep(jax_step_factory, config, args)
-        print(f"jax (worker process): compile + first step {ours.first_s:.1f} s", flush=True)
-        theirs = None if args.skip_torch else RemoteStep(torch_step_factory, config, args)
-        if theirs:
-            print(f"{theirs.info} (worker process)", flush=True)
-        ours_timed = ours.timed
-        theirs_timed = theirs.timed if theirs else None
-    else:
-        t0 = time.perf_counter()
-        ours_fn = _make_jax_step(config, args.batch, args.length, args.prng, args.loss_chunk)
-        ours_fn()  # compile + first step
-        print(f"jax: compile + first step {time.perf_counter() - t0:.1f} s", flush=True)
-        ours_timed, theirs_timed = (lambda: _time(ours_fn)), None
-        if not args.skip_torch:
-            theirs_fn, attn_impl = _make_torch_step(config, args.batch, args.length, args.threads)
-            print(f"torch {__import__('torch').__version__}: threads={args.threads} attn={attn_impl}", flush=True)
-            theirs_timed = lambda: _time(theirs_fn)  # noqa: E731
-    for _ in range(args.warmup):
-        ours_timed()
-        if theirs_timed:
-            theirs_timed()
-
-    ours_t, theirs_t = [], []
-    for i in range(args.steps):
-        ours_t.append(ours_timed())
-        if theirs_timed:
-            theirs_t.append(theirs_timed())
-        print(f"step {i}: jax {ours_t[-1]:.2f} s" + (f"  torch {theirs_t[-1]:.2f} s" if theirs_timed else ""),
-              flush=True)
-    if args.isolation == "process":
-        ours.close()
-        if theirs:
-            theirs.close()
-
-    def summary(times):
-        med = statistics.median(times)
-        return {"median_s": med, "min_s": min(times), "tokens_per_s": tokens_per_step / med,
-                "model_gflops_per_s": flops_per_step / med / 1e9, "mfu": flops_per_step / med / peak}
-
+    summary = lambda times: step_summary(times, tokens_per_step, flops_per_step, peak)  # noqa: E731
     result = {"command": " ".join(["python", *sys.argv]), "config": args.config, "batch": args.batch,
               "length": args.length, "dropout": config.dropout_rate, "attention": resolve_backend(args.attention),
               "prng": args.prng, "threads": args.threads, "matmul_peak_gflops": peak / 1e9,
@@ -293,15 +242,10 @@ def main(argv=None):
               "ideal_step_s_at_peak": flops_per_step / peak,
               "loadavg_start": load_start, "loadavg_end": os.getloadavg(), "step0_loss_check": loss_check,
               "flops_per_token": flops_per_token(config, args.length), "jax": summary(ours_t)}
-    if theirs:
+    if theirs_t:
         result["torch"] = summary(theirs_t)
         result["speedup_tokens_per_s"] = result["jax"]["tokens_per_s"] / result["torch"]["tokens_per_s"]
-    for name in ("jax", "torch"):
-        if name in result:
-            s = result[name]
-            print(f"{name:5s}: {s['median_s']:.2f} s/step (median), {s['tokens_per_s']:.1f} tokens/s, "
-                  f"{s['model_gflops_per_s']:.1f} model-GFLOP/s, MFU {100 * s['mfu']:.1f}% of measured peak")
-    print(f"load average (1/5/15 min): start {load_start}, end {result['loadavg_end']}")
+    print_summaries(result, ("jax", "torch"), load_start)
     if "speedup_tokens_per_s" in result:
         print(f"ratio jax/torch tokens/s: {result['speedup_tokens_per_s']:.2f}x")
         # Ceiling: every model FLOP at the measured matmul peak, zero time for anything else.
@@ -309,9 +253,7 @@ def main(argv=None):
         result["max_possible_ratio_at_peak"] = ceiling
         print(f"ceiling: a step at 100% of the measured matmul peak ({result['ideal_step_s_at_peak']:.2f} s) would be "
               f"{ceiling:.2f}x torch")
-    if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump(result, f, indent=2)
+    write_json(args.json_out, result)
     return result
 
 

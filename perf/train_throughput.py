@@ -14,15 +14,20 @@ machine noise hits both; a float32 2048^3 matmul measured in the same run is the
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import pathlib
-import statistics
 import sys
-import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from bench_report import write_json  # noqa: E402
+from step_pair import (  # noqa: E402
+    make_torch_step,
+    print_summaries,
+    reported_matmul_peak,
+    step_arguments,
+    step_summary,
+)
 
 
 def trainer_step_factory(args):
@@ -57,31 +62,23 @@ def trainer_step_factory(args):
 
 def torch_step_factory(args):
     from optiml_jax.training.model_config import opt_config
-    from train_step_cpu import _make_torch_step
+    from train_step_cpu import _torch_model
 
     config = opt_config(args.config, dtype="float32", dropout_rate=args.dropout, attention_backend=args.attention)
-    run, attn = _make_torch_step(config, args.batch, args.length, args.threads)
+    run, attn = make_torch_step(_torch_model, config, args.batch, args.length, args.threads)
     return run, f"torch: threads={args.threads} attn={attn}"
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="125m")
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--length", type=int, default=512)
-    p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
+    p = step_arguments(__doc__)
     p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--attention", default="auto", help="attention backend (auto = the CPU-tuned 'xla' on CPU)")
     p.add_argument("--loss_chunk", type=int, default=None, help="Trainer(loss_chunk_size=...) (LOSS_CHUNK_SIZE)")
-    p.add_argument("--skip_torch", action="store_true")
-    p.add_argument("--json_out", default=None)
     args = p.parse_args(argv)
 
     import jax
 
     from optiml_jax.kernels import resolve_backend
-    from optiml_jax.training.metrics import flops_per_token, measure_matmul_peak
+    from optiml_jax.training.metrics import flops_per_token
     from optiml_jax.training.model_config import opt_config
     from worker_process import RemoteStep
 
@@ -92,8 +89,7 @@ def main(argv=None):
     print(f"config={args.config} batch={args.batch}x{args.length} params={config.num_params():,} "
           f"attention={args.attention}->{resolve_backend(args.attention)} devices={jax.devices()} "
           f"cpu_count={os.cpu_count()} loadavg={load_start}", flush=True)
-    peak = measure_matmul_peak(repeats=5)
-    print(f"matmul peak (f32 2048^3): {peak / 1e9:.1f} GFLOP/s", flush=True)
+    peak = reported_matmul_peak()
 
     # Each framework in its own worker process (see worker_process.py), steps interleaved from here.
     ours = RemoteStep(trainer_step_factory, args)
@@ -114,10 +110,7 @@ def main(argv=None):
     if theirs:
         theirs.close()
 
-    def summary(ts):
-        med = statistics.median(ts)
-        return {"median_s": med, "tokens_per_s": tokens / med, "model_gflops_per_s": flops / med / 1e9,
-                "mfu": flops / med / peak}
+    summary = lambda ts: step_summary(ts, tokens, flops, peak)  # noqa: E731
 
     result = {"command": " ".join(["python", *sys.argv]), "attention": resolve_backend(args.attention),
               "loadavg_start": load_start, "loadavg_end": os.getloadavg(), "config": args.config,
@@ -128,17 +121,11 @@ def main(argv=None):
         result["torch"] = summary(theirs_t)
         result["ratio_tokens_per_s"] = result["optiml_jax"]["tokens_per_s"] / result["torch"]["tokens_per_s"]
         result["max_possible_ratio_at_peak"] = result["torch"]["median_s"] / result["ideal_step_s_at_peak"]
-    for name in ("optiml_jax", "torch"):
-        if name in result:
-            s = result[name]
-            print(f"{name:10s}: {s['median_s']:.2f} s/step, {s['tokens_per_s']:.1f} tok/s, "
-                  f"{s['model_gflops_per_s']:.1f} GFLOP/s, MFU {100 * s['mfu']:.1f}%")
-    print(f"load average (1/5/15 min): start {load_start}, end {result['loadavg_end']}")
+    print_summaries(result, ("optiml_jax", "torch"), load_start)
     if "ratio_tokens_per_s" in result:
         print(f"ratio optiml_jax/torch: {result['ratio_tokens_per_s']:.2f}x; ceiling (every FLOP at the measured "
               f"peak): {result['max_possible_ratio_at_peak']:.2f}x")
-    if args.json_out:
-        pathlib.Path(args.json_out).write_text(json.dumps(result, indent=2))
+    write_json(args.json_out, result)
     return result
 
 

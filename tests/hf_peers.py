@@ -1,5 +1,6 @@
 """Tiny Hugging Face PyTorch OPT peers with random weights (no downloads), shared by the model and conversion tests."""
 
+import numpy as np
 import pytest
 
 from optiml_jax.models import OPTConfig
@@ -50,3 +51,13 @@ def hf_pair(request, tmp_path):
     model.save_pretrained(tmp_path / "hf")
     loaded_config, params = load_hf_opt(tmp_path / "hf")
     return request.param, loaded_config, model, params
+
+
+def left_padded_batch(vocab_size, lengths, total, pad_id=1, seed=0):
+    """Tokens [len(lengths), total], row i = `total - lengths[i]` pads then real tokens (never the pad id, nor the
+    ids below 3: OPT's specials). OPT's pad id (1) by default; the Llama tests pass theirs."""
+    rng = np.random.default_rng(seed)
+    tokens = np.full((len(lengths), total), pad_id, np.int64)
+    for i, n in enumerate(lengths):
+        tokens[i, total - n:] = rng.integers(3, vocab_size, n)
+    return tokens

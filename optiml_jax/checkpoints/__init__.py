@@ -8,7 +8,6 @@ CLI: `python -m optiml_jax.convert hf-to-orbax --hf_dir D --out_dir O` and
 
 from optiml_jax.checkpoints.families import hf_model_type, load_hf, save_hf
 from optiml_jax.checkpoints.hf import (
-    CheckpointError,
     config_from_hf,
     config_to_hf,
     load_hf_opt,
@@ -22,6 +21,7 @@ from optiml_jax.checkpoints.hf_llama import (
     save_hf_llama,
     tensor_specs_llama,
 )
+from optiml_jax.checkpoints.hf_tensors import CheckpointError
 from optiml_jax.checkpoints.metaseq import MetaseqCheckpointError, load_metaseq, metaseq_config
 from optiml_jax.checkpoints.metaseq_export import metaseq_to_hf
 from optiml_jax.checkpoints.orbax_params import abstract_params, is_orbax_dir, load_orbax, load_params, save_orbax

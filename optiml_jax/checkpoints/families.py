@@ -12,8 +12,9 @@ import os
 import pathlib
 from typing import Any
 
-from optiml_jax.checkpoints.hf import HF_CONFIG, CheckpointError, load_hf_opt, save_hf_opt
+from optiml_jax.checkpoints.hf import load_hf_opt, save_hf_opt
 from optiml_jax.checkpoints.hf_llama import load_hf_llama, save_hf_llama
+from optiml_jax.checkpoints.hf_tensors import HF_CONFIG, CheckpointError
 from optiml_jax.models.llama_config import HF_MODEL_TYPES
 
 _LOADERS = {"opt": load_hf_opt, **{t: load_hf_llama for t in HF_MODEL_TYPES}}

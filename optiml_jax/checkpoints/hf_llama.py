@@ -1,7 +1,7 @@
 """Hugging Face Llama / Mistral / Qwen2 checkpoints <-> optiml_jax parameters, streamed one tensor at a time.
 
 `load_hf_llama(directory)` reads a `LlamaForCausalLM`, `MistralForCausalLM` or `Qwen2ForCausalLM` directory
-(`config.json` plus safetensors or .bin, sharded or not; the machinery of `convert.hf`) and returns
+(`config.json` plus safetensors or .bin, sharded or not; the machinery of `hf_tensors`) and returns
 `(LlamaConfig, float32 numpy params)`; `save_hf_llama(config, params, directory)` writes one that
 `transformers` loads with the matching class (`config.hf_model_type`).
 
@@ -30,23 +30,12 @@ carry `lm_head.weight`; it must equal the embedding. Non-persistent `rotary_emb.
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 from typing import Any
 
-import numpy as np
-
-from optiml_jax.checkpoints.hf import (
-    HF_CONFIG,
-    CheckpointError,
-    TensorSpec,
-    _CheckpointFiles,
-    _copy,
-    read_params,
-    _transpose,
-    write_hf_checkpoint,
-)
+from optiml_jax.checkpoints import hf_tensors
+from optiml_jax.checkpoints.hf_tensors import TensorSpec, as_is, transposed
 from optiml_jax.models.llama_config import HF_MODEL_TYPES, LlamaConfig
 
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}
@@ -54,8 +43,8 @@ _HF_DEFAULT_MAX_POSITIONS = {"llama": 2048, "mistral": 32768, "qwen2": 32768}
 _KIND = "Llama-family"
 
 
-def _error(where, problems) -> CheckpointError:
-    return CheckpointError(where, problems, kind=_KIND)
+def _error(where, problems) -> hf_tensors.CheckpointError:
+    return hf_tensors.CheckpointError(where, problems, kind=_KIND)
 
 
 # ----------------------------------------------------------------------------------------------- config
@@ -206,7 +195,7 @@ def tensor_specs_llama(config: LlamaConfig) -> list[TensorSpec]:
     """Every tensor of an HF checkpoint for `config` (full HF keys; `lm_head.weight` only when untied)."""
     h, f, v = config.hidden_size, config.ffn_dim, config.vocab_size
     nh, kvh, hd = config.num_heads, config.num_kv_heads, config.head_dim
-    specs = [TensorSpec("model.embed_tokens.weight", ("decoder", "embed_tokens", "embedding"), (v, h), _copy, _copy)]
+    specs = [TensorSpec("model.embed_tokens.weight", ("decoder", "embed_tokens", "embedding"), (v, h), as_is, as_is)]
     for i in range(config.num_layers):
         hf, ours = f"model.layers.{i}", ("decoder", f"layers_{i}")
         attn = (*ours, "self_attn")
@@ -221,22 +210,32 @@ def tensor_specs_llama(config: LlamaConfig) -> list[TensorSpec]:
         specs.append(TensorSpec(f"{hf}.self_attn.o_proj.weight", (*attn, "o_proj", "kernel"), (h, nh * hd),
                                 lambda w: w.T.reshape(nh, hd, h), lambda k: k.reshape(nh * hd, h).T, i))
         if config.attention_out_bias:
-            specs.append(TensorSpec(f"{hf}.self_attn.o_proj.bias", (*attn, "o_proj", "bias"), (h,), _copy, _copy, i))
+            specs.append(TensorSpec(f"{hf}.self_attn.o_proj.bias", (*attn, "o_proj", "bias"), (h,), as_is, as_is, i))
         for name, shape in (("gate_proj", (f, h)), ("up_proj", (f, h)), ("down_proj", (h, f))):
             specs.append(TensorSpec(f"{hf}.mlp.{name}.weight", (*ours, "mlp", name, "kernel"), shape,
-                                    _transpose, _transpose, i))
+                                    transposed, transposed, i))
             if config.mlp_bias:
                 specs.append(TensorSpec(f"{hf}.mlp.{name}.bias", (*ours, "mlp", name, "bias"), (shape[0],),
-                                        _copy, _copy, i))
+                                        as_is, as_is, i))
         for name in ("input_layernorm", "post_attention_layernorm"):
-            specs.append(TensorSpec(f"{hf}.{name}.weight", (*ours, name, "scale"), (h,), _copy, _copy, i))
-    specs.append(TensorSpec("model.norm.weight", ("decoder", "norm", "scale"), (h,), _copy, _copy))
+            specs.append(TensorSpec(f"{hf}.{name}.weight", (*ours, name, "scale"), (h,), as_is, as_is, i))
+    specs.append(TensorSpec("model.norm.weight", ("decoder", "norm", "scale"), (h,), as_is, as_is))
     if not config.tie_word_embeddings:
-        specs.append(TensorSpec("lm_head.weight", ("lm_head", "kernel"), (v, h), _copy, _copy))
+        specs.append(TensorSpec("lm_head.weight", ("lm_head", "kernel"), (v, h), as_is, as_is))
     return specs
 
 
 # ---------------------------------------------------------------------------------------- load / save
+
+
+LLAMA_FAMILY = hf_tensors.HFFamily(
+    kind=_KIND, config_from_hf=config_from_hf_llama, tensor_specs=tensor_specs_llama,
+    spec_key=lambda key: None if key.endswith("rotary_emb.inv_freq") else key,  # non-persistent buffers
+    may_tie=lambda config: config.tie_word_embeddings,
+    unexpected_note="not part of this model's config",
+    untied_head_problem="lm_head.weight differs from model.embed_tokens.weight but config.json says "
+                        "tie_word_embeddings=true",
+)
 
 
 def load_hf_llama(directory: str | os.PathLike, *, scanned: bool = False) -> tuple[LlamaConfig, dict]:
@@ -245,37 +244,12 @@ def load_hf_llama(directory: str | os.PathLike, *, scanned: bool = False) -> tup
     Unrolled layout by default; `scanned=True` stacks layers under `decoder/layers` in place. Raises
     `CheckpointError` listing every missing, unexpected or mis-shaped tensor, or an unsupported config.
     """
-    directory = pathlib.Path(directory)
-    config_path = directory / HF_CONFIG
-    if not config_path.is_file():
-        raise _error(directory, [f"{HF_CONFIG} is missing"])
-    config = config_from_hf_llama(json.loads(config_path.read_text()), str(config_path))
-    files = _CheckpointFiles(directory)
-    stored = {k: shape for k, shape in files.shapes().items() if not k.endswith("rotary_emb.inv_freq")}
-    specs = {s.hf_key: s for s in tensor_specs_llama(config)}
-    tied_head = "lm_head.weight" if config.tie_word_embeddings and "lm_head.weight" in stored else None
-    problems = [f"missing tensor {k} (expected shape {list(s.hf_shape)})" for k, s in specs.items() if k not in stored]
-    for key, shape in stored.items():
-        expected = specs[key].hf_shape if key in specs else (
-            (config.vocab_size, config.hidden_size) if key == tied_head else None)
-        if expected is None:
-            problems.append(f"unexpected tensor {key} {list(shape)} (not part of this model's config)")
-        elif shape != expected:
-            problems.append(f"tensor {key} has shape {list(shape)}, expected {list(expected)} for the config in "
-                            f"{HF_CONFIG}")
-    if problems:
-        raise _error(directory, problems)
-
-    params, lm_head = read_params(files, specs, tied_head, config.num_layers, scanned)
-    if lm_head is not None and not np.array_equal(lm_head, params["decoder"]["embed_tokens"]["embedding"]):
-        raise _error(directory, ["lm_head.weight differs from model.embed_tokens.weight but config.json says "
-                                 "tie_word_embeddings=true"])
-    return config, params
+    return hf_tensors.load_hf_directory(directory, LLAMA_FAMILY, scanned=scanned)
 
 
 def save_hf_llama(config: LlamaConfig, params: Any, directory: str | os.PathLike, *,
                   max_shard_size: int | str | None = None) -> pathlib.Path:
     """Write `params` (any layout, numpy or jax, boxed or not) as an HF `config.hf_model_type` directory (float32
     safetensors, sharded as `save_hf_opt` does). Returns the directory."""
-    return write_hf_checkpoint(directory, config_to_hf_llama(config), tensor_specs_llama(config), params,
-                               max_shard_size=max_shard_size, kind=_KIND)
+    return hf_tensors.write_hf_checkpoint(directory, config_to_hf_llama(config), tensor_specs_llama(config),
+                                          params, max_shard_size=max_shard_size, kind=_KIND)

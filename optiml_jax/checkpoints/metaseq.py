@@ -38,7 +38,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from optiml_jax.checkpoints.hf import CheckpointError, tensor_specs
+from optiml_jax.checkpoints.hf import tensor_specs
+from optiml_jax.checkpoints.hf_tensors import CheckpointError, params_tree, set_leaf
 from optiml_jax.checkpoints.metaseq_pickle import plain, safe_torch_load
 from optiml_jax.models.config import POSITION_OFFSET, PRESETS, OPTConfig
 
@@ -434,26 +435,12 @@ def load_metaseq(path: str | os.PathLike, *, scanned: bool = False, trust_pickle
     abstract state or `orbax_params.abstract_params` with shardings): each tensor is then placed on its devices as
     soon as it is merged and the result is jax arrays in `target`'s layout and dtypes, so the host holds one merged
     tensor at a time instead of the model (a scanned leaf is filled layer by layer in place on the devices)."""
-    from optiml_jax.checkpoints.hf import _set
-
     ckpt = MetaseqCheckpoint(path, trust_pickle=trust_pickle)
     if target is not None:
         return ckpt.config, _placed(ckpt, target)
     specs = {s.hf_key: s for s in tensor_specs(ckpt.config)}
-    params: dict = {}
-    stacked: dict[tuple[str, ...], np.ndarray] = {}
-    for hf_key, array in ckpt.iter_hf_tensors():
-        spec = specs[hf_key]
-        value = np.ascontiguousarray(spec.to_ours(array))
-        if scanned and spec.layer is not None:
-            if spec.path[2:] not in stacked:
-                stacked[spec.path[2:]] = np.empty((ckpt.config.num_layers, *value.shape), np.float32)
-            stacked[spec.path[2:]][spec.layer] = value
-        else:
-            _set(params, spec.path, value)
-    for rest, value in stacked.items():
-        _set(params, ("decoder", "layers", *rest), value)
-    return ckpt.config, params
+    converted = ((specs[hf_key], array) for hf_key, array in ckpt.iter_hf_tensors())
+    return ckpt.config, params_tree(converted, ckpt.config.num_layers, scanned)
 
 
 def _placed(ckpt: MetaseqCheckpoint, target: Any) -> dict:
@@ -461,7 +448,6 @@ def _placed(ckpt: MetaseqCheckpoint, target: Any) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from optiml_jax.checkpoints.hf import _set
 
     def leaf(path: tuple[str, ...]):
         node = target
@@ -487,7 +473,7 @@ def _placed(ckpt: MetaseqCheckpoint, target: Any) -> dict:
                                                     f"checkpoint's {spec.hf_key} gives {list(value.shape)}")
         if not layered:
             host = np.asarray(value, want.dtype)
-            _set(params, path, jax.make_array_from_callback(want.shape, want.sharding, lambda i, h=host: h[i]))
+            set_leaf(params, path, jax.make_array_from_callback(want.shape, want.sharding, lambda i, h=host: h[i]))
         else:
             node = params
             for k in path[:-1]:

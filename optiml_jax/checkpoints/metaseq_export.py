@@ -24,15 +24,14 @@ import struct
 
 import numpy as np
 
-from optiml_jax.checkpoints.hf import (
+from optiml_jax.checkpoints.hf import config_to_hf, tensor_specs
+from optiml_jax.checkpoints.hf_tensors import (
     DEFAULT_MAX_SHARD_BYTES,
     HF_CONFIG,
     SAFETENSORS,
     SAFETENSORS_INDEX,
     CheckpointError,
-    _parse_size,
-    config_to_hf,
-    tensor_specs,
+    parse_size,
 )
 from optiml_jax.checkpoints.metaseq import MetaseqCheckpoint
 from optiml_jax.models.config import OPTConfig
@@ -46,7 +45,7 @@ def metaseq_to_hf(path: str | os.PathLike, directory: str | os.PathLike, *, max_
     ckpt = MetaseqCheckpoint(path, trust_pickle=trust_pickle)
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    limit = _parse_size(max_shard_size) or DEFAULT_MAX_SHARD_BYTES
+    limit = parse_size(max_shard_size) or DEFAULT_MAX_SHARD_BYTES
     shards: list[list[tuple[str, tuple[int, ...]]]] = [[]]
     size = total = 0
     for spec in tensor_specs(ckpt.config):  # the shard plan, from shapes alone
@@ -99,7 +98,7 @@ def metaseq_to_orbax(path: str | os.PathLike, directory: str | os.PathLike, *,
                      trust_pickle: bool = False) -> OPTConfig:
     """Write the metaseq checkpoint at `path` as an Orbax params directory (`orbax_params` layout, unrolled),
     merging and writing one parameter at a time; returns its config."""
-    from optiml_jax.checkpoints.hf import _set
+    from optiml_jax.checkpoints.hf_tensors import set_leaf
     from optiml_jax.checkpoints.orbax_params import LazyArray, abstract_params, save_orbax_streamed
 
     ckpt = MetaseqCheckpoint(path, trust_pickle=trust_pickle)
@@ -109,7 +108,7 @@ def metaseq_to_orbax(path: str | os.PathLike, directory: str | os.PathLike, *,
         node = shapes
         for k in spec.path:
             node = node[k]
-        _set(leaves, spec.path, LazyArray(tuple(node.shape), np.dtype(np.float32),
+        set_leaf(leaves, spec.path, LazyArray(tuple(node.shape), np.dtype(np.float32),
                                           lambda spec=spec: spec.to_ours(ckpt.hf_tensor(spec.hf_key))))
     save_orbax_streamed(ckpt.config, leaves, directory)
     return ckpt.config

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from optiml_jax.checkpoints.hf import HF_CONFIG, CheckpointError
+from optiml_jax.checkpoints.hf_tensors import HF_CONFIG, CheckpointError
 from optiml_jax.models.config import OPTConfig
 from optiml_jax.models.family import ModelConfig, config_from_dict, model_for
 from optiml_jax.paths import local_only, user_path

@@ -77,7 +77,7 @@ def wants_verbose(argv: Sequence[str] | None) -> bool:
 def _exit_code(e: BaseException) -> int | None:
     """The documented exit code of an error the user caused; None for an internal error."""
     from optiml_jax.checkpoints.errors import CorruptCheckpointError, NoIntactCheckpointError, StorageError
-    from optiml_jax.checkpoints.hf import CheckpointError
+    from optiml_jax.checkpoints.hf_tensors import CheckpointError
     from optiml_jax.training.errors import ConfigValueError, NonFiniteError, RunLockedError
     from optiml_jax.training.preemption import Preempted
 

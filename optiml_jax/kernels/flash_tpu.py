@@ -81,6 +81,50 @@ def _to_lanes(x):
     return jax.lax.broadcast_in_dim(x, (*x.shape, LANES), (0, 1, 2))
 
 
+def _flat_plan(visible):
+    """The compacted visit plan of a [B, outer, inner] visibility mask, flattened for scalar prefetch:
+    (inner block indices [B * outer * inner], visit counts [B * outer])."""
+    indices, counts = compact_visits(visible)
+    return indices.reshape(-1), counts.reshape(-1)
+
+
+def _query_grid_maps(num_q: int, num_k: int, group: int):
+    """Index maps of the grids over query blocks (forward and dq: grid (b, h, i, j), prefetched (cols, counts)):
+    q-side blocks, k/v-side blocks (head h // group, the j-th visited key block), query and key segment ids."""
+    kv_block = lambda b, i, j, cols: cols[(b * num_q + i) * num_k + j]  # noqa: E731
+    q_side = lambda b, h, i, j, c, n: (b, h, i, 0)  # noqa: E731
+    kv_side = lambda b, h, i, j, c, n: (b, _div(h, group), kv_block(b, i, j, c), 0)  # noqa: E731
+    q_seg = lambda b, h, i, j, c, n: (b, i, 0)  # noqa: E731
+    k_seg = lambda b, h, i, j, c, n: (b, 0, kv_block(b, i, j, c))  # noqa: E731
+    return q_side, kv_side, q_seg, k_seg
+
+
+def _operand_specs(bq: int, bk: int, dim: int, maps, *, backward: bool) -> list:
+    """BlockSpecs of the kernel operands, in order: q, k, v, [do, lse, delta (backward),] query segment lanes,
+    key segment sublanes. `maps` = (q-side, k/v-side, query-segment, key-segment) index maps."""
+    q_side, kv_side, q_seg, k_seg = maps
+    specs = [pl.BlockSpec((None, None, bq, dim), q_side), pl.BlockSpec((None, None, bk, dim), kv_side),
+             pl.BlockSpec((None, None, bk, dim), kv_side)]
+    if backward:
+        specs += [pl.BlockSpec((None, None, bq, dim), q_side), pl.BlockSpec((None, None, bq, LANES), q_side),
+                  pl.BlockSpec((None, None, bq, LANES), q_side)]
+    return specs + [pl.BlockSpec((None, bq, LANES), q_seg), pl.BlockSpec((None, SUBLANES, bk), k_seg)]
+
+
+def _planned_call(kernel, *, grid, in_specs, out_specs, scratch_shapes, out_shape, interpret, name):
+    """The one `pallas_call` form of every kernel here: the visit plan (indices, counts) scalar-prefetched into
+    SMEM ahead of the operands, the innermost grid axis sequential (it accumulates in VMEM scratch)."""
+    return pl.pallas_call(
+        kernel,
+        grid_spec=pltpu.PrefetchScalarGridSpec(num_scalar_prefetch=2, grid=grid, in_specs=in_specs,
+                                               out_specs=out_specs, scratch_shapes=scratch_shapes),
+        out_shape=out_shape,
+        compiler_params=_compiler_params(),
+        interpret=_interpret_arg(interpret),
+        name=name,
+    )
+
+
 # ----------------------------------------------------------------------------------------------- forward
 
 
@@ -135,56 +179,31 @@ def forward(q, k, v, seg, *, causal, sm_scale, sizes: BlockSizes, interpret, cou
     when `count_visits`, else None.
     """
     batch, length, heads, dim = q.shape
-    group = heads // k.shape[2]
     bq, bk = sizes.block_q, sizes.block_k
     nq, nk = length // bq, length // bk
-    cols, counts = compact_visits(block_visit_mask(seg, bq, bk, causal=causal))
-    cols, counts = cols.reshape(-1), counts.reshape(-1)
+    cols, counts = _flat_plan(block_visit_mask(seg, bq, bk, causal=causal))
     qt, kt, vt = (jnp.swapaxes(x, 1, 2) for x in (q, k, v))
-    q_lanes, k_sublanes = _lane_segments(seg)
-
-    def kv_block(b, i, j, cols_ref, counts_ref):
-        return cols_ref[(b * nq + i) * nk + j]
-
-    q_map = lambda b, h, i, j, c, n: (b, h, i, 0)
-    kv_map = lambda b, h, i, j, c, n: (b, _div(h, group), kv_block(b, i, j, c, n), 0)
-    in_specs = [
-        pl.BlockSpec((None, None, bq, dim), q_map),
-        pl.BlockSpec((None, None, bk, dim), kv_map),
-        pl.BlockSpec((None, None, bk, dim), kv_map),
-        pl.BlockSpec((None, bq, LANES), lambda b, h, i, j, c, n: (b, i, 0)),
-        pl.BlockSpec((None, SUBLANES, bk), lambda b, h, i, j, c, n: (b, 0, kv_block(b, i, j, c, n))),
-    ]
+    maps = _query_grid_maps(nq, nk, heads // k.shape[2])
+    q_side = maps[0]
     out_shape = [
         jax.ShapeDtypeStruct(qt.shape, q.dtype),
         jax.ShapeDtypeStruct((batch, heads, length, LANES), jnp.float32),
     ]
-    out_specs = [pl.BlockSpec((None, None, bq, dim), q_map), pl.BlockSpec((None, None, bq, LANES), q_map)]
+    out_specs = [pl.BlockSpec((None, None, bq, dim), q_side), pl.BlockSpec((None, None, bq, LANES), q_side)]
     if count_visits:
         out_shape.append(jax.ShapeDtypeStruct((batch, heads, nq * SUBLANES, LANES), jnp.int32))
-        out_specs.append(pl.BlockSpec((None, None, SUBLANES, LANES), q_map))
+        out_specs.append(pl.BlockSpec((None, None, SUBLANES, LANES), q_side))
     kernel = functools.partial(
         _fwd_kernel, causal=causal, sm_scale=sm_scale, block_q=bq, block_k=bk, num_outer=nq, num_inner=nk,
         count_visits=count_visits,
     )
-    outs = pl.pallas_call(
-        kernel,
-        grid_spec=pltpu.PrefetchScalarGridSpec(
-            num_scalar_prefetch=2,
-            grid=(batch, heads, nq, nk),
-            in_specs=in_specs,
-            out_specs=out_specs,
-            scratch_shapes=[
-                pltpu.VMEM((bq, LANES), jnp.float32),
-                pltpu.VMEM((bq, LANES), jnp.float32),
-                pltpu.VMEM((bq, dim), jnp.float32),
-            ],
-        ),
-        out_shape=out_shape,
-        compiler_params=_compiler_params(),
-        interpret=_interpret_arg(interpret),
-        name="segment_flash_fwd",
-    )(cols, counts, qt, kt, vt, q_lanes, k_sublanes)
+    outs = _planned_call(
+        kernel, grid=(batch, heads, nq, nk), in_specs=_operand_specs(bq, bk, dim, maps, backward=False),
+        out_specs=out_specs,
+        scratch_shapes=[pltpu.VMEM((bq, LANES), jnp.float32), pltpu.VMEM((bq, LANES), jnp.float32),
+                        pltpu.VMEM((bq, dim), jnp.float32)],
+        out_shape=out_shape, interpret=interpret, name="segment_flash_fwd",
+    )(cols, counts, qt, kt, vt, *_lane_segments(seg))
     o, lse = jnp.swapaxes(outs[0], 1, 2), outs[1][..., 0]
     visits = outs[2][:, :, ::SUBLANES, 0] if count_visits else None
     return o, lse, visits
@@ -251,87 +270,59 @@ def _dkv_kernel(rows_ref, counts_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, di_r
 
 def backward(q, k, v, seg, o, lse, do, *, causal, sm_scale, sizes: BlockSizes, interpret):
     """Gradients (dq [B, T, H, D], dk/dv [B, T, KVH, D]) from the forward residuals (o [B,T,H,D], lse [B,H,T])."""
-    batch, length, heads, dim = q.shape
-    kv_heads = k.shape[2]
-    group = heads // kv_heads
     delta = jnp.einsum("bthd,bthd->bht", o.astype(jnp.float32), do.astype(jnp.float32))
     qt, kt, vt, dot_ = (jnp.swapaxes(x, 1, 2) for x in (q, k, v, do))
-    lse_l, di_l = _to_lanes(lse), _to_lanes(delta)
-    q_lanes, k_sublanes = _lane_segments(seg)
-    operands = (qt, kt, vt, dot_, lse_l, di_l, q_lanes, k_sublanes)
-    interpret_arg = _interpret_arg(interpret)
+    operands = (qt, kt, vt, dot_, _to_lanes(lse), _to_lanes(delta), *_lane_segments(seg))
+    dq = _dq(operands, seg, causal=causal, sm_scale=sm_scale, sizes=sizes, interpret=interpret)
+    dk, dv = _dkv(operands, seg, causal=causal, sm_scale=sm_scale, sizes=sizes, interpret=interpret)
+    return tuple(jnp.swapaxes(x, 1, 2) for x in (dq, dk, dv))
 
-    # dq: grid over query blocks, inner steps over the visited key blocks (same plan as the forward).
+
+def _dq(operands, seg, *, causal, sm_scale, sizes: BlockSizes, interpret):
+    """dq [B, H, T, D]: grid over query blocks, inner steps over the visited key blocks (the forward's plan)."""
+    qt, kt = operands[0], operands[1]
+    batch, heads, length, dim = qt.shape
     bq, bk = sizes.block_q, sizes.block_k
     nq, nk = length // bq, length // bk
-    cols, counts = compact_visits(block_visit_mask(seg, bq, bk, causal=causal))
-    cols, counts = cols.reshape(-1), counts.reshape(-1)
-    kvb = lambda b, i, j, c: c[(b * nq + i) * nk + j]
-    qmap = lambda b, h, i, j, c, n: (b, h, i, 0)
-    kvmap = lambda b, h, i, j, c, n: (b, _div(h, group), kvb(b, i, j, c), 0)
-    dq = pl.pallas_call(
+    cols, counts = _flat_plan(block_visit_mask(seg, bq, bk, causal=causal))
+    maps = _query_grid_maps(nq, nk, heads // kt.shape[1])
+    return _planned_call(
         functools.partial(_dq_kernel, causal=causal, sm_scale=sm_scale, block_q=bq, block_k=bk,
                           num_outer=nq, num_inner=nk),
-        grid_spec=pltpu.PrefetchScalarGridSpec(
-            num_scalar_prefetch=2,
-            grid=(batch, heads, nq, nk),
-            in_specs=[
-                pl.BlockSpec((None, None, bq, dim), qmap),
-                pl.BlockSpec((None, None, bk, dim), kvmap),
-                pl.BlockSpec((None, None, bk, dim), kvmap),
-                pl.BlockSpec((None, None, bq, dim), qmap),
-                pl.BlockSpec((None, None, bq, LANES), qmap),
-                pl.BlockSpec((None, None, bq, LANES), qmap),
-                pl.BlockSpec((None, bq, LANES), lambda b, h, i, j, c, n: (b, i, 0)),
-                pl.BlockSpec((None, SUBLANES, bk), lambda b, h, i, j, c, n: (b, 0, kvb(b, i, j, c))),
-            ],
-            out_specs=pl.BlockSpec((None, None, bq, dim), qmap),
-            scratch_shapes=[pltpu.VMEM((bq, dim), jnp.float32)],
-        ),
-        out_shape=jax.ShapeDtypeStruct(qt.shape, q.dtype),
-        compiler_params=_compiler_params(),
-        interpret=interpret_arg,
-        name="segment_flash_dq",
+        grid=(batch, heads, nq, nk), in_specs=_operand_specs(bq, bk, dim, maps, backward=True),
+        out_specs=pl.BlockSpec((None, None, bq, dim), maps[0]),
+        scratch_shapes=[pltpu.VMEM((bq, dim), jnp.float32)],
+        out_shape=jax.ShapeDtypeStruct(qt.shape, qt.dtype), interpret=interpret, name="segment_flash_dq",
     )(cols, counts, *operands)
 
-    # dk/dv: grid over key blocks, inner steps over the query blocks that see them (transposed plan).
+
+def _dkv(operands, seg, *, causal, sm_scale, sizes: BlockSizes, interpret):
+    """dk, dv [B, KVH, T, D]: grid over key/value heads and key blocks, inner steps over the query blocks that see
+    them (the transposed plan) for each query head of the group."""
+    qt, kt, vt = operands[:3]
+    batch, heads, length, dim = qt.shape
+    kv_heads = kt.shape[1]
+    group = heads // kv_heads
     bq, bk = sizes.q_bwd, sizes.k_bwd
     nq, nk = length // bq, length // bk
-    visible_t = jnp.swapaxes(block_visit_mask(seg, bq, bk, causal=causal), 1, 2)  # [B, nk, nq]
-    rows, counts_t = compact_visits(visible_t)
-    rows, counts_t = rows.reshape(-1), counts_t.reshape(-1)
+    rows, counts = _flat_plan(jnp.swapaxes(block_visit_mask(seg, bq, bk, causal=causal), 1, 2))  # [B, nk, nq]
     # Grid over key/value heads; inner step s covers query head h * group + s // nq and visit s % nq. Past a
     # key block's visit count the maps repeat that head's last visited block (no DMA, as in the forward).
     if group == 1:
-        qb_ = lambda b, j, s, r: r[(b * nk + j) * nq + s]
-        q_head = lambda h, s: h
+        qb_ = lambda b, j, s, r: r[(b * nk + j) * nq + s]  # noqa: E731
+        q_head = lambda h, s: h  # noqa: E731
     else:
-        qb_ = lambda b, j, s, r: r[(b * nk + j) * nq + jax.lax.rem(s, nq)]
-        q_head = lambda h, s: h * group + _div(s, nq)
-    q_side = lambda b, h, j, s, r, n: (b, q_head(h, s), qb_(b, j, s, r), 0)
-    k_side = lambda b, h, j, s, r, n: (b, h, j, 0)
-    dk, dv = pl.pallas_call(
+        qb_ = lambda b, j, s, r: r[(b * nk + j) * nq + jax.lax.rem(s, nq)]  # noqa: E731
+        q_head = lambda h, s: h * group + _div(s, nq)  # noqa: E731
+    k_side = lambda b, h, j, s, r, n: (b, h, j, 0)  # noqa: E731
+    maps = (lambda b, h, j, s, r, n: (b, q_head(h, s), qb_(b, j, s, r), 0), k_side,
+            lambda b, h, j, s, r, n: (b, qb_(b, j, s, r), 0), lambda b, h, j, s, r, n: (b, 0, j))
+    return _planned_call(
         functools.partial(_dkv_kernel, causal=causal, sm_scale=sm_scale, block_q=bq, block_k=bk,
                           num_outer=nk, num_inner=nq, group=group),
-        grid_spec=pltpu.PrefetchScalarGridSpec(
-            num_scalar_prefetch=2,
-            grid=(batch, kv_heads, nk, group * nq),
-            in_specs=[
-                pl.BlockSpec((None, None, bq, dim), q_side),
-                pl.BlockSpec((None, None, bk, dim), k_side),
-                pl.BlockSpec((None, None, bk, dim), k_side),
-                pl.BlockSpec((None, None, bq, dim), q_side),
-                pl.BlockSpec((None, None, bq, LANES), q_side),
-                pl.BlockSpec((None, None, bq, LANES), q_side),
-                pl.BlockSpec((None, bq, LANES), lambda b, h, j, s, r, n: (b, qb_(b, j, s, r), 0)),
-                pl.BlockSpec((None, SUBLANES, bk), lambda b, h, j, s, r, n: (b, 0, j)),
-            ],
-            out_specs=[pl.BlockSpec((None, None, bk, dim), k_side), pl.BlockSpec((None, None, bk, dim), k_side)],
-            scratch_shapes=[pltpu.VMEM((bk, dim), jnp.float32), pltpu.VMEM((bk, dim), jnp.float32)],
-        ),
-        out_shape=[jax.ShapeDtypeStruct(kt.shape, k.dtype), jax.ShapeDtypeStruct(vt.shape, v.dtype)],
-        compiler_params=_compiler_params(),
-        interpret=interpret_arg,
-        name="segment_flash_dkv",
-    )(rows, counts_t, *operands)
-    return tuple(jnp.swapaxes(x, 1, 2) for x in (dq, dk, dv))
+        grid=(batch, kv_heads, nk, group * nq), in_specs=_operand_specs(bq, bk, dim, maps, backward=True),
+        out_specs=[pl.BlockSpec((None, None, bk, dim), k_side), pl.BlockSpec((None, None, bk, dim), k_side)],
+        scratch_shapes=[pltpu.VMEM((bk, dim), jnp.float32), pltpu.VMEM((bk, dim), jnp.float32)],
+        out_shape=[jax.ShapeDtypeStruct(kt.shape, kt.dtype), jax.ShapeDtypeStruct(vt.shape, vt.dtype)],
+        interpret=interpret, name="segment_flash_dkv",
+    )(rows, counts, *operands)

@@ -279,8 +279,4 @@ def make_sharded_backend(mesh, *, batch_axes=("data",), head_axes=("model",)):
     return backend
 
 
-def _pallas_backend(q, k, v, segment_ids, *, causal, sm_scale, block_sizes=None):
-    return flash_attention(q, k, v, segment_ids, causal=causal, sm_scale=sm_scale, block_sizes=block_sizes)
-
-
-register_backend("pallas", _pallas_backend)
+register_backend("pallas", flash_attention)  # its signature is the registry's (block_sizes, and defaults beyond)

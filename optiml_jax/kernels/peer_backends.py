@@ -92,13 +92,6 @@ def cudnn_attention(q, k, v, segment_ids=None, *, causal=True, sm_scale=None, bl
     return jax.nn.dot_product_attention(q, k, v, scale=sm_scale, is_causal=causal, implementation="cudnn")
 
 
-def _splash_backend(q, k, v, segment_ids, *, causal, sm_scale, block_sizes=None):
-    return splash_attention(q, k, v, segment_ids, causal=causal, sm_scale=sm_scale, block_sizes=block_sizes)
-
-
-def _cudnn_backend(q, k, v, segment_ids, *, causal, sm_scale, block_sizes=None):
-    return cudnn_attention(q, k, v, segment_ids, causal=causal, sm_scale=sm_scale, block_sizes=block_sizes)
-
-
-register_backend("splash", _splash_backend)
-register_backend("cudnn", _cudnn_backend)
+# Both take the registry's signature as they are.
+register_backend("splash", splash_attention)
+register_backend("cudnn", cudnn_attention)

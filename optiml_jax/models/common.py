@@ -1,5 +1,6 @@
-"""What the decoder families (`opt.py`, `llama.py`) share: the attention call and its KV cache, logical-axis
-helpers, multi-axis projections, the scan/remat layer stack, the LM head and the unpacked-batch position rule.
+"""What the decoder families (`opt.py`, `llama.py`) share: the call contract (`CausalLM`), the attention call and
+its KV cache, logical-axis helpers, multi-axis projections, the scan/remat layer stack, the LM head and the
+unpacked-batch position rule.
 
 Each family keeps its own parameter names (they follow its Hugging Face peer); nothing here adds a level to
 the parameter or cache trees: helpers that need variables take the calling module (`attend(self, ...)`), so the
@@ -237,3 +238,35 @@ def segments_and_positions(tokens: Array, pad_token_id: int | None, decoder_segm
             raise ValueError("decoder_positions is required with decoder_segment_ids (packed batches)")
         positions = decoder_positions
     return segment_ids, jnp.maximum(jnp.asarray(positions, jnp.int32), -1)
+
+
+class CausalLM(nn.Module):
+    """The call contract every family's model keeps (`OPT`, `Llama`), written once.
+
+    `apply({"params": p}, tokens)` returns float32 logits [batch, length, vocab] with Hugging Face semantics.
+    Packed batches pass `decoder_segment_ids` and `decoder_positions` (SeqIO/T5X names); unpacked ones get
+    `default_positions`. `return_features=True` returns the hidden states the LM head reads instead of logits
+    ([batch, length, embed_dim], compute dtype); `lm_head_logits` turns any slice of them into logits.
+    A family sets `config` and gives `logits_or_features` (called inside this compact method, so the
+    submodules it builds are named exactly as if they were built here).
+    """
+
+    @nn.compact
+    def __call__(
+        self,
+        tokens: Array,
+        decoder_segment_ids: Array | None = None,
+        decoder_positions: Array | None = None,
+        *,
+        deterministic: bool = True,
+        decode: bool = False,
+        return_features: bool = False,
+    ) -> Array:
+        tokens = jnp.asarray(tokens, jnp.int32)
+        segment_ids, positions = segments_and_positions(tokens, self.config.pad_token_id, decoder_segment_ids,
+                                                        decoder_positions)
+        return self.logits_or_features(tokens, segment_ids, positions, deterministic, decode, return_features)
+
+    def logits_or_features(self, tokens: Array, segment_ids: Array, positions: Array, deterministic: bool,
+                           decode: bool, return_features: bool) -> Array:
+        raise NotImplementedError

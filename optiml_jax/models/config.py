@@ -23,12 +23,70 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
-class OPTConfig:
+class FamilyConfig:
+    """What every family's frozen config (`OPTConfig`, `LlamaConfig`) has the same way: the execution choices
+    (fields that change neither the parameters nor the function computed, up to floating point), their checks
+    and those of positive sizes, `replace`, the dict/JSON round trip (tuples travel as lists) and presets by
+    name. A subclass sets `_TUPLE_FIELDS` (fields that JSON turns into lists)."""
+
+    _TUPLE_FIELDS: ClassVar[tuple[str, ...]] = ("attention_block_sizes",)
+
+    dtype: str = "float32"  # compute dtype; parameters are always float32
+    scan_layers: bool = False
+    remat_policy: str = "none"
+    attention_backend: str = "reference"
+    # (block_q, block_k[, block_q_bwd, block_k_bwd]); None = the backend default.
+    attention_block_sizes: tuple[int, ...] | None = None
+
+    def _common_problems(self, positive: tuple[str, ...]) -> list[str]:
+        problems = [f"{name}={getattr(self, name)} must be positive" for name in positive if getattr(self, name) <= 0]
+        if self.dtype not in COMPUTE_DTYPES:
+            problems.append(f"dtype={self.dtype!r} is not one of {COMPUTE_DTYPES}")
+        if self.remat_policy not in REMAT_POLICIES:
+            problems.append(f"remat_policy={self.remat_policy!r} is not one of {REMAT_POLICIES}")
+        return problems
+
+    def _raise_if(self, problems: list[str]) -> None:
+        if problems:
+            raise ValueError(f"Invalid {type(self).__name__}: " + "; ".join(problems))
+
+    def replace(self, **changes: Any):
+        return dataclasses.replace(self, **changes)
+
+    def _dict_with_lists(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for name in self._TUPLE_FIELDS:
+            if isinstance(d[name], tuple):
+                d[name] = list(d[name])
+        return d
+
+    @classmethod
+    def _from_fields(cls, d: dict[str, Any]):
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"Unknown {cls.__name__} fields: {unknown}")
+        d = dict(d)
+        for name in cls._TUPLE_FIELDS:
+            if isinstance(d.get(name), list):
+                d[name] = tuple(d[name])
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def _from_preset(cls, presets: dict[str, dict[str, Any]], key: str, name: str, label: str, overrides: dict):
+        if key not in presets:
+            raise ValueError(f"Unknown {label} size {name!r}; known: {sorted(presets)}")
+        return cls(**{**presets[key], **overrides})
+
+
+@dataclasses.dataclass(frozen=True)
+class OPTConfig(FamilyConfig):
     """Hyperparameters of an OPT decoder.
 
     Attributes mirror Hugging Face's `OPTConfig` where one exists (so conversion is a field copy);
-    `dtype`, `scan_layers`, `remat_policy` and `attention_*` are JAX-side execution choices that
-    do not change the parameters or the function computed (up to floating point).
+    `dtype`, `scan_layers`, `remat_policy` and `attention_*` are JAX-side execution choices (`FamilyConfig`).
     """
 
     family: ClassVar[str] = "opt"  # not a field: OPT's config.json predates it (absent = "opt")
@@ -51,29 +109,15 @@ class OPTConfig:
     pad_token_id: int = PAD_ID
     bos_token_id: int = EOS_ID  # hub configs set bos = eos = 2 for OPT
     eos_token_id: int = EOS_ID
-    # Execution choices (no effect on parameters).
-    dtype: str = "float32"  # compute dtype; parameters are always float32
-    scan_layers: bool = False
-    remat_policy: str = "none"
-    attention_backend: str = "reference"
-    # (block_q, block_k[, block_q_bwd, block_k_bwd]); None = the backend default.
-    attention_block_sizes: tuple[int, ...] | None = None
 
     def __post_init__(self):
-        problems = []
+        problems = self._common_problems(("hidden_size", "num_layers", "num_heads", "ffn_dim", "vocab_size",
+                                          "max_position_embeddings"))
         if self.hidden_size % self.num_heads:
-            problems.append(f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
-        if self.dtype not in COMPUTE_DTYPES:
-            problems.append(f"dtype={self.dtype!r} is not one of {COMPUTE_DTYPES}")
-        if self.remat_policy not in REMAT_POLICIES:
-            problems.append(f"remat_policy={self.remat_policy!r} is not one of {REMAT_POLICIES}")
+            problems.insert(0, f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
         if self.activation != "relu":
             problems.append(f"activation={self.activation!r}: OPT uses relu")
-        for name in ("hidden_size", "num_layers", "num_heads", "ffn_dim", "vocab_size", "max_position_embeddings"):
-            if getattr(self, name) <= 0:
-                problems.append(f"{name}={getattr(self, name)} must be positive")
-        if problems:
-            raise ValueError("Invalid OPTConfig: " + "; ".join(problems))
+        self._raise_if(problems)
 
     @property
     def head_dim(self) -> int:
@@ -88,28 +132,12 @@ class OPTConfig:
     def has_projections(self) -> bool:
         return self.embed_dim != self.hidden_size
 
-    def replace(self, **changes: Any) -> "OPTConfig":
-        return dataclasses.replace(self, **changes)
-
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        if d["attention_block_sizes"] is not None:
-            d["attention_block_sizes"] = list(d["attention_block_sizes"])
-        return d
+        return self._dict_with_lists()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "OPTConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"Unknown OPTConfig fields: {unknown}")
-        d = dict(d)
-        if d.get("attention_block_sizes") is not None:
-            d["attention_block_sizes"] = tuple(d["attention_block_sizes"])
-        return cls(**d)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        return cls._from_fields(d)
 
     def num_params(self, include_embeddings: bool = True) -> int:
         """Parameter count (embedding tied with the LM head, so counted once)."""
@@ -128,9 +156,7 @@ class OPTConfig:
     def preset(cls, name: str, **overrides: Any) -> "OPTConfig":
         """An OPT size by name ('125m' ... '175b', or 'tiny'); keyword overrides win."""
         key = name.lower().replace("opt-", "").replace("opt_", "").replace("_", ".")
-        if key not in PRESETS:
-            raise ValueError(f"Unknown OPT size {name!r}; known: {sorted(PRESETS)}")
-        return cls(**{**PRESETS[key], **overrides})
+        return cls._from_preset(PRESETS, key, name, "OPT", overrides)
 
 
 def _size(layers: int, hidden: int, heads: int, **kw: Any) -> dict[str, Any]:

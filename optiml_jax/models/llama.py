@@ -38,6 +38,7 @@ from optiml_jax.models.common import (
     EMBED_AXES,
     KV_AXES,
     QKV_AXES,
+    CausalLM,
     Projection,
     attend,
     compute_dtype,
@@ -45,7 +46,6 @@ from optiml_jax.models.common import (
     layer_stack,
     lm_head_logits,
     normal_init,
-    segments_and_positions,
     with_axes,
 )
 from optiml_jax.models.llama_config import LLAMA_PRESETS, LlamaConfig
@@ -182,30 +182,16 @@ class LlamaDecoder(nn.Module):
         return RMSNorm(cfg, name="norm")(x), embed_tokens.embedding
 
 
-class Llama(nn.Module):
-    """Llama-family causal language model (same `__call__` contract as `OPT`).
-
-    Returns float32 logits [batch, length, vocab]; `return_features=True` returns the final-norm hidden states
-    ([batch, length, hidden], compute dtype) for `lm_head_logits(config, lm_head_weight(config, params), ...)`.
+class Llama(CausalLM):
+    """Llama-family causal language model (the `CausalLM` call contract, as `OPT`); `return_features=True` gives
+    the final-norm hidden states ([batch, length, hidden]) for `lm_head_logits(config, lm_head_weight(config,
+    params), ...)`.
     """
 
     config: LlamaConfig
 
-    @nn.compact
-    def __call__(
-        self,
-        tokens: Array,
-        decoder_segment_ids: Array | None = None,
-        decoder_positions: Array | None = None,
-        *,
-        deterministic: bool = True,
-        decode: bool = False,
-        return_features: bool = False,
-    ) -> Array:
+    def logits_or_features(self, tokens, segment_ids, positions, deterministic, decode, return_features):
         cfg = self.config
-        tokens = jnp.asarray(tokens, jnp.int32)
-        segment_ids, positions = segments_and_positions(tokens, cfg.pad_token_id, decoder_segment_ids,
-                                                        decoder_positions)
         features, embedding = LlamaDecoder(cfg, name="decoder")(tokens, segment_ids, positions, deterministic, decode)
         if cfg.tie_word_embeddings:
             head = embedding

@@ -11,13 +11,12 @@ the meaning is the same (`num_layers`, `num_heads`, `ffn_dim`, execution choices
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from typing import Any, ClassVar
 
 import numpy as np
 
-from optiml_jax.models.config import COMPUTE_DTYPES, REMAT_POLICIES
+from optiml_jax.models.config import FamilyConfig
 
 LLAMA3_VOCAB_SIZE = 128256
 ROPE_TYPES = ("default", "llama3")
@@ -25,7 +24,7 @@ HF_MODEL_TYPES = ("llama", "mistral", "qwen2")
 
 
 @dataclasses.dataclass(frozen=True)
-class LlamaConfig:
+class LlamaConfig(FamilyConfig):
     """Hyperparameters of a Llama-style decoder: RMSNorm, rotary positions, SwiGLU MLP, grouped-query attention.
 
     `num_kv_heads` (Hugging Face's `num_key_value_heads`) must divide `num_heads`; `head_dim` defaults to
@@ -37,6 +36,7 @@ class LlamaConfig:
     """
 
     family: ClassVar[str] = "llama"
+    _TUPLE_FIELDS: ClassVar[tuple[str, ...]] = ("attention_block_sizes", "eos_token_id")
 
     hidden_size: int = 2048
     num_layers: int = 16
@@ -64,19 +64,10 @@ class LlamaConfig:
     eos_token_id: int | tuple[int, ...] | None = 128001
     hf_model_type: str = "llama"
     dropout_rate: float = 0.0  # residual dropout (Llama trains without; available for fine-tuning)
-    # Execution choices (no effect on parameters).
-    dtype: str = "float32"
-    scan_layers: bool = False
-    remat_policy: str = "none"
-    attention_backend: str = "reference"
-    attention_block_sizes: tuple[int, ...] | None = None
 
     def __post_init__(self):
-        problems = []
-        for name in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "ffn_dim", "vocab_size",
-                     "max_position_embeddings"):
-            if getattr(self, name) <= 0:
-                problems.append(f"{name}={getattr(self, name)} must be positive")
+        problems = self._common_problems(("hidden_size", "num_layers", "num_heads", "num_kv_heads", "ffn_dim",
+                                          "vocab_size", "max_position_embeddings"))
         if self.num_kv_heads > 0 and self.num_heads % self.num_kv_heads:
             problems.append(f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}")
         if self.head_dim_override is None and self.num_heads > 0 and self.hidden_size % self.num_heads:
@@ -92,12 +83,7 @@ class LlamaConfig:
             problems.append(f"hidden_act={self.hidden_act!r}: only silu (SwiGLU) is supported")
         if self.hf_model_type not in HF_MODEL_TYPES:
             problems.append(f"hf_model_type={self.hf_model_type!r} is not one of {HF_MODEL_TYPES}")
-        if self.dtype not in COMPUTE_DTYPES:
-            problems.append(f"dtype={self.dtype!r} is not one of {COMPUTE_DTYPES}")
-        if self.remat_policy not in REMAT_POLICIES:
-            problems.append(f"remat_policy={self.remat_policy!r} is not one of {REMAT_POLICIES}")
-        if problems:
-            raise ValueError("Invalid LlamaConfig: " + "; ".join(problems))
+        self._raise_if(problems)
 
     @property
     def head_dim(self) -> int:
@@ -114,15 +100,8 @@ class LlamaConfig:
             return ()
         return tuple(self.eos_token_id) if isinstance(self.eos_token_id, tuple) else (self.eos_token_id,)
 
-    def replace(self, **changes: Any) -> "LlamaConfig":
-        return dataclasses.replace(self, **changes)
-
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        for name in ("attention_block_sizes", "eos_token_id"):
-            if isinstance(d[name], tuple):
-                d[name] = list(d[name])
-        return {"family": self.family, **d}
+        return {"family": self.family, **self._dict_with_lists()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "LlamaConfig":
@@ -130,17 +109,7 @@ class LlamaConfig:
         family = d.pop("family", cls.family)
         if family != cls.family:
             raise ValueError(f"config family {family!r} is not {cls.family!r}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"Unknown LlamaConfig fields: {unknown}")
-        for name in ("attention_block_sizes", "eos_token_id"):
-            if isinstance(d.get(name), list):
-                d[name] = tuple(d[name])
-        return cls(**d)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        return cls._from_fields(d)
 
     def num_params(self, include_embeddings: bool = True) -> int:
         h, f, hd = self.hidden_size, self.ffn_dim, self.head_dim
@@ -178,9 +147,7 @@ class LlamaConfig:
     def preset(cls, name: str, **overrides: Any) -> "LlamaConfig":
         """A size by name ('tiny', '1b' = Llama-3.2-1B, '8b' = Llama-3-8B); keyword overrides win."""
         key = name.lower().replace("llama-3.2-", "").replace("llama-3-", "").replace("llama3_", "")
-        if key not in LLAMA_PRESETS:
-            raise ValueError(f"Unknown Llama size {name!r}; known: {sorted(LLAMA_PRESETS)}")
-        return cls(**{**LLAMA_PRESETS[key], **overrides})
+        return cls._from_preset(LLAMA_PRESETS, key, name, "Llama", overrides)
 
 
 _LLAMA3 = dict(vocab_size=LLAMA3_VOCAB_SIZE, rope_theta=500000.0, rms_norm_eps=1e-5, bos_token_id=128000,

@@ -16,10 +16,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from optiml_jax.models.common import EMBED_AXES, QKV_AXES, Projection, attend
+from optiml_jax.models.common import EMBED_AXES, QKV_AXES, CausalLM, Projection, attend
 from optiml_jax.models.common import compute_dtype as _dtype
 from optiml_jax.models.common import constrain as _constrain
-from optiml_jax.models.common import default_positions, layer_stack, lm_head_logits, segments_and_positions
+from optiml_jax.models.common import default_positions, layer_stack, lm_head_logits
 from optiml_jax.models.common import normal_init as _init
 from optiml_jax.models.common import with_axes as _param_with_axes
 from optiml_jax.models.config import POSITION_OFFSET, OPTConfig
@@ -158,33 +158,14 @@ def tied_embedding(params: Any) -> Array:
     return nn.unbox(params)["decoder"]["embed_tokens"]["embedding"]
 
 
-class OPT(nn.Module):
-    """OPT causal language model.
-
-    `apply({"params": p}, tokens)` returns float32 logits [batch, length, vocab] with Hugging Face
-    semantics. Packed batches pass `decoder_segment_ids` and `decoder_positions` (SeqIO/T5X names).
-    `return_features=True` returns the hidden states the tied LM head reads instead of logits
-    ([batch, length, embed_dim], compute dtype); `lm_head_logits` turns any slice of them into logits.
-    """
+class OPT(CausalLM):
+    """OPT causal language model (the `CausalLM` call contract)."""
 
     config: OPTConfig
 
-    @nn.compact
-    def __call__(
-        self,
-        tokens: Array,
-        decoder_segment_ids: Array | None = None,
-        decoder_positions: Array | None = None,
-        *,
-        deterministic: bool = True,
-        decode: bool = False,
-        return_features: bool = False,
-    ) -> Array:
-        cfg = self.config
-        tokens = jnp.asarray(tokens, jnp.int32)
-        segment_ids, positions = segments_and_positions(tokens, cfg.pad_token_id, decoder_segment_ids,
-                                                        decoder_positions)
-        return OPTDecoder(cfg, name="decoder")(tokens, segment_ids, positions, deterministic, decode, return_features)
+    def logits_or_features(self, tokens, segment_ids, positions, deterministic, decode, return_features):
+        return OPTDecoder(self.config, name="decoder")(tokens, segment_ids, positions, deterministic, decode,
+                                                       return_features)
 
 
 def init_params(config: OPTConfig, rng: Array, *, batch: int = 1, length: int = 8, boxed: bool = False) -> Any:

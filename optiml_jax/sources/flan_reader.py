@@ -11,13 +11,12 @@ is an inverted one and is dropped. Tasks are named `flan_<dataset>`.
 from __future__ import annotations
 
 import collections
-import json
 import pathlib
 import string
 from typing import Iterable, Iterator
 
 from optiml_jax.paths import user_path
-from optiml_jax.sources.raw_examples import SourceDataError, raw_example
+from optiml_jax.sources.raw_examples import SourceDataError, raw_example, read_json_file
 from optiml_jax.sources.template_choice import pick_template
 
 OPTIONS_PREFIX = "OPTIONS:\n- "
@@ -31,12 +30,7 @@ def format_options(options: Iterable[str], prefix: str = OPTIONS_PREFIX, separat
 def load_patterns(path: str | pathlib.Path) -> dict[str, list[tuple[str, str]]]:
     """{dataset: [(input_template, target_template)]} from either FLAN file format."""
     path = user_path(path, "FLAN_TEMPLATES_FILE")  # local or a bucket (optiml_jax.paths)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SourceDataError("FLAN templates file does not exist (set FLAN_TEMPLATES_FILE)", file=str(path)) from None
-    except json.JSONDecodeError as e:
-        raise SourceDataError(f"not valid JSON: {e}", file=str(path)) from None
+    data = read_json_file(path, missing="FLAN templates file does not exist (set FLAN_TEMPLATES_FILE)")
     if isinstance(data, dict) and "PATTERNS" in data:
         data = data["PATTERNS"]
     if not isinstance(data, dict):

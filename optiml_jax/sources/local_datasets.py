@@ -9,7 +9,7 @@ import pathlib
 from typing import Iterator
 
 from optiml_jax.paths import is_url, local_only, open_text, user_path
-from optiml_jax.sources.raw_examples import SourceDataError
+from optiml_jax.sources.raw_examples import SourceDataError, read_json_file
 
 SPLIT_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".tsv")
 
@@ -50,10 +50,7 @@ def iter_rows(path: str | pathlib.Path, split: str = "train") -> Iterator[dict]:
                     raise SourceDataError("JSONL line is not an object", file=str(path), example=f"line {i}")
                 yield row
     elif suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise SourceDataError(f"not valid JSON: {e}", file=str(path)) from None
+        data = read_json_file(path)
         if isinstance(data, dict) and "data" in data:
             data = data["data"]
         if not isinstance(data, list):

@@ -9,12 +9,11 @@ may carry several reference outputs (`references`; `target` is the first). The t
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 from typing import Iterator
 
 from optiml_jax.paths import user_path
-from optiml_jax.sources.raw_examples import SourceDataError, raw_example
+from optiml_jax.sources.raw_examples import SourceDataError, raw_example, read_json_file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,12 +60,7 @@ def load_task(path: str | pathlib.Path) -> NIv2Task:
     """Parses one task file; errors name the file and task."""
     path = user_path(path, "NIV2_DATA_DIR")
     name = task_name(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SourceDataError("task file does not exist", file=str(path), task=name) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SourceDataError(f"not valid JSON: {e}", file=str(path), task=name) from None
+    data = read_json_file(path, missing="task file does not exist", task=name)
     if not isinstance(data, dict):
         raise SourceDataError("task file must hold a JSON object", file=str(path), task=name)
     for field in ("Definition", "Instances"):

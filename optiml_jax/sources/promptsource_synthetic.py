@@ -82,19 +82,7 @@ class _Walker:
         if node is None:
             return
         if isinstance(node, nodes.For):
-            it = self.shape(node.iter, scope)
-            self.visit(node.iter, scope)
-            inner = dict(scope)
-            if isinstance(node.target, nodes.Name):
-                inner[node.target.name] = it.element() if it is not None else Shape()
-            elif isinstance(node.target, nodes.Tuple):
-                for t in node.target.items:
-                    if isinstance(t, nodes.Name):
-                        inner[t.name] = Shape()
-            for n in node.body + node.else_:
-                self.visit(n, inner)
-            if node.test is not None:
-                self.visit(node.test, inner)
+            self._visit_for(node, scope)
             return
         if isinstance(node, nodes.Assign) and isinstance(node.target, nodes.Name):
             self.visit(node.node, scope)
@@ -117,19 +105,7 @@ class _Walker:
                 self.visit(a, scope)
             return
         if isinstance(node, nodes.Compare):
-            operands = [node.expr] + [op.expr for op in node.ops]
-            for o in operands:
-                s = self.shape(o, scope)
-                if s is not None:
-                    for c in operands:
-                        if isinstance(c, nodes.Const) and c.value not in s.constants:
-                            s.constants.append(c.value)
-                        if isinstance(c, (nodes.List, nodes.Tuple)):
-                            s.constants.extend(i.value for i in c.items if isinstance(i, nodes.Const))
-            if any(isinstance(o, nodes.Const) and isinstance(o.value, (int, float)) and not isinstance(o.value, bool)
-                   for o in operands):
-                for o in operands:
-                    self.mark_numeric(o, scope)
+            self._note_comparison(node, scope)
         if isinstance(node, (nodes.Add, nodes.Sub, nodes.Mul, nodes.Div, nodes.FloorDiv, nodes.Mod)):
             for o in (node.left, node.right):
                 if isinstance(o, nodes.Const) and isinstance(o.value, (int, float)):
@@ -138,6 +114,39 @@ class _Walker:
         self.shape(node, scope) if isinstance(node, (nodes.Name, nodes.Getattr, nodes.Getitem)) else None
         for child in node.iter_child_nodes():
             self.visit(child, scope)
+
+    def _visit_for(self, node, scope):
+        """A loop: its variable(s) get the element shape of what it iterates, in a scope of the loop's own."""
+        it = self.shape(node.iter, scope)
+        self.visit(node.iter, scope)
+        inner = dict(scope)
+        if isinstance(node.target, nodes.Name):
+            inner[node.target.name] = it.element() if it is not None else Shape()
+        elif isinstance(node.target, nodes.Tuple):
+            for t in node.target.items:
+                if isinstance(t, nodes.Name):
+                    inner[t.name] = Shape()
+        for n in node.body + node.else_:
+            self.visit(n, inner)
+        if node.test is not None:
+            self.visit(node.test, inner)
+
+    def _note_comparison(self, node, scope):
+        """`x == 'a'`, `x in ['a', 'b']`: the constants become values x may take; comparing with a number makes
+        every operand numeric."""
+        operands = [node.expr] + [op.expr for op in node.ops]
+        for o in operands:
+            s = self.shape(o, scope)
+            if s is not None:
+                for c in operands:
+                    if isinstance(c, nodes.Const) and c.value not in s.constants:
+                        s.constants.append(c.value)
+                    if isinstance(c, (nodes.List, nodes.Tuple)):
+                        s.constants.extend(i.value for i in c.items if isinstance(i, nodes.Const))
+        if any(isinstance(o, nodes.Const) and isinstance(o.value, (int, float)) and not isinstance(o.value, bool)
+               for o in operands):
+            for o in operands:
+                self.mark_numeric(o, scope)
 
 
 def infer_fields(renderer: TemplateRenderer, template: PSTemplate) -> dict[str, Shape]:

@@ -7,6 +7,8 @@ Every failure names the file, the task and the example, so one bad row never sil
 
 from __future__ import annotations
 
+import json
+import pathlib
 from typing import Any, Sequence
 
 from optiml_jax.lazy_imports import renamed_attributes
@@ -22,6 +24,19 @@ class SourceDataError(ValueError):
         where = ", ".join(f"{k}={v!r}" for k, v in (("file", file), ("task", task), ("example", example)) if v is not None)
         super().__init__(f"{message} [{where}]" if where else message)
         self.file, self.task, self.example = file, task, example
+
+
+def read_json_file(path: pathlib.Path, *, missing: str | None = None, task: str | None = None) -> Any:
+    """A source JSON file (local or a bucket path), or a `SourceDataError` naming it: `missing` when it does not
+    exist (None: the FileNotFoundError itself), "not valid JSON" with the parser's reason when it cannot be read."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if missing is None:
+            raise
+        raise SourceDataError(missing, file=str(path), task=task) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SourceDataError(f"not valid JSON: {e}", file=str(path), task=task) from None
 
 
 def raw_example(*, input: str, target: str, id: str, instruction: str = "",

@@ -4,90 +4,83 @@ gin-free); `model_config_from_checkpoint`: the run files' default model, read fr
 enough to fine-tune it; a model file (`gin/models/*.gin`, binding `train.model_config`) overrides it and must then
 agree with the checkpoint (`check_matches_checkpoint`).
 
-Explicit keyword arguments (rather than `**overrides`) so a misspelt gin binding such as
-`opt_config.dropout = 0.1` is rejected by gin with the file and line, instead of being swallowed.
+Each factory's keywords are explicit in its signature (`with_execution_keywords`, one list for all three) rather
+than `**overrides`, so a misspelt gin binding such as `opt_config.dropout = 0.1` is rejected by gin with the file
+and line, instead of being swallowed.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 from optiml_jax.models import LlamaConfig, OPTConfig
 
+# The execution choices every factory takes as keywords (gin/runs/train.gin binds them to COMPUTE_DTYPE,
+# DROPOUT_RATE, SCAN_LAYERS, REMAT_POLICY, ATTENTION_BACKEND); the dropout default is each factory's own.
+EXECUTION_DEFAULTS = dict(dtype="bfloat16", dropout_rate=None, scan_layers=False, remat_policy="none",
+                          attention_backend="reference", attention_block_sizes=None)
+OPT_ARCHITECTURE_KEYWORDS = ("vocab_size", "max_position_embeddings", "num_layers", "hidden_size", "num_heads",
+                             "ffn_dim")
+LLAMA_ARCHITECTURE_KEYWORDS = OPT_ARCHITECTURE_KEYWORDS + ("num_kv_heads", "bos_token_id", "eos_token_id",
+                                                          "pad_token_id")
 
-def _preset(config_cls, size: str, execution: dict, architecture: dict):
-    """`config_cls.preset(size)` with the execution choices and the architecture fields that were set."""
-    overrides = dict(execution, dropout_rate=float(execution["dropout_rate"]))
-    if overrides.pop("attention_block_sizes", None) is not None:
-        overrides["attention_block_sizes"] = tuple(execution["attention_block_sizes"])
-    overrides.update({k: v for k, v in architecture.items() if v is not None})
-    return config_cls.preset(size, **overrides)
+
+def with_execution_keywords(dropout_rate: float, architecture: tuple[str, ...] = ()):
+    """Gives `fn(first, *, execution, architecture)` an explicit keyword-only signature: the execution choices of
+    `EXECUTION_DEFAULTS` (with this `dropout_rate` default), then `architecture` fields defaulting to None.
+
+    Why a signature rather than `**overrides`: gin validates each binding against it, so a misspelt binding such
+    as `opt_config.dropout = 0.1` is rejected with the file and line instead of being swallowed; one list here
+    keeps the three factories' keywords identical. `fn` receives the execution choices as one dict (dropout as a
+    float, block sizes as a tuple) and the architecture fields that were set."""
+    def decorate(fn):
+        first = next(iter(inspect.signature(fn).parameters.values()))
+        keywords = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
+                                      default=dropout_rate if name == "dropout_rate" else default)
+                    for name, default in EXECUTION_DEFAULTS.items()]
+        keywords += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None) for name in architecture]
+        signature = inspect.Signature([first, *keywords], return_annotation=inspect.signature(fn).return_annotation)
+
+        @functools.wraps(fn)
+        def factory(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            chosen = dict(bound.arguments)
+            execution = {name: chosen.pop(name) for name in EXECUTION_DEFAULTS}
+            execution["dropout_rate"] = float(execution["dropout_rate"])
+            if execution["attention_block_sizes"] is None:
+                del execution["attention_block_sizes"]
+            else:
+                execution["attention_block_sizes"] = tuple(execution["attention_block_sizes"])
+            fields = {name: chosen.pop(name) for name in architecture}
+            return fn(*chosen.values(), execution=execution,
+                      architecture={name: value for name, value in fields.items() if value is not None})
+
+        del factory.__wrapped__  # nothing that unwraps decorators may see the `execution`/`architecture` keywords
+        factory.__signature__ = signature
+        return factory
+
+    return decorate
 
 
-def opt_config(
-    size: str = "125m",
-    *,
-    dtype: str = "bfloat16",
-    dropout_rate: float = 0.1,
-    scan_layers: bool = False,
-    remat_policy: str = "none",
-    attention_backend: str = "reference",
-    attention_block_sizes=None,
-    vocab_size=None,
-    max_position_embeddings=None,
-    num_layers=None,
-    hidden_size=None,
-    num_heads=None,
-    ffn_dim=None,
-) -> OPTConfig:
+@with_execution_keywords(dropout_rate=0.1, architecture=OPT_ARCHITECTURE_KEYWORDS)
+def opt_config(size: str = "125m", *, execution: dict, architecture: dict) -> OPTConfig:
     """A preset size with execution choices; bf16 compute with float32 parameters by default."""
-    return _preset(OPTConfig, size, dict(dtype=dtype, dropout_rate=dropout_rate, scan_layers=scan_layers,
-                                         remat_policy=remat_policy, attention_backend=attention_backend,
-                                         attention_block_sizes=attention_block_sizes),
-                   dict(vocab_size=vocab_size, max_position_embeddings=max_position_embeddings, num_layers=num_layers,
-                        hidden_size=hidden_size, num_heads=num_heads, ffn_dim=ffn_dim))
+    return OPTConfig.preset(size, **execution, **architecture)
 
 
-def llama_config(
-    size: str = "1b",
-    *,
-    dtype: str = "bfloat16",
-    dropout_rate: float = 0.0,
-    scan_layers: bool = False,
-    remat_policy: str = "none",
-    attention_backend: str = "reference",
-    attention_block_sizes=None,
-    vocab_size=None,
-    max_position_embeddings=None,
-    num_layers=None,
-    hidden_size=None,
-    num_heads=None,
-    num_kv_heads=None,
-    ffn_dim=None,
-    bos_token_id=None,
-    eos_token_id=None,
-    pad_token_id=None,
-) -> LlamaConfig:
+@with_execution_keywords(dropout_rate=0.0, architecture=LLAMA_ARCHITECTURE_KEYWORDS)
+def llama_config(size: str = "1b", *, execution: dict, architecture: dict) -> LlamaConfig:
     """A Llama-family preset ('tiny', '1b' = Llama-3.2-1B, '8b' = Llama-3-8B) with execution choices.
 
     The token ids say which ids of the tokenizer the model treats as bos/eos/pad (generation stops at eos);
     set them when the tokenizer is not Llama 3's (e.g. the mini-benchmark's OPT-style BPE: 2, 2, 1)."""
-    return _preset(LlamaConfig, size, dict(dtype=dtype, dropout_rate=dropout_rate, scan_layers=scan_layers,
-                                           remat_policy=remat_policy, attention_backend=attention_backend,
-                                           attention_block_sizes=attention_block_sizes),
-                   dict(vocab_size=vocab_size, max_position_embeddings=max_position_embeddings, num_layers=num_layers,
-                        hidden_size=hidden_size, num_heads=num_heads, num_kv_heads=num_kv_heads, ffn_dim=ffn_dim,
-                        bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id))
+    return LlamaConfig.preset(size, **execution, **architecture)
 
 
-def model_config_from_checkpoint(
-    checkpoint_path=None,
-    *,
-    dtype: str = "bfloat16",
-    dropout_rate: float = 0.1,
-    scan_layers: bool = False,
-    remat_policy: str = "none",
-    attention_backend: str = "reference",
-    attention_block_sizes=None,
-):
+@with_execution_keywords(dropout_rate=0.1)
+def model_config_from_checkpoint(checkpoint_path=None, *, execution: dict, architecture: dict):
     """The architecture the checkpoint at `checkpoint_path` records (config.json of a Hugging Face OPT / Llama /
     Mistral / Qwen2 directory, of a converter Orbax dir, or a run's model_config.json), with the run's execution
     choices (gin/runs/train.gin binds them to DROPOUT_RATE, COMPUTE_DTYPE, SCAN_LAYERS, REMAT_POLICY,
@@ -95,6 +88,7 @@ def model_config_from_checkpoint(
     transformers directory should not have to restate its shape in a model file (and cannot get it wrong)."""
     from optiml_jax.training.errors import ConfigValueError
 
+    del architecture  # none: the checkpoint's
     if checkpoint_path is None:
         raise ConfigValueError("no model to train: give a model file (--gin_file=models/<name>.gin, which binds "
                                "train.model_config) or a checkpoint directory to fine-tune "
@@ -103,10 +97,6 @@ def model_config_from_checkpoint(
     if saved is None:
         raise ConfigValueError(f"INITIAL_CHECKPOINT_PATH = {str(checkpoint_path)!r} records no architecture (no "
                                "config.json / model_config.json): give a model file (--gin_file=models/<name>.gin)")
-    execution = dict(dtype=dtype, dropout_rate=float(dropout_rate), scan_layers=scan_layers,
-                     remat_policy=remat_policy, attention_backend=attention_backend)
-    if attention_block_sizes is not None:
-        execution["attention_block_sizes"] = tuple(attention_block_sizes)
     return saved.replace(**execution)
 
 

@@ -32,10 +32,6 @@ import os
 import pathlib
 from typing import Any, Iterable, Sequence
 
-import numpy as np
-import tensorflow as tf
-
-from optiml_jax.paths import is_url, user_path
 from optiml_jax.vocabularies.chat_template import render_chat_template  # re-exported: its old home
 from optiml_jax.vocabularies.file_vocabulary import FileVocabulary
 from optiml_jax.vocabularies.tokenizer_files import OPTVocabularyError, padded_vocab_size
@@ -78,14 +74,11 @@ class HFTokenizerVocabulary(FileVocabulary):
     """
 
     _TF_DECODE_NAME = "hf_tokenizer_decode"
+    _TF_ENCODE_NAME = "hf_tokenizer_encode"
 
     def __init__(self, path: str | os.PathLike, *, pad_vocab_to_multiple_of: int = 1, pad_id: int | None = None):
-        super().__init__(extra_ids=0)
-        self._path = user_path(path, "TOKENIZER_DIR")  # a bucket stays a URL (optiml_jax.paths)
-        self._path = self._path if is_url(self._path) else pathlib.Path(self._path).resolve()
-        self._pad_vocab_to_multiple_of = pad_vocab_to_multiple_of
         self._pad_override = pad_id
-        self._load()
+        super().__init__(path, pad_vocab_to_multiple_of)
 
     def _load(self) -> None:
         import tokenizers
@@ -121,15 +114,6 @@ class HFTokenizerVocabulary(FileVocabulary):
 
     # ----------------------------------------------------------------------------------------------- ids / sizes
     @property
-    def path(self) -> pathlib.Path:
-        return self._path
-
-    @property
-    def tokenizer(self):
-        """The underlying `tokenizers.Tokenizer`, as loaded from tokenizer.json."""
-        return self._tokenizer
-
-    @property
     def special_tokens(self) -> dict[str, str]:
         """{'bos_token': '<|begin_of_text|>', ...}: the template variables transformers passes as well."""
         return dict(self._special_tokens)
@@ -163,28 +147,15 @@ class HFTokenizerVocabulary(FileVocabulary):
             return pad
         return self.eos_id if self.eos_id is not None else 0
 
-    @property
-    def _base_vocab_size(self) -> int:
-        return self._padded_size
-
     # ----------------------------------------------------------------------------------------------- python ops
-    def _encode(self, s: str) -> Sequence[int]:
-        return self._tokenizer.encode(s, add_special_tokens=False).ids
-
     def encode_with_special_tokens(self, s: str) -> list[int]:
         """Ids with the post-processor's special tokens (e.g. BOS), as `AutoTokenizer(...)(s)["input_ids"]`."""
         return self._tokenizer.encode(s, add_special_tokens=True).ids
-
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return [e.ids for e in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
     def _decode(self, ids: Iterable[int]) -> str:
         ids = [int(i) for i in ids]
         ids = [i for i in ids if 0 <= i < self._num_ids]  # embedding-padding ids have no token
         return self._tokenizer.decode(ids, skip_special_tokens=True)
-
-    def decode_batch(self, batch: Iterable[Iterable[int]]) -> list[str]:
-        return [self.decode(ids) for ids in batch]
 
     def apply_chat_template(self, messages: Sequence[dict], *, add_generation_prompt: bool = False,
                             tokenize: bool = False, chat_template: str | None = None, **kwargs: Any):
@@ -196,36 +167,11 @@ class HFTokenizerVocabulary(FileVocabulary):
                                     **{**self._special_tokens, **kwargs})
         return self._encode(text) if tokenize else text
 
-    # ----------------------------------------------------------------------------------------------- TF ops
-    def _encode_strings_np(self, strings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        texts = [s if isinstance(s, str) else bytes(s).decode("utf-8")
-                 for s in np.asarray(strings, dtype=object).reshape(-1)]
-        encoded = [list(self._encode(texts[0]))] if len(texts) == 1 else self.encode_batch(texts)
-        lengths = np.array([len(ids) for ids in encoded], dtype=np.int64)
-        flat = np.fromiter((i for ids in encoded for i in ids), dtype=np.int32, count=int(lengths.sum()))
-        return flat, lengths
-
-    def _encode_tf(self, s: tf.Tensor) -> tf.Tensor | tf.RaggedTensor:
-        s = tf.convert_to_tensor(s, dtype=tf.string)
-        flat, lengths = tf.numpy_function(self._encode_strings_np, [tf.reshape(s, [-1])], [tf.int32, tf.int64],
-                                          stateful=False, name="hf_tokenizer_encode")
-        flat.set_shape([None])
-        if s.shape.rank == 0:
-            return flat
-        lengths.set_shape([None])
-        ragged = tf.RaggedTensor.from_row_lengths(flat, lengths, validate=False)
-        for dim in reversed(tf.unstack(tf.shape(s, out_type=tf.int64))[1:]):
-            ragged = tf.RaggedTensor.from_uniform_row_length(ragged, dim, validate=False)
-        return ragged
-
     # ----------------------------------------------------------------------------------------------- identity
-    def _settings(self) -> dict:
-        return {"path": str(self._path), "pad_vocab_to_multiple_of": self._pad_vocab_to_multiple_of,
-                "pad_id": self._pad_override}
+    def _options(self) -> dict:
+        return {"pad_id": self._pad_override}
 
-    def _restore(self, settings: dict) -> None:
-        self._path = pathlib.Path(settings["path"])
-        self._pad_vocab_to_multiple_of = settings["pad_vocab_to_multiple_of"]
+    def _set_options(self, settings: dict) -> None:
         self._pad_override = settings["pad_id"]
 
     def __repr__(self) -> str:

@@ -19,13 +19,10 @@ TF ops run the Rust tokenizer through `tf.numpy_function`, so `encode_tf`/`decod
 from __future__ import annotations
 
 import os
-import pathlib
-from typing import Iterable, Sequence
+from typing import Iterable
 
-import numpy as np
 import tensorflow as tf
 
-from optiml_jax.paths import is_url, user_path
 from optiml_jax.vocabularies import tokenizer_files
 from optiml_jax.vocabularies.file_vocabulary import FileVocabulary
 
@@ -51,6 +48,7 @@ class OPTVocabulary(FileVocabulary):
     """
 
     _TF_DECODE_NAME = "opt_bpe_decode"
+    _TF_ENCODE_NAME = "opt_bpe_encode"
 
     def __init__(
         self,
@@ -59,12 +57,8 @@ class OPTVocabulary(FileVocabulary):
         pad_vocab_to_multiple_of: int = tokenizer_files.DEFAULT_PAD_VOCAB_TO_MULTIPLE_OF,
         literal_special_tokens: Iterable[str] = tokenizer_files.HF_OPT_LITERAL_SPECIAL_TOKENS,
     ):
-        super().__init__(extra_ids=0)
-        self._path = user_path(path, "TOKENIZER_DIR")  # a bucket stays a URL (optiml_jax.paths)
-        self._path = self._path if is_url(self._path) else pathlib.Path(self._path).resolve()
-        self._pad_vocab_to_multiple_of = pad_vocab_to_multiple_of
         self._literal_special_tokens = tuple(literal_special_tokens)
-        self._load()
+        super().__init__(path, pad_vocab_to_multiple_of)
 
     def _load(self) -> None:
         vocab, merges = tokenizer_files.read_vocab_and_merges(self._path)
@@ -73,13 +67,11 @@ class OPTVocabulary(FileVocabulary):
         self._padded_size = tokenizer_files.padded_vocab_size(self._num_entries, self._pad_vocab_to_multiple_of)
 
     # ----------------------------------------------------------------------------------------------- ids / sizes
-    @property
-    def path(self) -> pathlib.Path:
-        return self._path
-
-    @property
-    def pad_vocab_to_multiple_of(self) -> int:
-        return self._pad_vocab_to_multiple_of
+    # OPT's fixed ids (fairseq dictionary order), as class constants: they override seqio's id properties.
+    bos_id = tokenizer_files.BOS_ID
+    eos_id = tokenizer_files.EOS_ID
+    pad_id = tokenizer_files.PAD_ID
+    unk_id = tokenizer_files.UNK_ID
 
     @property
     def literal_special_tokens(self) -> tuple[str, ...]:
@@ -90,39 +82,7 @@ class OPTVocabulary(FileVocabulary):
         """Number of ids that have a token (max id + 1): 50,265 for OPT."""
         return self._num_entries
 
-    @property
-    def tokenizer(self):
-        """The underlying `tokenizers.Tokenizer` (no post-processor; adds no BOS/EOS)."""
-        return self._tokenizer
-
-    @property
-    def bos_id(self) -> int:
-        return tokenizer_files.BOS_ID
-
-    @property
-    def eos_id(self) -> int:
-        return tokenizer_files.EOS_ID
-
-    @property
-    def pad_id(self) -> int:
-        return tokenizer_files.PAD_ID
-
-    @property
-    def unk_id(self) -> int:
-        return tokenizer_files.UNK_ID
-
-    @property
-    def _base_vocab_size(self) -> int:
-        return self._padded_size
-
     # ----------------------------------------------------------------------------------------------- python ops
-    def _encode(self, s: str) -> Sequence[int]:
-        return self._tokenizer.encode(s, add_special_tokens=False).ids
-
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        """Encodes many texts at once with the Rust tokenizer's parallel batch API (same ids as `encode`)."""
-        return [e.ids for e in self._tokenizer.encode_batch(list(texts), add_special_tokens=False)]
-
     def _tokens_to_text_ids(self, ids: Iterable[int]) -> list[int]:
         kept = []
         for i in ids:
@@ -136,36 +96,7 @@ class OPTVocabulary(FileVocabulary):
     def _decode(self, ids: Iterable[int]) -> str:
         return self._tokenizer.decode(self._tokens_to_text_ids(ids), skip_special_tokens=False)
 
-    def decode_batch(self, batch: Iterable[Iterable[int]]) -> list[str]:
-        """`decode` of each sequence (each cut at its first EOS, control/padding ids dropped)."""
-        return [self.decode(ids) for ids in batch]
-
     # ----------------------------------------------------------------------------------------------- TF ops
-    def _encode_strings_np(self, strings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        texts = [_as_text(s, self._path) for s in np.asarray(strings, dtype=object).reshape(-1)]
-        # One text (the usual per-example map) skips the batch API's thread-pool dispatch.
-        encoded = [self._encode(texts[0])] if len(texts) == 1 else self.encode_batch(texts)
-        lengths = np.array([len(ids) for ids in encoded], dtype=np.int64)
-        flat = np.fromiter((i for ids in encoded for i in ids), dtype=np.int32, count=int(lengths.sum()))
-        return flat, lengths
-
-    def _encode_tf(self, s: tf.Tensor) -> tf.Tensor | tf.RaggedTensor:
-        """String tensor of any rank -> int32 ids: a 1-D tensor for a scalar, else a RaggedTensor of shape
-        `s.shape + [None]` (like SeqIO's SentencePiece vocabulary)."""
-        s = tf.convert_to_tensor(s, dtype=tf.string)
-        flat, lengths = tf.numpy_function(
-            self._encode_strings_np, [tf.reshape(s, [-1])], [tf.int32, tf.int64], stateful=False, name="opt_bpe_encode"
-        )
-        flat.set_shape([None])
-        if s.shape.rank == 0:
-            return flat
-        lengths.set_shape([None])
-        ragged = tf.RaggedTensor.from_row_lengths(flat, lengths, validate=False)
-        outer_dims = tf.unstack(tf.shape(s, out_type=tf.int64))
-        for dim in reversed(outer_dims[1:]):
-            ragged = tf.RaggedTensor.from_uniform_row_length(ragged, dim, validate=False)
-        return ragged
-
     def decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
         """int ids of shape [..., length] -> strings of shape [...], each cut at its first EOS (SeqIO semantics)."""
         if isinstance(ids, tf.RaggedTensor):
@@ -176,13 +107,10 @@ class OPTVocabulary(FileVocabulary):
         return super().decode_tf(ids)
 
     # ----------------------------------------------------------------------------------------------- identity
-    def _settings(self) -> dict:
-        return {"path": str(self._path), "pad_vocab_to_multiple_of": self._pad_vocab_to_multiple_of,
-                "literal_special_tokens": self._literal_special_tokens}
+    def _options(self) -> dict:
+        return {"literal_special_tokens": self._literal_special_tokens}
 
-    def _restore(self, settings: dict) -> None:
-        self._path = pathlib.Path(settings["path"])
-        self._pad_vocab_to_multiple_of = settings["pad_vocab_to_multiple_of"]
+    def _set_options(self, settings: dict) -> None:
         self._literal_special_tokens = tuple(settings["literal_special_tokens"])
 
     def __repr__(self) -> str:
@@ -192,15 +120,6 @@ class OPTVocabulary(FileVocabulary):
         )
 
     __str__ = __repr__
-
-
-def _as_text(value, path: pathlib.Path) -> str:
-    if isinstance(value, str):
-        return value
-    try:
-        return bytes(value).decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"OPTVocabulary({str(path)!r}): input string is not valid UTF-8: {bytes(value)[:60]!r}") from e
 
 
 __all__ = ["OPTVocabulary"]

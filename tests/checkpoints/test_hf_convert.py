@@ -1,31 +1,26 @@
 """Hugging Face OPT directories <-> optiml_jax params: formats, round trips, and errors."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from hf_peers import CONFIGS, hf_model
 
-from optiml_jax.checkpoints import CheckpointError, load_hf_opt, load_params, save_hf_opt
+from optiml_jax.checkpoints import CheckpointError, config_to_hf, load_hf_opt, load_params, save_hf_opt
 from optiml_jax.models import OPTConfig, stack_layers
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-
-def hf_state(model):
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def assert_same_hf_tensors(expected: dict, directory):
-    reloaded = transformers.OPTForCausalLM.from_pretrained(directory)
-    got = reloaded.state_dict()
-    assert sorted(got) == sorted(expected)
-    for key, value in expected.items():
-        assert got[key].dtype == value.dtype, key
-        assert torch.equal(got[key], value), key
+from hf_dir_checks import (  # noqa: E402  (imports torch)
+    assert_same_hf_tensors,
+    assert_trees_equal,
+    check_cli_round_trip_through_orbax,
+    check_sharded_and_scanned,
+    hf_state,
+    run_convert,
+    write_safetensors_dir,
+)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -39,7 +34,7 @@ def test_round_trip_hf_ours_hf_is_bit_identical(name, tmp_path):
     save_hf_opt(loaded_config, params, tmp_path / "b")
     assert (tmp_path / "b" / "model.safetensors").is_file()
     assert json.loads((tmp_path / "b" / "config.json").read_text())["model_type"] == "opt"
-    assert_same_hf_tensors(hf_state(model), tmp_path / "b")
+    assert_same_hf_tensors(transformers.OPTForCausalLM, hf_state(model), tmp_path / "b")
 
 
 def _leaves(tree):
@@ -52,31 +47,9 @@ def _leaves(tree):
 
 def test_sharded_safetensors_and_scanned_layout(tmp_path):
     config = OPTConfig(**CONFIGS["post_ln_proj"])
-    model = hf_model(config, seed=4)
-    model.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
-    assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
-    model.save_pretrained(tmp_path / "single")
-    _, from_sharded = load_hf_opt(tmp_path / "sharded")
-    _, from_single = load_hf_opt(tmp_path / "single")
-    _assert_trees_equal(from_sharded, from_single)
-    _, scanned = load_hf_opt(tmp_path / "sharded", scanned=True)
-    _assert_trees_equal(scanned, stack_layers(from_single))
-    # Writing sharded (from the scanned layout) gives a directory HF loads with the same tensors.
-    save_hf_opt(config, scanned, tmp_path / "out", max_shard_size=30_000)
-    index = json.loads((tmp_path / "out" / "model.safetensors.index.json").read_text())
-    assert len(set(index["weight_map"].values())) > 1
-    assert not (tmp_path / "out" / "model.safetensors").exists()
-    assert_same_hf_tensors(hf_state(model), tmp_path / "out")
-
-
-def _assert_trees_equal(a, b):
-    assert isinstance(a, dict) == isinstance(b, dict)
-    if isinstance(a, dict):
-        assert sorted(a) == sorted(b)
-        for k in a:
-            _assert_trees_equal(a[k], b[k])
-    else:
-        np.testing.assert_array_equal(a, b)
+    out = check_sharded_and_scanned(tmp_path, config, hf_model(config, seed=4), load_hf_opt, save_hf_opt,
+                                    hf_shard_size="20KB", our_shard_size=30_000)
+    assert not (out / "model.safetensors").exists()
 
 
 def test_pytorch_bin_plain_and_sharded_without_model_prefix(tmp_path):
@@ -91,7 +64,7 @@ def test_pytorch_bin_plain_and_sharded_without_model_prefix(tmp_path):
     (plain / "config.json").write_text((tmp_path / "ref" / "config.json").read_text())
     torch.save(state, plain / "pytorch_model.bin")
     _, got = load_hf_opt(plain)
-    _assert_trees_equal(got, expected)
+    assert_trees_equal(got, expected)
 
     sharded = tmp_path / "bin_sharded"
     sharded.mkdir()
@@ -104,19 +77,11 @@ def test_pytorch_bin_plain_and_sharded_without_model_prefix(tmp_path):
     weight_map = {k: f for f, ks in halves.items() for k in ks}
     (sharded / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     _, got = load_hf_opt(sharded)
-    _assert_trees_equal(got, expected)
+    assert_trees_equal(got, expected)
 
 
-def _write_hf(tmp_path, config, state, name="bad"):
-    from safetensors.torch import save_file
-
-    from optiml_jax.checkpoints import config_to_hf
-
-    d = tmp_path / name
-    d.mkdir()
-    (d / "config.json").write_text(json.dumps(config_to_hf(config)))
-    save_file({k: v.contiguous() for k, v in state.items()}, d / "model.safetensors", metadata={"format": "pt"})
-    return d
+def _write_hf(tmp_path, config, state):
+    return write_safetensors_dir(tmp_path / "bad", config_to_hf(config), state)
 
 
 def test_missing_and_misshapen_tensors_are_all_listed(tmp_path):
@@ -181,28 +146,13 @@ def test_save_rejects_params_that_do_not_fit_the_config(tmp_path):
 
 def test_cli_round_trip_through_orbax(tmp_path):
     config = OPTConfig(**CONFIGS["post_ln_proj"])
-    model = hf_model(config, seed=6)
-    model.save_pretrained(tmp_path / "hf")
-    run = lambda *args: subprocess.run([sys.executable, "-m", "optiml_jax.convert", *args],  # noqa: E731
-                                       capture_output=True, text=True, timeout=300)
-    r = run("hf-to-orbax", "--hf_dir", str(tmp_path / "hf"), "--out_dir", str(tmp_path / "orbax"))
-    assert r.returncode == 0, r.stderr
-    assert (tmp_path / "orbax" / "params").is_dir()
-    assert OPTConfig.from_dict(json.loads((tmp_path / "orbax" / "config.json").read_text())) == config
-    r = run("orbax-to-hf", "--orbax_dir", str(tmp_path / "orbax"), "--out_dir", str(tmp_path / "back"))
-    assert r.returncode == 0, r.stderr
-    assert_same_hf_tensors(hf_state(model), tmp_path / "back")
-
-    # load_params reads both forms to the same tree.
-    cfg_a, from_orbax = load_params(tmp_path / "orbax")
-    cfg_b, from_hf = load_params(tmp_path / "hf")
-    assert cfg_a == cfg_b == config
-    _assert_trees_equal(from_orbax, from_hf)
+    stored = check_cli_round_trip_through_orbax(tmp_path, config, hf_model(config, seed=6))
+    assert OPTConfig.from_dict(stored) == config
     _, scanned = load_params(tmp_path / "orbax", scanned=True)
-    _assert_trees_equal(scanned, stack_layers(from_hf))
+    assert_trees_equal(scanned, stack_layers(load_params(tmp_path / "hf")[1]))
 
     (tmp_path / "empty").mkdir()
-    r = run("orbax-to-hf", "--orbax_dir", str(tmp_path / "empty"), "--out_dir", str(tmp_path / "nope"))
+    r = run_convert("orbax-to-hf", "--orbax_dir", str(tmp_path / "empty"), "--out_dir", str(tmp_path / "nope"))
     assert r.returncode == 2 and "not a checkpoint" in r.stderr and not (tmp_path / "nope").exists()
     with pytest.raises(CheckpointError, match="neither an Orbax checkpoint"):
         load_params(tmp_path)

@@ -1,48 +1,24 @@
 """Hugging Face Llama / Mistral / Qwen2 directories <-> optiml_jax params: round trips, formats, refusals."""
 
 import json
-import subprocess
-import sys
 
-import numpy as np
 import pytest
-from hf_llama_peers import CONFIGS, hf_class, hf_model
+from hf_llama_peers import CONFIGS, hf_model
 
 from optiml_jax.checkpoints import (
     CheckpointError,
     config_to_hf_llama,
     load_hf,
     load_hf_llama,
-    load_params,
     save_hf,
     save_hf_llama,
 )
-from optiml_jax.models import LlamaConfig, config_from_dict, stack_layers
+from optiml_jax.models import LlamaConfig, config_from_dict
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-
-def hf_state(model):
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def assert_same_hf_tensors(cls, expected: dict, directory):
-    got = cls.from_pretrained(directory).state_dict()
-    assert sorted(got) == sorted(expected)
-    for key, value in expected.items():
-        assert got[key].dtype == value.dtype, key
-        assert torch.equal(got[key], value), key
-
-
-def _assert_trees_equal(a, b):
-    assert isinstance(a, dict) == isinstance(b, dict)
-    if isinstance(a, dict):
-        assert sorted(a) == sorted(b)
-        for k in a:
-            _assert_trees_equal(a[k], b[k])
-    else:
-        np.testing.assert_array_equal(a, b)
+import hf_dir_checks as checks  # noqa: E402  (imports torch)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -57,7 +33,7 @@ def test_round_trip_hf_ours_hf_is_bit_identical(name, tmp_path):
     written = json.loads((tmp_path / "b" / "config.json").read_text())
     assert written["model_type"] == config.hf_model_type
     assert transformers.AutoConfig.from_pretrained(tmp_path / "b").architectures == [type(model).__name__]
-    assert_same_hf_tensors(type(model), hf_state(model), tmp_path / "b")
+    checks.assert_same_hf_tensors(type(model), checks.hf_state(model), tmp_path / "b")
     # The exported config.json describes the same function (RoPE, norms, heads), not only the same tensors.
     reloaded = type(model).from_pretrained(tmp_path / "b", attn_implementation="eager").eval()
     tokens = torch.arange(3, 3 + 40).reshape(2, 20) % config.vocab_size
@@ -67,19 +43,8 @@ def test_round_trip_hf_ours_hf_is_bit_identical(name, tmp_path):
 
 def test_sharded_safetensors_and_scanned_layout(tmp_path):
     config = LlamaConfig(**CONFIGS["llama_gqa"])
-    model = hf_model(config, seed=4)
-    model.save_pretrained(tmp_path / "sharded", max_shard_size="50KB")
-    assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
-    model.save_pretrained(tmp_path / "single")
-    _, from_sharded = load_hf_llama(tmp_path / "sharded")
-    _, from_single = load_hf_llama(tmp_path / "single")
-    _assert_trees_equal(from_sharded, from_single)
-    _, scanned = load_hf_llama(tmp_path / "sharded", scanned=True)
-    _assert_trees_equal(scanned, stack_layers(from_single))
-    save_hf_llama(config, scanned, tmp_path / "out", max_shard_size=60_000)
-    index = json.loads((tmp_path / "out" / "model.safetensors.index.json").read_text())
-    assert len(set(index["weight_map"].values())) > 1
-    assert_same_hf_tensors(type(model), hf_state(model), tmp_path / "out")
+    checks.check_sharded_and_scanned(tmp_path, config, hf_model(config, seed=4), load_hf_llama, save_hf_llama,
+                                     hf_shard_size="50KB", our_shard_size=60_000)
 
 
 def test_pytorch_bin_and_legacy_rope_scaling_config(tmp_path):
@@ -97,7 +62,7 @@ def test_pytorch_bin_and_legacy_rope_scaling_config(tmp_path):
     (d / "config.json").write_text(json.dumps(legacy))
     got_config, got = load_hf_llama(d)
     assert got_config == config
-    _assert_trees_equal(got, expected)
+    checks.assert_trees_equal(got, expected)
 
 
 def test_sliding_window_is_refused_unless_it_never_binds(tmp_path):
@@ -126,17 +91,12 @@ def test_sliding_window_is_refused_unless_it_never_binds(tmp_path):
 
 
 def test_unsupported_configs_and_tensors_are_all_listed(tmp_path):
-    from safetensors.torch import save_file
-
     config = LlamaConfig(**CONFIGS["llama_gqa"])
     state = dict(hf_model(config).state_dict())
     del state["model.layers.1.mlp.up_proj.weight"]
     state["model.layers.0.self_attn.k_proj.weight"] = torch.zeros(48, 96)  # 3 kv heads instead of 2
     state["model.layers.5.mlp.up_proj.weight"] = torch.zeros(160, 96)
-    d = tmp_path / "bad"
-    d.mkdir()
-    (d / "config.json").write_text(json.dumps(config_to_hf_llama(config)))
-    save_file({k: v.contiguous() for k, v in state.items()}, d / "model.safetensors", metadata={"format": "pt"})
+    d = checks.write_safetensors_dir(tmp_path / "bad", config_to_hf_llama(config), state)
     with pytest.raises(CheckpointError) as err:
         load_hf_llama(d)
     message = str(err.value)
@@ -159,36 +119,18 @@ def test_unsupported_configs_and_tensors_are_all_listed(tmp_path):
 
 
 def test_tied_lm_head_must_equal_the_embedding(tmp_path):
-    from safetensors.torch import save_file
-
     config = LlamaConfig(**CONFIGS["qwen2"])  # tied
     state = dict(hf_model(config).state_dict())
     state["lm_head.weight"] = state["model.embed_tokens.weight"].clone() + 1.0
-    d = tmp_path / "tied"
-    d.mkdir()
-    (d / "config.json").write_text(json.dumps(config_to_hf_llama(config)))
-    save_file({k: v.contiguous() for k, v in state.items()}, d / "model.safetensors", metadata={"format": "pt"})
+    d = checks.write_safetensors_dir(tmp_path / "tied", config_to_hf_llama(config), state)
     with pytest.raises(CheckpointError, match="lm_head.weight differs"):
         load_hf_llama(d)
 
 
 def test_cli_round_trip_through_orbax(tmp_path):
     config = LlamaConfig(**CONFIGS["qwen2"])
-    model = hf_model(config, seed=8)
-    model.save_pretrained(tmp_path / "hf")
-    run = lambda *args: subprocess.run([sys.executable, "-m", "optiml_jax.convert", *args],  # noqa: E731
-                                       capture_output=True, text=True, timeout=300)
-    r = run("hf-to-orbax", "--hf_dir", str(tmp_path / "hf"), "--out_dir", str(tmp_path / "orbax"))
-    assert r.returncode == 0, r.stderr
-    stored = json.loads((tmp_path / "orbax" / "config.json").read_text())
+    stored = checks.check_cli_round_trip_through_orbax(tmp_path, config, hf_model(config, seed=8))
     assert stored["family"] == "llama" and config_from_dict(stored) == config
-    r = run("orbax-to-hf", "--orbax_dir", str(tmp_path / "orbax"), "--out_dir", str(tmp_path / "back"))
-    assert r.returncode == 0, r.stderr
-    assert_same_hf_tensors(hf_class(config), hf_state(model), tmp_path / "back")
-    cfg_a, from_orbax = load_params(tmp_path / "orbax")
-    cfg_b, from_hf = load_params(tmp_path / "hf")
-    assert cfg_a == cfg_b == config
-    _assert_trees_equal(from_orbax, from_hf)
 
 
 def test_orbax_to_hf_with_the_run_s_tokenizer_loads_in_transformers(tmp_path):

@@ -1,4 +1,5 @@
-"""Input builders shared by the kernel tests: packed segment ids and random q/k/v."""
+"""What the kernel tests share: packed segment ids, random q/k/v (grouped-query when `kv_heads` is given), the
+outputs and gradients of an attention function, and the closeness check against an oracle."""
 
 from __future__ import annotations
 
@@ -19,11 +20,32 @@ def packed_segment_ids(rows: list[list[int]], length: int) -> jnp.ndarray:
     return jnp.asarray(out)
 
 
-def random_qkv(key, batch, length, heads, head_dim, dtype=jnp.float32):
+def random_qkv(key, batch, length, heads, head_dim, dtype=jnp.float32, *, kv_heads=None):
+    """q and the output cotangent [batch, length, heads, head_dim], k and v with `kv_heads` heads (default: heads)."""
     kq, kk, kv, kd = jax.random.split(key, 4)
     shape = (batch, length, heads, head_dim)
-    q, k, v, do = (jax.random.normal(x, shape, jnp.float32).astype(dtype) for x in (kq, kk, kv, kd))
+    kv_shape = (batch, length, heads if kv_heads is None else kv_heads, head_dim)
+    q, do = (jax.random.normal(x, shape, jnp.float32).astype(dtype) for x in (kq, kd))
+    k, v = (jax.random.normal(x, kv_shape, jnp.float32).astype(dtype) for x in (kk, kv))
     return q, k, v, do
+
+
+def vjp_outputs(fn, q, k, v, do):
+    """(fn(q, k, v), its gradients w.r.t. q, k, v for the output cotangent `do`)."""
+    out, pullback = jax.vjp(fn, q, k, v)
+    return out, pullback(do)
+
+
+def check_close(actual, expected, dtype, atol):
+    """Same shape, finite, and within `atol` (float32) or 2% of the largest magnitude (bfloat16)."""
+    actual, expected = np.asarray(actual, np.float32), np.asarray(expected, np.float32)
+    assert actual.shape == expected.shape
+    assert np.isfinite(actual).all()
+    if dtype == jnp.bfloat16:
+        rel = np.max(np.abs(actual - expected)) / max(np.max(np.abs(expected)), 1e-6)
+        assert rel <= 2e-2, rel
+    else:
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=atol)
 
 
 def dense_block_mask(segment_ids, block_q: int, block_k: int, *, causal: bool = True) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax.experimental.pallas import tpu as pltpu
 
-from flash_cases import dense_block_mask, packed_segment_ids, random_qkv
+from flash_cases import check_close, dense_block_mask, packed_segment_ids, random_qkv, vjp_outputs
 from optiml_jax.kernels import dot_product_attention, reference_attention
 from optiml_jax.kernels.pallas_attention import block_visits, flash_attention
 
@@ -24,32 +24,17 @@ CASES = [
 ]
 
 
-def _vjp(fn, q, k, v, do):
-    out, pullback = jax.vjp(fn, q, k, v)
-    return out, pullback(do)
-
-
-def _check_close(actual, expected, dtype, atol):
-    actual, expected = np.asarray(actual, np.float32), np.asarray(expected, np.float32)
-    assert np.isfinite(actual).all()
-    if dtype == jnp.bfloat16:
-        rel = np.max(np.abs(actual - expected)) / max(np.max(np.abs(expected)), 1e-6)
-        assert rel <= 2e-2, rel
-    else:
-        np.testing.assert_allclose(actual, expected, rtol=0, atol=atol)
-
-
 @pytest.mark.parametrize("kernel,dtype,head_dim,length,blocks,rows", CASES)
 def test_forward_and_grads_match_reference(kernel, dtype, head_dim, length, blocks, rows):
     seg = packed_segment_ids(rows, length)
     q, k, v, do = random_qkv(jax.random.key(head_dim + length), len(rows), length, 2, head_dim, dtype)
     flash = jax.jit(lambda q, k, v: flash_attention(q, k, v, seg, block_sizes=blocks, backend=kernel))
-    out, grads = _vjp(flash, q, k, v, do)
-    ref_out, ref_grads = _vjp(lambda q, k, v: reference_attention(q, k, v, seg), q, k, v, do)
+    out, grads = vjp_outputs(flash, q, k, v, do)
+    ref_out, ref_grads = vjp_outputs(lambda q, k, v: reference_attention(q, k, v, seg), q, k, v, do)
     assert out.shape == q.shape and out.dtype == q.dtype
-    _check_close(out, ref_out, dtype, atol=1e-5)
+    check_close(out, ref_out, dtype, atol=1e-5)
     for name, g, rg in zip("qkv", grads, ref_grads):
-        _check_close(g, rg, dtype, atol=1e-4)
+        check_close(g, rg, dtype, atol=1e-4)
     # padding queries output exactly zero and padding keys get exactly zero gradient
     pad = np.asarray(seg) == 0
     assert not np.asarray(out, np.float32)[pad].any()
@@ -62,13 +47,13 @@ def test_tpu_kernel_under_the_tpu_simulator():
     q, k, v, do = random_qkv(jax.random.key(1), 1, 128, 1, 64)
     params = pltpu.InterpretParams(out_of_bounds_reads="raise", uninitialized_memory="nan")
     try:
-        out, grads = _vjp(
+        out, grads = vjp_outputs(
             lambda q, k, v: flash_attention(q, k, v, seg, block_sizes=(32, 32), backend="tpu", interpret=params),
             q, k, v, do,
         )
     finally:
         pltpu.reset_tpu_interpret_mode_state()
-    ref_out, ref_grads = _vjp(lambda q, k, v: reference_attention(q, k, v, seg), q, k, v, do)
+    ref_out, ref_grads = vjp_outputs(lambda q, k, v: reference_attention(q, k, v, seg), q, k, v, do)
     np.testing.assert_allclose(out, ref_out, atol=1e-5)
     for g, rg in zip(grads, ref_grads):
         np.testing.assert_allclose(g, rg, atol=1e-4)
@@ -85,8 +70,8 @@ def test_no_leak_across_segments(kernel):
     sel = jnp.asarray(target)[:, :, None, None]
     q2, k2, v2 = (jnp.where(sel, x + 3.0 * n, x) for x, n in zip((q, k, v), noise))
     fn = jax.jit(lambda q, k, v: flash_attention(q, k, v, seg, block_sizes=(32, 32), backend=kernel))
-    out_a, grads_a = _vjp(fn, q, k, v, do)
-    out_b, grads_b = _vjp(fn, q2, k2, v2, do)
+    out_a, grads_a = vjp_outputs(fn, q, k, v, do)
+    out_b, grads_b = vjp_outputs(fn, q2, k2, v2, do)
     others = ~target
     assert not np.allclose(np.asarray(out_a)[target], np.asarray(out_b)[target])  # the perturbation is real
     np.testing.assert_array_equal(np.asarray(out_a)[others], np.asarray(out_b)[others])
@@ -113,8 +98,8 @@ def test_unsorted_segment_ids_stay_correct(kernel):
     seg = jnp.asarray(rng.integers(0, 3, size=(2, 96)), jnp.int32)  # interleaved ids and padding
     q, k, v, do = random_qkv(jax.random.key(5), 2, 96, 1, 64)
     fn = jax.jit(lambda q, k, v: flash_attention(q, k, v, seg, block_sizes=(32, 32), backend=kernel))
-    out, grads = _vjp(fn, q, k, v, do)
-    ref_out, ref_grads = _vjp(lambda q, k, v: reference_attention(q, k, v, seg), q, k, v, do)
+    out, grads = vjp_outputs(fn, q, k, v, do)
+    ref_out, ref_grads = vjp_outputs(lambda q, k, v: reference_attention(q, k, v, seg), q, k, v, do)
     np.testing.assert_allclose(out, ref_out, atol=1e-5)
     for g, rg in zip(grads, ref_grads):
         np.testing.assert_allclose(g, rg, atol=1e-4)

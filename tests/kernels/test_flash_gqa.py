@@ -10,19 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flash_cases import dense_block_mask, packed_segment_ids
+from flash_cases import check_close, dense_block_mask, packed_segment_ids, random_qkv, vjp_outputs
 from optiml_jax.kernels import dot_product_attention, reference_attention
 from optiml_jax.kernels.decode_attention import cached_attention, to_cache_layout
 from optiml_jax.kernels.pallas_attention import block_visits, flash_attention, lower_for_platform
 
 _slow = pytest.mark.slow
-
-
-def gqa_inputs(key, batch, length, heads, kv_heads, head_dim, dtype=jnp.float32):
-    kq, kk, kv, kd = jax.random.split(key, 4)
-    q, do = (jax.random.normal(x, (batch, length, heads, head_dim)).astype(dtype) for x in (kq, kd))
-    k, v = (jax.random.normal(x, (batch, length, kv_heads, head_dim)).astype(dtype) for x in (kk, kv))
-    return q, k, v, do
 
 
 def repeated_reference(seg):
@@ -35,30 +28,14 @@ def repeated_reference(seg):
     return fn
 
 
-def _vjp(fn, q, k, v, do):
-    out, pullback = jax.vjp(fn, q, k, v)
-    return out, pullback(do)
-
-
-def _check(actual, expected, dtype, atol):
-    actual, expected = np.asarray(actual, np.float32), np.asarray(expected, np.float32)
-    assert actual.shape == expected.shape
-    assert np.isfinite(actual).all()
-    if dtype == jnp.bfloat16:
-        rel = np.max(np.abs(actual - expected)) / max(np.max(np.abs(expected)), 1e-6)
-        assert rel <= 2e-2, rel
-    else:
-        np.testing.assert_allclose(actual, expected, rtol=0, atol=atol)
-
-
 def _assert_matches_oracle(fn, seg, q, k, v, do, dtype):
     oracle = repeated_reference(seg)
     # One compiled program for both sides' forward and backward (compilation dominates at these sizes).
-    (out, grads), (ref_out, ref_grads) = jax.jit(lambda *a: (_vjp(fn, *a), _vjp(oracle, *a)))(q, k, v, do)
+    (out, grads), (ref_out, ref_grads) = jax.jit(lambda *a: (vjp_outputs(fn, *a), vjp_outputs(oracle, *a)))(q, k, v, do)
     assert out.dtype == q.dtype
-    _check(out, ref_out, dtype, atol=1e-5)
+    check_close(out, ref_out, dtype, atol=1e-5)
     for g, rg in zip(grads, ref_grads):
-        _check(g, rg, dtype, atol=1e-4)
+        check_close(g, rg, dtype, atol=1e-4)
     return out, grads
 
 
@@ -78,7 +55,8 @@ PALLAS_CASES = [
 @pytest.mark.parametrize("kernel,dtype,heads,kv_heads,length,blocks,rows", PALLAS_CASES)
 def test_pallas_gqa_forward_and_grads_match_reference(kernel, dtype, heads, kv_heads, length, blocks, rows):
     seg = packed_segment_ids(rows, length)
-    q, k, v, do = gqa_inputs(jax.random.key(heads * 10 + kv_heads), len(rows), length, heads, kv_heads, 64, dtype)
+    q, k, v, do = random_qkv(jax.random.key(heads * 10 + kv_heads), len(rows), length, heads, 64, dtype,
+                             kv_heads=kv_heads)
     fn = lambda q, k, v: flash_attention(q, k, v, seg, block_sizes=blocks, backend=kernel)  # noqa: E731
     out, grads = _assert_matches_oracle(fn, seg, q, k, v, do, dtype)
     assert grads[1].shape == k.shape and grads[2].shape == v.shape
@@ -90,7 +68,7 @@ def test_pallas_gqa_forward_and_grads_match_reference(kernel, dtype, heads, kv_h
 @pytest.mark.parametrize("backend", ["reference", "xla"])
 def test_pure_jax_backends_gqa(backend):
     seg = packed_segment_ids([[30, 20, 10], [64]], 70)
-    q, k, v, do = gqa_inputs(jax.random.key(1), 2, 70, 6, 2, 32)
+    q, k, v, do = random_qkv(jax.random.key(1), 2, 70, 6, 32, kv_heads=2)
     fn = lambda q, k, v: dot_product_attention(q, k, v, seg, backend=backend, block_sizes=(32,))  # noqa: E731
     _assert_matches_oracle(fn, seg, q, k, v, do, jnp.float32)
 
@@ -98,7 +76,7 @@ def test_pure_jax_backends_gqa(backend):
 def test_kv_cache_decode_attention_gqa_reads_only_kv_heads():
     """Caches hold the kv heads only ([B, KVH, L, D]); a decode step equals the repeated-head reference."""
     batch, cache_len, heads, kv_heads, dim = 2, 16, 6, 2, 16
-    q_all, k, v, _ = gqa_inputs(jax.random.key(2), batch, cache_len, heads, kv_heads, dim)
+    q_all, k, v, _ = random_qkv(jax.random.key(2), batch, cache_len, heads, dim, kv_heads=kv_heads)
     seg = packed_segment_ids([[16], [3, 13]], cache_len)
     expected = jax.jit(repeated_reference(seg))(q_all, k, v)
     k_cache, v_cache = to_cache_layout(k), to_cache_layout(v)
@@ -116,7 +94,7 @@ def test_kv_cache_decode_attention_gqa_reads_only_kv_heads():
 @pytest.mark.parametrize("kernel", ["tpu", "gpu"])
 def test_block_skipping_is_unchanged_by_grouping(kernel):
     seg = packed_segment_ids([[16, 16, 16, 16], [10, 50, 2]], 64)
-    q, k, v, _ = gqa_inputs(jax.random.key(3), 2, 64, 2, 1, 32)
+    q, k, v, _ = random_qkv(jax.random.key(3), 2, 64, 2, 32, kv_heads=1)
     visits, _, _ = block_visits(q, k, v, seg, block_sizes=(16, 16), backend=kernel)
     expected = dense_block_mask(seg, 16, 16).sum(-1)
     assert visits.shape[1] == 2  # one count per query head
@@ -136,7 +114,7 @@ def test_sharded_backend_gqa(kv_heads):
     mesh = Mesh(np.array(jax.devices()[:4]).reshape(2, 2), ("data", "model"))
     backend = make_sharded_backend(mesh, batch_axes=("data",), head_axes=("model",))
     seg = packed_segment_ids([[9, 5], [16]], 16)
-    q, k, v, do = gqa_inputs(jax.random.key(kv_heads), 2, 16, 4, kv_heads, 16)
+    q, k, v, do = random_qkv(jax.random.key(kv_heads), 2, 16, 4, 16, kv_heads=kv_heads)
     fn = lambda q, k, v: backend(q, k, v, seg, causal=True, sm_scale=None, block_sizes=(16, 16))  # noqa: E731
     _assert_matches_oracle(fn, seg, q, k, v, do, jnp.float32)
 
@@ -154,7 +132,7 @@ def test_gqa_kernels_lower_for_platform(platform, dtype):
 
 
 def test_bad_kv_head_counts_raise():
-    q, k, v, _ = gqa_inputs(jax.random.key(4), 1, 16, 6, 4, 16)
+    q, k, v, _ = random_qkv(jax.random.key(4), 1, 16, 6, 16, kv_heads=4)
     for fn in (lambda: flash_attention(q, k, v), lambda: reference_attention(q, k, v),
                lambda: dot_product_attention(q, k, v, backend="xla")):
         with pytest.raises(ValueError, match="not a multiple of 4 key/value heads"):
@@ -172,15 +150,15 @@ def test_tpu_gqa_kernels_under_the_tpu_simulator():
     from jax.experimental.pallas import tpu as pltpu
 
     seg = packed_segment_ids([[20, 30, 14]], 64)
-    q, k, v, do = gqa_inputs(jax.random.key(9), 1, 64, 2, 1, 64)
+    q, k, v, do = random_qkv(jax.random.key(9), 1, 64, 2, 64, kv_heads=1)
     params = pltpu.InterpretParams(out_of_bounds_reads="raise", uninitialized_memory="nan")
     try:
         fn = lambda q, k, v: flash_attention(q, k, v, seg, block_sizes=(32, 32), backend="tpu",  # noqa: E731
                                              interpret=params)
-        out, grads = _vjp(fn, q, k, v, do)
+        out, grads = vjp_outputs(fn, q, k, v, do)
     finally:
         pltpu.reset_tpu_interpret_mode_state()
-    ref_out, ref_grads = _vjp(repeated_reference(seg), q, k, v, do)
+    ref_out, ref_grads = vjp_outputs(repeated_reference(seg), q, k, v, do)
     np.testing.assert_allclose(out, ref_out, atol=1e-5)
     for g, rg in zip(grads, ref_grads):
         np.testing.assert_allclose(g, rg, atol=1e-4)

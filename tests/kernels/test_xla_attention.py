@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flash_cases import packed_segment_ids, random_qkv
+from flash_cases import packed_segment_ids, random_qkv, vjp_outputs
 from optiml_jax.kernels import dot_product_attention, get_backend, reference_attention, resolve_backend
 from optiml_jax.kernels.xla_attention import _query_blocks, xla_attention
 from optiml_jax.models import OPT, OPTConfig
@@ -21,18 +21,13 @@ CASES = [
 ]
 
 
-def _vjp(fn, q, k, v, do):
-    out, pullback = jax.vjp(fn, q, k, v)
-    return out, pullback(do)
-
-
 @pytest.mark.parametrize("length,block_q,causal,rows", CASES)
 def test_forward_and_grads_match_reference(length, block_q, causal, rows):
     seg = packed_segment_ids([r if r != [0] else [] for r in rows], length)
     q, k, v, do = random_qkv(jax.random.key(length + block_q), len(rows), length, 3, 16)
     xla = jax.jit(lambda q, k, v: xla_attention(q, k, v, seg, causal=causal, block_q=block_q))
-    out, grads = _vjp(xla, q, k, v, do)
-    ref_out, ref_grads = _vjp(lambda q, k, v: reference_attention(q, k, v, seg, causal=causal), q, k, v, do)
+    out, grads = vjp_outputs(xla, q, k, v, do)
+    ref_out, ref_grads = vjp_outputs(lambda q, k, v: reference_attention(q, k, v, seg, causal=causal), q, k, v, do)
     assert out.shape == q.shape and out.dtype == q.dtype
     np.testing.assert_allclose(out, ref_out, rtol=0, atol=2e-6)
     for g, rg in zip(grads, ref_grads):

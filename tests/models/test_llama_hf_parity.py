@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import hf_peers
 import pytest
 from hf_llama_peers import CONFIGS, hf_model
 
@@ -39,11 +40,7 @@ def forward(config, params, tokens, **kwargs):
 
 
 def left_padded_batch(vocab_size, lengths, total, seed=0):
-    rng = np.random.default_rng(seed)
-    tokens = np.full((len(lengths), total), PAD, np.int64)
-    for i, n in enumerate(lengths):
-        tokens[i, total - n:] = rng.integers(3, vocab_size, n)
-    return tokens
+    return hf_peers.left_padded_batch(vocab_size, lengths, total, pad_id=PAD, seed=seed)
 
 
 def hf_logits(model, tokens):

@@ -5,19 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hf_peers import left_padded_batch
 
 from optiml_jax.models import OPT, generate
 
 torch = pytest.importorskip("torch")
-
-
-def left_padded_batch(vocab_size, lengths, total, pad_id=1, seed=0):
-    """Tokens [len(lengths), total], row i = `total - lengths[i]` pads then real tokens (never the pad id)."""
-    rng = np.random.default_rng(seed)
-    tokens = np.full((len(lengths), total), pad_id, np.int64)
-    for i, n in enumerate(lengths):
-        tokens[i, total - n:] = rng.integers(3, vocab_size, n)
-    return tokens
 
 
 def hf_logits(model, tokens):
