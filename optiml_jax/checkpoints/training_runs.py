@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 CHECKPOINT_SUBDIR = "checkpoints"
 QUARANTINE_SUBDIR = "checkpoints_corrupt"  # damaged checkpoints are moved here, never deleted
 INTEGRITY_KEY = "integrity"  # in each checkpoint's data item: array specs and checksums
+# Pruned steps are first renamed into MODEL_DIR/checkpoints/<PRUNED_SUBDIR>/ (one atomic rename), then deleted: a
+# reader beside the trainer sees a step whole or absent, never half deleted (which it would call damaged).
+PRUNED_SUBDIR = "pruned"
+VANISH_WAIT_S = 2.0  # a reader whose step failed to read waits this long for it to vanish before calling it damage
 
 
 # Orbax's TensorStore layer sends gs:// to its GCS driver and every other path to its file driver, which needs a
@@ -104,6 +108,7 @@ class TrainCheckpointManager:
             enable_async_checkpointing=async_save,
             create=True,
             cleanup_tmp_directories=True,
+            todelete_subdir=PRUNED_SUBDIR,  # a pruned step leaves in one rename (`_purge_pruned` deletes it)
         )
         try:
             self._manager = ocp.CheckpointManager(self.directory, options=options)
@@ -144,6 +149,7 @@ class TrainCheckpointManager:
         before Orbax's save starts (the trainer donates the state's buffers to the next step). A failure, now or
         of an earlier save, raises `CheckpointSaveError` naming the step directory and the OS error."""
         if self._saver is None:
+            self._purge_pruned()  # what the previous save pruned (its commit ran in Orbax's thread)
             return self._save_now(step, state, data_state, force=force, host_copy=False)
         self._saver.raise_error()
         if not force and not self._manager.should_save(int(step)):
@@ -172,6 +178,14 @@ class TrainCheckpointManager:
         except Exception as e:  # noqa: BLE001
             raise CheckpointSaveError(f"saving checkpoint step {step} into {self.step_directory(step)} failed: "
                                       f"{_os_error(e)}") from e
+        self._purge_pruned()
+
+    def _purge_pruned(self) -> None:
+        """Delete the steps Orbax pruned (renamed into checkpoints/pruned/); process 0, local directories only
+        (Orbax deletes gs:// steps itself). Best effort: a step left there is retried at the next save."""
+        pruned = self.directory / PRUNED_SUBDIR
+        if jax.process_index() == 0 and not is_url(pruned) and pruned.is_dir():
+            shutil.rmtree(pruned, ignore_errors=True)
 
     def prepare(self, state: Any) -> None:
         """Compile the background saver's host copy of `state` now (0.3 s for a tiny model on a loaded CPU), so
@@ -313,6 +327,7 @@ class TrainCheckpointManager:
             self._manager.close()
         except Exception as e:  # noqa: BLE001 (closing after a failed save re-raises the save's error)
             log.warning("closing the checkpoint manager of %s: %s", self.directory, _first_line(e))
+        self._purge_pruned()
 
 
 def _first_line(e: BaseException) -> str:
@@ -388,9 +403,7 @@ def restore_params_from_run(path: str | pathlib.Path, params_target: Any, step: 
     # reader picked while it reads. A step that vanished is not damage: take the newest one that is there now.
     tried: list[int] = []
     while True:
-        manager = ocp.CheckpointManager(path / CHECKPOINT_SUBDIR, options=ocp.CheckpointManagerOptions(read_only=True))
-        step = manager.latest_step()
-        manager.close()
+        step = _latest_step_listed(path)
         if step is None:
             raise FileNotFoundError(f"INITIAL_CHECKPOINT_PATH={path}: no finalized checkpoint under "
                                     f"{path / CHECKPOINT_SUBDIR}" + (f" (steps {tried} were removed while being "
@@ -405,8 +418,49 @@ def restore_params_from_run(path: str | pathlib.Path, params_target: Any, step: 
                         "it); reading the newest step now", step, path)
 
 
+def _latest_step_listed(run_dir: pathlib.Path) -> int | None:
+    """The newest finalized step of a run, or None. A listing that ran while the trainer finalized one step and
+    pruned the one before can find neither (the new one still a tmp dir, the old one gone when its metadata was
+    read): a run with a step on disk is listed again."""
+    for _ in range(10):
+        manager = _read_only_manager(run_dir)
+        try:
+            step = manager.latest_step()
+        finally:
+            manager.close()
+        if step is not None or not finalized_steps_on_disk(run_dir):
+            return step
+        time.sleep(0.05)
+    return None
+
+
+def _read_only_manager(run_dir: pathlib.Path) -> ocp.CheckpointManager:
+    """A read-only manager of a run's checkpoints. Orbax's listing opens each step's metadata, so a step that the
+    trainer prunes meanwhile fails it (FileNotFoundError, NotADirectoryError): list again, a few times."""
+    for attempt in range(10):
+        try:
+            return ocp.CheckpointManager(run_dir / CHECKPOINT_SUBDIR, options=ocp.CheckpointManagerOptions(read_only=True))
+        except (FileNotFoundError, NotADirectoryError):
+            if attempt == 9 or not (run_dir / CHECKPOINT_SUBDIR).is_dir():
+                raise
+            time.sleep(0.05)
+    raise AssertionError("unreachable")
+
+
+def _vanished(step_dir: pathlib.Path, wait_s: float = VANISH_WAIT_S) -> bool:
+    """Whether `step_dir` is gone, or goes within `wait_s`: a step whose read failed while a trainer deleted it
+    file by file (Orbax without `todelete_subdir`, older runs) still exists for a moment. A damaged checkpoint
+    stays, and costs this wait once."""
+    deadline = time.monotonic() + wait_s
+    while step_dir.is_dir():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _restore_params(run_dir: pathlib.Path, step: int, params_target: Any, verify: bool) -> tuple[Any, int]:
-    manager = ocp.CheckpointManager(run_dir / CHECKPOINT_SUBDIR, options=ocp.CheckpointManagerOptions(read_only=True))
+    manager = _read_only_manager(run_dir)
     restore_args = jax.tree.map(lambda s: ocp.ArrayRestoreArgs(sharding=s.sharding, dtype=s.dtype), params_target)
     args = ocp.args.Composite(state=ocp.args.PyTreeRestore(
         item={"params": params_target}, restore_args={"params": restore_args}, partial_restore=True))
@@ -415,7 +469,7 @@ def _restore_params(run_dir: pathlib.Path, step: int, params_target: Any, verify
         restored = manager.restore(int(step), args=args)
         data = dict(manager.restore(int(step), args=ocp.args.Composite(data=ocp.args.JsonRestore()))["data"])
     except Exception as e:  # noqa: BLE001
-        if not (run_dir / CHECKPOINT_SUBDIR / str(step)).is_dir():  # removed meanwhile (pruned), not damaged
+        if _vanished(run_dir / CHECKPOINT_SUBDIR / str(step)):  # removed meanwhile (pruned), not damaged
             raise CheckpointVanishedError(f"{where} was removed while being read (a run training into "
                                           f"{run_dir} pruned it); it now has steps "
                                           f"{finalized_steps_on_disk(run_dir)}") from e
