@@ -26,7 +26,8 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from optiml_jax.checkpoints import integrity as integrity_lib
-from optiml_jax.checkpoints.background_save import BackgroundSaver, host_snapshot, prepare_snapshot
+from optiml_jax.checkpoints.background_save import (BackgroundSaver, host_snapshot, prepare_snapshot, sum_across_processes,
+                                                   use_coordination_service_barriers)
 from optiml_jax.checkpoints.errors import (CheckpointMismatchError, CheckpointSaveError, CheckpointVanishedError,
                                            CorruptCheckpointError, NoIntactCheckpointError, StorageError)
 from optiml_jax.paths import PathSettingError, check_reachable, is_url, user_path
@@ -114,14 +115,15 @@ class TrainCheckpointManager:
             self._manager = ocp.CheckpointManager(self.directory, options=options)
         except OSError as e:
             raise StorageError(f"cannot use checkpoint directory {self.directory}: {_os_error(e)}") from e
-        # Async saves of a single-process run go to a background thread whole (background_save.py): the step
-        # path only dispatches a host copy. Several processes keep Orbax's save on the main thread (its barriers
-        # are device collectives, ordered with the step's own).
-        # `background=False` keeps Orbax's save on the step path (for comparison: perf/async_save_cost.py).
+        # Async saves go to a background thread whole (background_save.py, also why several processes need no
+        # device collective there). `background=False`: Orbax's save on the step path (perf/async_save_cost.py).
         if background is None:
-            background = async_save and jax.process_count() == 1
-        if background and not (async_save and jax.process_count() == 1):
-            raise ValueError("background saves need async_save=True and a single process")
+            background = async_save
+        if background and not async_save:
+            raise ValueError("background saves need async_save=True")
+        if background and jax.process_count() > 1:
+            use_coordination_service_barriers()
+            self._manager.reached_preemption = lambda step: False  # PreemptionWatch asks, on the main thread
         self._saver = BackgroundSaver(self._save_and_commit, name=f"checkpoint-save {self.directory}") if background else None
 
     def latest_step(self) -> int | None:
@@ -143,11 +145,11 @@ class TrainCheckpointManager:
     def save(self, step: int, state: Any, data_state: dict, *, force: bool = False) -> bool:
         """Start an (async) save if `step` is due (or `force`); returns whether one started.
 
-        Background (async, one process): a host copy of `state` is dispatched and queued; checksums, Orbax's save
-        and its commit run on the saver's thread, and this returns at once (unless the previous save is still
-        running: then it waits for that one). Otherwise the checksums are computed from `state` on its devices
-        before Orbax's save starts (the trainer donates the state's buffers to the next step). A failure, now or
-        of an earlier save, raises `CheckpointSaveError` naming the step directory and the OS error."""
+        Background (async): a host copy of `state` is dispatched and queued; checksums, Orbax's save and its commit
+        run on the saver's thread, and this returns at once (unless the previous save is still running: then it
+        waits for that one). Otherwise the checksums are computed from `state` on its devices before Orbax's save
+        starts (the trainer donates the state's buffers to the next step). A failure, now or of an earlier save,
+        raises `CheckpointSaveError` naming the step directory and the OS error."""
         if self._saver is None:
             self._purge_pruned()  # what the previous save pruned (its commit ran in Orbax's thread)
             return self._save_now(step, state, data_state, force=force, host_copy=False)
@@ -160,8 +162,8 @@ class TrainCheckpointManager:
     def _save_now(self, step: int, state: Any, data_state: dict, *, force: bool, host_copy: bool) -> bool:
         integrity = {"algorithm": integrity_lib.ALGORITHM, "specs": integrity_lib.array_specs(state)}
         if self.verify:
-            integrity["checksums"] = (integrity_lib.format_checksums(integrity_lib.host_partial_checksums(state))
-                                      if host_copy else integrity_lib.array_checksums(state))
+            integrity["checksums"] = (self._host_checksums(step, state) if host_copy
+                                      else integrity_lib.array_checksums(state))
         data = {**data_state, INTEGRITY_KEY: integrity}
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data))
         try:
@@ -169,6 +171,14 @@ class TrainCheckpointManager:
         except Exception as e:  # noqa: BLE001 (Orbax wraps OS errors in its own types)
             raise CheckpointSaveError(f"saving checkpoint step {step} into {self.step_directory(step)} failed: "
                                       f"{_os_error(e)}") from e
+
+    def _host_checksums(self, step: int, snapshot: Any) -> dict[str, str]:
+        """`array_checksums` of the state from its host copy, on the saver thread (several processes: their partial
+        sums added up through the coordination service, `background_save.sum_across_processes`)."""
+        partial = integrity_lib.host_partial_checksums(snapshot)
+        if jax.process_count() > 1:
+            partial = sum_across_processes(f"optiml_checksums/{self.directory}/{int(step)}", partial)
+        return integrity_lib.format_checksums(partial)
 
     def _save_and_commit(self, step: int, snapshot: Any, data_state: dict, force: bool) -> None:
         """The saver thread's job: the whole save of one host copy, its commit waited for here (off the step)."""
