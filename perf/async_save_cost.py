@@ -35,7 +35,7 @@ def main() -> None:
     p.add_argument("--sync", action="store_true", help="synchronous saves, for comparison")
     p.add_argument("--no_verify", action="store_true", help="VERIFY_CHECKPOINTS = False")
     p.add_argument("--on_step_path", action="store_true",
-                   help="Orbax's save on the step path (as before the background saver; what several processes do)")
+                   help="Orbax's save on the step path (as before the background saver)")
     args = p.parse_args()
 
     import jax

@@ -16,14 +16,19 @@ own CPU priority: at nice +10 a tiny model's save took up to 7 s instead of 1.4 
 saves queued behind it), and a preemption's final save must not starve within a grace period. On a CPU host the
 writer therefore still competes with XLA:CPU for the cores in the steps right after a save (perf/RESULTS.md).
 
-Single process only: with several processes Orbax's save barriers are device collectives
-(`multihost_utils.sync_global_devices`), which must be issued in the same order as the step's own collectives on
-every process; the trainer keeps Orbax's save on the main thread there (`TrainCheckpointManager`).
+Several processes: nothing on this thread may issue a device collective, which would interleave with the training
+step's own collectives in another order on each process (a deadlock, or a mixed-up exchange). Orbax's save barriers
+are device collectives by default (`multihost_utils.sync_global_devices`): `use_coordination_service_barriers`
+sends them through the coordination service instead (Orbax's own async commit already waits there), the
+checksums' partial sums are added up through its key-value store (`sum_across_processes`), and JAX's preemption
+sync point is left to the main thread (`TrainCheckpointManager` answers Orbax's question with False). The host
+copy is one SPMD program without communication, dispatched on the main thread at the same step everywhere.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import threading
 import time
@@ -31,8 +36,10 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 
 log = logging.getLogger(__name__)
+SUM_TIMEOUT_MS = 10 * 60 * 1000  # how long a saver waits for the other processes' partial sums
 
 
 def _identity(tree):
@@ -155,3 +162,31 @@ class BackgroundSaver:
             self._closed = True
             self._cond.notify_all()
         self._thread.join(timeout=60)
+
+
+def use_coordination_service_barriers() -> None:
+    """Orbax's barriers through the coordination service (`client.wait_at_barrier`) instead of device collectives;
+    process-wide (Orbax reads an absl flag), so the trainer's restores and set-asides wait there too."""
+    from absl import flags
+
+    flag = flags.FLAGS["experimental_orbax_use_distributed_barrier"]
+    flag.value, flag.present = True, 1  # read before absl parsed the command line: `present` lets it be read
+
+
+def sum_across_processes(key: str, partial: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """{name: uint32[2]} partial sums of every process added modulo 2**32, exchanged through the coordination
+    service's key-value store under `key` (unique per save), so that no device collective is issued."""
+    from jax._src import distributed  # the client Orbax's own barriers use (multihost.get_jax_distributed_client)
+
+    from optiml_jax.checkpoints.integrity import add_partials
+
+    client, me = distributed.global_state.client, jax.process_index()
+    client.key_value_set(f"{key}/{me}", json.dumps({k: [int(x) for x in v] for k, v in partial.items()}))
+    parts = []
+    for i in range(jax.process_count()):
+        if i == me:
+            parts.append(partial)
+            continue
+        theirs = json.loads(client.blocking_key_value_get(f"{key}/{i}", SUM_TIMEOUT_MS))
+        parts.append({k: np.asarray(v, np.uint32) for k, v in theirs.items()})
+    return add_partials(parts)

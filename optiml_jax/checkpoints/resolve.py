@@ -139,23 +139,32 @@ def load_checkpoint(path: str | os.PathLike, step: int | None = None, *,
     `NamedSharding`): a metaseq checkpoint is then streamed onto it tensor by tensor (`load_metaseq(target=...)`:
     the host holds one merged tensor, never the model) and its params come back as jax arrays placed there; other
     kinds are read as host arrays as before."""
+    config, params, _ = load_checkpoint_and_step(path, step, scanned=scanned, device_sharding=device_sharding)
+    return config, params
+
+
+def load_checkpoint_and_step(path: str | os.PathLike, step: int | None = None, *, scanned: bool | None = None,
+                             device_sharding: Any = None) -> tuple[OPTConfig, Any, int | None]:
+    """`load_checkpoint` plus the training step whose parameters were read (None for other kinds). Why: a run
+    that is training saves and prunes steps while a reader loads its latest one, so the step must come from the
+    read itself; listing the run's steps afterwards (`checkpoint_step`) can name a newer step than was read."""
     from optiml_jax.checkpoints.orbax_params import load_params
     from optiml_jax.models import to_layout
 
     ref = resolve(path, step)
     if ref.kind == "training_run":
-        config, params, _ = load_training_params(ref)
+        config, params, found = load_training_params(ref)
         if scanned is not None and scanned != config.scan_layers:
             params = to_layout(params, scanned)
             config = config.replace(scan_layers=scanned)
-        return config, params
+        return config, params, found
     if ref.kind == "metaseq":
         from optiml_jax.checkpoints.metaseq import load_metaseq
 
         if device_sharding is not None:
-            return _load_metaseq_onto(ref, bool(scanned), device_sharding)
-        return load_metaseq(ref.path, scanned=bool(scanned))
-    return load_params(ref.path, scanned=bool(scanned))
+            return (*_load_metaseq_onto(ref, bool(scanned), device_sharding), None)
+        return (*load_metaseq(ref.path, scanned=bool(scanned)), None)
+    return (*load_params(ref.path, scanned=bool(scanned)), None)
 
 
 def _load_metaseq_onto(ref: "CheckpointRef", scanned: bool, sharding: Any) -> tuple[OPTConfig, Any]:

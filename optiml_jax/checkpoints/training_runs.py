@@ -26,7 +26,8 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from optiml_jax.checkpoints import integrity as integrity_lib
-from optiml_jax.checkpoints.background_save import BackgroundSaver, host_snapshot, prepare_snapshot
+from optiml_jax.checkpoints.background_save import (BackgroundSaver, host_snapshot, prepare_snapshot, sum_across_processes,
+                                                   use_coordination_service_barriers)
 from optiml_jax.checkpoints.errors import (CheckpointMismatchError, CheckpointSaveError, CheckpointVanishedError,
                                            CorruptCheckpointError, NoIntactCheckpointError, StorageError)
 from optiml_jax.paths import PathSettingError, check_reachable, is_url, user_path
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 CHECKPOINT_SUBDIR = "checkpoints"
 QUARANTINE_SUBDIR = "checkpoints_corrupt"  # damaged checkpoints are moved here, never deleted
 INTEGRITY_KEY = "integrity"  # in each checkpoint's data item: array specs and checksums
+# Pruned steps are first renamed into MODEL_DIR/checkpoints/<PRUNED_SUBDIR>/ (one atomic rename), then deleted: a
+# reader beside the trainer sees a step whole or absent, never half deleted (which it would call damaged).
+PRUNED_SUBDIR = "pruned"
+VANISH_WAIT_S = 2.0  # a reader whose step failed to read waits this long for it to vanish before calling it damage
 
 
 # Orbax's TensorStore layer sends gs:// to its GCS driver and every other path to its file driver, which needs a
@@ -104,19 +109,21 @@ class TrainCheckpointManager:
             enable_async_checkpointing=async_save,
             create=True,
             cleanup_tmp_directories=True,
+            todelete_subdir=PRUNED_SUBDIR,  # a pruned step leaves in one rename (`_purge_pruned` deletes it)
         )
         try:
             self._manager = ocp.CheckpointManager(self.directory, options=options)
         except OSError as e:
             raise StorageError(f"cannot use checkpoint directory {self.directory}: {_os_error(e)}") from e
-        # Async saves of a single-process run go to a background thread whole (background_save.py): the step
-        # path only dispatches a host copy. Several processes keep Orbax's save on the main thread (its barriers
-        # are device collectives, ordered with the step's own).
-        # `background=False` keeps Orbax's save on the step path (for comparison: perf/async_save_cost.py).
+        # Async saves go to a background thread whole (background_save.py, also why several processes need no
+        # device collective there). `background=False`: Orbax's save on the step path (perf/async_save_cost.py).
         if background is None:
-            background = async_save and jax.process_count() == 1
-        if background and not (async_save and jax.process_count() == 1):
-            raise ValueError("background saves need async_save=True and a single process")
+            background = async_save
+        if background and not async_save:
+            raise ValueError("background saves need async_save=True")
+        if background and jax.process_count() > 1:
+            use_coordination_service_barriers()
+            self._manager.reached_preemption = lambda step: False  # PreemptionWatch asks, on the main thread
         self._saver = BackgroundSaver(self._save_and_commit, name=f"checkpoint-save {self.directory}") if background else None
 
     def latest_step(self) -> int | None:
@@ -138,12 +145,13 @@ class TrainCheckpointManager:
     def save(self, step: int, state: Any, data_state: dict, *, force: bool = False) -> bool:
         """Start an (async) save if `step` is due (or `force`); returns whether one started.
 
-        Background (async, one process): a host copy of `state` is dispatched and queued; checksums, Orbax's save
-        and its commit run on the saver's thread, and this returns at once (unless the previous save is still
-        running: then it waits for that one). Otherwise the checksums are computed from `state` on its devices
-        before Orbax's save starts (the trainer donates the state's buffers to the next step). A failure, now or
-        of an earlier save, raises `CheckpointSaveError` naming the step directory and the OS error."""
+        Background (async): a host copy of `state` is dispatched and queued; checksums, Orbax's save and its commit
+        run on the saver's thread, and this returns at once (unless the previous save is still running: then it
+        waits for that one). Otherwise the checksums are computed from `state` on its devices before Orbax's save
+        starts (the trainer donates the state's buffers to the next step). A failure, now or of an earlier save,
+        raises `CheckpointSaveError` naming the step directory and the OS error."""
         if self._saver is None:
+            self._purge_pruned()  # what the previous save pruned (its commit ran in Orbax's thread)
             return self._save_now(step, state, data_state, force=force, host_copy=False)
         self._saver.raise_error()
         if not force and not self._manager.should_save(int(step)):
@@ -154,8 +162,8 @@ class TrainCheckpointManager:
     def _save_now(self, step: int, state: Any, data_state: dict, *, force: bool, host_copy: bool) -> bool:
         integrity = {"algorithm": integrity_lib.ALGORITHM, "specs": integrity_lib.array_specs(state)}
         if self.verify:
-            integrity["checksums"] = (integrity_lib.format_checksums(integrity_lib.host_partial_checksums(state))
-                                      if host_copy else integrity_lib.array_checksums(state))
+            integrity["checksums"] = (self._host_checksums(step, state) if host_copy
+                                      else integrity_lib.array_checksums(state))
         data = {**data_state, INTEGRITY_KEY: integrity}
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data))
         try:
@@ -163,6 +171,14 @@ class TrainCheckpointManager:
         except Exception as e:  # noqa: BLE001 (Orbax wraps OS errors in its own types)
             raise CheckpointSaveError(f"saving checkpoint step {step} into {self.step_directory(step)} failed: "
                                       f"{_os_error(e)}") from e
+
+    def _host_checksums(self, step: int, snapshot: Any) -> dict[str, str]:
+        """`array_checksums` of the state from its host copy, on the saver thread (several processes: their partial
+        sums added up through the coordination service, `background_save.sum_across_processes`)."""
+        partial = integrity_lib.host_partial_checksums(snapshot)
+        if jax.process_count() > 1:
+            partial = sum_across_processes(f"optiml_checksums/{self.directory}/{int(step)}", partial)
+        return integrity_lib.format_checksums(partial)
 
     def _save_and_commit(self, step: int, snapshot: Any, data_state: dict, force: bool) -> None:
         """The saver thread's job: the whole save of one host copy, its commit waited for here (off the step)."""
@@ -172,6 +188,14 @@ class TrainCheckpointManager:
         except Exception as e:  # noqa: BLE001
             raise CheckpointSaveError(f"saving checkpoint step {step} into {self.step_directory(step)} failed: "
                                       f"{_os_error(e)}") from e
+        self._purge_pruned()
+
+    def _purge_pruned(self) -> None:
+        """Delete the steps Orbax pruned (renamed into checkpoints/pruned/); process 0, local directories only
+        (Orbax deletes gs:// steps itself). Best effort: a step left there is retried at the next save."""
+        pruned = self.directory / PRUNED_SUBDIR
+        if jax.process_index() == 0 and not is_url(pruned) and pruned.is_dir():
+            shutil.rmtree(pruned, ignore_errors=True)
 
     def prepare(self, state: Any) -> None:
         """Compile the background saver's host copy of `state` now (0.3 s for a tiny model on a loaded CPU), so
@@ -313,6 +337,7 @@ class TrainCheckpointManager:
             self._manager.close()
         except Exception as e:  # noqa: BLE001 (closing after a failed save re-raises the save's error)
             log.warning("closing the checkpoint manager of %s: %s", self.directory, _first_line(e))
+        self._purge_pruned()
 
 
 def _first_line(e: BaseException) -> str:
@@ -388,9 +413,7 @@ def restore_params_from_run(path: str | pathlib.Path, params_target: Any, step: 
     # reader picked while it reads. A step that vanished is not damage: take the newest one that is there now.
     tried: list[int] = []
     while True:
-        manager = ocp.CheckpointManager(path / CHECKPOINT_SUBDIR, options=ocp.CheckpointManagerOptions(read_only=True))
-        step = manager.latest_step()
-        manager.close()
+        step = _latest_step_listed(path)
         if step is None:
             raise FileNotFoundError(f"INITIAL_CHECKPOINT_PATH={path}: no finalized checkpoint under "
                                     f"{path / CHECKPOINT_SUBDIR}" + (f" (steps {tried} were removed while being "
@@ -405,8 +428,49 @@ def restore_params_from_run(path: str | pathlib.Path, params_target: Any, step: 
                         "it); reading the newest step now", step, path)
 
 
+def _latest_step_listed(run_dir: pathlib.Path) -> int | None:
+    """The newest finalized step of a run, or None. A listing that ran while the trainer finalized one step and
+    pruned the one before can find neither (the new one still a tmp dir, the old one gone when its metadata was
+    read): a run with a step on disk is listed again."""
+    for _ in range(10):
+        manager = _read_only_manager(run_dir)
+        try:
+            step = manager.latest_step()
+        finally:
+            manager.close()
+        if step is not None or not finalized_steps_on_disk(run_dir):
+            return step
+        time.sleep(0.05)
+    return None
+
+
+def _read_only_manager(run_dir: pathlib.Path) -> ocp.CheckpointManager:
+    """A read-only manager of a run's checkpoints. Orbax's listing opens each step's metadata, so a step that the
+    trainer prunes meanwhile fails it (FileNotFoundError, NotADirectoryError): list again, a few times."""
+    for attempt in range(10):
+        try:
+            return ocp.CheckpointManager(run_dir / CHECKPOINT_SUBDIR, options=ocp.CheckpointManagerOptions(read_only=True))
+        except (FileNotFoundError, NotADirectoryError):
+            if attempt == 9 or not (run_dir / CHECKPOINT_SUBDIR).is_dir():
+                raise
+            time.sleep(0.05)
+    raise AssertionError("unreachable")
+
+
+def _vanished(step_dir: pathlib.Path, wait_s: float = VANISH_WAIT_S) -> bool:
+    """Whether `step_dir` is gone, or goes within `wait_s`: a step whose read failed while a trainer deleted it
+    file by file (Orbax without `todelete_subdir`, older runs) still exists for a moment. A damaged checkpoint
+    stays, and costs this wait once."""
+    deadline = time.monotonic() + wait_s
+    while step_dir.is_dir():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _restore_params(run_dir: pathlib.Path, step: int, params_target: Any, verify: bool) -> tuple[Any, int]:
-    manager = ocp.CheckpointManager(run_dir / CHECKPOINT_SUBDIR, options=ocp.CheckpointManagerOptions(read_only=True))
+    manager = _read_only_manager(run_dir)
     restore_args = jax.tree.map(lambda s: ocp.ArrayRestoreArgs(sharding=s.sharding, dtype=s.dtype), params_target)
     args = ocp.args.Composite(state=ocp.args.PyTreeRestore(
         item={"params": params_target}, restore_args={"params": restore_args}, partial_restore=True))
@@ -415,7 +479,7 @@ def _restore_params(run_dir: pathlib.Path, step: int, params_target: Any, verify
         restored = manager.restore(int(step), args=args)
         data = dict(manager.restore(int(step), args=ocp.args.Composite(data=ocp.args.JsonRestore()))["data"])
     except Exception as e:  # noqa: BLE001
-        if not (run_dir / CHECKPOINT_SUBDIR / str(step)).is_dir():  # removed meanwhile (pruned), not damaged
+        if _vanished(run_dir / CHECKPOINT_SUBDIR / str(step)):  # removed meanwhile (pruned), not damaged
             raise CheckpointVanishedError(f"{where} was removed while being read (a run training into "
                                           f"{run_dir} pruned it); it now has steps "
                                           f"{finalized_steps_on_disk(run_dir)}") from e

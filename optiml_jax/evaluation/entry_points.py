@@ -113,7 +113,9 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_dir: str | None
     if chosen and model.config.vocab_size < vocab.vocab_size:
         raise ValueError(f"tokenizer {getattr(vocab, 'path', '?')} has {vocab.vocab_size} ids but the checkpoint's "
                          f"embedding has {model.config.vocab_size}: wrong TOKENIZER_DIR?")
-    step = checkpoint_step(checkpoint_path) if step is None else step
+    if step is None:  # the step whose parameters were read, not the run's newest step now (it may be training)
+        read = getattr(model, "checkpoint_step", None)
+        step = read if read is not None else checkpoint_step(checkpoint_path)
     seqio_results = {}
     if mixture_or_task_name:
         seqio_results = _evaluate_seqio(model, mixture_or_task_name, seqio_shots, output_dir=output_dir,

@@ -56,6 +56,7 @@ class DecoderOnlyModel:
             params = jax.tree.map(jnp.asarray, params)
         self.params = params
         self.vocabulary = vocabulary
+        self.checkpoint_step: int | None = None  # a training run's step, set by `from_checkpoint`
         if special_ids is None:
             special_ids = special_ids_of(vocabulary) if vocabulary is not None else special_ids_of_config(config)
         self.chat_template = chat_template
@@ -76,14 +77,16 @@ class DecoderOnlyModel:
         """Load an Orbax checkpoint (trainer/converter) or a Hugging Face directory (OPT, Llama, Mistral, Qwen2; its
         `generation_config.json` eos ids, if any, stop generation too)."""
         from optiml_jax.checkpoints.families import generation_stop_ids
-        from optiml_jax.checkpoints.resolve import load_checkpoint
+        from optiml_jax.checkpoints.resolve import load_checkpoint_and_step
 
         mesh = kwargs.get("mesh")  # where the parameters go: a metaseq checkpoint is streamed straight there
         sharding = (NamedSharding(mesh, PartitionSpec()) if mesh is not None
                     else jax.sharding.SingleDeviceSharding(jax.devices()[0]))
-        config, params = load_checkpoint(checkpoint_path, device_sharding=sharding)
+        config, params, step = load_checkpoint_and_step(checkpoint_path, device_sharding=sharding)
         kwargs.setdefault("stop_ids", generation_stop_ids(checkpoint_path))
-        return cls(config, params, vocabulary, **kwargs)
+        model = cls(config, params, vocabulary, **kwargs)
+        model.checkpoint_step = step  # the training step read (a run that is training may have saved newer ones)
+        return model
 
     # ---- T5X BaseModel contract -------------------------------------------------------------------------
     def loss_fn(self, params: Any, batch: dict[str, np.ndarray], dropout_rng: jax.Array | None = None):

@@ -68,3 +68,66 @@ def test_a_named_step_that_vanished_is_not_damage(tmp_path, prune_during_read):
     from optiml_jax.cli.errors import EXIT_USAGE, _exit_code
 
     assert _exit_code(e.value) == EXIT_USAGE
+
+
+def test_a_step_deleted_file_by_file_while_read_is_not_damage(tmp_path, monkeypatch):
+    """Orbax deletes a pruned step file by file, then the directory (without `todelete_subdir`, as older runs did):
+    a reader can fail on a missing file while the step directory still exists. It waits for the directory to go
+    and reads the newest step instead of calling this one damaged."""
+    import threading
+
+    _run_with_steps(tmp_path / "run", [2, 4, 6])
+    original = ocp.CheckpointManager.restore
+    deleting = []
+
+    def restore(self, step, *args, **kwargs):
+        path = self.directory / str(step)
+        if step == 6 and not deleting:
+            deleting.append(step)
+            shutil.rmtree(path / "state")  # half deleted: the directory and its data item are still there
+            threading.Timer(0.3, shutil.rmtree, args=(path,)).start()
+        return original(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "restore", restore)
+    params, step = restore_params_from_run(tmp_path / "run", _target())
+    assert deleting == [6] and step == 4
+    np.testing.assert_array_equal(np.asarray(params["w"]), np.full((4, 3), 4.0))
+
+
+def test_a_damaged_step_that_stays_is_still_damage(tmp_path, monkeypatch):
+    """The wait above is for a step that vanishes: one whose files are missing and whose directory stays is
+    reported as damaged (exit 5), after `VANISH_WAIT_S`."""
+    from optiml_jax.checkpoints import training_runs
+
+    monkeypatch.setattr(training_runs, "VANISH_WAIT_S", 0.2)
+    _run_with_steps(tmp_path / "run", [2, 4])
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "4" / "state")
+    with pytest.raises(CorruptCheckpointError, match=r"checkpoint step 4 .* cannot be restored"):
+        restore_params_from_run(tmp_path / "run", _target())
+
+
+def test_pruning_is_one_rename_then_a_delete(tmp_path, monkeypatch):
+    """The trainer's pruned steps leave checkpoints/ in one rename (into checkpoints/pruned/, deleted after the
+    save's commit), so a reader sees a step whole or absent; the steps listed are the kept ones."""
+    import jax
+
+    from optiml_jax.checkpoints.training_runs import PRUNED_SUBDIR, finalized_steps_on_disk
+
+    purge = TrainCheckpointManager._purge_pruned
+    monkeypatch.setattr(TrainCheckpointManager, "_purge_pruned", lambda self: None)  # to see what was moved
+    manager = TrainCheckpointManager(tmp_path / "run", period=1, keep=1, async_save=True)
+    for s in (1, 2, 3):
+        manager.save(s, {"params": {"w": jax.numpy.full((4, 3), float(s))}, "step": jax.numpy.int32(s)},
+                     {"step": s}, force=True)
+    manager.wait_until_finished()
+    assert manager.all_steps() == [3] and finalized_steps_on_disk(tmp_path / "run") == [3]
+    pruned = tmp_path / "run" / "checkpoints" / PRUNED_SUBDIR
+    assert sorted(p.name for p in pruned.iterdir()) == ["1", "2"]  # moved whole, not deleted in place
+    assert (pruned / "1" / "state").is_dir()
+    purge(manager)
+    assert not pruned.exists()
+    manager.close()
+    params, step = restore_params_from_run(tmp_path / "run", _target())
+    assert step == 3
+    np.testing.assert_array_equal(np.asarray(params["w"]), np.full((4, 3), 3.0))
+

@@ -65,3 +65,36 @@ def test_eval_cli_reports_missing_required_settings(capsys):
 
     assert eval_cli.main(["--gin_file=runs/eval.gin"]) == 2
     assert "CHECKPOINT_PATH" in capsys.readouterr().err
+
+
+def test_a_model_read_beside_a_trainer_reports_the_step_it_read(tmp_path, tiny_model, tiny_config, tiny_params,
+                                                                monkeypatch):
+    """eval labels its results with the model's `checkpoint_step`: a trainer that finalizes step 7 while step 5 is
+    read must not make step 5's parameters be reported as step 7's (what listing the run after the read says)."""
+    import orbax.checkpoint as ocp
+
+    from optiml_jax.checkpoints.training_runs import TrainCheckpointManager
+
+    run = tmp_path / "run"
+
+    def save(step, params):
+        manager = TrainCheckpointManager(run, period=1, async_save=False)
+        manager.save(step, {"params": params, "step": np.int32(step)}, {"step": step}, force=True)
+        manager.wait_until_finished()
+        manager.close()
+
+    save(5, tiny_params)
+    (run / "model_config.json").write_text(tiny_config.to_json())
+    original, newer = ocp.CheckpointManager.restore, []
+
+    def restore(self, step, *args, **kwargs):
+        if not newer:
+            newer.append(7)
+            save(7, jax.tree.map(lambda x: np.asarray(x) + 1.0, tiny_params))
+        return original(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "restore", restore)
+    model = DecoderOnlyModel.from_checkpoint(run, tiny_model.vocabulary)
+    assert newer == [7] and checkpoint_step(run) == 7
+    assert model.checkpoint_step == 5
+    _same_logits(model, tiny_model)  # step 5's parameters
