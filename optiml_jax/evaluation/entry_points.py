@@ -94,7 +94,6 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_dir: str | None
     suites' prompts go through the tokenizer's chat template (`evaluator.chat_source`), and so do the SeqIO task's,
     zero-shot (`seqio_glue.chat_turns`).
     """
-    from optiml_jax.checkpoints.resolve import checkpoint_step
     from optiml_jax.evaluation.evaluator import run_evaluation
     from optiml_jax.evaluation.model import DecoderOnlyModel
     from optiml_jax.evaluation.suites import build_suites
@@ -113,9 +112,7 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_dir: str | None
     if chosen and model.config.vocab_size < vocab.vocab_size:
         raise ValueError(f"tokenizer {getattr(vocab, 'path', '?')} has {vocab.vocab_size} ids but the checkpoint's "
                          f"embedding has {model.config.vocab_size}: wrong TOKENIZER_DIR?")
-    if step is None:  # the step whose parameters were read, not the run's newest step now (it may be training)
-        read = getattr(model, "checkpoint_step", None)
-        step = read if read is not None else checkpoint_step(checkpoint_path)
+    step = _step_read(model, checkpoint_path) if step is None else step
     seqio_results = {}
     if mixture_or_task_name:
         seqio_results = _evaluate_seqio(model, mixture_or_task_name, seqio_shots, output_dir=output_dir,
@@ -136,6 +133,14 @@ def evaluate(checkpoint_path: str, output_dir: str, *, tokenizer_dir: str | None
     for k, values in seqio_results.items():
         results["seqio" if k == 0 else f"seqio_{k}shot"] = values
     return results
+
+
+def _step_read(model, checkpoint_path) -> int | None:
+    """The step whose parameters were read, not the run's newest step now (it may be training and pruning)."""
+    from optiml_jax.checkpoints.resolve import checkpoint_step
+
+    read = getattr(model, "checkpoint_step", None)
+    return read if read is not None else checkpoint_step(checkpoint_path)
 
 
 def _evaluate_seqio(model, mixture_or_task_name: str, seqio_shots, **kwargs) -> dict[int, dict]:

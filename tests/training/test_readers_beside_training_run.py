@@ -23,7 +23,7 @@ def test_reading_the_latest_checkpoint_beside_a_trainer_that_prunes_every_step(t
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "optiml_jax.train", "--gin_file=gin/runs/smoke_synthetic.gin", "--no_progress",
            f"--gin.MODEL_DIR={run}", "--gin.TRAIN_STEPS=60", "--gin.CHECKPOINT_PERIOD=1", "--gin.KEEP_CHECKPOINTS=1",
-           "--gin.BATCH_SIZE=4", "--gin.TASK_FEATURE_LENGTHS={'targets': 32}", "--gin.train.eval_streams={}"]
+           "--gin.BATCH_SIZE=4", "--gin.TASK_FEATURE_LENGTHS={'targets': 32}", "--gin.EvaluationConfig.eval_streams={}"]
     trainer = subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu",
                                XLA_FLAGS="--xla_force_host_platform_device_count=1"), stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
