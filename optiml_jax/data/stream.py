@@ -40,7 +40,7 @@ from optiml_jax.data.lazy_task_shard import LazyTaskShard
 from optiml_jax.data.task_cache import task_shards, vocabulary_key
 from optiml_jax.data.tokenization import tokenize_pieces, truncate_left
 from optiml_jax.tasks import mixtures, registry
-from optiml_jax.tasks.formatting import draw_delimiter, fit_demonstrations, layout
+from optiml_jax.tasks.formatting import draw_delimiter, draw_demonstrations, fit_demonstrations, layout
 from optiml_jax.tasks.recipe import MixtureRecipe
 from optiml_jax.vocabularies.chat_template import ChatTemplate
 from optiml_jax.vocabularies.special_ids import special_ids_of
@@ -177,7 +177,7 @@ class TrainStream:
         view = registry.get_task(task_name)
         toks = self._tokens(task_name, data_shard)
         others = np.delete(np.arange(len(toks)), j) if len(toks) > 1 else np.arange(0)
-        demo_pos = list(rng.choice(others, size=min(shots, len(others)), replace=False)) if len(others) else []
+        demo_pos = draw_demonstrations(rng, others, shots)
         cfg = self.metaicl
         if self.chat is not None and not view.info.full_sequence_loss:
             return chat_demonstration_example(view, toks, j, demo_pos, self.chat, self.special_ids, self.length,

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from optiml_jax.tasks.formatting import draw_demonstrations
 from optiml_jax.tasks.metadata import GeneralizationSplit, TaskInfo
 
 # (example, demonstrations already chosen) -> source text. None = the data path's `format_few_shot` layout.
@@ -79,8 +80,7 @@ def pick_demonstrations(task: EvalTask, example: dict, k: int, seed: int = 0) ->
         return []
     pool = [d for d in task.demonstrations if d.get("id") != example.get("id")]
     key = [seed, zlib.crc32(task.key.encode()), zlib.crc32(str(example.get("id", "")).encode())]
-    idx = np.random.default_rng(key).choice(len(pool), size=min(k, len(pool)), replace=False)
-    return [pool[i] for i in idx]
+    return [pool[i] for i in draw_demonstrations(np.random.default_rng(key), len(pool), k)]
 
 
 def mini_bench_tasks(split: GeneralizationSplit | None = None, *, subset: str = "all", eval_split: str = "test",

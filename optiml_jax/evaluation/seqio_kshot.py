@@ -27,7 +27,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from optiml_jax.tasks import registry
-from optiml_jax.tasks.formatting import DEFAULT_SEPARATOR, draw_delimiter, fit_demonstrations, layout, source_text
+from optiml_jax.tasks.formatting import (DEFAULT_SEPARATOR, draw_delimiter, draw_demonstrations, fit_demonstrations,
+                                         layout, source_text)
 from optiml_jax.tasks.metadata import TaskInfo
 from optiml_jax.vocabularies.special_ids import SpecialIds, special_ids_of
 
@@ -78,10 +79,6 @@ class KShotPrompts:
         return prefix + [int(t) for t in self.vocabulary.encode(source_text(pieces))]
 
 
-def _pick(n: int, shots: int, seed: int) -> np.ndarray:
-    return np.random.default_rng([seed, shots]).choice(n, size=shots, replace=False)
-
-
 def task_kshot_prompts(task, shots: int, *, split: str = "train", seed: int = 0, pool: int = 256,
                        evaluated=None) -> KShotPrompts | None:
     """The k-shot prompts of `task` (None for `shots <= 0`). `evaluated`: the task dataset the evaluator scores
@@ -98,7 +95,7 @@ def task_kshot_prompts(task, shots: int, *, split: str = "train", seed: int = 0,
     if len(rows) < shots:
         raise KShotConfigError(f"task {task.name!r}: {shots}-shot evaluation needs {shots} {split!r} examples, it "
                                f"has {len(rows)}")
-    picked = [rows[int(i)] for i in _pick(len(rows), shots, seed)]
+    picked = [rows[int(i)] for i in draw_demonstrations(np.random.default_rng([seed, shots]), len(rows), shots)]
     vocabulary = task.output_features["targets"].vocabulary
     ids = special_ids_of(vocabulary)
     if not text:

@@ -1,4 +1,6 @@
-"""Instruction formatting (paper section 2.4): instruction + output, delimiters, demonstration layout.
+"""Instruction formatting (paper section 2.4): instruction + output, delimiters, and the demonstrations module:
+which demonstrations (`draw_demonstrations`), where they go (`layout`), and how many fit (`fit_demonstrations`),
+for training's MetaICL examples and every evaluation path alike.
 
 A formatted example is a list of `Piece`s (text, is_label). Tokenization (see `tokenization.py`) encodes each
 piece separately and concatenates, so the label tokens are exactly `encode(" " + target)` plus `</s>`:
@@ -24,6 +26,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from typing import Callable, Sequence, TypeVar
+
+import numpy as np
 
 from optiml_jax.tasks.metadata import TaskInfo
 
@@ -121,6 +125,16 @@ def source_text(pieces: Sequence[Piece]) -> str:
 
 
 Built = TypeVar("Built")
+
+
+def draw_demonstrations(rng, candidates, k: int) -> list:
+    """k of `candidates` (a count n for range(n), or a sequence) drawn without replacement by `rng` (a numpy
+    Generator), in draw order; fewer when there are fewer candidates. The caller's rng says what the draw is a
+    function of: training's per-example stream rng, an evaluation's (seed, task, example) key."""
+    n = candidates if isinstance(candidates, (int, np.integer)) else len(candidates)
+    if k <= 0 or n == 0:
+        return []
+    return list(rng.choice(candidates, size=min(k, n), replace=False))
 
 
 def fit_demonstrations(build: Callable[[list], Built], demonstrations: Sequence, fits: Callable[[Built], bool]) -> Built:

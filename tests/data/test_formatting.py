@@ -101,3 +101,17 @@ def test_broken_examples_name_task_and_example(bad, needle):
     with pytest.raises(BrokenExampleError, match=needle) as err:
         check_example(FLAN, bad)
     assert "t_flan" in str(err.value) and bad["id"] in str(err.value)
+
+
+def test_draw_demonstrations_is_one_draw_for_counts_and_sequences():
+    """Training draws from a sequence of positions, the evaluations from a count: the same rng gives the same
+    picks, distinct, never more than there are, and nothing for k = 0 or an empty pool."""
+    import numpy as np
+
+    from optiml_jax.tasks.formatting import draw_demonstrations
+
+    by_count = draw_demonstrations(np.random.default_rng(7), 10, 4)
+    by_sequence = draw_demonstrations(np.random.default_rng(7), np.arange(10), 4)
+    assert [int(i) for i in by_count] == [int(i) for i in by_sequence] and len(set(map(int, by_count))) == 4
+    assert sorted(int(i) for i in draw_demonstrations(np.random.default_rng(0), [5, 6], 9)) == [5, 6]
+    assert draw_demonstrations(np.random.default_rng(0), 3, 0) == [] == draw_demonstrations(np.random.default_rng(0), [], 2)
