@@ -91,7 +91,7 @@ def test_200_tasks_without_a_cache_read_each_drawn_task_once_and_tokenize_only_d
     reads = task_cache.PIPELINE_READS - pipe0
     assert set(reads) == set(run.tasks_read) and max(reads.values()) == 1  # each drawn task's source read once
     assert 0 < len(reads) < N_TASKS
-    shards = list(run._shards.values())
+    shards = list(run.resident_shards().values())
     assert all(isinstance(s, LazyTaskShard) for s in shards)
     tokenized, held = sum(len(s._done) for s in shards), sum(len(s) for s in shards)
     placed = sum(int(b["decoder_segment_ids"].max()) for b in batches)
