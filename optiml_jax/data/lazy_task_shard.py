@@ -17,7 +17,7 @@ import threading
 
 import numpy as np
 
-from optiml_jax.data.tokenization import TaskDataError, encode_many
+from optiml_jax.data.tokenization import TaskDataError, encode_many, text_nbytes
 
 
 def encode_examples(view, rows) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -57,6 +57,8 @@ class LazyTaskShard:
         self._weight_of_inputs = 1.0 if view.info.full_sequence_loss else 0.0
         self.tokens_read = 0
         self._lock = threading.Lock()
+        self._text_nbytes = text_nbytes(self._rows) + (text_nbytes(self.raw) if self.raw else 0)
+        self._token_nbytes = 0
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -71,7 +73,13 @@ class LazyTaskShard:
             if hit is None:
                 hit = self._done[j] = self._encode(j)
                 self.tokens_read += len(hit[0])
+                self._token_nbytes += hit[0].nbytes + hit[1].nbytes + 250  # two arrays and a tuple
         return hit
+
+    @property
+    def nbytes(self) -> int:
+        """Approximate memory: the text fields held and the examples tokenized so far."""
+        return self._text_nbytes + self._token_nbytes
 
     def _encode(self, j: int) -> tuple[np.ndarray, np.ndarray, int]:
         (inputs,), (targets,) = encode_examples(self._view, [dict(zip(self._fields, self._rows[j]))])

@@ -6,12 +6,15 @@ its split's tokens for one read from the token cache; perf/RESULTS.md, issue 23)
 function of the task's registration (`task_cache`), so dropping one costs only a re-read when it is drawn again,
 never a different batch.
 
-The bound: at most `max(limit, protected)` entries are resident, where `limit` is `RESIDENT_TASKS` (an entry is one
-read of one task: every shard of it that the reader asked for, or its whole split) and `protected` counts the
+The bound: the resident entries take at most max(`budget`, P) bytes, where `budget` is `RESIDENT_MIB` MiB (an entry
+is one read of one task: every shard of it that the reader asked for, or its whole split) and P is the size of the
 resident entries of the tasks that live streams said they need next (`protect`: the tasks of the draws of the step
 being packed and of the read-ahead window; `optiml_jax.data.stream`). Eviction takes the least recently used entry
-that no stream protects. The caller holding a value it got keeps that value alive itself (a stream packing a step
-keeps only the examples it placed).
+that no stream protects. Sizes are `nbytes` estimates (arrays' bytes, texts' characters plus Python's per-object
+overhead: `TaskTokens.nbytes`, `LazyTaskShard.nbytes`) taken when an entry is put or looked up, and for every entry
+each `REMEASURE_EVERY` puts: a lazy shard grows as its drawn examples are tokenized, so the examples tokenized since
+an entry's last lookup are counted late. A caller holding a value it got keeps that value alive itself (a stream
+packing a step keeps only the examples it placed).
 
 Reads are deduplicated: while one thread reads an entry, another asking for it waits for that read rather than
 reading it a second time (the stream's read-ahead thread and the step being packed ask for the same tasks).
@@ -24,19 +27,25 @@ import threading
 from concurrent.futures import Future
 from typing import Callable, Hashable
 
-RESIDENT_TASKS = 256  # entries kept beyond the protected ones (a 500-instance NIv2 task read lazily: ~0.2 MiB)
+RESIDENT_MIB = 1024  # a quarter of issue 23's 4 GiB; a 500-instance NIv2 task read lazily takes ~0.2 MiB
+REMEASURE_EVERY = 64
 
 
 class ResidentShards:
     """Entries keyed by hashable keys whose first element is the task name; see the module docstring."""
 
-    def __init__(self, limit: int = RESIDENT_TASKS):
-        self.limit = int(limit)
+    def __init__(self, budget_bytes: float = RESIDENT_MIB * 2**20, sizer: Callable[[object], int] = lambda v: 0):
+        self.budget = budget_bytes
+        self._sizer = sizer
         self._entries: collections.OrderedDict[Hashable, object] = collections.OrderedDict()
+        self._sizes: dict[Hashable, int] = {}
+        self.nbytes = 0  # the resident entries' size, as last measured
+        self._puts = 0
         self._reading: dict[Hashable, Future] = {}
         self._protected: dict[Hashable, frozenset[str]] = {}
         self._lock = threading.Lock()
         self.peak = 0  # the most entries resident at once
+        self.peak_nbytes = 0
         self.evictions = 0
 
     def __len__(self) -> int:
@@ -60,6 +69,7 @@ class ResidentShards:
             value = self._entries.get(key)
             if value is not None:
                 self._entries.move_to_end(key)
+                self._remeasure_locked(key, value)
                 return value
             pending = self._reading.get(key)
             if pending is None:
@@ -85,10 +95,31 @@ class ResidentShards:
     def put(self, key: Hashable, value, merge: Callable[[object, object], object] | None = None) -> None:
         with self._lock:
             old = self._entries.get(key)
-            self._entries[key] = merge(old, value) if (merge is not None and old is not None) else value
+            value = self._entries[key] = merge(old, value) if (merge is not None and old is not None) else value
             self._entries.move_to_end(key)
+            self._puts += 1
+            if self._puts % REMEASURE_EVERY == 0:
+                self._sizes = {k: self._sizer(v) for k, v in self._entries.items()}
+            else:
+                self._sizes[key] = self._sizer(value)
+            self.nbytes = sum(self._sizes.values())
             self._evict_locked()
             self.peak = max(self.peak, len(self._entries))
+            self.peak_nbytes = max(self.peak_nbytes, self.nbytes)
+
+    def _remeasure_locked(self, key: Hashable, value) -> None:
+        size = self._sizer(value)
+        if size != self._sizes[key]:
+            self.nbytes += size - self._sizes[key]
+            self._sizes[key] = size
+            self._evict_locked()
+            self.peak_nbytes = max(self.peak_nbytes, self.nbytes)
+
+    def protected_nbytes(self) -> int:
+        """The size of the resident entries that streams protect (P of the module docstring)."""
+        with self._lock:
+            protected = frozenset().union(*self._protected.values())
+            return sum(n for k, n in self._sizes.items() if k[0] in protected)
 
     def protect(self, owner: Hashable, task_names) -> None:
         """`owner` (a stream) needs `task_names` next: their entries are not evicted until it names others."""
@@ -103,14 +134,16 @@ class ResidentShards:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-            self.peak = 0
+            self._sizes.clear()
+            self.nbytes = self.peak = self.peak_nbytes = 0
 
     def _evict_locked(self) -> None:
-        if len(self._entries) <= self.limit:
+        if self.nbytes <= self.budget:
             return
         protected = frozenset().union(*self._protected.values())
         for key in [k for k in self._entries if k[0] not in protected]:  # oldest first
-            if len(self._entries) <= self.limit:
+            if self.nbytes <= self.budget:
                 break
             del self._entries[key]
+            self.nbytes -= self._sizes.pop(key)
             self.evictions += 1

@@ -11,11 +11,13 @@ Every task's examples come from its own seqio pipeline (`task.get_dataset`, read
 with only our preprocessors gives the same ids without tf.data, tokenized an example at a time as drawn
 (`optiml_jax.data.lazy_task_shard`) unless its full split is in `cache_dir`.
 
-Memory: the process holds this host's shards of at most max(`resident_shards.RESIDENT_TASKS`, W) tasks, W = the
-distinct tasks of the draws its streams protect: per group, the carried draws and the next max(R, 1) x D draws, with
-R = `read_ahead_steps` and D = the most new draws one group made in the step just packed (a task read is the one
-`task_cache.RESIDENT` entry of it; least recently used unprotected tasks are dropped, and read again if drawn again:
-the same tokens, so the same batches). Measured in perf/RESULTS.md (issue 23).
+Memory: the process holds this host's shards of tasks (one `task_cache.RESIDENT` entry per task read) in at most
+max(`resident_shards.RESIDENT_MIB`, P) bytes, P = the size of the tasks of the draws its streams protect: per group,
+the carried draws and the next max(R, 1) x D draws, with R = `read_ahead_steps` and D = the most new draws one
+group made in the step just packed. Least recently used unprotected tasks are dropped and read again when drawn
+again: the same tokens, so the same batches. P is what the next steps need: at most the distinct tasks of
+groups x (max_carry + max(R, 1) x D) draws, and the whole catalog once one step draws from every task (the paper's
+256 x 2048 batch at 2,000 tasks). Measured in perf/RESULTS.md (issue 23).
 With `read_ahead_steps` R > 0 (the trainer's stream, `get_train_stream`), after each step a background thread reads
 the tasks and tokenizes the examples of those next draws (`optiml_jax.data.read_ahead`) while the trainer runs.
 
@@ -216,9 +218,8 @@ class TrainStream:
         if key not in self._chat_shards:
             self._chat_shards[key] = chat_task_tokens(registry.get_task(task_name), self._tokens(task_name, data_shard),
                                                       self.chat, self.special_ids)
-            # bounded like the shards they are made from (module docstring)
-            excess = len(self._chat_shards) - max(RESIDENT.limit, len(self._protected)) * len(self.groups)
-            for old in [k for k in self._chat_shards if k[0] not in self._protected][:max(excess, 0)]:
+            resident = RESIDENT.tasks() | self._protected  # bounded like the shards they are made from
+            for old in [k for k in self._chat_shards if k[0] not in resident]:
                 del self._chat_shards[old]
         return self._chat_shards[key]
 
@@ -267,8 +268,8 @@ class TrainStream:
     def materialize(self) -> None:
         """Read every task of the mixture (this host's data shards) now, once: its seqio pipeline runs here, so
         later steps cost packing only. The first `get_batch` calls it when `read_all_tasks_first` (which holds the
-        whole catalog: the process's resident limit is raised to the mixture's tasks)."""
-        RESIDENT.limit = max(RESIDENT.limit, len(self.task_names))
+        whole catalog: the process's resident budget is lifted)."""
+        RESIDENT.budget = float("inf")
         for name in self.task_names:
             for g in self.groups:
                 self._tokens(name, g)

@@ -30,8 +30,15 @@ from optiml_jax.data.resident_shards import ResidentShards
 from optiml_jax.data.tokenization import TaskDataError, TaskTokens, cache_path, load_tokens, save_tokens
 from optiml_jax.tasks import registry
 
+
+
+def entry_nbytes(value) -> int:
+    """The size of a `RESIDENT` entry: a split, or a dict of shards."""
+    return sum(v.nbytes for v in value.values()) if isinstance(value, dict) else value.nbytes
+
+
 # every split and shard set this process read and still holds (least recently used first; bounded)
-RESIDENT = ResidentShards()
+RESIDENT = ResidentShards(sizer=entry_nbytes)
 READ_BATCH = 1024
 # False: every task is read through tf.data, ours too (the tests that compare both paths set it)
 PYTHON_READS_OF_STANDARD_TASKS = True

@@ -21,7 +21,8 @@ N_TASKS, MIXTURE, LENGTH, BATCH = 120, "test_read_ahead_mixture", 128, 4
 def mixture():
     import seqio
 
-    names = [register_fake_instruction_task(f"test_read_ahead_{i:03d}", n=6, splits=("train",)) for i in range(N_TASKS)]
+    names = [register_fake_instruction_task(f"test_read_ahead_{i:03d}", n=24, splits=("train",))
+             for i in range(N_TASKS)]
     mixtures.register_rate_mixture(MIXTURE, {n: 1.0 for n in names})
     yield names
     seqio.MixtureRegistry.remove(MIXTURE)
@@ -30,12 +31,12 @@ def mixture():
 
 
 @pytest.fixture
-def resident_limit(monkeypatch):
-    """Sets the process's resident limit for one test, from an empty memory."""
-    def set_limit(n):
+def resident_budget(monkeypatch):
+    """Sets the process's resident budget (bytes) for one test, from an empty memory."""
+    def set_budget(n):
         task_cache.forget_in_memory()
-        monkeypatch.setattr(task_cache.RESIDENT, "limit", n)
-    yield set_limit
+        monkeypatch.setattr(task_cache.RESIDENT, "budget", n)
+    yield set_budget
     READ_AHEAD.wait_idle(60)
     task_cache.forget_in_memory()
 
@@ -46,13 +47,13 @@ def _assert_same(a, b, where):
         np.testing.assert_array_equal(a[k], b[k], err_msg=f"{k} at {where}")
 
 
-def test_batches_are_the_same_with_read_ahead_and_eviction_and_across_a_resume(mixture, resident_limit):
-    resident_limit(10_000)
+def test_batches_are_the_same_with_read_ahead_and_eviction_and_across_a_resume(mixture, resident_budget):
+    resident_budget(2**30)
     plain = TrainStream(MIXTURE, LENGTH, BATCH, seed=3)
     reference = [plain.get_batch(s) for s in range(12)]
     assert len(plain.tasks_read) > 40
 
-    resident_limit(4)  # far fewer than the tasks read: shards are dropped and read again
+    resident_budget(12_000)  # a few of these tasks' shards: they are dropped and read again
     evicted0, reads0 = task_cache.RESIDENT.evictions, collections.Counter(task_cache.PIPELINE_READS)
     ahead = TrainStream(MIXTURE, LENGTH, BATCH, seed=3, read_ahead_steps=2)
     for s in range(12):  # no waiting for the thread: it reads while the next step is packed
@@ -73,12 +74,12 @@ def test_batches_are_the_same_with_read_ahead_and_eviction_and_across_a_resume(m
         _assert_same(resumed.get_batch(s), reference[s], f"step {s} after the resume")
 
 
-def test_resident_task_shards_stay_within_the_stated_bound(mixture, resident_limit, monkeypatch):
-    """Resident entries <= max(limit, protected) at every insertion, and what a stream protects after a step is W:
-    the distinct tasks of each group's carried draws and next max(R, 1) x D draws (D: the most new draws one group
-    made in the step just packed), as `optiml_jax.data.stream` states."""
-    limit, read_ahead = 5, 1
-    resident_limit(limit)
+def test_resident_task_shards_stay_within_the_stated_bound(mixture, resident_budget, monkeypatch):
+    """Resident bytes <= max(budget, P) at every insertion, P = the protected entries' bytes, and what a stream
+    protects after a step is the distinct tasks of each group's carried draws and next max(R, 1) x D draws (D: the
+    most new draws one group made in the step just packed), as `optiml_jax.data.stream` states."""
+    budget, read_ahead = 12_000, 1
+    resident_budget(budget)
     resident = task_cache.RESIDENT
     stream = TrainStream(MIXTURE, LENGTH, BATCH, seed=1, packing_group_rows=2, read_ahead_steps=read_ahead)
     seen = []
@@ -86,8 +87,8 @@ def test_resident_task_shards_stay_within_the_stated_bound(mixture, resident_lim
 
     def recording_put(key, value, merge=None):
         put(key, value, merge=merge)
-        protected = set().union(*resident._protected.values())
-        seen.append((len(resident), len(resident.tasks() & protected)))
+        truth = sum(task_cache.entry_nbytes(v) for v in resident._entries.values())  # measured now, not cached
+        seen.append((resident.nbytes, truth, resident.protected_nbytes(), len(resident)))
 
     monkeypatch.setattr(resident, "put", recording_put)
     widest = 0
@@ -103,13 +104,15 @@ def test_resident_task_shards_stay_within_the_stated_bound(mixture, resident_lim
         widest = max(widest, len(window))
         READ_AHEAD.wait_idle(60)
     assert len(seen) > 40
-    assert all(n <= max(limit, p) for n, p in seen), seen
-    assert resident.peak <= max(limit, widest)
-    assert len(stream.tasks_read) > 2 * max(limit, widest)  # memory follows the window, not the tasks read
+    assert all(n <= max(budget, p) for n, _, p, _ in seen), seen
+    # the sizes it evicts by are close to the entries' sizes (re-measured every REMEASURE_EVERY insertions)
+    assert all(0.8 * truth <= n <= truth for n, truth, _, _ in seen), seen
+    held = max(k for *_, k in seen)
+    assert held <= widest + 1 and len(stream.tasks_read) > 2 * held  # memory follows the window, not tasks read
 
 
-def test_the_read_ahead_thread_reads_the_next_steps_tasks(mixture, resident_limit, monkeypatch):
-    resident_limit(10_000)
+def test_the_read_ahead_thread_reads_the_next_steps_tasks(mixture, resident_budget, monkeypatch):
+    resident_budget(2**30)
     readers = collections.Counter()
     read = task_cache._read_shards
 
