@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import pathlib
+import re
 import threading
 import zlib
 
@@ -149,9 +150,17 @@ def cache_file(task_name: str, split: str, *, use_cached: bool = False, cache_di
     and every restart finds the same file and a changed registration never reads a stale one."""
     view = registry.get_task(task_name)
     disk_key = (task_name, split, bool(use_cached), vocabulary_key(view.vocabulary), repr(view.info),
-                view.raw.format_seed if view.raw else None, tuple(getattr(p, "__name__", repr(p))
-                                                                  for p in view.seqio_task.preprocessors))
+                view.raw.format_seed if view.raw else None, tuple(map(preprocessor_name, view.seqio_task.preprocessors)))
     return cache_path(cache_dir, disk_key)
+
+
+def preprocessor_name(preprocessor) -> str:
+    """A preprocessor's name in the cache key: its `__name__`, else its repr without memory addresses. Why: our tasks'
+    `seqio.CacheDatasetPlaceholder()` reprs as `<... object at 0x7f...>`, so the key held an address that changes in
+    every process, and a restart or another host (or the bench's warm start) never found the files `tasks cache`
+    wrote (perf/RESULTS.md, issue 23)."""
+    name = getattr(preprocessor, "__name__", None)
+    return name if name is not None else re.sub(r" at 0x[0-9a-fA-F]+", "", repr(preprocessor))
 
 
 def forget_in_memory() -> None:
