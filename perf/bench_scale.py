@@ -65,7 +65,8 @@ def main_thread_times() -> dict:
 
     on_cpu, waiting, _ = (int(x) for x in pathlib.Path("/proc/self/schedstat").read_text().split())
     wall = time.time() - psutil.Process().create_time()
-    status = dict(line.split(":", 1) for line in pathlib.Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    lines = pathlib.Path("/proc/self/status").read_text().splitlines()
+    status = dict(line.split(":", 1) for line in lines if ":" in line)
     return {"wall_s": round(wall, 1), "main_on_cpu_s": round(on_cpu / 1e9, 1),
             "main_run_queue_wait_s": round(waiting / 1e9, 1),
             "main_blocked_s": round(wall - (on_cpu + waiting) / 1e9, 1),

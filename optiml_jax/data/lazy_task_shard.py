@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import operator
 import threading
+from typing import Callable
 
 import numpy as np
 
@@ -59,6 +60,7 @@ class LazyTaskShard:
         self._lock = threading.Lock()
         self._text_nbytes = text_nbytes(self._rows) + (text_nbytes(self.raw) if self.raw else 0)
         self._token_nbytes = 0
+        self.on_grow: Callable[[int], None] | None = None  # told each tokenized example's bytes (resident_shards)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -70,10 +72,14 @@ class LazyTaskShard:
             return hit
         with self._lock:  # one tokenization per example, whichever thread asks first
             hit = self._done.get(j)
-            if hit is None:
-                hit = self._done[j] = self._encode(j)
-                self.tokens_read += len(hit[0])
-                self._token_nbytes += hit[0].nbytes + hit[1].nbytes + 250  # two arrays and a tuple
+            if hit is not None:
+                return hit
+            hit = self._done[j] = self._encode(j)
+            self.tokens_read += len(hit[0])
+            grown = hit[0].nbytes + hit[1].nbytes + 250  # two arrays and a tuple
+            self._token_nbytes += grown
+        if self.on_grow is not None:
+            self.on_grow(grown)
         return hit
 
     @property

@@ -11,10 +11,9 @@ is one read of one task: every shard of it that the reader asked for, or its who
 resident entries of the tasks that live streams said they need next (`protect`: the tasks of the draws of the step
 being packed and of the read-ahead window; `optiml_jax.data.stream`). Eviction takes the least recently used entry
 that no stream protects. Sizes are `nbytes` estimates (arrays' bytes, texts' characters plus Python's per-object
-overhead: `TaskTokens.nbytes`, `LazyTaskShard.nbytes`) taken when an entry is put or looked up, and for every entry
-each `REMEASURE_EVERY` puts: a lazy shard grows as its drawn examples are tokenized, so the examples tokenized since
-an entry's last lookup are counted late. A caller holding a value it got keeps that value alive itself (a stream
-packing a step keeps only the examples it placed).
+overhead: `TaskTokens.nbytes`, `LazyTaskShard.nbytes`) taken when an entry is put; a lazy shard that grows (its drawn
+examples tokenized) reports each example's bytes (`grow`). A caller holding a value it got keeps that value alive
+itself (a stream packing a step keeps only the examples it placed).
 
 Reads are deduplicated: while one thread reads an entry, another asking for it waits for that read rather than
 reading it a second time (the stream's read-ahead thread and the step being packed ask for the same tasks).
@@ -28,7 +27,6 @@ from concurrent.futures import Future
 from typing import Callable, Hashable
 
 RESIDENT_MIB = 1024  # a quarter of issue 23's 4 GiB; a 500-instance NIv2 task read lazily takes ~0.2 MiB
-REMEASURE_EVERY = 64
 
 
 class ResidentShards:
@@ -39,8 +37,7 @@ class ResidentShards:
         self._sizer = sizer
         self._entries: collections.OrderedDict[Hashable, object] = collections.OrderedDict()
         self._sizes: dict[Hashable, int] = {}
-        self.nbytes = 0  # the resident entries' size, as last measured
-        self._puts = 0
+        self.nbytes = 0  # the resident entries' size
         self._reading: dict[Hashable, Future] = {}
         self._protected: dict[Hashable, frozenset[str]] = {}
         self._lock = threading.Lock()
@@ -69,7 +66,6 @@ class ResidentShards:
             value = self._entries.get(key)
             if value is not None:
                 self._entries.move_to_end(key)
-                self._remeasure_locked(key, value)
                 return value
             pending = self._reading.get(key)
             if pending is None:
@@ -97,23 +93,21 @@ class ResidentShards:
             old = self._entries.get(key)
             value = self._entries[key] = merge(old, value) if (merge is not None and old is not None) else value
             self._entries.move_to_end(key)
-            self._puts += 1
-            if self._puts % REMEASURE_EVERY == 0:
-                self._sizes = {k: self._sizer(v) for k, v in self._entries.items()}
-            else:
-                self._sizes[key] = self._sizer(value)
-            self.nbytes = sum(self._sizes.values())
+            size = self._sizer(value)
+            self.nbytes += size - self._sizes.get(key, 0)
+            self._sizes[key] = size
             self._evict_locked()
             self.peak = max(self.peak, len(self._entries))
             self.peak_nbytes = max(self.peak_nbytes, self.nbytes)
 
-    def _remeasure_locked(self, key: Hashable, value) -> None:
-        size = self._sizer(value)
-        if size != self._sizes[key]:
-            self.nbytes += size - self._sizes[key]
-            self._sizes[key] = size
-            self._evict_locked()
-            self.peak_nbytes = max(self.peak_nbytes, self.nbytes)
+    def grow(self, key: Hashable, value, nbytes: int) -> None:
+        """Entry `key`, if it is still `value`, takes `nbytes` more (a lazy shard tokenized an example)."""
+        with self._lock:
+            if self._entries.get(key) is value:
+                self._sizes[key] += nbytes
+                self.nbytes += nbytes
+                self._evict_locked()
+                self.peak_nbytes = max(self.peak_nbytes, self.nbytes)
 
     def protected_nbytes(self) -> int:
         """The size of the resident entries that streams protect (P of the module docstring)."""

@@ -140,9 +140,10 @@ class TrainStream:
         # USE_CHAT_TEMPLATE: examples as conversations through the tokenizer's template (data/chat_examples.py)
         self.chat = ChatTemplate.from_vocabulary(self.vocabulary) if use_chat_template else None
         self._chat_shards: dict[tuple[str, int], object] = {}
-        # the shards of the step being packed (a task's resident entry may be dropped while a step uses it)
+        # the shards of the step being packed and of the tasks the next steps draw (`_plan_next`)
         self._step_shards: dict[tuple[str, int], object] = {}
         self._read_info: dict[str, dict[str, int]] = {}  # every task read: examples, tokens (as last seen)
+        self._caps: dict[str, int | None] = {}
         # 0: no read-ahead (a stream with no trainer beside it gains nothing from a thread); see the module docstring
         self.read_ahead_steps = int(read_ahead_steps)
         self._read_ahead_ticket = 0
@@ -168,10 +169,16 @@ class TrainStream:
     def _read_task(self, task_name: str) -> dict:
         """Every shard of this host's groups of a task, from one read of it (not the whole split), or resident
         (`task_cache.RESIDENT`; the read-ahead thread calls this too)."""
-        info = registry.get_task(task_name).info
-        return task_shards(task_name, self.split, self.groups, num_shards=self.num_groups,
-                           cap=self.recipe.capped_count(info, 1 << 62), use_cached=self.use_cached,
-                           cache_dir=self.cache_dir, with_raw=self.metaicl.enabled, lazy=self.tokenize_when_drawn)
+        return task_shards(task_name, self.split, self.groups, num_shards=self.num_groups, cap=self._cap(task_name),
+                           use_cached=self.use_cached, cache_dir=self.cache_dir, with_raw=self.metaicl.enabled,
+                           lazy=self.tokenize_when_drawn)
+
+    def _cap(self, task_name: str) -> int | None:
+        """The task's example cap under this stream's recipe (memoized: it is asked for per task read)."""
+        cap = self._caps.get(task_name, -1)
+        if cap == -1:
+            cap = self._caps[task_name] = self.recipe.capped_count(registry.get_task(task_name).info, 1 << 62)
+        return cap
 
     def _tokens(self, task_name: str, data_shard: int):
         """This stream's shard of a task (it is asked for once per drawn example: memoized for the step)."""
@@ -190,21 +197,20 @@ class TrainStream:
         """(task, data shard) -> shard, of the tasks this stream read that the process still holds (reads none)."""
         out = {}
         for name in self._read_info:
-            info = registry.get_task(name).info
-            shards = resident_task_shards(name, self.split, num_shards=self.num_groups,
-                                          cap=self.recipe.capped_count(info, 1 << 62), use_cached=self.use_cached,
-                                          with_raw=self.metaicl.enabled, lazy=self.tokenize_when_drawn)
+            shards = resident_task_shards(name, self.split, num_shards=self.num_groups, cap=self._cap(name),
+                                          use_cached=self.use_cached, with_raw=self.metaicl.enabled,
+                                          lazy=self.tokenize_when_drawn)
             out.update({(name, g): t for g, t in (shards or {}).items() if g in self.groups})
         return out
 
-    def _end_step_shards(self) -> None:
-        """Note the tokens of the step's shards (`describe`) and let them go."""
-        self._note_tokens()
-        self._step_shards.clear()
+    def _end_step_shards(self, keep: frozenset[str] = frozenset()) -> None:
+        """Let the step's shards go, but those of the tasks in `keep` (the next steps' draws)."""
+        self._step_shards = {k: v for k, v in self._step_shards.items() if k[0] in keep}
 
     def _note_tokens(self) -> None:
+        """The tokens of each task read (`describe`), from its shards still resident."""
         tokens = collections.Counter()
-        for (name, _), toks in self._step_shards.items():
+        for (name, _), toks in self.resident_shards().items():
             tokens[name] += int(toks.tokens_read if isinstance(toks, LazyTaskShard) else toks.offsets[-1])
         for name, n in tokens.items():
             entry = self._read_info[name]
@@ -254,8 +260,9 @@ class TrainStream:
     def describe(self) -> dict:
         """What this stream trains on, for the run's first log lines and MODEL_DIR/run.json: the mixture, its
         rates, the seed, the tokenizer, and every task read so far with its example and token counts (this host's
-        data shards; for a task tokenized as drawn, the tokens of the examples tokenized in it, as last seen: a
-        task dropped from memory and read again counts from its new read once that one has more)."""
+        data shards; for a task tokenized as drawn, the tokens of the examples tokenized in it, as last seen here
+        while it was resident: a task dropped from memory and read again counts from its new read once that one
+        has more)."""
         self._note_tokens()
         read = {name: dict(entry) for name, entry in sorted(self._read_info.items())}
         out = {"source": "mixture", "mixture_or_task_name": self.name, "split": self.split, "seed": self.seed,
@@ -333,7 +340,6 @@ class TrainStream:
             parts.append(batch)
             after.append(new_state)
         self._remember(step + 1, after)
-        self._end_step_shards()
         self._plan_next(after, max(a.cursor - b.cursor for a, b in zip(after, before)))
         batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         stats.efficiency = packing.efficiency(batch)
@@ -373,6 +379,7 @@ class TrainStream:
         needed += [(g, st.cursor + i) for i in range(window) for g, st in zip(self.groups, states)]
         self._protected = frozenset(self.task_names[self._draw(g, k)[0]] for g, k in needed)
         RESIDENT.protect(self._owner, self._protected)
+        self._end_step_shards(keep=self._protected)
         if self.read_ahead_steps > 0:
             self._read_ahead_ticket += 1
             READ_AHEAD.submit(self._owner, functools.partial(self._read_ahead, self._read_ahead_ticket, needed))

@@ -19,6 +19,7 @@ What the process keeps of its reads (`RESIDENT`) is bounded: `optiml_jax.data.re
 from __future__ import annotations
 
 import collections
+import functools
 import pathlib
 import re
 import threading
@@ -150,7 +151,8 @@ def cache_file(task_name: str, split: str, *, use_cached: bool = False, cache_di
     and every restart finds the same file and a changed registration never reads a stale one."""
     view = registry.get_task(task_name)
     disk_key = (task_name, split, bool(use_cached), vocabulary_key(view.vocabulary), repr(view.info),
-                view.raw.format_seed if view.raw else None, tuple(map(preprocessor_name, view.seqio_task.preprocessors)))
+                view.raw.format_seed if view.raw else None,
+                tuple(map(preprocessor_name, view.seqio_task.preprocessors)))
     return cache_path(cache_dir, disk_key)
 
 
@@ -216,12 +218,20 @@ def task_shards(task_name: str, split: str, shard_indices, *, num_shards: int, c
     wanted = list(shard_indices)
     options = dict(num_shards=num_shards, cap=cap, seed=seed, use_cached=use_cached, cache_dir=cache_dir,
                    keep_split=keep_split, with_raw=with_raw, lazy=lazy)
-    shards = RESIDENT.get_or_read(key, lambda: _read_shards(task_name, split, wanted, **options))
+    shards = RESIDENT.get_or_read(key, lambda: _counted_growth(key, _read_shards(task_name, split, wanted, **options)))
     missing = [g for g in wanted if g not in shards]
     if missing:  # another reader of this process asked for other groups of the same task first
         shards = {**shards, **_read_shards(task_name, split, missing, **options)}
         RESIDENT.put(key, shards, merge=lambda old, new: {**old, **new})
     return {g: shards[g] for g in wanted}
+
+
+def _counted_growth(key: tuple, shards: dict) -> dict:
+    """Lazy shards report the examples they tokenize to their `RESIDENT` entry (its size grows with them)."""
+    for shard in shards.values():
+        if isinstance(shard, LazyTaskShard):
+            shard.on_grow = functools.partial(RESIDENT.grow, key, shards)
+    return shards
 
 
 def _shards_key(task_name: str, split: str, num_shards: int, cap: int | None, seed: int, use_cached: bool,
