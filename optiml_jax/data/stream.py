@@ -391,7 +391,10 @@ class TrainStream:
             if self._read_ahead_ticket != ticket:
                 return
             t, u, shots = self._draw(g, k)
-            toks = self._read_task(self.task_names[t])[g]
+            name = self.task_names[t]
+            toks = self._step_shards.get((name, g))  # the stream's own first (a dict get: atomic under the GIL)
+            if toks is None:
+                toks = self._read_task(name)[g]
             if not shots and self.chat is None and isinstance(toks, LazyTaskShard):
                 toks.example(min(int(u * len(toks)), len(toks) - 1))
 
