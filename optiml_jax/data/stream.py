@@ -142,6 +142,8 @@ class TrainStream:
         self._chat_shards: dict[tuple[str, int], object] = {}
         # the shards of the step being packed and of the tasks the next steps draw (`_plan_next`)
         self._step_shards: dict[tuple[str, int], object] = {}
+        # every shard read that something still holds (`RESIDENT` mostly): weak, so it bounds nothing itself
+        self._alive_shards: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self._read_info: dict[str, dict[str, int]] = {}  # every task read: examples, tokens (as last seen)
         self._caps: dict[str, int | None] = {}
         # 0: no read-ahead (a stream with no trainer beside it gains nothing from a thread); see the module docstring
@@ -185,9 +187,13 @@ class TrainStream:
         key = (task_name, data_shard)
         toks = self._step_shards.get(key)
         if toks is None:
+            toks = self._alive_shards.get(key)  # still held by the process: no lookup in RESIDENT
+            if toks is not None:
+                self._step_shards[key] = toks
+                return toks
             shards = self._read_task(task_name)
             for g, t in shards.items():
-                self._step_shards[(task_name, g)] = t
+                self._step_shards[(task_name, g)] = self._alive_shards[(task_name, g)] = t
             if task_name not in self._read_info:
                 self._read_info[task_name] = {"examples": sum(len(t) for t in shards.values()), "tokens": 0}
             toks = shards[data_shard]
