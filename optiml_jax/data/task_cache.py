@@ -28,6 +28,7 @@ import zlib
 import numpy as np
 
 from optiml_jax.data.lazy_task_shard import LazyTaskShard, encode_examples
+from optiml_jax.data.read_ahead import READ_AHEAD
 from optiml_jax.data.resident_shards import ResidentShards
 from optiml_jax.data.tokenization import TaskDataError, TaskTokens, cache_path, load_tokens, save_tokens
 from optiml_jax.tasks import registry
@@ -167,7 +168,9 @@ def preprocessor_name(preprocessor) -> str:
 
 def forget_in_memory() -> None:
     """Drop every split this process holds (as a restarted process would start): the next read is from the
-    disk cache or the task's pipeline again."""
+    disk cache or the task's pipeline again. Waits for the streams' read-ahead first (a restart has none running,
+    and tests count the reads after this)."""
+    READ_AHEAD.wait_idle(60)
     RESIDENT.clear()
 
 
