@@ -4,11 +4,15 @@ the first packed batch, peak RSS, and the stream's steady-state tokens/s.
 One measurement per process (`measure`): process start (the OS's start time of this process, so interpreter and
 imports count) -> registration of the N tasks through `register_opt_iml_bench` (the catalog path; the N tasks are
 an extra catalog TSV, counts from `TASK_COUNTS_FILE`, so registration reads no task) -> `get_train_stream` over
-`opt_iml_bench_train` -> `get_batch(0)` (the first training step's batch); then `--steps` more batches timed as
-packed (non-pad) tokens/s (the first pass: most steps draw tasks not read yet) and, with `--steady_from K`, steps
-K.. again (every task drawn by then is in memory); per wall second and per CPU second of this process (on a
-shared machine the second is closer to what a quiet one gives); peak RSS (ru_maxrss) of the whole process and
-its RSS after the imports (TensorFlow alone is ~1 GiB); how many tasks were read.
+`opt_iml_bench_train` -> `get_batch(0)` (the first training step's batch), with where the main thread's wall time
+went up to then (on a CPU / waiting for one / blocked: `main_thread_times`); then `--steps` more batches (the first
+pass: most steps draw tasks not read yet) and, with `--steady_from K`, steps K.. again (every task drawn by then has
+been read), as packed (non-pad) tokens per second waited in `get_batch` and per CPU second of this process. With
+`--trainer_tokens_per_s T` each batch is preceded by the trainer's step of batch x length / T seconds
+(`trainer_step`: GIL-free matmuls on both cores), so the stream's read-ahead thread works while the trainer does, as
+in training; without it batches are asked for back to back (then the wait is the stream's whole cost). RSS after the
+imports (TensorFlow alone is ~1 GiB), at the first batch, after each pass, and the peak (ru_maxrss); the resident
+task entries (`task_cache.RESIDENT`: now, peak, evictions) and how many tasks were read.
 `--cache_dir` names the shared token cache (`python -m optiml_jax.tasks cache`): cold = empty, warm = filled.
 
     python perf/bench_scale.py write --tasks 100 --work_dir /tmp/bench_scale     # the NIv2 files (not timed)
@@ -53,6 +57,54 @@ def write(work_dir: pathlib.Path, n: int) -> None:
     (work_dir / f"counts_{n}.json").write_text(json.dumps(counts))
 
 
+def main_thread_times() -> dict:
+    """Where this process's main thread spent its wall time since it started: on a CPU, waiting for one (the run
+    queue: other processes had both cores), or neither (blocked: disk, locks, sleeps). From /proc/self/schedstat
+    (ns on CPU, ns runnable but waiting) and the voluntary context switches (each one a block)."""
+    import psutil
+
+    on_cpu, waiting, _ = (int(x) for x in pathlib.Path("/proc/self/schedstat").read_text().split())
+    wall = time.time() - psutil.Process().create_time()
+    lines = pathlib.Path("/proc/self/status").read_text().splitlines()
+    status = dict(line.split(":", 1) for line in lines if ":" in line)
+    return {"wall_s": round(wall, 1), "main_on_cpu_s": round(on_cpu / 1e9, 1),
+            "main_run_queue_wait_s": round(waiting / 1e9, 1),
+            "main_blocked_s": round(wall - (on_cpu + waiting) / 1e9, 1),
+            "main_voluntary_switches": int(status["voluntary_ctxt_switches"]),
+            "read_mib": round(psutil.Process().io_counters().read_chars / 2**20)}
+
+
+def trainer_step(seconds: float) -> None:
+    """The trainer's step as the data path sees it: `seconds` of matmuls that release the GIL (as XLA does) and
+    keep both cores busy, so a read-ahead thread competes for them as it would with a real step."""
+    import numpy as np
+
+    a = np.ones((384, 384), np.float32)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        a = (a @ a) * np.float32(1e-3)
+
+
+def timed_steps(stream, steps, step_s: float) -> dict:
+    """Packed (non-pad) tokens of `steps`, per second the caller waited in `get_batch` (with `step_s` of
+    `trainer_step` between calls: the time a trainer's data wait is) and per CPU second of the process."""
+    import psutil
+
+    def cpu_s() -> float:
+        t = psutil.Process().cpu_times()
+        return t.user + t.system
+
+    nonpad, waited, c0, t0 = 0, 0.0, cpu_s(), time.perf_counter()
+    for step in steps:
+        if step_s:
+            trainer_step(step_s)
+        t1 = time.perf_counter()
+        nonpad += int((stream.get_batch(step)["decoder_segment_ids"] > 0).sum())
+        waited += time.perf_counter() - t1
+    return {"tokens_per_wait_s": round(nonpad / waited), "tokens_per_cpu_s": round(nonpad / max(cpu_s() - c0, 1e-9)),
+            "wait_s": round(waited, 2), "wall_s": round(time.perf_counter() - t0, 1)}
+
+
 def measure(args) -> dict:
     import psutil
 
@@ -60,48 +112,45 @@ def measure(args) -> dict:
     import gin
 
     import optiml_jax.tasks.opt_iml_bench as bench
-    from optiml_jax.data import get_train_stream
+    from optiml_jax.data import get_train_stream, task_cache
     from optiml_jax.testing.source_files import MINI_TOKENIZER
 
-    def cpu_s() -> float:  # this process's CPU time: on a shared machine, closer to a quiet machine's wall time
-        t = psutil.Process().cpu_times()
-        return t.user + t.system
+    def rss_mib() -> int:
+        return round(psutil.Process().memory_info().rss / 2**20)
 
+    def resident() -> dict:
+        return {"resident": len(task_cache.RESIDENT), "resident_mib": round(task_cache.RESIDENT.nbytes / 2**20, 1)}
+
+    if args.resident_mib:
+        task_cache.RESIDENT.budget = args.resident_mib * 2**20
     work = pathlib.Path(args.work_dir)
     gin.parse_config(f"load_catalog.extra_files = ['{work / f'catalog_{args.tasks}.tsv'}']")
-    t_import = time.time() - started
-    rss_imported = psutil.Process().memory_info().rss
+    res = {"tasks": args.tasks, "batch": args.batch, "length": args.length, "cache": "warm" if args.warm else
+           ("cold" if args.cache_dir else "none"), "read_ahead_steps": args.read_ahead_steps,
+           "resident_budget_mib": task_cache.RESIDENT.budget / 2**20, "import_s": round(time.time() - started, 1),
+           "rss_after_import_mib": rss_mib()}
     names = bench.register_opt_iml_bench(niv2_data_dir=str(work / f"niv2_{args.tasks}"), tokenizer_dir=str(MINI_TOKENIZER),
                                          split_name="all_tasks", counts_file=str(work / f"counts_{args.tasks}.json"))
-    t_register = time.time() - started
-    cpu_register = cpu_s()
-    stream = get_train_stream("opt_iml_bench_train", args.length, args.batch, seed=0, cache_dir=args.cache_dir)
+    res["registered_s"] = round(time.time() - started, 1)
+    stream = get_train_stream("opt_iml_bench_train", args.length, args.batch, seed=0, cache_dir=args.cache_dir,
+                              read_ahead_steps=args.read_ahead_steps)
     stream.get_batch(0)
-    t_first = time.time() - started
-    cpu_first = cpu_s()
-    read_first = len(stream.tasks_read)
-    nonpad, t1, c1 = 0, time.perf_counter(), cpu_s()
-    for step in range(1, args.steps + 1):
-        nonpad += int((stream.get_batch(step)["decoder_segment_ids"] > 0).sum())
-    dt, dc = time.perf_counter() - t1, cpu_s() - c1
-    steady = {}
-    if args.steady_from:  # after the first pass over the catalog: every task drawn is in memory
+    res.update(first_batch=main_thread_times(), tasks_read_for_first_batch=len(stream.tasks_read),
+               rss_first_batch_mib=rss_mib())
+    step_s = args.batch * args.length / args.trainer_tokens_per_s if args.trainer_tokens_per_s else 0.0
+    res.update(trainer_step_s=round(step_s, 2), steps=args.steps)
+    res["first_pass"] = dict(timed_steps(stream, range(1, args.steps + 1), step_s), tasks_read=len(stream.tasks_read),
+                             rss_mib=rss_mib(), **resident())
+    if args.steady_from:  # after the first pass over the catalog: every task drawn by then has been read
         for step in range(args.steps + 1, args.steady_from):
             stream.get_batch(step)
-        n2, t2, c2 = 0, time.perf_counter(), cpu_s()
-        for step in range(args.steady_from, args.steady_from + args.steps):
-            n2 += int((stream.get_batch(step)["decoder_segment_ids"] > 0).sum())
-        steady = {"steady_from_step": args.steady_from, "tasks_read_by_then": len(stream.tasks_read),
-                  "steady_tokens_per_s": round(n2 / (time.perf_counter() - t2)),
-                  "steady_tokens_per_cpu_s": round(n2 / max(cpu_s() - c2, 1e-9))}
-    res = {"tasks": len(names), "batch": args.batch, "length": args.length, "cache": "warm" if args.warm else
-           ("cold" if args.cache_dir else "none"), "import_s": round(t_import, 1), "registered_s": round(t_register, 1),
-           "first_batch_s": round(t_first, 1), "tasks_read_for_first_batch": read_first,
-           "steps": args.steps, "tasks_read_after": len(stream.tasks_read),
-           "stream_tokens_per_s": round(nonpad / dt), "stream_tokens_per_cpu_s": round(nonpad / max(dc, 1e-9)),
-           "registered_cpu_s": round(cpu_register, 1), "first_batch_cpu_s": round(cpu_first, 1), "rss_after_import_mib": round(rss_imported / 2**20),
-           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-           **steady, "load_avg_1min": os.getloadavg()[0]}
+        res["steady"] = dict(timed_steps(stream, range(args.steady_from, args.steady_from + args.steps), step_s),
+                             from_step=args.steady_from, tasks_read=len(stream.tasks_read), rss_mib=rss_mib(),
+                             **resident())
+    res.update(num_tasks=len(names), resident_peak=task_cache.RESIDENT.peak, evictions=task_cache.RESIDENT.evictions,
+               resident_peak_mib=round(task_cache.RESIDENT.peak_nbytes / 2**20, 1),
+               peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+               load_avg_1min=round(os.getloadavg()[0], 1))
     print(json.dumps(res))
     return res
 
@@ -118,6 +167,10 @@ def main(argv=None):
     p.add_argument("--length", type=int, default=2048)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--read_ahead_steps", type=int, default=2, help="the stream's read-ahead (0: off)")
+    p.add_argument("--resident_mib", type=float, default=0, help="the resident shards' budget (0: the default)")
+    p.add_argument("--trainer_tokens_per_s", type=float, default=0.0,
+                   help="simulate a trainer consuming this many tokens/s between batches (0: batches back to back)")
     p.add_argument("--steady_from", type=int, default=0,
                    help="also time --steps steps from this step on (after the first pass over the tasks)")
     p.add_argument("--json_out", default=None)
@@ -134,7 +187,9 @@ def main(argv=None):
         return
     env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
     common = ["--work_dir", str(work), "--batch", str(args.batch), "--length", str(args.length),
-              "--steps", str(args.steps), "--steady_from", str(args.steady_from)] + (["--json_out", args.json_out] if args.json_out else [])
+              "--steps", str(args.steps), "--steady_from", str(args.steady_from), "--read_ahead_steps",
+              str(args.read_ahead_steps), "--resident_mib", str(args.resident_mib), "--trainer_tokens_per_s",
+              str(args.trainer_tokens_per_s)] + (["--json_out", args.json_out] if args.json_out else [])
     for n in args.sizes:
         write(work, n)
         cache = work / f"cache_{n}"

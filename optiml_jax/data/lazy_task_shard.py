@@ -13,10 +13,12 @@ A full split written by `tasks cache` is read instead when the stream has a `cac
 from __future__ import annotations
 
 import operator
+import threading
+from typing import Callable
 
 import numpy as np
 
-from optiml_jax.data.tokenization import TaskDataError, encode_many
+from optiml_jax.data.tokenization import TaskDataError, encode_many, text_nbytes
 
 
 def encode_examples(view, rows) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -38,7 +40,8 @@ def encode_examples(view, rows) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 class LazyTaskShard:
     """The `TaskTokens` interface the stream uses (`len`, `example`, `inputs_and_targets`, `indices`, `raw`) over
-    raw examples, each tokenized on first use and kept (`tokens_read` counts what was tokenized)."""
+    raw examples, each tokenized on first use and kept (`tokens_read` counts what was tokenized). Thread-safe: the
+    stream's read-ahead thread tokenizes the examples the next steps draw while a step is packed."""
 
     def __init__(self, view, rows, positions: np.ndarray, with_raw: bool):
         from optiml_jax.tasks.registry import RAW_TEXT_FEATURES
@@ -54,6 +57,10 @@ class LazyTaskShard:
         self._done: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
         self._weight_of_inputs = 1.0 if view.info.full_sequence_loss else 0.0
         self.tokens_read = 0
+        self._lock = threading.Lock()
+        self._text_nbytes = text_nbytes(self._rows) + (text_nbytes(self.raw) if self.raw else 0)
+        self._token_nbytes = 0
+        self.on_grow: Callable[[int], None] | None = None  # told each tokenized example's bytes (resident_shards)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -61,17 +68,34 @@ class LazyTaskShard:
     def _get(self, j: int) -> tuple[np.ndarray, np.ndarray, int]:
         j = int(j)
         hit = self._done.get(j)
-        if hit is None:
-            (inputs,), (targets,) = encode_examples(self._view, [dict(zip(self._fields, self._rows[j]))])
-            if not len(targets):
-                raise TaskDataError(f"task {self._view.name!r}, example {int(self.indices[j])}: empty 'targets' "
-                                    "after the task's preprocessors (nothing to train on)")
-            ids = np.concatenate([inputs, targets]).astype(np.int32)
-            weights = np.concatenate([np.full(len(inputs), self._weight_of_inputs, np.float32),
-                                      np.ones(len(targets), np.float32)])
-            hit = self._done[j] = (ids, weights, len(inputs))
-            self.tokens_read += len(ids)
+        if hit is not None:
+            return hit
+        with self._lock:  # one tokenization per example, whichever thread asks first
+            hit = self._done.get(j)
+            if hit is not None:
+                return hit
+            hit = self._done[j] = self._encode(j)
+            self.tokens_read += len(hit[0])
+            grown = hit[0].nbytes + hit[1].nbytes + 250  # two arrays and a tuple
+            self._token_nbytes += grown
+        if self.on_grow is not None:
+            self.on_grow(grown)
         return hit
+
+    @property
+    def nbytes(self) -> int:
+        """Approximate memory: the text fields held and the examples tokenized so far."""
+        return self._text_nbytes + self._token_nbytes
+
+    def _encode(self, j: int) -> tuple[np.ndarray, np.ndarray, int]:
+        (inputs,), (targets,) = encode_examples(self._view, [dict(zip(self._fields, self._rows[j]))])
+        if not len(targets):
+            raise TaskDataError(f"task {self._view.name!r}, example {int(self.indices[j])}: empty 'targets' "
+                                "after the task's preprocessors (nothing to train on)")
+        ids = np.concatenate([inputs, targets]).astype(np.int32)
+        weights = np.concatenate([np.full(len(inputs), self._weight_of_inputs, np.float32),
+                                  np.ones(len(targets), np.float32)])
+        return ids, weights, len(inputs)
 
     def example(self, j: int) -> tuple[np.ndarray, np.ndarray]:
         ids, weights, _ = self._get(j)

@@ -9,8 +9,17 @@ rows it feeds (hosts must divide G).
 Every task's examples come from its own seqio pipeline (`task.get_dataset`, read once per process by
 `optiml_jax.data.task_cache`): any `seqio.Task` or `seqio.Mixture` trains, with SeqIO's mixing rates. A task of ours
 with only our preprocessors gives the same ids without tf.data, tokenized an example at a time as drawn
-(`optiml_jax.data.lazy_task_shard`) unless its full split is in `cache_dir`. Memory: this host's shards of the
-tasks drawn so far, never the catalog (the bound is stated and measured in docs/ARCHITECTURE.md).
+(`optiml_jax.data.lazy_task_shard`) unless its full split is in `cache_dir`.
+
+Memory: the process holds this host's shards of tasks (one `task_cache.RESIDENT` entry per task read) in at most
+max(`resident_shards.RESIDENT_MIB`, P) bytes, P = the size of the tasks of the draws its streams protect: per group,
+the carried draws and the next max(R, 1) x D draws, with R = `read_ahead_steps` and D = the most new draws one
+group made in the step just packed. Least recently used unprotected tasks are dropped and read again when drawn
+again: the same tokens, so the same batches. P is what the next steps need: at most the distinct tasks of
+groups x (max_carry + max(R, 1) x D) draws, and the whole catalog once one step draws from every task (the paper's
+256 x 2048 batch at 2,000 tasks). Measured in perf/RESULTS.md (issue 23).
+With `read_ahead_steps` R > 0 (the trainer's stream, `get_train_stream`), after each step a background thread reads
+the tasks and tokenizes the examples of those next draws (`optiml_jax.data.read_ahead`) while the trainer runs.
 
 Per group and step (`optiml_jax.data.carry_packer`): the group draws (task, example) pairs by the mixture rates
 from its own draw sequence (draw k of group g: `np.random.default_rng([seed, 1, g, k // DRAW_BLOCK])`), places each
@@ -27,6 +36,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
+import weakref
 from typing import Mapping
 
 import gin
@@ -37,7 +48,8 @@ from optiml_jax.data.chat_examples import chat_demonstration_example, chat_task_
 from optiml_jax.data.mixture_names import ensure_registered, run_tokenizer
 from optiml_jax.data.demonstrations import MetaICLConfig, draw_num_shots, token_space_demonstrations
 from optiml_jax.data.lazy_task_shard import LazyTaskShard
-from optiml_jax.data.task_cache import task_shards, vocabulary_key
+from optiml_jax.data.read_ahead import READ_AHEAD
+from optiml_jax.data.task_cache import RESIDENT, resident_task_shards, task_shards, vocabulary_key
 from optiml_jax.data.tokenization import tokenize_pieces, truncate_left
 from optiml_jax.tasks import mixtures, registry
 from optiml_jax.tasks.formatting import draw_delimiter, draw_demonstrations, fit_demonstrations, layout
@@ -88,7 +100,8 @@ class TrainStream:
                  shard_index: int = 0, num_shards: int = 1, *, split: str = "train",
                  metaicl: MetaICLConfig | None = None, recipe: MixtureRecipe | None = None,
                  cache_dir: str | None = None, use_cached: bool = False, max_carry: int | None = None,
-                 packing_group_rows: int = 1, read_all_tasks_first: bool = False, use_chat_template: bool = False):
+                 packing_group_rows: int = 1, read_all_tasks_first: bool = False, use_chat_template: bool = False,
+                 read_ahead_steps: int = 0):
         if batch_size % num_shards:
             raise ValueError(f"global batch_size {batch_size} is not divisible by num_shards {num_shards}")
         if not 0 <= shard_index < num_shards:
@@ -127,7 +140,18 @@ class TrainStream:
         # USE_CHAT_TEMPLATE: examples as conversations through the tokenizer's template (data/chat_examples.py)
         self.chat = ChatTemplate.from_vocabulary(self.vocabulary) if use_chat_template else None
         self._chat_shards: dict[tuple[str, int], object] = {}
-        self._shards: dict[tuple[str, int], object] = {}
+        # the shards of the step being packed and of the tasks the next steps draw (`_plan_next`)
+        self._step_shards: dict[tuple[str, int], object] = {}
+        # every shard read that something still holds (`RESIDENT` mostly): weak, so it bounds nothing itself
+        self._alive_shards: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self._read_info: dict[str, dict[str, int]] = {}  # every task read: examples, tokens (as last seen)
+        self._caps: dict[str, int | None] = {}
+        # 0: no read-ahead (a stream with no trainer beside it gains nothing from a thread); see the module docstring
+        self.read_ahead_steps = int(read_ahead_steps)
+        self._read_ahead_ticket = 0
+        self._protected: frozenset[str] = frozenset()
+        self._owner = ("train_stream", id(self))
+        weakref.finalize(self, RESIDENT.release, self._owner)
         self._blocks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         # step -> this host's group states before it (step 0: nothing drawn yet)
         self._states: dict[int, tuple[carry_packer.GroupState, ...]] = {
@@ -144,21 +168,59 @@ class TrainStream:
     def rates(self) -> dict[str, float]:
         return dict(zip(self.task_names, self.probs.tolist()))
 
+    def _read_task(self, task_name: str) -> dict:
+        """Every shard of this host's groups of a task, from one read of it (not the whole split), or resident
+        (`task_cache.RESIDENT`; the read-ahead thread calls this too)."""
+        return task_shards(task_name, self.split, self.groups, num_shards=self.num_groups, cap=self._cap(task_name),
+                           use_cached=self.use_cached, cache_dir=self.cache_dir, with_raw=self.metaicl.enabled,
+                           lazy=self.tokenize_when_drawn)
+
+    def _cap(self, task_name: str) -> int | None:
+        """The task's example cap under this stream's recipe (memoized: it is asked for per task read)."""
+        cap = self._caps.get(task_name, -1)
+        if cap == -1:
+            cap = self._caps[task_name] = self.recipe.capped_count(registry.get_task(task_name).info, 1 << 62)
+        return cap
+
     def _tokens(self, task_name: str, data_shard: int):
-        """This stream's shard of a task, memoized here (it is asked for once per drawn example): a stream reads
-        each task as it was registered when the stream first drew from it."""
+        """This stream's shard of a task (it is asked for once per drawn example: memoized for the step)."""
         key = (task_name, data_shard)
-        toks = self._shards.get(key)
-        if toks is None:  # every shard of this host's groups from one read of the task, and not the whole split
-            info = registry.get_task(task_name).info
-            shards = task_shards(task_name, self.split, self.groups, num_shards=self.num_groups,
-                                 cap=self.recipe.capped_count(info, 1 << 62), use_cached=self.use_cached,
-                                 cache_dir=self.cache_dir, with_raw=self.metaicl.enabled,
-                                 lazy=self.tokenize_when_drawn)
+        toks = self._step_shards.get(key)
+        if toks is None:
+            toks = self._alive_shards.get(key)  # still held by the process: no lookup in RESIDENT
+            if toks is not None:
+                self._step_shards[key] = toks
+                return toks
+            shards = self._read_task(task_name)
             for g, t in shards.items():
-                self._shards[(task_name, g)] = t
-            toks = self._shards[key]
+                self._step_shards[(task_name, g)] = self._alive_shards[(task_name, g)] = t
+            if task_name not in self._read_info:
+                self._read_info[task_name] = {"examples": sum(len(t) for t in shards.values()), "tokens": 0}
+            toks = shards[data_shard]
         return toks
+
+    def resident_shards(self) -> dict[tuple[str, int], object]:
+        """(task, data shard) -> shard, of the tasks this stream read that the process still holds (reads none)."""
+        out = {}
+        for name in self._read_info:
+            shards = resident_task_shards(name, self.split, num_shards=self.num_groups, cap=self._cap(name),
+                                          use_cached=self.use_cached, with_raw=self.metaicl.enabled,
+                                          lazy=self.tokenize_when_drawn)
+            out.update({(name, g): t for g, t in (shards or {}).items() if g in self.groups})
+        return out
+
+    def _end_step_shards(self, keep: frozenset[str] = frozenset()) -> None:
+        """Let the step's shards go, but those of the tasks in `keep` (the next steps' draws)."""
+        self._step_shards = {k: v for k, v in self._step_shards.items() if k[0] in keep}
+
+    def _note_tokens(self) -> None:
+        """The tokens of each task read (`describe`), from its shards still resident."""
+        tokens = collections.Counter()
+        for (name, _), toks in self.resident_shards().items():
+            tokens[name] += int(toks.tokens_read if isinstance(toks, LazyTaskShard) else toks.offsets[-1])
+        for name, n in tokens.items():
+            entry = self._read_info[name]
+            entry["tokens"] = max(entry["tokens"], n)
 
     def _example_tokens(self, task_name: str, data_shard: int):
         """The examples this stream trains on: `_tokens`, or with the chat switch their conversations."""
@@ -168,6 +230,9 @@ class TrainStream:
         if key not in self._chat_shards:
             self._chat_shards[key] = chat_task_tokens(registry.get_task(task_name), self._tokens(task_name, data_shard),
                                                       self.chat, self.special_ids)
+            resident = RESIDENT.tasks() | self._protected  # bounded like the shards they are made from
+            for old in [k for k in self._chat_shards if k[0] not in resident]:
+                del self._chat_shards[old]
         return self._chat_shards[key]
 
     def _metaicl_example(self, rng, task_name: str, data_shard: int, j: int, shots: int):
@@ -196,17 +261,16 @@ class TrainStream:
     @property
     def tasks_read(self) -> list[str]:
         """The tasks of the mixture this stream has read so far (all of them after `materialize`)."""
-        return sorted({name for name, _ in self._shards})
+        return sorted(self._read_info)
 
     def describe(self) -> dict:
         """What this stream trains on, for the run's first log lines and MODEL_DIR/run.json: the mixture, its
         rates, the seed, the tokenizer, and every task read so far with its example and token counts (this host's
-        data shards; for a task tokenized as drawn, the tokens of the examples tokenized so far)."""
-        read: dict[str, dict[str, int]] = {}
-        for (name, _), toks in sorted(self._shards.items()):
-            entry = read.setdefault(name, {"examples": 0, "tokens": 0})
-            entry["examples"] += len(toks)
-            entry["tokens"] += int(toks.tokens_read if isinstance(toks, LazyTaskShard) else toks.offsets[-1])
+        data shards; for a task tokenized as drawn, the tokens of the examples tokenized in it, as last seen here
+        while it was resident: a task dropped from memory and read again counts from its new read once that one
+        has more)."""
+        self._note_tokens()
+        read = {name: dict(entry) for name, entry in sorted(self._read_info.items())}
         out = {"source": "mixture", "mixture_or_task_name": self.name, "split": self.split, "seed": self.seed,
                "tokenizer": vocabulary_key(self.vocabulary), "vocab_size": int(self.vocabulary.vocab_size),
                "num_tasks": len(self.task_names), "rates": self.rates, "tasks_read": read}
@@ -216,7 +280,9 @@ class TrainStream:
 
     def materialize(self) -> None:
         """Read every task of the mixture (this host's data shards) now, once: its seqio pipeline runs here, so
-        later steps cost packing only. The first `get_batch` calls it when `read_all_tasks_first`."""
+        later steps cost packing only. The first `get_batch` calls it when `read_all_tasks_first` (which holds the
+        whole catalog: the process's resident budget is lifted)."""
+        RESIDENT.budget = float("inf")
         for name in self.task_names:
             for g in self.groups:
                 self._tokens(name, g)
@@ -264,6 +330,7 @@ class TrainStream:
         for s in range(known, step):
             states = tuple(self._pack_group(s, g, st, None)[1] for g, st in zip(self.groups, states))
             self._remember(s + 1, states)
+            self._end_step_shards()
         return states
 
     def get_batch_with_stats(self, step: int) -> tuple[dict[str, np.ndarray], StepStats]:
@@ -273,11 +340,13 @@ class TrainStream:
         step = int(step)
         stats = StepStats()
         parts, after = [], []
-        for g, st in zip(self.groups, self._states_before(step)):
+        before = self._states_before(step)
+        for g, st in zip(self.groups, before):
             batch, new_state = self._pack_group(step, g, st, stats)
             parts.append(batch)
             after.append(new_state)
         self._remember(step + 1, after)
+        self._plan_next(after, max(a.cursor - b.cursor for a, b in zip(after, before)))
         batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         stats.efficiency = packing.efficiency(batch)
         return batch, stats
@@ -307,6 +376,33 @@ class TrainStream:
         rows = np.array([r for _, _, r in done.placed], np.int64)
         return packing.write_rows([ex for _, ex, _ in done.placed], rows, self.group_rows, self.length,
                                   self.special_ids), done.state
+
+    def _plan_next(self, states, draws_per_group: int) -> None:
+        """Protect the tasks of the next steps' draws from eviction and, with `read_ahead_steps`, have the read-ahead
+        thread read them: per group its carried draws, then the next max(R, 1) x `draws_per_group` (nearest first)."""
+        window = max(self.read_ahead_steps, 1) * draws_per_group
+        needed = [(g, k) for g, st in zip(self.groups, states) for k in st.carry]
+        needed += [(g, st.cursor + i) for i in range(window) for g, st in zip(self.groups, states)]
+        self._protected = frozenset(self.task_names[self._draw(g, k)[0]] for g, k in needed)
+        RESIDENT.protect(self._owner, self._protected)
+        self._end_step_shards(keep=self._protected)
+        if self.read_ahead_steps > 0:
+            self._read_ahead_ticket += 1
+            READ_AHEAD.submit(self._owner, functools.partial(self._read_ahead, self._read_ahead_ticket, needed))
+
+    def _read_ahead(self, ticket: int, needed) -> None:
+        """On the read-ahead thread: read the tasks of `needed` draws and tokenize their examples (a newer plan
+        stops it)."""
+        for g, k in needed:
+            if self._read_ahead_ticket != ticket:
+                return
+            t, u, shots = self._draw(g, k)
+            name = self.task_names[t]
+            toks = self._step_shards.get((name, g))  # the stream's own first (a dict get: atomic under the GIL)
+            if toks is None:
+                toks = self._read_task(name)[g]
+            if not shots and self.chat is None and isinstance(toks, LazyTaskShard):
+                toks.example(min(int(u * len(toks)), len(toks) - 1))
 
     def carried_tasks(self, step: int) -> collections.Counter:
         """Tasks of the draws this host's groups carry into `step` (drawn, not yet packed)."""
@@ -348,7 +444,7 @@ def get_train_stream(mixture_or_task_name: str = gin.REQUIRED, task_feature_leng
                      recipe: MixtureRecipe | None = None, cache_dir: str | None = None,
                      use_cached: bool = False, packing_group_rows: int = 1,
                      use_chat_template: bool = False, tokenizer_dir: str | None = None,
-                     initial_checkpoint_path: str | None = None) -> TrainStream:
+                     initial_checkpoint_path: str | None = None, read_ahead_steps: int = 2) -> TrainStream:
     """The one training stream of every run file (gin/runs/train.gin: `train.stream_factory = @get_train_stream`).
 
     `mixture_or_task_name` decides the data: a registered task or mixture, or an OPT-IML Bench mixture registered
@@ -364,12 +460,14 @@ def get_train_stream(mixture_or_task_name: str = gin.REQUIRED, task_feature_leng
     `tokenizer_dir` / `initial_checkpoint_path` (gin: `%TOKENIZER_DIR`, `%INITIAL_CHECKPOINT_PATH`) name the run's
     tokenizer: the library's tasks are read in its ids, a user's task in other ids is an error
     (`mixture_names.match_run_tokenizer`). Neither set: every task in the vocabulary it was registered with.
+    `read_ahead_steps`: the trainer's steps whose draws a background thread reads ahead (0: off; batches unchanged).
     """
     ensure_registered(mixture_or_task_name, tokenizer=run_tokenizer(tokenizer_dir, initial_checkpoint_path),
                       match_tokenizer=True)
     return TrainStream(mixture_or_task_name, task_feature_lengths, batch_size, seed, shard_index, num_shards,
                        split=split, metaicl=metaicl, recipe=recipe, cache_dir=cache_dir, use_cached=use_cached,
-                       packing_group_rows=packing_group_rows, use_chat_template=use_chat_template)
+                       packing_group_rows=packing_group_rows, use_chat_template=use_chat_template,
+                       read_ahead_steps=read_ahead_steps)
 
 
 def _gather_groups(local: np.ndarray) -> np.ndarray:

@@ -12,22 +12,36 @@ per process, and sharded here rather than with `seqio.ShardInfo`: with file-shar
 sets of files, so a shard's content would depend on the file layout and on the number of readers, while the
 stream's global batch must be a pure function of (mixture, seed, step). With USE_CACHED_TASKS the read is of
 seqio's TFRecord cache (`seqio.cache_tasks_main`), and with `cache_dir` the arrays are saved as `.npz`.
+
+What the process keeps of its reads (`RESIDENT`) is bounded: `optiml_jax.data.resident_shards` states the bound.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import pathlib
+import re
 import threading
 import zlib
 
 import numpy as np
 
 from optiml_jax.data.lazy_task_shard import LazyTaskShard, encode_examples
+from optiml_jax.data.read_ahead import READ_AHEAD
+from optiml_jax.data.resident_shards import ResidentShards
 from optiml_jax.data.tokenization import TaskDataError, TaskTokens, cache_path, load_tokens, save_tokens
 from optiml_jax.tasks import registry
 
-_MEMORY: dict[tuple, TaskTokens] = {}
+
+
+def entry_nbytes(value) -> int:
+    """The size of a `RESIDENT` entry: a split, or a dict of shards."""
+    return sum(v.nbytes for v in value.values()) if isinstance(value, dict) else value.nbytes
+
+
+# every split and shard set this process read and still holds (least recently used first; bounded)
+RESIDENT = ResidentShards(sizer=entry_nbytes)
 READ_BATCH = 1024
 # False: every task is read through tf.data, ours too (the tests that compare both paths set it)
 PYTHON_READS_OF_STANDARD_TASKS = True
@@ -138,40 +152,53 @@ def cache_file(task_name: str, split: str, *, use_cached: bool = False, cache_di
     and every restart finds the same file and a changed registration never reads a stale one."""
     view = registry.get_task(task_name)
     disk_key = (task_name, split, bool(use_cached), vocabulary_key(view.vocabulary), repr(view.info),
-                view.raw.format_seed if view.raw else None, tuple(getattr(p, "__name__", repr(p))
-                                                                  for p in view.seqio_task.preprocessors))
+                view.raw.format_seed if view.raw else None,
+                tuple(map(preprocessor_name, view.seqio_task.preprocessors)))
     return cache_path(cache_dir, disk_key)
+
+
+def preprocessor_name(preprocessor) -> str:
+    """A preprocessor's name in the cache key: its `__name__`, else its repr without memory addresses. Why: our tasks'
+    `seqio.CacheDatasetPlaceholder()` reprs as `<... object at 0x7f...>`, so the key held an address that changes in
+    every process, and a restart or another host (or the bench's warm start) never found the files `tasks cache`
+    wrote (perf/RESULTS.md, issue 23)."""
+    name = getattr(preprocessor, "__name__", None)
+    return name if name is not None else re.sub(r" at 0x[0-9a-fA-F]+", "", repr(preprocessor))
 
 
 def forget_in_memory() -> None:
     """Drop every split this process holds (as a restarted process would start): the next read is from the
-    disk cache or the task's pipeline again."""
-    with _LOCK:
-        _MEMORY.clear()
+    disk cache or the task's pipeline again. Waits for the streams' read-ahead first (a restart has none running,
+    and tests count the reads after this)."""
+    READ_AHEAD.wait_idle(60)
+    RESIDENT.clear()
+
+
+def _count(counter: collections.Counter, task_name: str) -> None:
+    with _LOCK:  # the stream's read-ahead thread reads too
+        counter[task_name] += 1
 
 
 def split_tokens(task_name: str, split: str, *, use_cached: bool = False, cache_dir: str | None = None,
                  memoize: bool = True, with_raw: bool = True) -> TaskTokens:
-    """The whole split of a task, tokenized through its seqio pipeline (memoized unless `memoize=False`;
+    """The whole split of a task, tokenized through its seqio pipeline (kept in `RESIDENT` unless `memoize=False`;
     optionally on disk). `with_raw=False`: a split read from the disk cache skips its raw texts."""
     view = registry.get_task(task_name)
-    key = (task_name, view.generation, split, bool(use_cached), vocabulary_key(view.vocabulary))
-    with _LOCK:
-        if key in _MEMORY:
-            return _MEMORY[key]
-    path = cache_file(task_name, split, use_cached=use_cached, cache_dir=cache_dir) if cache_dir else None
-    tokens = load_tokens(path, with_raw=with_raw or memoize) if path else None
-    if tokens is not None:
-        DISK_READS[task_name] += 1
-    else:
+    key = (task_name, "split", view.generation, split, bool(use_cached), vocabulary_key(view.vocabulary))
+
+    def read() -> TaskTokens:
+        path = cache_file(task_name, split, use_cached=use_cached, cache_dir=cache_dir) if cache_dir else None
+        tokens = load_tokens(path, with_raw=with_raw or memoize) if path else None
+        if tokens is not None:
+            _count(DISK_READS, task_name)
+            return tokens
         tokens = _read_dataset(view, split, use_cached)
-        PIPELINE_READS[task_name] += 1
+        _count(PIPELINE_READS, task_name)
         if path:
             save_tokens(path, tokens)
-    if memoize:
-        with _LOCK:
-            _MEMORY[key] = tokens
-    return tokens
+        return tokens
+
+    return RESIDENT.get_or_read(key, read) if memoize else read()
 
 
 def task_tokens(task_name: str, split: str, *, shard_index: int = 0, num_shards: int = 1, cap: int | None = None,
@@ -184,41 +211,60 @@ def task_tokens(task_name: str, split: str, *, shard_index: int = 0, num_shards:
 def task_shards(task_name: str, split: str, shard_indices, *, num_shards: int, cap: int | None = None, seed: int = 0,
                 use_cached: bool = False, cache_dir: str | None = None, keep_split: bool = False,
                 with_raw: bool = True, lazy: bool = False) -> dict[int, TaskTokens | LazyTaskShard]:
-    """Several shards of a task's (capped) split from one read of it (memoized per shard). The training stream
-    asks for all of its groups' shards at once with `keep_split=False`, so the process holds this host's shards
-    and not also the whole split (the memory bound of docs/ARCHITECTURE.md); `with_raw=False` drops the raw
-    texts (only MetaICL demonstrations laid out as text read them). `lazy=True`: one of our tasks with only our
-    preprocessors and no full split in `cache_dir` gives `LazyTaskShard`s, whose examples are tokenized when
+    """Several shards of a task's (capped) split from one read of it, kept together as one `RESIDENT` entry. The
+    training stream asks for all of its groups' shards at once with `keep_split=False`, so the process holds this
+    host's shards and not also the whole split (the memory bound of docs/ARCHITECTURE.md); `with_raw=False` drops
+    the raw texts (only MetaICL demonstrations laid out as text read them). `lazy=True`: one of our tasks with only
+    our preprocessors and no full split in `cache_dir` gives `LazyTaskShard`s, whose examples are tokenized when
     first drawn (the same ids)."""
-    generation = registry.get_task(task_name).generation
-    keys = {g: ("shard", task_name, generation, split, bool(use_cached), g, num_shards, cap, seed, with_raw, lazy)
-            for g in shard_indices}
-    with _LOCK:
-        out = {g: _MEMORY[k] for g, k in keys.items() if k in _MEMORY}
-    if len(out) == len(keys):
-        return out
-    if lazy and not keep_split and not out and _reads_lazily(task_name, split, use_cached, cache_dir):
+    key = _shards_key(task_name, split, num_shards, cap, seed, use_cached, with_raw, lazy)
+    wanted = list(shard_indices)
+    options = dict(num_shards=num_shards, cap=cap, seed=seed, use_cached=use_cached, cache_dir=cache_dir,
+                   keep_split=keep_split, with_raw=with_raw, lazy=lazy)
+    shards = RESIDENT.get_or_read(key, lambda: _counted_growth(key, _read_shards(task_name, split, wanted, **options)))
+    missing = [g for g in wanted if g not in shards]
+    if missing:  # another reader of this process asked for other groups of the same task first
+        shards = {**shards, **_read_shards(task_name, split, missing, **options)}
+        RESIDENT.put(key, shards, merge=lambda old, new: {**old, **new})
+    return {g: shards[g] for g in wanted}
+
+
+def _counted_growth(key: tuple, shards: dict) -> dict:
+    """Lazy shards report the examples they tokenize to their `RESIDENT` entry (its size grows with them)."""
+    for shard in shards.values():
+        if isinstance(shard, LazyTaskShard):
+            shard.on_grow = functools.partial(RESIDENT.grow, key, shards)
+    return shards
+
+
+def _shards_key(task_name: str, split: str, num_shards: int, cap: int | None, seed: int, use_cached: bool,
+                with_raw: bool, lazy: bool) -> tuple:
+    return (task_name, "shards", registry.get_task(task_name).generation, split, bool(use_cached), num_shards, cap,
+            seed, with_raw, lazy)
+
+
+def resident_task_shards(task_name: str, split: str, *, num_shards: int, cap: int | None = None, seed: int = 0,
+                         use_cached: bool = False, with_raw: bool = True, lazy: bool = False) -> dict | None:
+    """The shards `task_shards` holds of a task in `RESIDENT` with these options, or None (reads nothing)."""
+    return RESIDENT.peek(_shards_key(task_name, split, num_shards, cap, seed, use_cached, with_raw, lazy))
+
+
+def _read_shards(task_name: str, split: str, groups: list[int], *, num_shards: int, cap: int | None, seed: int,
+                 use_cached: bool, cache_dir: str | None, keep_split: bool, with_raw: bool,
+                 lazy: bool) -> dict[int, TaskTokens | LazyTaskShard]:
+    """`task_shards`' read: raw examples for lazy shards, else the full split (kept only with `keep_split`)."""
+    if lazy and not keep_split and _reads_lazily(task_name, split, use_cached, cache_dir):
         view = registry.get_task(task_name)
         rows = registry.load_raw_examples(task_name, split, memoize=False)
-        PIPELINE_READS[task_name] += 1
+        _count(PIPELINE_READS, task_name)
         if not rows:
             raise TaskDataError(f"task {task_name!r} split {split!r} has no examples")
-        out = {g: LazyTaskShard(view, rows, shard_positions(len(rows), cap, g, num_shards, task_name, seed), with_raw)
-               for g in keys}
-        with _LOCK:
-            for g, k in keys.items():
-                _MEMORY[k] = out[g]
-        return out
+        return {g: LazyTaskShard(view, rows, shard_positions(len(rows), cap, g, num_shards, task_name, seed), with_raw)
+                for g in groups}
     full = split_tokens(task_name, split, use_cached=use_cached, cache_dir=cache_dir, memoize=keep_split,
                         with_raw=with_raw)
     if len(full) == 0:
         raise TaskDataError(f"task {task_name!r} split {split!r} has no examples")
     if not with_raw:
         full = full.with_raw(None)
-    for g in keys:
-        if g not in out:
-            out[g] = full.select(shard_positions(len(full), cap, g, num_shards, task_name, seed))
-    with _LOCK:
-        for g, k in keys.items():
-            _MEMORY[k] = out[g]
-    return out
+    return {g: full.select(shard_positions(len(full), cap, g, num_shards, task_name, seed)) for g in groups}

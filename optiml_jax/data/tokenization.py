@@ -13,6 +13,7 @@ without re-tokenizing; optionally saved as `.npz` under a cache directory.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 import pathlib
@@ -67,6 +68,12 @@ def truncate_left(ids: np.ndarray, weights: np.ndarray, max_len: int) -> tuple[n
     return ids[-max_len:], weights[-max_len:], True
 
 
+def text_nbytes(rows) -> int:
+    """Approximate memory of raw rows (dicts or tuples of strings): their characters, ~60 bytes a string object and
+    ~120 a container (what CPython allocates for short ASCII strings and small tuples or dicts)."""
+    return sum(sum(map(len, r.values() if isinstance(r, dict) else r)) + 60 * len(r) + 120 for r in rows)
+
+
 class TaskDataError(ValueError):
     """A task's dataset cannot be trained on; the message names the task, split and what is wrong."""
 
@@ -100,6 +107,12 @@ class TaskTokens:
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
+
+    @functools.cached_property
+    def nbytes(self) -> int:
+        """Approximate memory: the arrays, and the raw texts' characters plus Python's overhead per row."""
+        arrays = (self.ids, self.weights, self.offsets, self.indices, self.label_starts)
+        return sum(a.nbytes for a in arrays if a is not None) + text_nbytes(self.raw or ())
 
     def select(self, rows: np.ndarray) -> "TaskTokens":
         """The examples at `rows` (positions within this object), in that order."""

@@ -95,9 +95,9 @@ def test_a_stream_that_tokenizes_as_drawn_gives_the_batches_of_one_that_reads_wh
         a, b = lazy.get_batch(step), whole.get_batch(step)
         for k in b:
             np.testing.assert_array_equal(a[k], b[k], err_msg=f"{k} at step {step}")
-    shards = list(lazy._shards.values())
+    shards = list(lazy.resident_shards().values())
     assert shards and all(isinstance(s, LazyTaskShard) for s in shards)
     tokenized = sum(s.tokens_read for s in shards)
-    held = sum(int(s.offsets[-1]) for s in whole._shards.values())
+    held = sum(int(s.offsets[-1]) for s in whole.resident_shards().values())
     assert 0 < tokenized < held / 2  # it tokenized the examples it drew, not the splits
     assert lazy.describe()["tasks_read"].keys() == whole.describe()["tasks_read"].keys()

@@ -91,7 +91,7 @@ def test_200_tasks_without_a_cache_read_each_drawn_task_once_and_tokenize_only_d
     reads = task_cache.PIPELINE_READS - pipe0
     assert set(reads) == set(run.tasks_read) and max(reads.values()) == 1  # each drawn task's source read once
     assert 0 < len(reads) < N_TASKS
-    shards = list(run._shards.values())
+    shards = list(run.resident_shards().values())
     assert all(isinstance(s, LazyTaskShard) for s in shards)
     tokenized, held = sum(len(s._done) for s in shards), sum(len(s) for s in shards)
     placed = sum(int(b["decoder_segment_ids"].max()) for b in batches)
@@ -107,3 +107,20 @@ def test_200_tasks_without_a_cache_read_each_drawn_task_once_and_tokenize_only_d
     for s in range(3, 6):
         for k in batches[s]:
             np.testing.assert_array_equal(resumed.get_batch(s)[k], batches[s][k])
+
+
+def test_a_task_registered_again_finds_the_same_cache_file(tmp_path):
+    """A restart or another host registers its tasks anew: the cache file's name must not depend on objects'
+    addresses (it held the address of each task's `seqio.CacheDatasetPlaceholder`, so no other process found the
+    files `tasks cache` wrote), and it still changes with what the registration says."""
+    from optiml_jax.testing.instruction_tasks import scratch_task
+
+    with scratch_task(register_fake_instruction_task("test_cache_name_probe", n=3, splits=("train",))) as name:
+        first = task_cache.cache_file(name, "train", cache_dir=str(tmp_path))
+        old = list(registry.get_task(name).seqio_task.preprocessors)  # kept alive: their addresses are not reused
+        register_fake_instruction_task(name, n=3, splits=("train",))
+        new = list(registry.get_task(name).seqio_task.preprocessors)
+        assert {id(p) for p in old} != {id(p) for p in new}
+        assert task_cache.cache_file(name, "train", cache_dir=str(tmp_path)) == first
+        register_fake_instruction_task(name, n=3, splits=("train",), category="another_category")
+        assert task_cache.cache_file(name, "train", cache_dir=str(tmp_path)) != first
