@@ -99,9 +99,10 @@ def data_record_lines(record: dict) -> list[str]:
     lines = [f"data: {record.get('mixture_or_task_name', record.get('source'))} ({record.get('num_tasks', '?')} "
              f"task(s) with rate > 0), split {record.get('split', '?')!r}, seed {record.get('seed')}, tokenizer "
              f"{record.get('tokenizer')} (vocab {record.get('vocab_size')}); {len(read)} task(s) read so far, "
-             f"{sum(t['examples'] for t in read.values())} examples, {sum(t['tokens'] for t in read.values())} tokens"]
+             f"{sum(t['examples'] for t in read.values())} examples, {sum(t['tokens'] for t in read.values())} tokens "
+             "tokenized"]
     for name, counts in list(read.items())[:20]:
-        lines.append(f"  {name}: {counts['examples']} examples, {counts['tokens']} tokens")
+        lines.append(f"  {name}: {counts['examples']} examples, {counts['tokens']} tokens tokenized")
     if len(read) > 20:
         lines.append(f"  ... and {len(read) - 20} more (MODEL_DIR/run.json lists every one)")
     return lines
