@@ -264,6 +264,7 @@ include 'runs/train.gin'
 include 'models/opt_tiny_mini_bench.gin'
 import optiml_jax.evaluation.hooks
 MIXTURE_OR_TASK_MODULE = '{MODULE}'
+DataConfig.stream_factory = @synthetic_stream  # random tokens: this test is about the callback, not the data
 EvaluationConfig.eval_callback = @CompositeCallback()
 CompositeCallback.callbacks = [@SeqioEvalCallback()]
 SeqioEvalCallback.mixture_or_task_name = '{TASK}'
