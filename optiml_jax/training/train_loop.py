@@ -174,7 +174,8 @@ def _lock_model_dir(model_dir, stale_after_s: float) -> RunLock:
             error = e
     if not _every_process(error is None):
         lock.release()
-        _agree(error, RunLockedError(f"process 0 could not take the run lock of {model_dir} (see its log)"))
+        raise error if error is not None else RunLockedError(f"process 0 could not take the run lock of {model_dir} "
+                                                             "(see its log)")
     return lock
 
 
