@@ -32,15 +32,14 @@ def _setup(steps: int):
     from optiml_jax.training import train_state
     from optiml_jax.training.model_config import opt_config
     from optiml_jax.training.partitioning import Partitioner, make_mesh, standard_rules
+    from optiml_jax.training.run_config import OptimizerConfig
     from optiml_jax.training.synthetic_data import synthetic_stream
     from optiml_jax.training.train_loop import build_trainer
 
     config = opt_config("tiny", dtype="float32", dropout_rate=0.0, vocab_size=512)
     part = Partitioner(make_mesh((1, 1, 1), jax.devices()[:1]), standard_rules("data_parallel"))
-    setup = build_trainer(model_config=config, partitioner=part, train_steps=steps, learning_rate=1e-4,
-                          warmup_steps=1, lr_decay="constant", end_learning_rate=0.0, adam_b1=0.9, adam_b2=0.95,
-                          adam_eps=1e-8, weight_decay=0.0, clip_grad_norm=1.0, seed=0, num_microbatches=1,
-                          loss_normalization="tokens", loss_chunk_size=None)
+    setup = build_trainer(model_config=config, partitioner=part, seed=0,
+        optimizer=OptimizerConfig(train_steps=steps, learning_rate=1e-4, warmup_steps=1, lr_decay="constant"))
     state = train_state.init_state(setup.model_config, setup.tx, part, 0)
     stream = synthetic_stream(mixture_or_task_name="synthetic", task_feature_lengths={"targets": 128}, batch_size=4,
                               seed=0, shard_index=0, num_shards=1, vocab_size=config.vocab_size)

@@ -30,6 +30,7 @@ from optiml_jax.checkpoints.background_save import (BackgroundSaver, host_snapsh
                                                    use_coordination_service_barriers)
 from optiml_jax.checkpoints.errors import (CheckpointMismatchError, CheckpointSaveError, CheckpointVanishedError,
                                            CorruptCheckpointError, NoIntactCheckpointError, StorageError)
+from optiml_jax.checkpoints.save_process import ProcessWriter, WriterError
 from optiml_jax.paths import PathSettingError, check_reachable, is_url, user_path
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ INTEGRITY_KEY = "integrity"  # in each checkpoint's data item: array specs and c
 # Pruned steps are first renamed into MODEL_DIR/checkpoints/<PRUNED_SUBDIR>/ (one atomic rename), then deleted: a
 # reader beside the trainer sees a step whole or absent, never half deleted (which it would call damaged).
 PRUNED_SUBDIR = "pruned"
+WRITERS = ("thread", "process")  # who writes a background save: the saver thread, or an idle-priority process
 VANISH_WAIT_S = 2.0  # a reader whose step failed to read waits this long for it to vanish before calling it damage
 
 
@@ -97,7 +99,7 @@ class TrainCheckpointManager:
 
     def __init__(self, model_dir: str | pathlib.Path, *, period: int, keep: int | None = 3,
                  async_save: bool = True, replica_parallel_save: bool = False, verify: bool = True,
-                 background: bool | None = None):
+                 background: bool | None = None, writer: str = "thread"):
         set_replica_parallel_save(replica_parallel_save)
         self.directory = user_path(model_dir, "MODEL_DIR") / CHECKPOINT_SUBDIR
         self.quarantine_directory = self.directory.parent / QUARANTINE_SUBDIR
@@ -125,6 +127,18 @@ class TrainCheckpointManager:
             use_coordination_service_barriers()
             self._manager.reached_preemption = lambda step: False  # PreemptionWatch asks, on the main thread
         self._saver = BackgroundSaver(self._save_and_commit, name=f"checkpoint-save {self.directory}") if background else None
+        self._writer = self._process_writer(writer, keep)
+
+    def _process_writer(self, writer: str, keep: int | None) -> ProcessWriter | None:
+        """`writer='process'`: periodic saves are written by an idle-priority worker process (save_process.py)."""
+        if writer not in WRITERS:
+            raise ValueError(f"checkpoint writer {writer!r}: must be one of {WRITERS}")
+        if writer == "thread":
+            return None
+        if self._saver is None or jax.process_count() > 1:
+            raise ValueError("the 'process' checkpoint writer needs asynchronous saves and a single process "
+                             f"(async saves: {self._saver is not None}, processes: {jax.process_count()})")
+        return ProcessWriter(self.directory, keep=keep, pruned_subdir=PRUNED_SUBDIR)
 
     def latest_step(self) -> int | None:
         self._settle()
@@ -142,29 +156,42 @@ class TrainCheckpointManager:
     def step_directory(self, step: int) -> pathlib.Path:
         return self.directory / str(int(step))
 
-    def save(self, step: int, state: Any, data_state: dict, *, force: bool = False) -> bool:
+    def save(self, step: int, state: Any, data_state: dict, *, force: bool = False, final: bool = False) -> bool:
         """Start an (async) save if `step` is due (or `force`); returns whether one started.
 
         Background (async): a host copy of `state` is dispatched and queued; checksums, Orbax's save and its commit
         run on the saver's thread, and this returns at once (unless the previous save is still running: then it
         waits for that one). Otherwise the checksums are computed from `state` on its devices before Orbax's save
         starts (the trainer donates the state's buffers to the next step). A failure, now or of an earlier save,
-        raises `CheckpointSaveError` naming the step directory and the OS error."""
+        raises `CheckpointSaveError` naming the step directory and the OS error.
+
+        With the process writer, a periodic save goes to the idle-priority worker; a `final` one (the trainer
+        stops after it) abandons the worker's save in flight, if any, and is written here at full priority."""
         if self._saver is None:
             self._purge_pruned()  # what the previous save pruned (its commit ran in Orbax's thread)
             return self._save_now(step, state, data_state, force=force, host_copy=False)
         self._saver.raise_error()
         if not force and not self._manager.should_save(int(step)):
             return False
-        self.waited_s = self._saver.submit(int(step), host_snapshot(state), dict(data_state), force)
+        via_process = self._writer is not None and not final
+        if self._writer is not None and final:
+            abandoned = self._writer.abandon()
+            if abandoned is not None:
+                log.warning("abandoned the idle-priority save of step %d for the final save of step %d",
+                            abandoned, step)
+        self.waited_s = self._saver.submit(int(step), host_snapshot(state), dict(data_state), force, via_process)
         return True
 
-    def _save_now(self, step: int, state: Any, data_state: dict, *, force: bool, host_copy: bool) -> bool:
+    def _checkpoint_data(self, step: int, state: Any, data_state: dict, host_copy: bool) -> dict:
+        """The JSON item of a checkpoint: the data position and the integrity record of `state`."""
         integrity = {"algorithm": integrity_lib.ALGORITHM, "specs": integrity_lib.array_specs(state)}
         if self.verify:
             integrity["checksums"] = (self._host_checksums(step, state) if host_copy
                                       else integrity_lib.array_checksums(state))
-        data = {**data_state, INTEGRITY_KEY: integrity}
+        return {**data_state, INTEGRITY_KEY: integrity}
+
+    def _save_now(self, step: int, state: Any, data_state: dict, *, force: bool, host_copy: bool) -> bool:
+        data = self._checkpoint_data(step, state, data_state, host_copy)
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data))
         try:
             return self._manager.save(int(step), args=args, force=force)
@@ -180,8 +207,12 @@ class TrainCheckpointManager:
             partial = sum_across_processes(f"optiml_checksums/{self.directory}/{int(step)}", partial)
         return integrity_lib.format_checksums(partial)
 
-    def _save_and_commit(self, step: int, snapshot: Any, data_state: dict, force: bool) -> None:
+    def _save_and_commit(self, step: int, snapshot: Any, data_state: dict, force: bool,
+                         via_process: bool = False) -> None:
         """The saver thread's job: the whole save of one host copy, its commit waited for here (off the step)."""
+        if via_process:
+            self._save_by_worker(step, snapshot, data_state)
+            return
         self._save_now(step, snapshot, data_state, force=force, host_copy=True)
         try:
             self._manager.wait_until_finished()
@@ -189,6 +220,18 @@ class TrainCheckpointManager:
             raise CheckpointSaveError(f"saving checkpoint step {step} into {self.step_directory(step)} failed: "
                                       f"{_os_error(e)}") from e
         self._purge_pruned()
+
+    def _save_by_worker(self, step: int, snapshot: Any, data_state: dict) -> None:
+        data = self._checkpoint_data(step, snapshot, data_state, host_copy=True)
+        try:
+            committed = self._writer.save(step, snapshot, data)
+        except WriterError as e:
+            raise CheckpointSaveError(f"saving checkpoint step {step} into {self.step_directory(step)} failed: "
+                                      f"{e}") from e
+        finally:
+            self._manager.reload()  # the worker's step (and what it pruned) into this manager's step list
+        if committed:
+            self._purge_pruned()
 
     def _purge_pruned(self) -> None:
         """Delete the steps Orbax pruned (renamed into checkpoints/pruned/); process 0, local directories only
@@ -329,6 +372,8 @@ class TrainCheckpointManager:
     def close(self) -> None:
         if self._saver is not None:
             self._saver.close()
+            if self._writer is not None:
+                self._writer.close()
             try:
                 self._saver.raise_error()
             except Exception as e:  # noqa: BLE001

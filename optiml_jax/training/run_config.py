@@ -45,6 +45,7 @@ MACRO_OF = {
     "keep_checkpoints": "KEEP_CHECKPOINTS", "eval_period": "EVAL_PERIOD", "log_period": "LOG_PERIOD",
     "on_nonfinite": "ON_NONFINITE", "peak_flops": "PEAK_FLOPS", "verify_checkpoints": "VERIFY_CHECKPOINTS",
     "initial_checkpoint_path": "INITIAL_CHECKPOINT_PATH", "max_runtime": "MAX_RUNTIME",
+    "checkpoint_writer": "CHECKPOINT_WRITER",
 }
 
 
@@ -234,6 +235,9 @@ class CheckpointConfig:
     verify_checkpoints: bool = True  # per-array checksums with every checkpoint, verified on restore
     initial_checkpoint_path: str | None = None  # a run, an Orbax, Hugging Face or metaseq checkpoint
     lock_stale_after_s: float = 600.0  # a run lock older than this (no heartbeat) is taken over
+    # who writes a periodic background save: "thread" (the training process) or "process" (an idle-priority
+    # worker process, for hosts whose cores run the step: checkpoints/save_process.py; single-process runs)
+    checkpoint_writer: str = "thread"
 
     def __post_init__(self):
         c = _Checks(self)
@@ -247,6 +251,10 @@ class CheckpointConfig:
         if path is not None and (not isinstance(path, (str, os.PathLike)) or not os.fspath(path)):
             raise c.fail("initial_checkpoint_path", "None or a checkpoint path")
         c.number("lock_stale_after_s", positive=True)
+        c.one_of("checkpoint_writer", ("thread", "process"))
+        if self.checkpoint_writer == "process" and not self.async_checkpoints:
+            raise c.fail("checkpoint_writer", "'thread' when async_checkpoints is False (a worker process writes "
+                                              "background saves only)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -109,7 +109,8 @@ class StepLoop:
                 self.ckpt.check_for_errors()  # a failed background save ends the run now, naming path and OS error
             if save_due or stop:
                 self.flush(keep_newest=False)
-                self._save(done, eval_due=bool(stop) and self.is_eval_step(done))
+                self._save(done, eval_due=bool(stop) and self.is_eval_step(done),
+                           final=bool(stop) or done == train_steps)
                 if stop:
                     self._stop(done, stop)
             elif done % max(self.execution.log_period, 1) == 0:
@@ -129,11 +130,11 @@ class StepLoop:
         return {"step": int(next_step), "examples": int(next_step) * self.data.batch_size, **self.run_shape,
                 "stream": extra, **due}
 
-    def _save(self, done: int, eval_due: bool) -> None:
+    def _save(self, done: int, eval_due: bool, final: bool) -> None:
         if done == self.last_saved:
             return
         began = time.monotonic()
-        self.ckpt.save(done, self.state, self.data_state(done, eval_due=eval_due), force=True)
+        self.ckpt.save(done, self.state, self.data_state(done, eval_due=eval_due), force=True, final=final)
         self.clock["other"] += time.monotonic() - began
         # MAX_RUNTIME's margin: the step path's part, or a background save's whole (start to commit)
         self.watch.save_took(max(time.monotonic() - began, self.ckpt.slowest_save_s))

@@ -138,6 +138,7 @@ def train(*, model_config: ModelConfig, data: DataConfig, optimizer: OptimizerCo
     check_matches_checkpoint(model_config, initial, model_config_origin)  # JSON only, before MODEL_DIR
     part = execution.make_partitioner()
     check_batch_splits(part, data.batch_size)
+    _check_writer(checkpoint)
     setup = build_trainer(model_config=model_config, partitioner=part, optimizer=optimizer, seed=execution.seed)
     # The data, before anything is written: a wrong name or length stops here and MODEL_DIR stays untouched.
     run_data = open_run_data(data, evaluation, part=part, seed=execution.seed, model_dir=model_dir,
@@ -179,6 +180,15 @@ def _lock_model_dir(model_dir, stale_after_s: float) -> RunLock:
     return lock
 
 
+def _check_writer(checkpoint: CheckpointConfig) -> None:
+    if checkpoint.checkpoint_writer == "process" and jax.process_count() > 1:
+        from optiml_jax.training.errors import ConfigValueError
+        from optiml_jax.training.run_config import setting_name
+
+        raise ConfigValueError(f"{setting_name(checkpoint, 'checkpoint_writer')} = 'process': single-process runs "
+                               f"only (this run has {jax.process_count()} processes); use 'thread'")
+
+
 def _claim_and_restore(model_dir, initial, setup: TrainerSetup, run_data: RunData, configs: dict):
     """Check MODEL_DIR can take checkpoints, restore the newest intact one (or start from `initial` or random
     init), then write model_config.json and run_config.json: a refused resume leaves MODEL_DIR as it was."""
@@ -197,7 +207,8 @@ def _claim_and_restore(model_dir, initial, setup: TrainerSetup, run_data: RunDat
     ckpt = checkpointing.TrainCheckpointManager(model_dir, period=checkpoint.checkpoint_period,
                                                 keep=checkpoint.keep_checkpoints,
                                                 async_save=checkpoint.async_checkpoints,
-                                                verify=checkpoint.verify_checkpoints)
+                                                verify=checkpoint.verify_checkpoints,
+                                                writer=checkpoint.checkpoint_writer)
     found = ckpt.restore_latest_intact(abstract)  # another model: refused here, before model_config.json
     if found is not None:
         state, data_state, start_step, set_aside = found
