@@ -135,6 +135,7 @@ def test_the_process_writer_needs_async_saves(tmp_path):
         TrainCheckpointManager(tmp_path / "run", period=1, writer="proces")
 
 
+@pytest.mark.slow
 def test_train_with_the_process_writer_saves_what_the_thread_writer_saves(tmp_path):
     from optiml_jax.testing.train_configs import train_configs
     from optiml_jax.training.model_config import opt_config
