@@ -30,10 +30,18 @@ def _unregister_scratch_tasks():
     import optiml_jax.tasks.registrations  # noqa: F401  (the library's own tasks are not a test's scratch tasks)
     from optiml_jax.tasks import registry
 
+    import sys
+
     before = {t.info.name for t in registry.registered_tasks()}
+    modules = set(sys.modules)
     yield
-    for name in {t.info.name for t in registry.registered_tasks()} - before:
+    removed = {t.info.name for t in registry.registered_tasks()} - before
+    for name in removed:
         registry.unregister_task(name)
+    if removed:  # a task module imported by this test registers again when the next test imports it
+        for name in set(sys.modules) - modules:
+            if name == "tasks" or name.startswith("tasks."):
+                del sys.modules[name]
 
 
 SLOW_TESTS_FILE = pathlib.Path(__file__).with_name("slow_tests.txt")
