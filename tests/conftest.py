@@ -23,27 +23,6 @@ def shared_data() -> pathlib.Path:
     return SHARED_DATA
 
 
-@pytest.fixture(autouse=True)
-def _unregister_scratch_tasks():
-    """Tasks a test registers (often deliberately broken ones) are removed after it: commands such as
-    `tasks list` read every registered task, so a leftover would fail unrelated later tests."""
-    import optiml_jax.tasks.registrations  # noqa: F401  (the library's own tasks are not a test's scratch tasks)
-    from optiml_jax.tasks import registry
-
-    import sys
-
-    before = {t.info.name for t in registry.registered_tasks()}
-    modules = set(sys.modules)
-    yield
-    removed = {t.info.name for t in registry.registered_tasks()} - before
-    for name in removed:
-        registry.unregister_task(name)
-    if removed:  # a task module imported by this test registers again when the next test imports it
-        for name in set(sys.modules) - modules:
-            if name == "tasks" or name.startswith("tasks."):
-                del sys.modules[name]
-
-
 SLOW_TESTS_FILE = pathlib.Path(__file__).with_name("slow_tests.txt")
 
 
