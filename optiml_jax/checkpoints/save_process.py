@@ -7,11 +7,16 @@ process it also holds the GIL that the step's dispatch needs: a save at idle pri
 same excess over more steps. In a second process under `SCHED_IDLE` the writer runs only when a core is otherwise
 idle and shares no GIL, so the steps around a save stay within 10% of the median (measured in perf/RESULTS.md).
 
-What crosses: the host copy's arrays as raw bytes in one file (under /dev/shm where it exists), their dtypes and
-shapes, the pickled tree structure, and the checkpoint's JSON item. The worker saves them with Orbax into the
-same `checkpoints/` directory with the trainer's options (`max_to_keep`, the pruned subdirectory), so the
-checkpoint on disk is the one the thread writer would write; the trainer's manager then re-reads the step list.
-Only one save is ever in flight, and the trainer's own manager never saves while the worker does.
+What crosses: the host copy's arrays as raw bytes in one shared-memory buffer (an anonymous `memfd`, or an
+unlinked temporary file, opened before the worker starts and inherited by it: nothing is left in /dev/shm if
+either process dies, and after the first save no page is allocated again), their dtypes and shapes, the pickled
+tree structure, and the checkpoint's JSON item. The worker computes the integrity record (array specs and
+checksums, `integrity.host_partial_checksums`: bit-equal to the trainer's) from those bytes, then saves with
+Orbax into the same `checkpoints/` directory with the trainer's options (`max_to_keep`, the pruned
+subdirectory), so the checkpoint on disk is the one the thread writer would write; the trainer's manager then
+re-reads the step list. The trainer's part of a save is one memcpy of the state and a line of JSON (its
+checksums had cost the steps beside a save ~10 ms of GIL-holding CPU). Only one save is ever in flight, and the
+trainer's own manager never saves while the worker does.
 
 A final save (preemption, MAX_RUNTIME, the end of training) does not queue behind an idle-priority save: the
 trainer abandons the worker's save in flight (the worker is killed, its temporary step directory removed; the
@@ -25,6 +30,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import mmap
 import os
 import pathlib
 import pickle
@@ -44,9 +50,14 @@ class WriterError(RuntimeError):
     """The worker could not save a step (its message says why)."""
 
 
-def _buffer_dir() -> str:
-    shm = "/dev/shm"
-    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else tempfile.gettempdir()
+def _shared_buffer() -> int:
+    """A file descriptor of an anonymous shared-memory file (Linux `memfd`; elsewhere an unlinked temporary
+    file): the trainer writes a save's bytes into it, the worker inherits it and reads them."""
+    if hasattr(os, "memfd_create"):
+        return os.memfd_create("optiml_checkpoint_writer", 0)  # not inheritable until passed to the worker
+    fd, name = tempfile.mkstemp(prefix="optiml_checkpoint_writer_")
+    os.unlink(name)
+    return fd
 
 
 class ProcessWriter:
@@ -54,10 +65,14 @@ class ProcessWriter:
     at a time (`save`, blocking the calling thread until the step is committed) and can abandon the save in
     flight (`abandon`) for a full-priority final save."""
 
-    def __init__(self, directory: pathlib.Path, *, keep: int | None, pruned_subdir: str):
+    def __init__(self, directory: pathlib.Path, *, keep: int | None, pruned_subdir: str, integrity_key: str):
         self.directory = pathlib.Path(directory)
+        self._integrity_key = integrity_key
+        self._fd = _shared_buffer()
+        self._map: mmap.mmap | None = None
+        self._layout_cache: tuple | None = None
         self._args = [sys.executable, "-c", _BOOTSTRAP, str(self.directory),
-                      "none" if keep is None else str(int(keep)), pruned_subdir, str(os.getpid())]
+                      "none" if keep is None else str(int(keep)), pruned_subdir, str(self._fd), str(os.getpid())]
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._in_flight: int | None = None
@@ -69,38 +84,60 @@ class ProcessWriter:
         log_path = self.directory.parent / LOG_NAME
         with open(log_path, "ab") as err:
             self._proc = subprocess.Popen(self._args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-                                          env=env, text=True, bufsize=1)
+                                          env=env, text=True, bufsize=1, pass_fds=(self._fd,))
 
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    def save(self, step: int, snapshot: Any, data: dict) -> bool:
-        """Save `snapshot` (a host copy) with the JSON item `data` as `step`; returns False if the save was
+    def _layout(self, treedef, arrays: list) -> dict:
+        """The request's tree structure and array specs, encoded once per state layout (every save of a run has
+        the same one: ~1 ms of this thread's GIL time per save for a tiny model's 111 arrays, saved)."""
+        specs = tuple((str(a.dtype), a.shape) for a in arrays)
+        if self._layout_cache is None or self._layout_cache[0] != (treedef, specs):
+            encoded = {"arrays": [[dtype, list(shape)] for dtype, shape in specs],
+                       "treedef": base64.b64encode(pickle.dumps(treedef)).decode()}
+            self._layout_cache = ((treedef, specs), encoded)
+        return self._layout_cache[1]
+
+    def _write_buffer(self, arrays: list) -> None:
+        """The arrays' bytes, back to back, into the shared buffer (grown, never shrunk, as the state needs)."""
+        import numpy as np
+
+        total = sum(a.nbytes for a in arrays)
+        if self._map is None or len(self._map) < max(total, 1):
+            if self._map is not None:
+                self._map.close()
+            os.ftruncate(self._fd, max(total, 1))
+            self._map = mmap.mmap(self._fd, max(total, 1))
+        view, offset = np.frombuffer(self._map, np.uint8), 0
+        for a in arrays:
+            view[offset:offset + a.nbytes] = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+            offset += a.nbytes
+        del view
+
+    def save(self, step: int, snapshot: Any, data: dict, *, checksums: bool) -> bool:
+        """Save `snapshot` (a host copy) with the JSON item `data` as `step`; the worker adds the integrity record
+        (array specs, and the checksums if `checksums`) under the integrity key. Returns False if the save was
         abandoned (`abandon`), True once the worker has committed it. Raises `WriterError` otherwise."""
         import jax
         import numpy as np
 
         leaves, treedef = jax.tree_util.tree_flatten(snapshot)
         arrays = [np.asarray(x) for x in leaves]
-        fd, buffer = tempfile.mkstemp(prefix=f"optiml_ckpt_{os.getpid()}_{step}_", dir=_buffer_dir())
+        request = {"step": int(step), "data": data, "integrity_key": self._integrity_key, "checksums": checksums,
+                   **self._layout(treedef, arrays)}
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._start()
+            self._write_buffer(arrays)  # no save in flight: the worker is not reading it
+            self._in_flight, self._abandoned = int(step), False
+            proc = self._proc
         try:
-            with os.fdopen(fd, "wb") as f:
-                for a in arrays:
-                    np.ascontiguousarray(a).tofile(f)
-            request = {"step": int(step), "buffer": buffer, "data": data,
-                       "arrays": [[str(a.dtype), list(a.shape)] for a in arrays],
-                       "treedef": base64.b64encode(pickle.dumps(treedef)).decode()}
-            with self._lock:
-                if self._proc is None or self._proc.poll() is not None:
-                    self._start()
-                self._in_flight, self._abandoned = int(step), False
-                proc = self._proc
             return self._exchange(proc, request)
         finally:
             with self._lock:
                 self._in_flight = None
-            pathlib.Path(buffer).unlink(missing_ok=True)
 
     def _exchange(self, proc: subprocess.Popen, request: dict) -> bool:
         try:
@@ -138,14 +175,20 @@ class ProcessWriter:
     def close(self) -> None:
         with self._lock:
             proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        try:
-            proc.stdin.close()
-            proc.wait(timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            try:
+                proc.stdin.close()
+                proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                proc.kill()
+                proc.wait()
+        with self._lock:
+            if self._map is not None:
+                self._map.close()
+                self._map = None
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
 
 # The worker's first lines, before any import of jax or orbax (whose imports would otherwise run at full
@@ -169,28 +212,51 @@ main(sys.argv[1:])
 """
 
 
-def _save_one(manager, request: dict) -> None:
+def _read_exactly(fd: int, n: int) -> bytes:
+    chunks, offset = [], 0
+    while offset < n:
+        chunk = os.pread(fd, min(n - offset, 1 << 30), offset)
+        if not chunk:
+            raise WriterError(f"the shared buffer holds {offset} of the {n} bytes of the host copy")
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def _read_tree(buffer_fd: int, request: dict):
+    """The host copy back from the shared buffer (read in one copy: the buffer is reused by the next save), as
+    jax arrays in the trainer's tree structure."""
     import jax
     import jax.numpy as jnp
     import numpy as np
+
+    sizes = [int(np.prod(shape, dtype=np.int64)) * jnp.dtype(dtype).itemsize for dtype, shape in request["arrays"]]
+    raw = np.frombuffer(_read_exactly(buffer_fd, sum(sizes)), np.uint8)
+    leaves, offset = [], 0
+    for (dtype, shape), n in zip(request["arrays"], sizes):
+        leaves.append(jnp.asarray(raw[offset:offset + n].view(jnp.dtype(dtype)).reshape(shape)))
+        offset += n
+    return jax.tree_util.tree_unflatten(pickle.loads(base64.b64decode(request["treedef"])), leaves)
+
+
+def _save_one(manager, buffer_fd: int, request: dict) -> None:
     import orbax.checkpoint as ocp
 
-    raw = np.fromfile(request["buffer"], dtype=np.uint8)
-    leaves, offset = [], 0
-    for dtype, shape in request["arrays"]:
-        dt = jnp.dtype(dtype)
-        n = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
-        leaves.append(jnp.asarray(raw[offset:offset + n].view(dt).reshape(shape)))
-        offset += n
-    tree = jax.tree_util.tree_unflatten(pickle.loads(base64.b64decode(request["treedef"])), leaves)
+    from optiml_jax.checkpoints import integrity
+
+    tree = _read_tree(buffer_fd, request)
+    record = {"algorithm": integrity.ALGORITHM, "specs": integrity.array_specs(tree)}
+    if request["checksums"]:  # single process: this process's share is the whole sum
+        record["checksums"] = integrity.format_checksums(integrity.host_partial_checksums(tree))
+    data = {**request["data"], request["integrity_key"]: record}
     manager.reload()  # the trainer may have saved, pruned or set a step aside since the last request
-    args = ocp.args.Composite(state=ocp.args.StandardSave(tree), data=ocp.args.JsonSave(request["data"]))
+    args = ocp.args.Composite(state=ocp.args.StandardSave(tree), data=ocp.args.JsonSave(data))
     manager.save(int(request["step"]), args=args, force=True)
     manager.wait_until_finished()
 
 
 def main(argv: list[str]) -> None:
-    directory, keep, pruned_subdir, _parent_pid = argv
+    directory, keep, pruned_subdir, buffer_fd, _parent_pid = argv
     import orbax.checkpoint as ocp
 
     options = ocp.CheckpointManagerOptions(max_to_keep=None if keep == "none" else int(keep),
@@ -200,7 +266,7 @@ def main(argv: list[str]) -> None:
     for line in sys.stdin:
         request = json.loads(line)
         try:
-            _save_one(manager, request)
+            _save_one(manager, int(buffer_fd), request)
             reply = {"ok": True}
         except Exception as e:  # noqa: BLE001 (sent to the trainer, which raises it naming the step)
             reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}

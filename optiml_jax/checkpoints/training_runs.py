@@ -138,7 +138,7 @@ class TrainCheckpointManager:
         if self._saver is None or jax.process_count() > 1:
             raise ValueError("the 'process' checkpoint writer needs asynchronous saves and a single process "
                              f"(async saves: {self._saver is not None}, processes: {jax.process_count()})")
-        return ProcessWriter(self.directory, keep=keep, pruned_subdir=PRUNED_SUBDIR)
+        return ProcessWriter(self.directory, keep=keep, pruned_subdir=PRUNED_SUBDIR, integrity_key=INTEGRITY_KEY)
 
     def latest_step(self) -> int | None:
         self._settle()
@@ -222,9 +222,9 @@ class TrainCheckpointManager:
         self._purge_pruned()
 
     def _save_by_worker(self, step: int, snapshot: Any, data_state: dict) -> None:
-        data = self._checkpoint_data(step, snapshot, data_state, host_copy=True)
+        """The worker adds the integrity record itself, from the bytes it saves (off this process's GIL)."""
         try:
-            committed = self._writer.save(step, snapshot, data)
+            committed = self._writer.save(step, snapshot, dict(data_state), checksums=self.verify)
         except WriterError as e:
             raise CheckpointSaveError(f"saving checkpoint step {step} into {self.step_directory(step)} failed: "
                                       f"{e}") from e

@@ -42,3 +42,25 @@ def scratch_task(name: str) -> Iterator[str]:
     finally:
         with contextlib.suppress(KeyError):
             registry.unregister_task(name)
+
+
+@contextlib.contextmanager
+def tasks_registered_inside() -> Iterator[None]:
+    """Every task and mixture registered inside the block is unregistered when it ends (a test's broken NIv2 task,
+    an OPT-IML Bench registered over a scratch directory). The library's own tasks are imported first, so they
+    count as registered before; so does anything a module registered at import before the block (a module
+    imported inside it stays imported, so its tasks would not come back on the next import: don't import task
+    modules inside the block)."""
+    import seqio
+
+    import optiml_jax.tasks.registrations  # noqa: F401
+
+    tasks, mixtures = set(seqio.TaskRegistry.names()), set(seqio.MixtureRegistry.names())
+    try:
+        yield
+    finally:
+        for name in set(seqio.MixtureRegistry.names()) - mixtures:
+            seqio.MixtureRegistry.remove(name)
+        for name in set(seqio.TaskRegistry.names()) - tasks:
+            with contextlib.suppress(KeyError):
+                registry.unregister_task(name)

@@ -3,6 +3,7 @@ its checkpoints restore bitwise and are pruned like the thread writer's; it runs
 abandons a save in flight instead of waiting behind it; a failed or killed worker is an error naming the step,
 and the older checkpoints stay."""
 
+import json
 import os
 import signal
 import time
@@ -14,6 +15,7 @@ import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from optiml_jax.checkpoints.errors import CheckpointSaveError
+from optiml_jax.checkpoints.integrity import array_checksums, array_specs
 from optiml_jax.checkpoints.save_process import LOG_NAME
 from optiml_jax.checkpoints.training_runs import TrainCheckpointManager
 
@@ -44,6 +46,10 @@ def _assert_restores(mgr, step, tree):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def _shm_files():
+    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+
+
 def _wait_for_idle_policy(pid, timeout=60):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -67,9 +73,12 @@ def test_the_worker_commits_bitwise_prunes_like_the_thread_writer_and_runs_idle(
         (tmp_path / "run" / "checkpoints" / "pruned").iterdir())
     for s in (2, 3):
         _assert_restores(mgr, s, trees[s])
+    for s in (2, 3):  # the worker's integrity record, from the bytes it saved, is the trainer's own
+        record = json.loads((tmp_path / "run" / "checkpoints" / str(s) / "data" / "metadata").read_text())
+        assert record["integrity"]["checksums"] == array_checksums(trees[s])
+        assert record["integrity"]["specs"] == array_specs(trees[s]) and record["step"] == s
     mgr.close()
     assert (tmp_path / "run" / LOG_NAME).is_file()
-    assert not [p for p in os.listdir("/dev/shm") if p.startswith(f"optiml_ckpt_{os.getpid()}_")]
     with pytest.raises(ProcessLookupError):  # closed: the worker is gone
         for _ in range(100):
             os.kill(pid, 0)
@@ -82,8 +91,10 @@ def test_a_final_save_abandons_a_starved_save_in_flight_and_writes_at_full_prior
     mgr.save(1, first, {"step": 1}, force=True)
     mgr.wait_until_finished()
     os.kill(mgr._writer.pid, signal.SIGSTOP)  # a worker that gets no CPU (a host busy with other work)
+    shm_before = _shm_files()
     mgr.save(2, starved, {"step": 2}, force=True)
     time.sleep(0.5)
+    assert _shm_files() == shm_before  # the bytes in flight live in an anonymous buffer: a crash leaves nothing
     mgr.save(3, final, {"step": 3}, force=True, final=True)  # does not wait for step 2
     mgr.wait_until_finished()
     assert "abandoned the idle-priority save of step 2 for the final save of step 3" in caplog.text

@@ -18,10 +18,7 @@ def mini_bench_assets():
 def _unregister_scratch_tasks():
     """Tasks a test registers (often deliberately broken ones) are removed after it: commands such as
     `tasks list` read every registered task, so a leftover would fail unrelated later tests."""
-    import optiml_jax.tasks.registrations  # noqa: F401  (the library's own tasks are not a test's scratch tasks)
-    from optiml_jax.tasks import registry
+    from optiml_jax.testing.instruction_tasks import tasks_registered_inside
 
-    before = {t.info.name for t in registry.registered_tasks()}
-    yield
-    for name in {t.info.name for t in registry.registered_tasks()} - before:
-        registry.unregister_task(name)
+    with tasks_registered_inside():
+        yield

@@ -22,9 +22,14 @@ SMALL = ["--gin.TRAIN_STEPS=2", "--gin.BATCH_SIZE=8", "--gin.TASK_FEATURE_LENGTH
 
 
 @pytest.fixture(autouse=True)
-def _clean_gin():
+def _clean_gin_and_scratch_tasks():
+    """The OPT-IML Bench these runs register over scratch directories (a truncated NIv2 file among them) is
+    unregistered after each test: a later `tasks list` in the same worker would read it."""
+    from optiml_jax.testing.instruction_tasks import tasks_registered_inside
+
     gin.clear_config()
-    yield
+    with tasks_registered_inside():
+        yield
     gin.clear_config()
 
 
