@@ -97,9 +97,9 @@ def test_a_step_deleted_file_by_file_while_read_is_not_damage(tmp_path, monkeypa
 def test_a_damaged_step_that_stays_is_still_damage(tmp_path, monkeypatch):
     """The wait above is for a step that vanishes: one whose files are missing and whose directory stays is
     reported as damaged (exit 5), after `VANISH_WAIT_S`."""
-    from optiml_jax.checkpoints import training_runs
+    from optiml_jax.checkpoints import run_readers
 
-    monkeypatch.setattr(training_runs, "VANISH_WAIT_S", 0.2)
+    monkeypatch.setattr(run_readers, "VANISH_WAIT_S", 0.2)
     _run_with_steps(tmp_path / "run", [2, 4])
     shutil.rmtree(tmp_path / "run" / "checkpoints" / "4" / "state")
     with pytest.raises(CorruptCheckpointError, match=r"checkpoint step 4 .* cannot be restored"):
