@@ -105,8 +105,11 @@ def test_tasks_report_flags_a_share_off_by_3_sigma_and_prints_token_shares(two_l
     assert report_command.share_is_off(0.09, 0.5, 1770)
     assert not report_command.share_is_off(0.49, 0.5, 1770)
     assert report_command.share_is_off(0.45, 0.5, 1770) and not report_command.share_is_off(0.45, 0.5, 1770, 100)
+    import gin
+
+    gin.clear_config()  # the command reads bound macros: one left by an earlier test in this worker would disagree
     report_command.run(argparse.Namespace(name=two_length_mixture, length=256, batch_size=8, steps=6, seed=0,
-                                          split="train"))
+                                          split="train", gin_file=None))
     out = capsys.readouterr().out
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("test_two_length_")}
     assert set(rows) == {LONG, SHORT}
