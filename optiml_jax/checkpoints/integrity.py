@@ -51,6 +51,14 @@ def array_specs(tree: Any) -> dict[str, list]:
     return {name: [list(np.shape(x)), str(np.dtype(x.dtype))] for name, x in named_leaves(tree)}
 
 
+def integrity_record(tree: Any, checksums: dict[str, str] | None) -> dict:
+    """A checkpoint's integrity record: the algorithm, every array's spec, and the checksums when given."""
+    record = {"algorithm": ALGORITHM, "specs": array_specs(tree)}
+    if checksums is not None:
+        record["checksums"] = checksums
+    return record
+
+
 def _words(x: jax.Array) -> jax.Array:
     """The array's bits as uint32 words (64-bit types gain a trailing axis of 2)."""
     if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):

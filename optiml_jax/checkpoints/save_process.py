@@ -104,12 +104,12 @@ class ProcessWriter:
         """The arrays' bytes, back to back, into the shared buffer (grown, never shrunk, as the state needs)."""
         import numpy as np
 
-        total = sum(a.nbytes for a in arrays)
-        if self._map is None or len(self._map) < max(total, 1):
+        size = max(1, sum(a.nbytes for a in arrays))  # an mmap cannot be empty
+        if self._map is None or len(self._map) < size:
             if self._map is not None:
                 self._map.close()
-            os.ftruncate(self._fd, max(total, 1))
-            self._map = mmap.mmap(self._fd, max(total, 1))
+            os.ftruncate(self._fd, size)
+            self._map = mmap.mmap(self._fd, size)
         view, offset = np.frombuffer(self._map, np.uint8), 0
         for a in arrays:
             view[offset:offset + a.nbytes] = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
@@ -245,10 +245,10 @@ def _save_one(manager, buffer_fd: int, request: dict) -> None:
     from optiml_jax.checkpoints import integrity
 
     tree = _read_tree(buffer_fd, request)
-    record = {"algorithm": integrity.ALGORITHM, "specs": integrity.array_specs(tree)}
+    checksums = None
     if request["checksums"]:  # single process: this process's share is the whole sum
-        record["checksums"] = integrity.format_checksums(integrity.host_partial_checksums(tree))
-    data = {**request["data"], request["integrity_key"]: record}
+        checksums = integrity.format_checksums(integrity.host_partial_checksums(tree))
+    data = {**request["data"], request["integrity_key"]: integrity.integrity_record(tree, checksums)}
     manager.reload()  # the trainer may have saved, pruned or set a step aside since the last request
     args = ocp.args.Composite(state=ocp.args.StandardSave(tree), data=ocp.args.JsonSave(data))
     manager.save(int(request["step"]), args=args, force=True)

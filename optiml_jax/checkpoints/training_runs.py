@@ -185,11 +185,10 @@ class TrainCheckpointManager:
 
     def _checkpoint_data(self, step: int, state: Any, data_state: dict, host_copy: bool) -> dict:
         """The JSON item of a checkpoint: the data position and the integrity record of `state`."""
-        integrity = {"algorithm": integrity_lib.ALGORITHM, "specs": integrity_lib.array_specs(state)}
+        checksums = None
         if self.verify:
-            integrity["checksums"] = (self._host_checksums(step, state) if host_copy
-                                      else integrity_lib.array_checksums(state))
-        return {**data_state, INTEGRITY_KEY: integrity}
+            checksums = self._host_checksums(step, state) if host_copy else integrity_lib.array_checksums(state)
+        return {**data_state, INTEGRITY_KEY: integrity_lib.integrity_record(state, checksums)}
 
     def _save_now(self, step: int, state: Any, data_state: dict, *, force: bool, host_copy: bool) -> bool:
         data = self._checkpoint_data(step, state, data_state, host_copy)
