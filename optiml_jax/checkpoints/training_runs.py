@@ -157,7 +157,20 @@ class TrainCheckpointManager:
     def step_directory(self, step: int) -> pathlib.Path:
         return self.directory / str(int(step))
 
-    def save(self, step: int, state: Any, data_state: dict, *, force: bool = False, final: bool = False) -> bool:
+    @property
+    def stages_saves(self) -> bool:
+        """Whether a save can be staged: its host copy dispatched now (`host_copy`) and handed to `save` later."""
+        return self._saver is not None
+
+    def host_copy(self, state: Any) -> Any:
+        """A host copy of `state` for a later `save(..., snapshot=...)` (dispatched, not waited for); needs a
+        background saver (`stages_saves`)."""
+        if self._saver is None:
+            raise RuntimeError("host copies for staged saves need a background saver (async checkpoints)")
+        return host_snapshot(state)
+
+    def save(self, step: int, state: Any, data_state: dict, *, force: bool = False, final: bool = False,
+             snapshot: Any = None) -> bool:
         """Start an (async) save if `step` is due (or `force`); returns whether one started.
 
         Background (async): a host copy of `state` is dispatched and queued; checksums, Orbax's save and its commit
@@ -167,7 +180,10 @@ class TrainCheckpointManager:
         raises `CheckpointSaveError` naming the step directory and the OS error.
 
         With the process writer, a periodic save goes to the idle-priority worker; a `final` one (the trainer
-        stops after it) abandons the worker's save in flight, if any, and is written here at full priority."""
+        stops after it) abandons the worker's save in flight, if any, and is written here at full priority.
+
+        `snapshot`: the host copy of the state of `step`, dispatched earlier by `host_copy` (then `state` is unused):
+        the trainer stages a periodic save so that the step after it is dispatched before the host waits."""
         if self._saver is None:
             self._purge_pruned()  # what the previous save pruned (its commit ran in Orbax's thread)
             return self._save_now(step, state, data_state, force=force, host_copy=False)
@@ -180,7 +196,9 @@ class TrainCheckpointManager:
             if abandoned is not None:
                 log.warning("abandoned the idle-priority save of step %d for the final save of step %d",
                             abandoned, step)
-        self.waited_s = self._saver.submit(int(step), host_snapshot(state), dict(data_state), force, via_process)
+        if snapshot is None:
+            snapshot = host_snapshot(state)
+        self.waited_s = self._saver.submit(int(step), snapshot, dict(data_state), force, via_process)
         return True
 
     def _checkpoint_data(self, step: int, state: Any, data_state: dict, host_copy: bool) -> dict:
