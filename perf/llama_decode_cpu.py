@@ -59,7 +59,7 @@ def main(argv=None) -> dict:
     n = args.new_tokens
 
     def ours():
-        return np.asarray(jax.block_until_ready(generate(config, params, prompts, max_new_tokens=n)))
+        return np.asarray(jax.block_until_ready(generate(config, params, prompts, max_new_tokens=n, eos_id=-1)))
 
     def theirs():
         with torch.no_grad():

@@ -5,8 +5,11 @@ import pytest
 
 from optiml_jax.models import OPTConfig
 
+# The peers use OPT's id layout (pad 1, bos = eos 2), given explicitly: OPTConfig has no default ids.
+OPT_IDS = dict(pad_token_id=1, bos_token_id=2, eos_token_id=2)
 # Odd sizes on purpose: 3 heads of 16, vocab not a power of two.
-PRE_LN = dict(hidden_size=48, num_heads=3, num_layers=2, ffn_dim=80, vocab_size=101, max_position_embeddings=64)
+PRE_LN = dict(hidden_size=48, num_heads=3, num_layers=2, ffn_dim=80, vocab_size=101, max_position_embeddings=64,
+              **OPT_IDS)
 POST_LN_PROJ = dict(PRE_LN, word_embed_proj_dim=32, do_layer_norm_before=False)
 CONFIGS = {"pre_ln": PRE_LN, "post_ln_proj": POST_LN_PROJ}
 

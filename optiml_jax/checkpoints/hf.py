@@ -83,10 +83,10 @@ def config_from_hf(hf: dict[str, Any], where: str = "config.json") -> OPTConfig:
             dropout_rate=hf.get("dropout", 0.1),
             attention_dropout_rate=hf.get("attention_dropout", 0.0),
             init_std=hf.get("init_std", 0.02),
-            # a config.json without them gets OPTConfig's defaults (OPT's ids, from optiml_jax.vocabularies)
-            pad_token_id=hf.get("pad_token_id", OPTConfig.pad_token_id),
-            bos_token_id=hf.get("bos_token_id", OPTConfig.bos_token_id),
-            eos_token_id=hf.get("eos_token_id", OPTConfig.eos_token_id),
+            # the file's ids; one it lacks stays None (unknown: the run's vocabulary gives it, or its use fails)
+            pad_token_id=hf.get("pad_token_id"),
+            bos_token_id=hf.get("bos_token_id"),
+            eos_token_id=hf.get("eos_token_id"),
         )
     except ValueError as e:
         raise CheckpointError(where, [str(e)]) from e

@@ -5,7 +5,8 @@ Llama-family checkpoints from the shell.
 consolidated .pt file, or a model-parallel set `<name>-model_part-{0..N-1}.pt` (any part's file or its directory),
 merged as metaseq does (optiml_jax/checkpoints/metaseq.py). Files are unpickled with an allow-list only;
 `--trust_pickle` lifts it for a file you trust. `--tokenizer_dir` (the OPT tokenizer: vocab.json + merges.txt) is
-copied beside the weights, where eval and infer find it.
+copied beside the weights, where eval and infer find it, and its special ids (a metaseq checkpoint records none)
+are written into the converted config (and `generation_config.json` for metaseq-to-hf).
 
 `orbax-to-hf --orbax_dir` takes anything the checkpoint resolver accepts (optiml_jax.checkpoints.resolve): a
 training MODEL_DIR (latest step, or `--step N`), one of its step dirs, or a converter Orbax dir.
@@ -13,11 +14,14 @@ An --out_dir that exists and is not empty is refused unless --overwrite, which w
 it and only then replaces the old directory (a failed conversion leaves it as it was).
 `orbax-to-hf --tokenizer_dir D` copies D's tokenizer files into the export and writes `generation_config.json` with
 D's special ids (bos, eos stop ids, pad), so `transformers.AutoModelForCausalLM` + `AutoTokenizer` load the
-directory and `generate` stops where our generation stops; without it the model config's ids are written."""
+directory and `generate` stops where our generation stops; without it the model config's ids are written (a config
+saved without them, e.g. a bare `OPTConfig.preset('tiny')`, is refused: pass --tokenizer_dir, whose ids it then
+takes)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
 from optiml_jax.paths import local_only
 import os
@@ -136,6 +140,14 @@ def _main(argv: list[str] | None) -> int:
         out = check_out_dir(args.out_dir, args.overwrite, args.orbax_dir)
         config, params = load_checkpoint(args.orbax_dir, args.step, scanned=False)
         ids, files = export_tokenizer(args.tokenizer_dir, config) if args.tokenizer_dir else (None, [])
+        if ids is None and config.eos_token_id is None:
+            raise errors.fail(f"--orbax_dir {args.orbax_dir}: the model config has no special ids (no eos_token_id) "
+                              "to write into config.json / generation_config.json: pass --tokenizer_dir (the "
+                              "tokenizer the model was trained in)")
+        if ids is not None and config.eos_token_id is None:  # config.json states the tokenizer's ids too
+            from optiml_jax.training.model_config import config_with_ids
+
+            config = config_with_ids(config, ids, "--tokenizer_dir's")
 
         def write(d):
             save_hf(config, params, d, max_shard_size=args.max_shard_size, special_ids=ids)
@@ -160,20 +172,43 @@ def _convert_metaseq(args):
 
     files = find_metaseq_files(args.metaseq_path)
     out = check_out_dir(args.out_dir, args.overwrite, *map(str, files))
-    tokenizer = check_tokenizer_dir(args.tokenizer_dir, metaseq_config(args.metaseq_path, trust_pickle=args.trust_pickle))
+    config = metaseq_config(args.metaseq_path, trust_pickle=args.trust_pickle)
+    tokenizer = check_tokenizer_dir(args.tokenizer_dir, config)
+    ids, _ = export_tokenizer(str(tokenizer), config)  # the checkpoint has no ids: the tokenizer's are written
     result = {}
 
     def write(d):
         if args.command == "metaseq-to-hf":
-            result["config"] = metaseq_to_hf(args.metaseq_path, d, max_shard_size=args.max_shard_size,
-                                             trust_pickle=args.trust_pickle)
+            metaseq_to_hf(args.metaseq_path, d, max_shard_size=args.max_shard_size, trust_pickle=args.trust_pickle)
         else:
-            result["config"] = metaseq_to_orbax(args.metaseq_path, d, trust_pickle=args.trust_pickle)
+            metaseq_to_orbax(args.metaseq_path, d, trust_pickle=args.trust_pickle)
         copy_tokenizer(tokenizer, d)
+        result["config"] = _record_tokenizer_ids(pathlib.Path(d), args.command == "metaseq-to-hf", ids)
 
     _replace(out, write)
     print(f"read {len(files)} metaseq file{'s' if len(files) > 1 else ''} ({files[0].name}{', ...' if len(files) > 1 else ''})")
     return result["config"]
+
+
+def _record_tokenizer_ids(directory: pathlib.Path, hf: bool, ids):
+    """A metaseq checkpoint records no special ids (its dictionary is not in it): the converted directory's config
+    takes the tokenizer's (`--tokenizer_dir`), and a Hugging Face export its `generation_config.json`, so the output
+    states the ids its tokenizer files have. Returns the config."""
+    from optiml_jax.checkpoints.families import GENERATION_CONFIG, generation_config
+    from optiml_jax.checkpoints.hf import config_from_hf
+    from optiml_jax.models import config_from_dict
+    from optiml_jax.training.model_config import config_with_ids
+
+    path = directory / "config.json"
+    raw = json.loads(path.read_text())
+    config = config_with_ids(config_from_hf(raw) if hf else config_from_dict(raw), ids, "--tokenizer_dir's")
+    if hf:
+        raw.update({k: getattr(config, k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")})
+        path.write_text(json.dumps(raw, indent=2, sort_keys=True))
+        (directory / GENERATION_CONFIG).write_text(json.dumps(generation_config(config, ids), indent=2, sort_keys=True))
+    else:
+        path.write_text(config.to_json())
+    return config
 
 
 def console_main() -> None:

@@ -108,7 +108,7 @@ def score_token_batch(config: ModelConfig, params: Any, batch: dict[str, np.ndar
     """Summed target log-likelihood per row of a T5X decoder batch -> (scores, is_greedy, num_tokens) numpy [B].
 
     `params` must come from `prepare_params`. Without segment ids, pad tokens (`pad_id`, default the config's;
-    OPT: 1) in the inputs are segment 0 and positions follow Hugging Face's rule (see
+    none known: every token is real) in the inputs are segment 0 and positions follow Hugging Face's rule (see
     optiml_jax.models.default_positions).
     """
     missing = [k for k in ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights") if k not in batch]
@@ -122,7 +122,8 @@ def score_token_batch(config: ModelConfig, params: Any, batch: dict[str, np.ndar
         positions = np.asarray(batch["decoder_positions"], np.int32)
     else:
         pad_id = config.pad_token_id if pad_id is None else pad_id
-        segments = (inputs != pad_id).astype(np.int32)
+        # no pad id known (given or in the config): every token is real, as `default_positions` has it
+        segments = np.ones_like(inputs) if pad_id is None else (inputs != int(pad_id)).astype(np.int32)
         positions = np.maximum(np.cumsum(segments, axis=1) * segments - 1, 0).astype(np.int32)
     n = inputs.shape[0]
     pad_rows = (-n) % mesh_size(mesh)

@@ -11,8 +11,6 @@ import dataclasses
 import json
 from typing import Any, ClassVar
 
-from optiml_jax.vocabularies.special_tokens import EOS_ID, PAD_ID
-
 # OPT's vocabulary: 50,265 BPE entries, padded to a multiple of 8 for the embedding matrix.
 OPT_VOCAB_SIZE = 50272
 # Learned positional embeddings are offset by 2 (fairseq's padding_idx + 1).
@@ -87,6 +85,13 @@ class OPTConfig(FamilyConfig):
 
     Attributes mirror Hugging Face's `OPTConfig` where one exists (so conversion is a field copy);
     `dtype`, `scan_layers`, `remat_policy` and `attention_*` are JAX-side execution choices (`FamilyConfig`).
+
+    The special ids (`pad_token_id`, `bos_token_id`, `eos_token_id`) are facts of a model's own files, not of
+    this class: they default to None (no ids known) and come from a checkpoint's config.json
+    (`optiml_jax.checkpoints.hf`), a published size's preset (`PRESETS`, copied from its hub config) or the run's
+    vocabulary (`optiml_jax.training.model_config.with_vocabulary_ids`, written into model_config.json). Code that
+    needs an id the config lacks fails naming the field (`optiml_jax.vocabularies.special_ids_of_config`,
+    `generate`) rather than guessing. `pad_token_id=None` in the model itself: unpacked inputs have no padding.
     """
 
     family: ClassVar[str] = "opt"  # not a field: OPT's config.json predates it (absent = "opt")
@@ -106,9 +111,9 @@ class OPTConfig(FamilyConfig):
     attention_dropout_rate: float = 0.0
     activation: str = "relu"
     init_std: float = 0.02
-    pad_token_id: int = PAD_ID
-    bos_token_id: int = EOS_ID  # hub configs set bos = eos = 2 for OPT
-    eos_token_id: int = EOS_ID
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
 
     def __post_init__(self):
         problems = self._common_problems(("hidden_size", "num_layers", "num_heads", "ffn_dim", "vocab_size",
@@ -154,7 +159,15 @@ class OPTConfig(FamilyConfig):
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "OPTConfig":
-        """An OPT size by name ('125m' ... '175b', or 'tiny'); keyword overrides win."""
+        """An OPT size by name ('125m' ... '175b', or 'tiny'); keyword overrides win.
+
+        A published size carries its hub config.json's special ids (pad 1, bos = eos 2). 'tiny' carries none: it
+        is not a published model and has no tokenizer of its own; the runs that use it train over several
+        vocabularies (the OPT tokenizer in the quickstart, the mini-benchmark's 2048-entry BPE, the synthetic
+        stream's ids), and each run's vocabulary stamps its own ids into the config it writes
+        (`optiml_jax.training.model_config.with_vocabulary_ids`). Any id 'tiny' carried would be a guess that
+        silently holds whenever no vocabulary corrects it; without ids, a use that needs one and has no
+        vocabulary fails naming the field. Pass the ids as overrides to use 'tiny' bare."""
         key = name.lower().replace("opt-", "").replace("opt_", "").replace("_", ".")
         return cls._from_preset(PRESETS, key, name, "OPT", overrides)
 
@@ -163,16 +176,21 @@ def _size(layers: int, hidden: int, heads: int, **kw: Any) -> dict[str, Any]:
     return dict(num_layers=layers, hidden_size=hidden, num_heads=heads, ffn_dim=4 * hidden, **kw)
 
 
+# The published models' special ids, as every facebook/opt-{125m,350m,1.3b,2.7b,6.7b,13b,30b,66b} config.json on
+# the Hugging Face hub sets them (pad "<pad>" = 1, bos = eos = "</s>" = 2: the hub configs changed bos from 0 to 2,
+# transformers issue #17431). OPT-175B is not on the hub; metaseq released it with the same dictionary.
+_OPT_HUB_IDS = dict(pad_token_id=1, bos_token_id=2, eos_token_id=2)
+
 PRESETS: dict[str, dict[str, Any]] = {
-    "125m": _size(12, 768, 12),
-    "350m": _size(24, 1024, 16, word_embed_proj_dim=512, do_layer_norm_before=False),
-    "1.3b": _size(24, 2048, 32),
-    "2.7b": _size(32, 2560, 32),
-    "6.7b": _size(32, 4096, 32),
-    "13b": _size(40, 5120, 40),
-    "30b": _size(48, 7168, 56),
-    "66b": _size(64, 9216, 72),
-    "175b": _size(96, 12288, 96),
-    # Test/quickstart sizes (not published models).
+    "125m": _size(12, 768, 12, **_OPT_HUB_IDS),
+    "350m": _size(24, 1024, 16, word_embed_proj_dim=512, do_layer_norm_before=False, **_OPT_HUB_IDS),
+    "1.3b": _size(24, 2048, 32, **_OPT_HUB_IDS),
+    "2.7b": _size(32, 2560, 32, **_OPT_HUB_IDS),
+    "6.7b": _size(32, 4096, 32, **_OPT_HUB_IDS),
+    "13b": _size(40, 5120, 40, **_OPT_HUB_IDS),
+    "30b": _size(48, 7168, 56, **_OPT_HUB_IDS),
+    "66b": _size(64, 9216, 72, **_OPT_HUB_IDS),
+    "175b": _size(96, 12288, 96, **_OPT_HUB_IDS),
+    # Test/quickstart size, not a published model: no special ids (why: `OPTConfig.preset`).
     "tiny": dict(num_layers=2, hidden_size=64, num_heads=4, ffn_dim=256, max_position_embeddings=512),
 }

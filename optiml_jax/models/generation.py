@@ -100,13 +100,21 @@ def _generate(config, params, prompt, rng, eos_ids, pad_id, *, max_new_tokens, t
 
 def _token_ids(config: ModelConfig, eos_id, pad_id) -> tuple[Array, int]:
     """eos ids as an int32 vector (one id or several, e.g. Llama 3 instruct's) and the pad id, defaulting to the
-    config's (OPT: eos 2, pad 1; a model without a pad token pads with its first eos id, as HF does)."""
+    config's (a model without a pad token pads with its first eos id, as HF does). A config without an
+    `eos_token_id` and no `eos_id` given is an error naming the field: where generation stops is not guessed
+    (`eos_id=-1`: never stop early)."""
     if eos_id is None:
         eos_id = config.eos_token_id
-    eos = [int(e) for e in (eos_id if isinstance(eos_id, (tuple, list)) else [eos_id]) if e is not None]
+    if eos_id is None:
+        raise ValueError(f"{type(config).__name__} has no eos_token_id: pass eos_id (and pad_id), e.g. the "
+                         "vocabulary's (optiml_jax.vocabularies.special_ids.special_ids_of), or eos_id=-1 to never "
+                         "stop early")
+    eos = [int(e) for e in (eos_id if isinstance(eos_id, (tuple, list)) else [eos_id])]
+    if not eos:
+        raise ValueError("eos_id is empty: give at least one id (-1 to never stop early)")
     if pad_id is None:
-        pad_id = config.pad_token_id if config.pad_token_id is not None else (eos[0] if eos else 0)
-    return jnp.asarray(eos or [-1], jnp.int32), int(pad_id)
+        pad_id = config.pad_token_id if config.pad_token_id is not None else eos[0]
+    return jnp.asarray(eos, jnp.int32), int(pad_id)
 
 
 def generate(
@@ -124,15 +132,16 @@ def generate(
 
     Greedy at `temperature=0`; otherwise samples and needs `rng`. `params` may be boxed or not, in
     either layer layout (converted to the one `config.scan_layers` asks for). `eos_id` (one id or several)
-    and `pad_id` default to the config's; pad tokens in the prompt are masked (segment 0).
+    and `pad_id` default to the config's (a config without `eos_token_id` then raises; `eos_id=-1` never
+    stops); pad tokens in the prompt are masked (segment 0).
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if temperature > 0 and rng is None:
         raise ValueError("sampling (temperature > 0) needs an rng key")
+    eos_ids, pad_id = _token_ids(config, eos_id, pad_id)
     params, prompt = _prepare(config, params, prompt_tokens, max_new_tokens)
     rng = jax.random.key(0) if rng is None else rng
-    eos_ids, pad_id = _token_ids(config, eos_id, pad_id)
     return _generate(config, params, prompt, rng, eos_ids, jnp.int32(pad_id),
                      max_new_tokens=max_new_tokens, temperature=float(temperature))
 
@@ -146,9 +155,9 @@ def greedy_reference(
     The sequence lives in a fixed [batch, prompt_len + max_new_tokens] buffer whose unfilled tail is
     padding (segment 0, so causal attention never sees it), so one compiled forward serves every step.
     """
-    params, prompt = _prepare(config, params, prompt_tokens, max_new_tokens)
     eos_ids, pad_id = _token_ids(config, eos_id, pad_id)
     eos_ids = [int(e) for e in eos_ids]
+    params, prompt = _prepare(config, params, prompt_tokens, max_new_tokens)
     batch, prompt_len = prompt.shape
     model = model_for(config)
     # Explicit segments/positions from `pad_id` (not the config's pad token), as `generate` does.

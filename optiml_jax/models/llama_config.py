@@ -33,6 +33,10 @@ class LlamaConfig(FamilyConfig):
     frequency scaling with `rope_factor`, `rope_low_freq_factor`, `rope_high_freq_factor`,
     `rope_original_max_position_embeddings`). `pad_token_id=None`: unpacked inputs have no padding (every token
     is real); give a pad id to left-pad. `hf_model_type` only records which Hugging Face architecture to export.
+
+    The special ids default to None (no ids known), as in `OPTConfig`: they come from a checkpoint's config.json
+    (`optiml_jax.checkpoints.hf_llama`), a published size's preset (`LLAMA_PRESETS`, copied from its hub config)
+    or the run's vocabulary (`optiml_jax.training.model_config.with_vocabulary_ids`).
     """
 
     family: ClassVar[str] = "llama"
@@ -60,8 +64,8 @@ class LlamaConfig(FamilyConfig):
     hidden_act: str = "silu"
     init_std: float = 0.02
     pad_token_id: int | None = None
-    bos_token_id: int | None = 128000
-    eos_token_id: int | tuple[int, ...] | None = 128001
+    bos_token_id: int | None = None
+    eos_token_id: int | tuple[int, ...] | None = None
     hf_model_type: str = "llama"
     dropout_rate: float = 0.0  # residual dropout (Llama trains without; available for fine-tuning)
 
@@ -145,24 +149,32 @@ class LlamaConfig(FamilyConfig):
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "LlamaConfig":
-        """A size by name ('tiny', '1b' = Llama-3.2-1B, '8b' = Llama-3-8B); keyword overrides win."""
+        """A size by name ('tiny', '1b' = Llama-3.2-1B, '8b' = Llama-3-8B); keyword overrides win.
+
+        '1b' and '8b' carry their hub config.json's special ids (bos 128000, eos 128001, no pad). 'tiny' (Llama 3's
+        vocabulary size, not a published model) carries none, as `OPTConfig.preset('tiny')`: the runs that use it
+        bring a tokenizer (Llama 3's, the mini-benchmark's OPT-style BPE), whose ids the run stamps into its config
+        (`optiml_jax.training.model_config.with_vocabulary_ids`); pass the ids as overrides to use it bare."""
         key = name.lower().replace("llama-3.2-", "").replace("llama-3-", "").replace("llama3_", "")
         return cls._from_preset(LLAMA_PRESETS, key, name, "Llama", overrides)
 
 
-_LLAMA3 = dict(vocab_size=LLAMA3_VOCAB_SIZE, rope_theta=500000.0, rms_norm_eps=1e-5, bos_token_id=128000,
-               eos_token_id=128001)
+_LLAMA3 = dict(vocab_size=LLAMA3_VOCAB_SIZE, rope_theta=500000.0, rms_norm_eps=1e-5)
+# The base models' ids, as meta-llama/Llama-3.2-1B's and meta-llama/Meta-Llama-3-8B's config.json set them
+# ("<|begin_of_text|>" = 128000, "<|end_of_text|>" = 128001, no pad_token_id).
+_LLAMA3_HUB_IDS = dict(bos_token_id=128000, eos_token_id=128001)
 
 LLAMA_PRESETS: dict[str, dict[str, Any]] = {
     # meta-llama/Llama-3.2-1B: tied embeddings, llama3 RoPE scaling to 128k positions.
-    "1b": dict(_LLAMA3, num_layers=16, hidden_size=2048, num_heads=32, num_kv_heads=8, ffn_dim=8192,
-               max_position_embeddings=131072, tie_word_embeddings=True, rope_type="llama3",
+    "1b": dict(_LLAMA3, **_LLAMA3_HUB_IDS, num_layers=16, hidden_size=2048, num_heads=32, num_kv_heads=8,
+               ffn_dim=8192, max_position_embeddings=131072, tie_word_embeddings=True, rope_type="llama3",
                rope_factor=32.0, rope_low_freq_factor=1.0, rope_high_freq_factor=4.0,
                rope_original_max_position_embeddings=8192),
     # meta-llama/Meta-Llama-3-8B: untied LM head, plain RoPE, 8k positions.
-    "8b": dict(_LLAMA3, num_layers=32, hidden_size=4096, num_heads=32, num_kv_heads=8, ffn_dim=14336,
-               max_position_embeddings=8192, tie_word_embeddings=False),
-    # Test/quickstart size (not a published model) with the Llama 3 vocabulary.
+    "8b": dict(_LLAMA3, **_LLAMA3_HUB_IDS, num_layers=32, hidden_size=4096, num_heads=32, num_kv_heads=8,
+               ffn_dim=14336, max_position_embeddings=8192, tie_word_embeddings=False),
+    # Test/quickstart size (not a published model) with the Llama 3 vocabulary's size and no special ids
+    # (why: `LlamaConfig.preset`).
     "tiny": dict(_LLAMA3, num_layers=2, hidden_size=64, num_heads=4, num_kv_heads=2, ffn_dim=176,
                  max_position_embeddings=512, tie_word_embeddings=True),
 }

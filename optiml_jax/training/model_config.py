@@ -21,9 +21,8 @@ from optiml_jax.models import LlamaConfig, OPTConfig
 EXECUTION_DEFAULTS = dict(dtype="bfloat16", dropout_rate=None, scan_layers=False, remat_policy="none",
                           attention_backend="reference", attention_block_sizes=None)
 OPT_ARCHITECTURE_KEYWORDS = ("vocab_size", "max_position_embeddings", "num_layers", "hidden_size", "num_heads",
-                             "ffn_dim")
-LLAMA_ARCHITECTURE_KEYWORDS = OPT_ARCHITECTURE_KEYWORDS + ("num_kv_heads", "bos_token_id", "eos_token_id",
-                                                          "pad_token_id")
+                             "ffn_dim", "bos_token_id", "eos_token_id", "pad_token_id")
+LLAMA_ARCHITECTURE_KEYWORDS = OPT_ARCHITECTURE_KEYWORDS + ("num_kv_heads",)
 
 
 def with_execution_keywords(dropout_rate: float, architecture: tuple[str, ...] = ()):
@@ -66,7 +65,10 @@ def with_execution_keywords(dropout_rate: float, architecture: tuple[str, ...] =
 
 @with_execution_keywords(dropout_rate=0.1, architecture=OPT_ARCHITECTURE_KEYWORDS)
 def opt_config(size: str = "125m", *, execution: dict, architecture: dict) -> OPTConfig:
-    """A preset size with execution choices; bf16 compute with float32 parameters by default."""
+    """A preset size with execution choices; bf16 compute with float32 parameters by default.
+
+    A published size carries its hub config's special ids, 'tiny' none (`OPTConfig.preset`); a run stamps its
+    vocabulary's ids into the config it writes (`with_vocabulary_ids`), so set the ids only for use without one."""
     return OPTConfig.preset(size, **execution, **architecture)
 
 
@@ -175,13 +177,15 @@ def check_same_architecture(expected: OPTConfig | LlamaConfig, found: OPTConfig 
 def check_vocabulary_fits(stream, model_config, mixture_or_task_name: str) -> None:
     """A mixture whose vocabulary has more ids than the model's embedding rows is an error before any device work
     (its tokens would index past the embedding): one line naming the vocabulary and `vocab_size`. Streams without
-    a vocabulary (the synthetic one) are not checked."""
+    `special_ids` are not checked (the synthetic stream has them: its own ids and vocab_size)."""
     from optiml_jax.training.errors import ConfigValueError
 
     ids = getattr(stream, "special_ids", None)
     if ids is None or ids.vocab_size is None or ids.vocab_size <= model_config.vocab_size:
         return
-    where = getattr(getattr(stream, "vocabulary", None), "path", None) or repr(getattr(stream, "vocabulary", None))
+    vocabulary = getattr(stream, "vocabulary", None)
+    where = (getattr(vocabulary, "path", None) or repr(vocabulary) if vocabulary is not None
+             else f"{type(stream).__name__}'s own ids")
     raise ConfigValueError(f"MIXTURE_OR_TASK_NAME = {mixture_or_task_name!r}: its tasks' vocabulary ({where}) has "
                            f"{ids.vocab_size} ids but the model's vocab_size is {model_config.vocab_size} (gin: "
                            "train.model_config): use the model's own tokenizer or a model with vocab_size >= "
@@ -190,23 +194,31 @@ def check_vocabulary_fits(stream, model_config, mixture_or_task_name: str) -> No
 
 def with_vocabulary_ids(model_config, stream):
     """The model config with the special ids of the run's vocabulary (`stream.special_ids`), so model_config.json,
-    the in-training evaluation and export carry the ids the run trains in, not the config class's defaults (OPT's
-    hub values for OPTConfig, Llama 3's for LlamaConfig). A stream without a vocabulary (synthetic) changes nothing.
-    A Llama-family tokenizer without a pad token keeps `pad_token_id=None` (its pad is the eos fallback, which must not
-    mark eos tokens as padding); OPT always has one."""
+    the in-training evaluation and export carry the ids the run trains in (`config_with_ids`). The synthetic stream
+    reports its own ids; a stream without `special_ids` changes nothing (the config keeps what it has, None
+    included: uses that need an id then fail naming it)."""
     ids = getattr(stream, "special_ids", None)
-    if ids is None:
-        return model_config
+    return model_config if ids is None else config_with_ids(model_config, ids, "the run's vocabulary's")
+
+
+def config_with_ids(model_config, ids, source: str = "the tokenizer's"):
+    """`model_config` with the special ids of `ids` (a `SpecialIds`): they fill a config without ids (the 'tiny'
+    presets, a config.json or metaseq checkpoint that lacks them) and replace a preset's or checkpoint's hub ids when
+    they differ (logged as a warning naming `source`). A tokenizer without a pad token gives `pad_token_id=None`
+    (its pad is the eos fallback, which must not mark eos tokens as padding in the model's unpacked inputs), for
+    either family; an OPT config (one eos id) names a family without bos by its eos (the first input token)."""
     eos = ids.eos_id if isinstance(model_config, OPTConfig) or len(ids.eos) == 1 else tuple(ids.eos)
+    pad = None if ids.pad_from_eos else ids.pad
     if isinstance(model_config, OPTConfig):
-        new = dict(bos_token_id=ids.bos if ids.bos is not None else ids.eos_id, eos_token_id=eos, pad_token_id=ids.pad)
+        new = dict(bos_token_id=ids.bos if ids.bos is not None else ids.eos_id, eos_token_id=eos, pad_token_id=pad)
     else:
-        new = dict(bos_token_id=ids.bos, eos_token_id=eos, pad_token_id=None if ids.pad_from_eos else ids.pad)
-    changed = {k: (getattr(model_config, k), v) for k, v in new.items() if getattr(model_config, k) != v}
+        new = dict(bos_token_id=ids.bos, eos_token_id=eos, pad_token_id=pad)
+    changed = {k: (getattr(model_config, k), v) for k, v in new.items()
+               if getattr(model_config, k) is not None and getattr(model_config, k) != v}
     if changed:
         import logging
 
         logging.getLogger(__name__).warning(
-            "model config special ids replaced by the run's vocabulary's (the ids it trains in): %s",
+            "model config special ids replaced by %s (the ids it trains or runs in): %s", source,
             ", ".join(f"{k} {old!r} -> {v!r}" for k, (old, v) in changed.items()))
     return model_config.replace(**new)

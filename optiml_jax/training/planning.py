@@ -395,7 +395,11 @@ def _plan_generation(setup, params, *, batch: int = 8, prompt_length: int = 256,
     part, config = setup.partitioner, setup.written_config
     rows = batch + (-batch) % part.data_shard_count
     prompt = jax.ShapeDtypeStruct((rows, prompt_length), jnp.int32, sharding=part.sharding(("activation_batch", None)))
-    fn = jax.jit(lambda p, t: generate(config.replace(dropout_rate=0.0), p, t, max_new_tokens=max_new_tokens))
+    # The stop ids are traced values (the program depends only on how many): the config's, or one that never stops
+    # for a config without ids (the plan reads no vocabulary).
+    eos = config.eos_token_id if config.eos_token_id is not None else -1
+    fn = jax.jit(lambda p, t: generate(config.replace(dropout_rate=0.0), p, t, max_new_tokens=max_new_tokens,
+                                       eos_id=eos))
     with jax.set_mesh(part.mesh), nn.logical_axis_rules(part.rules):
         compiled = _compile(fn, params, prompt, options=options)
     return {"batch": rows, "prompt_length": prompt_length, "max_new_tokens": max_new_tokens,

@@ -7,9 +7,15 @@ TensorFlow/SeqIO or a registered mixture. It honours docs/ARCHITECTURE.md "Batch
 `decoder_positions`, a pure function of (seed, step, row). Shards of any count therefore tile the
 same global batch, which is what the multi-process and exact-resume tests rely on.
 
-Each packed example is "source tokens, then target tokens, then </s>", with loss weight 1 on the
-target tokens and </s> only. The target is a learnable function of the source (the source's tokens
+Each packed example is "source tokens, then target tokens, then eos", with loss weight 1 on the
+target tokens and eos only. The target is a learnable function of the source (the source's tokens
 shifted by one, reversed), so a tiny model's loss falls visibly within a few hundred steps.
+
+Special ids: random tokens have no tokenizer, so the stream's id layout is its own (`SYNTHETIC_*_ID`: pad 0,
+bos 1, eos 2, content from 4), not any model family's. The stream reports it as `special_ids`, the attribute a
+vocabulary-backed stream has, so the trainer stamps these ids into the model config it writes
+(`optiml_jax.training.model_config.with_vocabulary_ids`): model_config.json and the in-training evaluation
+then use the ids the rows were built with, whatever model is trained.
 """
 
 from __future__ import annotations
@@ -17,10 +23,12 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from optiml_jax.vocabularies.special_ids import opt_special_ids
+from optiml_jax.vocabularies.special_ids import SpecialIds
 
-_OPT = opt_special_ids()  # the synthetic rows are OPT sequences (bos = eos = </s>, pad <pad>)
-
+# The stream's own id layout (id 3 unused), no family's: see the module docstring.
+SYNTHETIC_PAD_ID = 0
+SYNTHETIC_BOS_ID = 1
+SYNTHETIC_EOS_ID = 2
 FIRST_CONTENT_ID = 4
 SYNTHETIC_NAME = "synthetic"  # the only MIXTURE_OR_TASK_NAME this stream accepts: it reads no task
 FEATURES = ("decoder_input_tokens", "decoder_target_tokens", "decoder_loss_weights",
@@ -52,6 +60,11 @@ class SyntheticStream:
             raise ValueError(f"sequence_length={self.sequence_length} too short for one example")
 
     @property
+    def special_ids(self) -> SpecialIds:
+        """The ids the rows use (the stream's own, see the module docstring), with the stream's vocab_size."""
+        return SpecialIds(SYNTHETIC_BOS_ID, (SYNTHETIC_EOS_ID,), SYNTHETIC_PAD_ID, self.vocab_size)
+
+    @property
     def rows_per_shard(self) -> int:
         return self.batch_size // self.num_shards
 
@@ -63,8 +76,8 @@ class SyntheticStream:
         rng = np.random.default_rng([self.seed, step, row])
         length = self.sequence_length
         feats = {
-            "decoder_input_tokens": np.full(length, _OPT.pad, np.int32),
-            "decoder_target_tokens": np.full(length, _OPT.pad, np.int32),
+            "decoder_input_tokens": np.full(length, SYNTHETIC_PAD_ID, np.int32),
+            "decoder_target_tokens": np.full(length, SYNTHETIC_PAD_ID, np.int32),
             "decoder_loss_weights": np.zeros(length, np.float32),
             "decoder_segment_ids": np.zeros(length, np.int32),
             "decoder_positions": np.zeros(length, np.int32),
@@ -77,10 +90,10 @@ class SyntheticStream:
                 break
             source = rng.integers(FIRST_CONTENT_ID, FIRST_CONTENT_ID + self.content_vocab, n)
             target = (source[::-1] - FIRST_CONTENT_ID + 1) % self.content_vocab + FIRST_CONTENT_ID
-            targets = np.concatenate([source, target, [_OPT.eos_id]]).astype(np.int32)
+            targets = np.concatenate([source, target, [SYNTHETIC_EOS_ID]]).astype(np.int32)
             sl = slice(pos, pos + example_len)
             feats["decoder_target_tokens"][sl] = targets
-            feats["decoder_input_tokens"][sl] = np.concatenate([[_OPT.bos], targets[:-1]])
+            feats["decoder_input_tokens"][sl] = np.concatenate([[SYNTHETIC_BOS_ID], targets[:-1]])
             feats["decoder_loss_weights"][pos + n: pos + example_len] = 1.0
             feats["decoder_segment_ids"][sl] = segment
             feats["decoder_positions"][sl] = np.arange(example_len)

@@ -28,7 +28,11 @@ def _clean_gin():
 
 @pytest.fixture(scope="module")
 def orbax_dir(tmp_path_factory):
-    config = OPTConfig.preset("tiny", vocab_size=_vocab().vocab_size, dropout_rate=0.0)
+    from optiml_jax.vocabularies.special_ids import special_ids_of
+
+    ids = special_ids_of(_vocab())  # 'tiny' has no ids: the tokenizer's, as a run over it writes them
+    config = OPTConfig.preset("tiny", vocab_size=_vocab().vocab_size, dropout_rate=0.0, bos_token_id=ids.bos,
+                              eos_token_id=ids.eos_id, pad_token_id=ids.pad)
     out = tmp_path_factory.mktemp("conv") / "orbax"
     save_orbax(config, init_params(config, jax.random.key(0)), out)
     return out, config
@@ -53,6 +57,28 @@ def test_convert_refuses_a_non_empty_out_dir_unless_overwrite(orbax_dir, tmp_pat
     back = tmp_path / "back"
     assert convert.main(["hf-to-orbax", "--hf_dir", str(out), "--out_dir", str(back)]) == 0  # new dir: fine
     assert OPTConfig.from_dict(json.loads((back / "config.json").read_text())) == config
+
+
+def test_orbax_to_hf_refuses_a_config_without_ids_unless_given_a_tokenizer(orbax_dir, tmp_path, capsys):
+    """A model config without special ids (e.g. the 'tiny' preset saved bare) has none to export: refused before
+    anything is written, naming --tokenizer_dir; with it, the tokenizer's ids are exported."""
+    from optiml_jax.tasks.mini_bench.tokenizer import TOKENIZER_DIR
+    from optiml_jax.vocabularies.special_ids import special_ids_of
+
+    src, config = orbax_dir
+    bare = config.replace(bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    save_orbax(bare, init_params(bare, jax.random.key(1)), tmp_path / "bare")
+    assert convert.main(["orbax-to-hf", "--orbax_dir", str(tmp_path / "bare"), "--out_dir", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "no eos_token_id" in err and "--tokenizer_dir" in err and "Traceback" not in err
+    assert not (tmp_path / "a").exists()
+    assert convert.main(["orbax-to-hf", "--orbax_dir", str(tmp_path / "bare"), "--out_dir", str(tmp_path / "b"),
+                         "--tokenizer_dir", str(TOKENIZER_DIR)]) == 0
+    ids = special_ids_of(_vocab())
+    for name in ("generation_config.json", "config.json"):
+        written = json.loads((tmp_path / "b" / name).read_text())
+        assert (written["bos_token_id"], written["eos_token_id"], written["pad_token_id"]) == (
+            ids.bos, ids.eos_id, ids.pad), name
 
 
 def test_infer_says_it_truncated_a_long_prompt_and_by_how_much(orbax_dir, capsys):

@@ -37,6 +37,23 @@ def test_round_trip_hf_ours_hf_is_bit_identical(name, tmp_path):
     assert_same_hf_tensors(transformers.OPTForCausalLM, hf_state(model), tmp_path / "b")
 
 
+def test_the_loaded_config_has_the_config_json_s_ids(tmp_path):
+    """The special ids are the directory's config.json's, not OPT's (here none of 1/2/2), and a config.json without
+    them loads with none (unknown: the run's vocabulary gives them) rather than OPT's."""
+    ids = dict(pad_token_id=0, bos_token_id=5, eos_token_id=6)
+    model = hf_model(OPTConfig(**{**CONFIGS["pre_ln"], **ids}), seed=5)
+    model.save_pretrained(tmp_path / "a")
+    written = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert {k: written[k] for k in ids} == ids  # what transformers wrote
+    loaded, _ = load_hf_opt(tmp_path / "a")
+    assert {k: getattr(loaded, k) for k in ids} == ids
+    for k in ids:
+        del written[k]
+    (tmp_path / "a" / "config.json").write_text(json.dumps(written))
+    loaded, _ = load_hf_opt(tmp_path / "a")
+    assert {k: getattr(loaded, k) for k in ids} == dict.fromkeys(ids)
+
+
 def _leaves(tree):
     if isinstance(tree, dict):
         for v in tree.values():

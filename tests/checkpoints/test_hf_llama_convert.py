@@ -41,6 +41,16 @@ def test_round_trip_hf_ours_hf_is_bit_identical(name, tmp_path):
         torch.testing.assert_close(reloaded(input_ids=tokens).logits, model(input_ids=tokens).logits, rtol=0, atol=0)
 
 
+def test_the_loaded_config_has_the_config_json_s_ids(tmp_path):
+    """bos / eos (a list: several stop ids) / pad are the directory's config.json's, not Llama 3's."""
+    config = LlamaConfig(**{**CONFIGS["llama_gqa"], "bos_token_id": 7, "eos_token_id": (8, 9), "pad_token_id": 3})
+    hf_model(config, seed=6).save_pretrained(tmp_path / "a")
+    written = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert (written["bos_token_id"], written["eos_token_id"], written["pad_token_id"]) == (7, [8, 9], 3)
+    loaded, _ = load_hf(tmp_path / "a")
+    assert (loaded.bos_token_id, loaded.eos_token_id, loaded.pad_token_id) == (7, (8, 9), 3)
+
+
 def test_sharded_safetensors_and_scanned_layout(tmp_path):
     config = LlamaConfig(**CONFIGS["llama_gqa"])
     checks.check_sharded_and_scanned(tmp_path, config, hf_model(config, seed=4), load_hf_llama, save_hf_llama,

@@ -112,6 +112,19 @@ def test_metaseq_to_hf_cli_streams_shards_that_transformers_reloads(tmp_path, sh
         assert torch.equal(got[key], expected[key]), key
     tokens = np.array([[2, 31414, 232, 328, 50118]])
     np.testing.assert_allclose(hf_logits(reloaded, tokens), hf_logits(model, tokens), atol=1e-5, rtol=0)
+    # the checkpoint records no special ids: the export states the tokenizer's, in config.json and for generate
+    ids = _tokenizer_ids(shared_data / "opt_tokenizer")
+    assert (reloaded.config.bos_token_id, reloaded.config.eos_token_id, reloaded.config.pad_token_id) == (
+        ids.bos, ids.eos_id, ids.pad)
+    generation = transformers.GenerationConfig.from_pretrained(out)
+    assert (generation.eos_token_id, generation.pad_token_id) == (ids.eos_id, ids.pad)
+
+
+def _tokenizer_ids(tokenizer_dir):
+    from optiml_jax.vocabularies.directories import load_vocabulary
+    from optiml_jax.vocabularies.special_ids import special_ids_of
+
+    return special_ids_of(load_vocabulary(tokenizer_dir))
 
 
 def test_eval_infer_and_orbax_read_a_metaseq_dir_directly(tmp_path, shared_data):
@@ -137,7 +150,8 @@ def test_eval_infer_and_orbax_read_a_metaseq_dir_directly(tmp_path, shared_data)
                          "--out_dir", str(tmp_path / "orbax")]) == 0
     assert resolve(tmp_path / "orbax").kind == "orbax_params" and (tmp_path / "orbax" / "merges.txt").is_file()
     loaded, params = load_checkpoint(tmp_path / "orbax")
-    assert loaded == config
+    ids = _tokenizer_ids(tok)
+    assert loaded == config.replace(bos_token_id=ids.bos, eos_token_id=ids.eos_id, pad_token_id=ids.pad)
     tokens = np.array([[2, 31414, 232, 328]])
     np.testing.assert_allclose(our_logits(loaded, params, tokens), hf_logits(model, tokens), atol=1e-4, rtol=0)
 
@@ -259,6 +273,7 @@ def test_evaluation_streams_a_metaseq_checkpoint_onto_its_device(tmp_path, monke
 
     from optiml_jax.checkpoints import metaseq
     from optiml_jax.evaluation import DecoderOnlyModel
+    from optiml_jax.vocabularies.special_ids import opt_special_ids
 
     config = OPTConfig(**PRE_LN)
     model = fp16_model(config, seed=41)
@@ -271,7 +286,8 @@ def test_evaluation_streams_a_metaseq_checkpoint_onto_its_device(tmp_path, monke
         return real(path, **kwargs)
 
     monkeypatch.setattr(metaseq, "load_metaseq", spy)
-    ours = DecoderOnlyModel.from_checkpoint(tmp_path / "ms")
+    # a metaseq checkpoint records no dictionary (its config has no special ids): the OPT tokenizer's are given
+    ours = DecoderOnlyModel.from_checkpoint(tmp_path / "ms", special_ids=opt_special_ids())
     monkeypatch.undo()
     (target,) = targets
     device = jax.devices()[0]

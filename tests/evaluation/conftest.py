@@ -17,9 +17,13 @@ def mini_vocab():
 
 @pytest.fixture(scope="session")
 def tiny_config(mini_vocab):
+    """The tiny preset (no ids of its own) with the mini-benchmark vocabulary's ids, as a run over it writes them."""
     from optiml_jax.models import OPTConfig
+    from optiml_jax.vocabularies.special_ids import special_ids_of
 
-    return OPTConfig.preset("tiny", vocab_size=mini_vocab.vocab_size, dropout_rate=0.0)
+    ids = special_ids_of(mini_vocab)
+    return OPTConfig.preset("tiny", vocab_size=mini_vocab.vocab_size, dropout_rate=0.0, bos_token_id=ids.bos,
+                            eos_token_id=ids.eos_id, pad_token_id=ids.pad)
 
 
 @pytest.fixture(scope="session")

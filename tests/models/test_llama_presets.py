@@ -26,6 +26,16 @@ def test_preset_matches_hf_architecture_parameter_count(size):
     assert hf_count == PUBLISHED[size] == config.num_params()
 
 
+def test_special_ids_only_where_a_published_config_gives_them():
+    """'1b' / '8b' carry meta-llama's config.json ids (bos <|begin_of_text|> 128000, eos <|end_of_text|> 128001, no
+    pad); 'tiny' (not a published model) and a bare LlamaConfig carry none."""
+    for size in ("1b", "8b"):
+        c = LlamaConfig.preset(size)
+        assert (c.bos_token_id, c.eos_token_id, c.pad_token_id) == (128000, 128001, None)
+    for bare in (LlamaConfig(), LlamaConfig.preset("tiny")):
+        assert (bare.bos_token_id, bare.eos_token_id, bare.pad_token_id, bare.eos_token_ids) == (None, None, None, ())
+
+
 def test_json_round_trip_and_family_dispatch():
     for size in sorted(LLAMA_PRESETS):
         config = LlamaConfig.preset(size, eos_token_id=(128001, 128009), attention_block_sizes=(128, 128))

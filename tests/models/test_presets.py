@@ -47,3 +47,47 @@ def test_preset_names_and_errors():
         OPTConfig.preset("7b")
     with pytest.raises(ValueError, match="not divisible by num_heads"):
         OPTConfig(hidden_size=100, num_heads=3)
+
+
+# Fact sheet section 7: "pad_token_id = 1, eos_token_id = 2, bos_token_id = 2 in the hub configs".
+HUB_IDS = {"pad_token_id": 1, "bos_token_id": 2, "eos_token_id": 2}
+ID_FIELDS = tuple(HUB_IDS)
+
+
+@pytest.mark.parametrize("size", sorted(PAPER_TABLE))
+def test_published_sizes_carry_their_hub_config_ids(size):
+    c = OPTConfig.preset(size)
+    assert {f: getattr(c, f) for f in ID_FIELDS} == HUB_IDS
+
+
+def test_a_config_built_without_a_model_s_files_knows_no_ids():
+    """No family's ids by default: a bare OPTConfig and the 'tiny' preset (not a published model) have none, and
+    asking for them without a vocabulary fails naming the field; overrides give them, and model_config.json
+    (to_json / from_dict) carries either state back."""
+    import json
+
+    from optiml_jax.models import config_from_dict
+    from optiml_jax.vocabularies.special_ids import special_ids_of_config
+
+    for bare in (OPTConfig(), OPTConfig.preset("tiny")):
+        assert {f: getattr(bare, f) for f in ID_FIELDS} == dict.fromkeys(ID_FIELDS)
+        with pytest.raises(ValueError, match="OPTConfig has no eos_token_id: pass a vocabulary"):
+            special_ids_of_config(bare)
+        assert config_from_dict(json.loads(bare.to_json())) == bare
+    given = OPTConfig.preset("tiny", pad_token_id=7, bos_token_id=5, eos_token_id=6)
+    assert config_from_dict(json.loads(given.to_json())) == given
+    ids = special_ids_of_config(given)
+    assert (ids.bos, ids.eos, ids.pad) == (5, (6,), 7)
+
+
+def test_the_model_config_modules_import_no_vocabulary():
+    """Model-family facts come from the model's files: the config modules read no ids from optiml_jax.vocabularies."""
+    import ast
+    import pathlib
+
+    models = pathlib.Path(__file__).resolve().parents[2] / "optiml_jax" / "models"
+    for name in ("config.py", "llama_config.py"):
+        tree = ast.parse((models / name).read_text())
+        imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        assert not [m for m in imported if m and m.startswith("optiml_jax.vocabularies")], name

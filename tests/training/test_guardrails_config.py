@@ -197,8 +197,8 @@ def test_a_vocabulary_larger_than_the_model_is_an_error_and_creates_nothing(trai
 
 
 def test_the_model_config_carries_the_special_ids_of_the_run_s_vocabulary():
-    """model_config.json, the in-training evaluation and export take the ids of the vocabulary the run trains in,
-    not the config class's defaults (OPT's 2/2/1, Llama 3's 128000/128001)."""
+    """model_config.json, the in-training evaluation and export take the ids of the vocabulary the run trains in:
+    they fill a config without ids (the 'tiny' presets have none) and replace a published preset's hub ids."""
     from types import SimpleNamespace
 
     from optiml_jax.training.model_config import llama_config, opt_config, with_vocabulary_ids
@@ -211,4 +211,8 @@ def test_the_model_config_carries_the_special_ids_of_the_run_s_vocabulary():
     opt = with_vocabulary_ids(opt_config("tiny", vocab_size=64), own_pad)
     assert (opt.bos_token_id, opt.eos_token_id, opt.pad_token_id) == (5, 6, 7)
     untouched = opt_config("tiny", vocab_size=64)
-    assert with_vocabulary_ids(untouched, SimpleNamespace()) == untouched  # the synthetic stream has no vocabulary
+    assert with_vocabulary_ids(untouched, SimpleNamespace()) == untouched  # a stream without special_ids
+    hub = with_vocabulary_ids(opt_config("125m", vocab_size=64), own_pad)  # OPT-125m's hub ids (2, 2, 1) replaced
+    assert (hub.bos_token_id, hub.eos_token_id, hub.pad_token_id) == (5, 6, 7)
+    no_pad = SimpleNamespace(special_ids=SpecialIds(bos=5, eos=(6,), pad=6, vocab_size=64, pad_from_eos=True))
+    assert with_vocabulary_ids(opt_config("tiny", vocab_size=64), no_pad).pad_token_id is None

@@ -1,6 +1,7 @@
 """One source of special ids (issue 22): `SpecialIds` read from the run's vocabulary, and no special-id constant
 anywhere in the package outside `optiml_jax/vocabularies/` (a source scan that fails on a new one), except the
-models' own config defaults, an allow-list that is itself checked (every entry must still be found)."""
+published presets' ids (copied from their hub config.json) and the synthetic stream's own id layout, an
+allow-list that is itself checked (every entry must still be found). The config classes have no default ids."""
 
 import ast
 import pathlib
@@ -13,12 +14,17 @@ from optiml_jax.vocabularies.special_ids import SpecialIds, opt_special_ids, spe
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "optiml_jax"
 OPT_NAMES = {"BOS_ID", "EOS_ID", "PAD_ID", "UNK_ID", "S_ID"}
 ID_NAME = re.compile(r"(^|_)(bos|eos|eot|pad|unk|prefix)(_token)?_ids?$", re.IGNORECASE)
-# The models' own config defaults (what a bare OPTConfig / LlamaConfig preset means), as (file, line text).
+# As (file, line text): the published presets' hub ids (facebook/opt-* and meta-llama/* config.json), and the
+# synthetic stream's ids (random tokens, no tokenizer: the stream defines them and reports them as `special_ids`).
 ALLOWED = {
-    ("models/config.py", "import EOS_ID"),
-    ("models/config.py", "import PAD_ID"),
+    ("models/config.py", "pad_token_id=1"),
+    ("models/config.py", "bos_token_id=2"),
+    ("models/config.py", "eos_token_id=2"),
     ("models/llama_config.py", "bos_token_id=128000"),
     ("models/llama_config.py", "eos_token_id=128001"),
+    ("training/synthetic_data.py", "SYNTHETIC_PAD_ID=0"),
+    ("training/synthetic_data.py", "SYNTHETIC_BOS_ID=1"),
+    ("training/synthetic_data.py", "SYNTHETIC_EOS_ID=2"),
 }
 
 
