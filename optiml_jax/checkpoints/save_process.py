@@ -18,9 +18,11 @@ re-reads the step list. The trainer's part of a save is one memcpy of the state 
 checksums had cost the steps beside a save ~10 ms of GIL-holding CPU). Only one save is ever in flight, and the
 trainer's own manager never saves while the worker does.
 
-A final save (preemption, MAX_RUNTIME, the end of training) does not queue behind an idle-priority save: the
-trainer abandons the worker's save in flight (the worker is killed, its temporary step directory removed; the
-older checkpoints were never touched) and saves in its own process at full priority. If the training process
+A stop's save (preemption, MAX_RUNTIME) does not queue behind an idle-priority save: the trainer abandons the
+worker's save in flight (the worker is killed, its temporary step directory removed; the older checkpoints were
+never touched) and saves in its own process at full priority. The end of training's save waits for the save in
+flight instead (the steps no longer hold the cores, so the worker runs; every periodic save is kept) and is then
+written at full priority in the trainer too. If the training process
 dies, the worker gets SIGKILL from the kernel (`PR_SET_PDEATHSIG`), so it never writes behind a resumed run.
 Single-process runs only (several processes need Orbax's barriers in the training processes).
 """

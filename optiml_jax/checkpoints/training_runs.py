@@ -170,7 +170,7 @@ class TrainCheckpointManager:
         return host_snapshot(state)
 
     def save(self, step: int, state: Any, data_state: dict, *, force: bool = False, final: bool = False,
-             snapshot: Any = None) -> bool:
+             urgent: bool = False, snapshot: Any = None) -> bool:
         """Start an (async) save if `step` is due (or `force`); returns whether one started.
 
         Background (async): a host copy of `state` is dispatched and queued; checksums, Orbax's save and its commit
@@ -180,7 +180,9 @@ class TrainCheckpointManager:
         raises `CheckpointSaveError` naming the step directory and the OS error.
 
         With the process writer, a periodic save goes to the idle-priority worker; a `final` one (the trainer
-        stops after it) abandons the worker's save in flight, if any, and is written here at full priority.
+        stops after it) is written here at full priority. An `urgent` one (a stop with a deadline: preemption,
+        MAX_RUNTIME) abandons the worker's save in flight, if any, instead of waiting for it; at the end of training
+        the in-flight save is waited for (the steps no longer hold the cores, so the idle-priority worker runs).
 
         `snapshot`: the host copy of the state of `step`, dispatched earlier by `host_copy` (then `state` is unused):
         the trainer stages a periodic save so that the step after it is dispatched before the host waits."""
@@ -191,10 +193,10 @@ class TrainCheckpointManager:
         if not force and not self._manager.should_save(int(step)):
             return False
         via_process = self._writer is not None and not final
-        if self._writer is not None and final:
+        if self._writer is not None and urgent:
             abandoned = self._writer.abandon()
             if abandoned is not None:
-                log.warning("abandoned the idle-priority save of step %d for the final save of step %d",
+                log.warning("abandoned the idle-priority save of step %d for the stop's save of step %d",
                             abandoned, step)
         if snapshot is None:
             snapshot = host_snapshot(state)

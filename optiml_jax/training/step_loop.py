@@ -116,7 +116,7 @@ class StepLoop:
             elif save_due or stop:
                 self.flush(keep_newest=False)
                 self._save(done, eval_due=bool(stop) and self.is_eval_step(done),
-                           final=bool(stop) or done == train_steps)
+                           final=bool(stop) or done == train_steps, urgent=bool(stop))
                 if stop:
                     self._stop(done, stop)
             elif done % max(self.execution.log_period, 1) == 0:
@@ -158,11 +158,12 @@ class StepLoop:
         self.watch.save_took(max(time.monotonic() - began, self.ckpt.slowest_save_s))
         self.last_saved = done
 
-    def _save(self, done: int, eval_due: bool, final: bool) -> None:
+    def _save(self, done: int, eval_due: bool, final: bool, urgent: bool) -> None:
         if done == self.last_saved:
             return
         began = time.monotonic()
-        self.ckpt.save(done, self.state, self.data_state(done, eval_due=eval_due), force=True, final=final)
+        self.ckpt.save(done, self.state, self.data_state(done, eval_due=eval_due), force=True, final=final,
+                       urgent=urgent)
         self.clock["other"] += time.monotonic() - began
         # MAX_RUNTIME's margin: the step path's part, or a background save's whole (start to commit)
         self.watch.save_took(max(time.monotonic() - began, self.ckpt.slowest_save_s))

@@ -85,7 +85,7 @@ def test_the_worker_commits_bitwise_prunes_like_the_thread_writer_and_runs_idle(
             time.sleep(0.1)
 
 
-def test_a_final_save_abandons_a_starved_save_in_flight_and_writes_at_full_priority(tmp_path, caplog):
+def test_a_stops_save_abandons_a_starved_save_in_flight_and_writes_at_full_priority(tmp_path, caplog):
     mgr = TrainCheckpointManager(tmp_path / "run", period=1, keep=3, writer="process")
     first, starved, final = _tree(1), _tree(2), _tree(3)
     mgr.save(1, first, {"step": 1}, force=True)
@@ -95,9 +95,9 @@ def test_a_final_save_abandons_a_starved_save_in_flight_and_writes_at_full_prior
     mgr.save(2, starved, {"step": 2}, force=True)
     time.sleep(0.5)
     assert _shm_files() == shm_before  # the bytes in flight live in an anonymous buffer: a crash leaves nothing
-    mgr.save(3, final, {"step": 3}, force=True, final=True)  # does not wait for step 2
+    mgr.save(3, final, {"step": 3}, force=True, final=True, urgent=True)  # a stop's save: does not wait for step 2
     mgr.wait_until_finished()
-    assert "abandoned the idle-priority save of step 2 for the final save of step 3" in caplog.text
+    assert "abandoned the idle-priority save of step 2 for the stop's save of step 3" in caplog.text
     assert mgr.all_steps() == [1, 3]
     assert not list((tmp_path / "run" / "checkpoints").glob("2*"))  # no half-written step 2 left behind
     _assert_restores(mgr, 1, first)
