@@ -151,16 +151,3 @@ def test_skip_stops_past_the_share_of_all_steps(train_kwargs, nan_steps):
     # (A run that skips fewer reports how many it skipped: test_train_checkpoints.py
     # test_nonfinite_skip_keeps_params_and_continues.)
 
-
-def test_a_nonfinite_step_due_a_save_stops_the_run_unsaved(train_kwargs, nan_steps):
-    """A periodic save is staged (its host copy dispatched, the next step dispatched before the host waits) and
-    handed to the saver only once its step's metrics are checked: a non-finite stop at a saving step leaves no
-    checkpoint of that step, and names the one before it."""
-    from optiml_jax.checkpoints.run_readers import finalized_steps_on_disk
-
-    nan_steps({5})  # step index 5 ends at done = 6, due a save with CHECKPOINT_PERIOD = 3
-    with pytest.raises(NonFiniteError) as e:
-        train(**train_configs(**{**train_kwargs, "train_steps": 10, "stream_factory": _nan_stream,
-                                 "checkpoint_period": 3}))
-    assert "step 5: non-finite loss" in str(e.value) and "The last good checkpoint (step 3)" in str(e.value)
-    assert finalized_steps_on_disk(train_kwargs["model_dir"]) == [3]
