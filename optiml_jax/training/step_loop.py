@@ -150,20 +150,16 @@ class StepLoop:
     def _hand_over_staged(self) -> None:
         done, snapshot, data_state = self.staged
         self.staged = None
-        if done == self.last_saved:
-            return
-        began = time.monotonic()
-        self.ckpt.save(done, None, data_state, force=True, snapshot=snapshot)
-        self.clock["other"] += time.monotonic() - began
-        self.watch.save_took(max(time.monotonic() - began, self.ckpt.slowest_save_s))
-        self.last_saved = done
+        self._save_step(done, None, data_state, snapshot=snapshot)
 
     def _save(self, done: int, eval_due: bool, final: bool, urgent: bool) -> None:
+        self._save_step(done, self.state, self.data_state(done, eval_due=eval_due), final=final, urgent=urgent)
+
+    def _save_step(self, done: int, state, data_state: dict, **how) -> None:
         if done == self.last_saved:
             return
         began = time.monotonic()
-        self.ckpt.save(done, self.state, self.data_state(done, eval_due=eval_due), force=True, final=final,
-                       urgent=urgent)
+        self.ckpt.save(done, state, data_state, force=True, **how)
         self.clock["other"] += time.monotonic() - began
         # MAX_RUNTIME's margin: the step path's part, or a background save's whole (start to commit)
         self.watch.save_took(max(time.monotonic() - began, self.ckpt.slowest_save_s))
