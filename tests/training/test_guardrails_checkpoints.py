@@ -55,12 +55,29 @@ def _biggest_chunk(state_dir: pathlib.Path) -> pathlib.Path:
     return max((p for p in state_dir.rglob("d/*") if p.is_file()), key=lambda p: p.stat().st_size)
 
 
+def _restores_without_error(state_dir) -> bool:
+    import orbax.checkpoint as ocp
+
+    try:
+        ocp.PyTreeCheckpointer().restore(state_dir)
+    except Exception:  # noqa: BLE001 (any failure to read is what this probe looks for)
+        return False
+    return True
+
+
 def _random_bytes(state_dir):
+    """64 random bytes inside the biggest data file, at the first offset from its middle whose damage Orbax still
+    restores without an error: the silent fault only the checksums catch. The file holds compressed chunks in an
+    order that changes from run to run, so a fixed offset sometimes broke a chunk's decoding instead (Orbax's own
+    error: the truncated-chunk case): that failed this test in one of four clean-clone CI runs in session 11."""
     chunk = _biggest_chunk(state_dir)
-    data = bytearray(chunk.read_bytes())
-    at = len(data) // 2
-    data[at:at + 64] = np.random.default_rng(0).integers(0, 256, 64, dtype=np.uint8).tobytes()
-    chunk.write_bytes(bytes(data))
+    pristine = chunk.read_bytes()
+    noise = np.random.default_rng(0).integers(0, 256, 64, dtype=np.uint8).tobytes()
+    for at in range(len(pristine) // 2, len(pristine) - 64, 4099):
+        chunk.write_bytes(pristine[:at] + noise + pristine[at + 64:])
+        if _restores_without_error(state_dir):
+            return
+    raise AssertionError(f"no offset in {chunk} gives damage that Orbax restores without an error")
 
 
 def _delete_metadata(state_dir):
