@@ -207,12 +207,10 @@ def config_with_ids(model_config, ids, source: str = "the tokenizer's"):
     they differ (logged as a warning naming `source`). A tokenizer without a pad token gives `pad_token_id=None`
     (its pad is the eos fallback, which must not mark eos tokens as padding in the model's unpacked inputs), for
     either family; an OPT config (one eos id) names a family without bos by its eos (the first input token)."""
-    eos = ids.eos_id if isinstance(model_config, OPTConfig) or len(ids.eos) == 1 else tuple(ids.eos)
-    pad = None if ids.pad_from_eos else ids.pad
-    if isinstance(model_config, OPTConfig):
-        new = dict(bos_token_id=ids.bos if ids.bos is not None else ids.eos_id, eos_token_id=eos, pad_token_id=pad)
-    else:
-        new = dict(bos_token_id=ids.bos, eos_token_id=eos, pad_token_id=pad)
+    opt = isinstance(model_config, OPTConfig)
+    eos = ids.eos_id if opt or len(ids.eos) == 1 else tuple(ids.eos)
+    bos = ids.eos_id if opt and ids.bos is None else ids.bos
+    new = dict(bos_token_id=bos, eos_token_id=eos, pad_token_id=None if ids.pad_from_eos else ids.pad)
     changed = {k: (getattr(model_config, k), v) for k, v in new.items()
                if getattr(model_config, k) is not None and getattr(model_config, k) != v}
     if changed:
